@@ -1,0 +1,37 @@
+# Every target creates the virtualenv it needs from the pinned requirements.lock.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_WORKERS ?= 2
+
+.PHONY: venv demo test lint unit bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	touch $@
+
+## Run the main job on sample_data/ against the bundled emulator (ledger in out/demo.ledger.csv).
+demo: $(STAMP)
+	$(BIN)/python -m batch_override.demo
+
+## Lint, type-check, then the whole test suite.
+test: lint unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check batch_override tests bench
+	$(BIN)/ruff format --check batch_override tests bench
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -q
+
+## Benchmarks; results go to BENCHMARKS.md (method there too).
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) out bench/out .mypy_cache .ruff_cache .pytest_cache

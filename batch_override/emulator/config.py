@@ -1,0 +1,100 @@
+"""The emulator's configuration: one immutable value object, validated once at construction.
+
+Everything the server does is decided by an :class:`EmulatorConfig` and the requests it receives;
+there is no global state and no environment lookup, so two emulators in one process never interfere.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+DEMO_API_KEY: Final = "demo-key-0000"
+"""The documented default key: the emulator accepts it unless told otherwise."""
+
+Media = Literal["image", "video", "audio"]
+MEDIA: Final[tuple[Media, ...]] = ("image", "video", "audio")
+
+Status = Literal["classified", "not_classified", "no_completed_request", "expired"]
+STATUSES: Final[tuple[Status, ...]] = ("classified", "not_classified", "no_completed_request", "expired")
+
+Unknown = Literal["no_request", "classified"]
+UNKNOWN_CHOICES: Final[tuple[Unknown, ...]] = ("no_request", "classified")
+
+
+@dataclass(frozen=True, slots=True)
+class EmulatorConfig:
+    """How an emulated identifAI server behaves.
+
+    - ``api_keys``: keys answered normally. Any other key (or none) gets 401.
+    - ``forbidden_keys``: keys that are known but not allowed: 403. A key listed here gets 403 even
+      if it is not also in ``api_keys``.
+    - ``rate_limit``: ``(N, seconds)``, Laravel's fixed window per key; ``None`` turns throttling off.
+    - ``states``: ``(media, hash) -> status``; hashes are matched exactly (case-sensitive), as sent.
+    - ``unknown``: what a ``(media, hash)`` missing from ``states`` means: ``"no_request"`` (400
+      "You haven't got any request...") or ``"classified"`` (accepts every override; handy for load).
+    - ``latency_ms``: added before every override request is answered, including 401/429.
+    - ``fail_rate`` / ``drop_rate`` / ``drop_after_record_rate``: fault probabilities, consecutive
+      bands of one draw, so their sum must not exceed 1. Decided from ``seed`` (see ``faults.py``).
+    - ``clock``: unix seconds. The throttle reads only this, so tests inject a fake clock.
+
+    Trap: ``api_keys`` must be a tuple (or list) of keys; a bare string is rejected rather than
+    silently split into one-character keys.
+    """
+
+    api_keys: tuple[str, ...] = (DEMO_API_KEY,)
+    forbidden_keys: tuple[str, ...] = ()
+    rate_limit: tuple[int, float] | None = None
+    states: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    unknown: str = "no_request"
+    latency_ms: float = 0
+    fail_rate: float = 0.0
+    drop_rate: float = 0.0
+    drop_after_record_rate: float = 0.0
+    seed: int = 0
+    clock: Callable[[], float] = time.time
+
+    def __post_init__(self) -> None:
+        # Normalising here (a frozen dataclass allows it only through object.__setattr__) means every
+        # later reader can trust the types instead of re-checking them per request.
+        object.__setattr__(self, "api_keys", _keys("api_keys", self.api_keys))
+        object.__setattr__(self, "forbidden_keys", _keys("forbidden_keys", self.forbidden_keys))
+        if self.rate_limit is not None:
+            limit, period = self.rate_limit
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise ValueError("rate_limit: the number of requests must be an integer >= 1")
+            if not math.isfinite(period) or period <= 0:
+                raise ValueError("rate_limit: the window must be a positive number of seconds")
+            object.__setattr__(self, "rate_limit", (limit, float(period)))
+        for (media, _hash), status in self.states.items():
+            if media not in MEDIA:
+                raise ValueError(f"states: unknown media {media!r} (expected one of {', '.join(MEDIA)})")
+            if status not in STATUSES:
+                raise ValueError(f"states: unknown status {status!r} (expected one of {', '.join(STATUSES)})")
+        if self.unknown not in UNKNOWN_CHOICES:
+            raise ValueError(f"unknown: must be one of {', '.join(UNKNOWN_CHOICES)}, not {self.unknown!r}")
+        if not math.isfinite(self.latency_ms) or self.latency_ms < 0:
+            raise ValueError("latency_ms: must be a finite number >= 0")
+        rates = {
+            "fail_rate": self.fail_rate,
+            "drop_rate": self.drop_rate,
+            "drop_after_record_rate": self.drop_after_record_rate,
+        }
+        for name, rate in rates.items():
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{name}: must be a probability in [0, 1], not {rate!r}")
+        # A small tolerance so that e.g. 0.7 + 0.2 + 0.1 is not rejected for float rounding.
+        if sum(rates.values()) > 1.0 + 1e-9:
+            raise ValueError("fail_rate + drop_rate + drop_after_record_rate must not exceed 1")
+
+
+def _keys(name: str, keys: object) -> tuple[str, ...]:
+    if isinstance(keys, str) or not isinstance(keys, tuple | list):
+        raise TypeError(f"{name}: expected a tuple of keys")
+    if not all(isinstance(key, str) and key for key in keys):
+        # The message never echoes the keys: they are secrets.
+        raise ValueError(f"{name}: every key must be a non-empty string")
+    return tuple(keys)

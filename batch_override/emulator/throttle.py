@@ -1,0 +1,82 @@
+"""Laravel's ``ThrottleRequests`` middleware: a fixed window per API key.
+
+The contract, as Laravel implements it (and as NOTES.md describes it):
+
+- A key's window opens at its first request and lasts ``period`` seconds, whatever happens after.
+- The first ``limit`` requests of a window pass; each passed response says how many remain.
+- Later requests in the same window get 429 and do *not* count, so hammering does not extend it.
+- The first request after the window's end opens a new window.
+
+The trap for clients: this is not a leaky bucket. A client that bursts ``limit`` requests spends
+the whole window in its first instant and is then answered 429 until the window ends, however slowly
+it retries. ``Retry-After`` is therefore the time to the *window's end*, not a fixed backoff.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class Window:
+    """One fixed window of one key; kept after it ends so stats can show the whole history."""
+
+    key_id: str
+    start: float
+    end: float
+    accepted: int = 0
+    throttled: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The throttle's answer for one request.
+
+    ``remaining`` is for ``X-RateLimit-Remaining``. When ``allowed`` is false, ``retry_after``
+    (whole seconds, >= 1) and ``reset`` (unix seconds, integer) are for ``Retry-After`` and
+    ``X-RateLimit-Reset``; when it is true they are 0.
+    """
+
+    allowed: bool
+    remaining: int
+    retry_after: int = 0
+    reset: int = 0
+
+
+class FixedWindowThrottle:
+    """Counts requests per key in fixed windows, reading time only from the injected ``clock``.
+
+    ``key_id`` turns a key into the label stored in ``windows`` (stats must never show the key).
+    Single-threaded by design: ``hit`` never awaits, so on one event loop it is atomic.
+    """
+
+    __slots__ = ("_clock", "_current", "_key_id", "limit", "period", "windows")
+
+    def __init__(
+        self, limit: int, period: float, clock: Callable[[], float], key_id: Callable[[str], str]
+    ) -> None:
+        self.limit = limit
+        self.period = period
+        self._clock = clock
+        self._key_id = key_id
+        self._current: dict[str, Window] = {}
+        # Appended as windows open, so it is in order of start for a clock that never goes back.
+        self.windows: list[Window] = []
+
+    def hit(self, key: str) -> Decision:
+        """Count one request for ``key`` now, unless the key's current window is spent."""
+        now = self._clock()
+        window = self._current.get(key)
+        if window is None or now >= window.end:
+            window = Window(self._key_id(key), now, now + self.period)
+            self._current[key] = window
+            self.windows.append(window)
+        if window.accepted < self.limit:
+            window.accepted += 1
+            return Decision(True, self.limit - window.accepted)
+        window.throttled += 1
+        # Rounded up, as a client that waits exactly Retry-After seconds must find the window over.
+        retry_after = max(1, math.ceil(window.end - now))
+        return Decision(False, 0, retry_after, math.ceil(window.end))

@@ -118,7 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="status of hashes not in --state (default: %(default)s)",
     )
     parser.add_argument(
-        "--latency-ms", type=_non_negative, default=0.0, metavar="N", help="delay per request"
+        "--latency-ms",
+        type=_non_negative,
+        default=0.0,
+        metavar="N",
+        help="milliseconds added before each answer",
     )
     for name, what in (
         ("fail", "answer 500/502/503"),

@@ -1,3 +1,44 @@
-"""batch-override: submit identifAI classification overrides in bulk."""
+"""batch-override: submit identifAI classification overrides in bulk.
+
+For orchestrators::
+
+    from batch_override import RunConfig, run_job
+    summary = run_job(RunConfig(input="corrections.parquet", ledger=Path("ledger.csv")), api_key="...")
+    summary.exit_code, summary.outcomes
+"""
+
+from __future__ import annotations
+
+import asyncio
 
 __version__ = "0.1.0"
+
+from .apikey import ApiKey, load_api_key
+from .config import Rate, RunConfig
+from .errors import BatchOverrideError, ExitCode
+from .outcome import Outcome
+from .summary import Summary
+
+
+def run_job(config: RunConfig, api_key: ApiKey | str | None = None) -> Summary:
+    """Run a job to the end (blocking) and return its :class:`Summary`.
+
+    ``api_key`` defaults to ``$IDENTIFAI_API_KEY``; a dry run needs none.  Problems found before
+    anything is sent raise :class:`BatchOverrideError` (``.exit_code`` tells which).
+    """
+    from .runner import run_job_async
+
+    key: ApiKey | None
+    if isinstance(api_key, str):
+        key = ApiKey(api_key)
+    elif api_key is None and not config.dry_run:
+        key = load_api_key(None)
+    else:
+        key = api_key
+    return asyncio.run(run_job_async(config, key))
+
+
+__all__ = [
+    "ApiKey", "BatchOverrideError", "ExitCode", "Outcome", "Rate", "RunConfig", "Summary",
+    "__version__", "load_api_key", "run_job",
+]  # fmt: skip

@@ -1,0 +1,107 @@
+"""The outage breaker: when the server as a whole is in trouble, all senders pause together.
+
+One failing row is the row's problem and spends its retries; many senders failing at once
+(5xx, dropped connections, timeouts) is the server's, and burning every row's retries then would
+turn a ten-minute proxy outage into a million ``failed`` rows.  After ``threshold`` transient
+failures in a row the breaker opens: senders wait, one probe request at a time goes out with
+growing backoff, and the first real answer closes it.  An outage longer than ``max_outage``
+seconds raises :class:`OutageTooLong`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+
+
+class OutageTooLong(Exception):
+    def __init__(self, seconds: float, reason: str) -> None:
+        super().__init__(f"the server has been unavailable for {seconds:.0f}s ({reason})")
+        self.seconds = seconds
+
+
+class Breaker:
+    def __init__(
+        self,
+        threshold: int,
+        *,
+        max_outage: float,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._threshold = max(1, threshold)
+        self._max_outage = max_outage
+        self._base = backoff_base
+        self._cap = backoff_cap
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._streak = 0
+        self._opened_at: float | None = None
+        self._reason = ""
+        self._closed = asyncio.Event()
+        self._closed.set()
+        self._probe = asyncio.Lock()
+        self._probes = 0
+        self.outages = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self._opened_at is not None
+
+    def check(self) -> None:
+        """Raise :class:`OutageTooLong` if the current outage has lasted too long."""
+        if self._opened_at is not None:
+            lasted = self._clock() - self._opened_at
+            if lasted > self._max_outage:
+                raise OutageTooLong(lasted, self._reason)
+
+    async def wait_turn(self) -> bool:
+        """Wait until a request may go; True when it goes as the outage's probe."""
+        while self._opened_at is not None:
+            self.check()
+            if self._probe.locked():
+                waiter = asyncio.ensure_future(self._closed.wait())
+                try:
+                    await asyncio.wait_for(asyncio.shield(waiter), timeout=self._base)
+                except TimeoutError:
+                    pass
+                finally:
+                    waiter.cancel()
+                continue
+            await self._probe.acquire()
+            if self._opened_at is None:
+                self._probe.release()
+                return False
+            delay = min(self._cap, self._base * 2**self._probes) * self._rng.uniform(0.5, 1.0)
+            self._probes += 1
+            remaining = self._max_outage - (self._clock() - self._opened_at)
+            await asyncio.sleep(max(0.0, min(delay, remaining + 0.01)))
+            self.check()
+            return True
+        return False
+
+    def succeeded(self, probe: bool) -> None:
+        """A real answer (anything but 5xx / no answer): the server is up."""
+        self._streak = 0
+        if self._opened_at is not None:
+            self._opened_at = None
+            self._probes = 0
+            self._closed.set()
+        if probe and self._probe.locked():
+            self._probe.release()
+
+    def failed(self, reason: str, probe: bool) -> bool:
+        """A transient failure; True when it is part of an outage (the row keeps its retries)."""
+        self._streak += 1
+        if probe and self._probe.locked():
+            self._probe.release()
+        if self._opened_at is None and self._streak >= self._threshold:
+            self._opened_at = self._clock()
+            self._reason = reason
+            self._closed.clear()
+            self.outages += 1
+        return self._opened_at is not None

@@ -1,0 +1,335 @@
+"""The ``batch-override`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .apikey import ENV_VAR, load_api_key
+from .config import DEFAULT_API_URL, MEDIA, Rate, RunConfig
+from .errors import BatchOverrideError, ExitCode, UsageError
+from .jobfile import load_job
+from .logs import setup_logging
+from .source import Batch, CorrectionsFile, spreadsheet_line
+
+log = logging.getLogger("batch_override")
+
+EXIT_CODES = """\
+exit codes:
+  0    every row succeeded (submitted, already_submitted, duplicate, skipped, planned)
+  1    the run finished but some rows did not (invalid, conflict, rejected, not_ready, failed)
+  2    usage error or unreadable input; nothing was sent
+  3    aborted: key refused (401/403), wrong --api-url, or --max-failure-rate exceeded
+  4    another run holds the ledger
+  5    outage: the server stayed unavailable past --max-outage, or asked to wait past --max-wait
+  130  interrupted (SIGINT)   143  terminated (SIGTERM)
+"""
+
+
+def _rate(text: str) -> Rate | str:
+    return "auto" if text.strip().lower() == "auto" else Rate.parse(text)
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class _Opt:
+    name: str  # RunConfig field
+    type: Callable[[str], Any] | None
+    help: str
+    flag: str | None = None
+    metavar: str | None = None
+    negate: bool = False  # a boolean default-on field turned off by --no-...
+
+
+_OPTS = (
+    _Opt(
+        "api_url",
+        str,
+        f"API base URL (default {DEFAULT_API_URL}); https only, http for loopback",
+        metavar="URL",
+    ),
+    _Opt("media", str, "media of rows without a media column: video, image or audio (default video)"),
+    _Opt("hash_column", str, "name of the hash column (default hash)", metavar="NAME"),
+    _Opt(
+        "classification_column",
+        str,
+        "name of the classification column (default classification)",
+        metavar="NAME",
+    ),
+    _Opt("media_column", str, "name of the optional per-row media column (default media)", metavar="NAME"),
+    _Opt("concurrency", int, "requests in flight at most (default 8)", metavar="N"),
+    _Opt("rate", _rate, "N/PERIOD such as 60/min, 5/s, 3600/h, evenly spaced, or auto (default 60/min)"),
+    _Opt("headroom", float, "auto rate: share of the server's limit left unused (default 0.1)", metavar="F"),
+    _Opt("max_retries", int, "retries per row for transient answers (default 5)", metavar="N"),
+    _Opt("timeout", _positive_float, "seconds per request (default 30)", metavar="S"),
+    _Opt(
+        "limit",
+        int,
+        "send only the first N sendable rows (a canary); later rows wait for a later run",
+        metavar="N",
+    ),
+    _Opt(
+        "max_outage",
+        _positive_float,
+        "seconds of server-wide trouble before exit 5 (default 1800)",
+        metavar="S",
+    ),
+    _Opt(
+        "max_wait",
+        _positive_float,
+        "longest Retry-After to wait for before exit 5 (default 900)",
+        metavar="S",
+    ),
+    _Opt(
+        "max_failure_rate",
+        float,
+        "abort (exit 3) when this share of the last --failure-window rows failed "
+        "or was rejected (default 0.5)",
+        metavar="F",
+    ),
+    _Opt("failure_window", int, "rows the failure rate is measured over (default 200)", metavar="N"),
+    _Opt(
+        "grace",
+        _positive_float,
+        "seconds in-flight requests get after SIGINT/SIGTERM (default 10)",
+        metavar="S",
+    ),
+    _Opt(
+        "backoff_base", _positive_float, "first retry delay in seconds, doubling (default 0.5)", metavar="S"
+    ),
+    _Opt(
+        "ca_bundle", str, "PEM file of extra certificate authorities (or set SSL_CERT_FILE)", metavar="PATH"
+    ),
+    _Opt("dry_run", None, "validate and plan; ledger lines say planned; send nothing"),
+    _Opt("retry_rejected", None, "send again rows an earlier run saw rejected"),
+    _Opt("preflight", None, "skip the key check before the first row", flag="--no-preflight", negate=True),
+    _Opt(
+        "neutralize_formulas",
+        None,
+        "write cells starting with = + - @ as they are (for machine readers)",
+        flag="--raw-cells",
+        negate=True,
+    ),
+)
+_JOB_KEYS = {o.name for o in _OPTS} | {"input", "ledger", "api_key_file", "log_format", "quiet", "summary"}
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--job", metavar="TOML", help="job file supplying any option below; flags override it")
+    p.add_argument("--api-key-file", metavar="PATH", help=f"file holding the API key (else ${ENV_VAR})")
+    for opt in _OPTS:
+        flag = opt.flag or "--" + opt.name.replace("_", "-")
+        if opt.type is None:
+            p.add_argument(
+                flag,
+                dest=opt.name,
+                action="store_const",
+                const=not opt.negate,
+                default=argparse.SUPPRESS,
+                help=opt.help,
+            )
+        else:
+            p.add_argument(
+                flag,
+                dest=opt.name,
+                type=opt.type,
+                default=argparse.SUPPRESS,
+                metavar=opt.metavar,
+                help=opt.help,
+            )
+    p.add_argument(
+        "--summary", metavar="PATH", default=argparse.SUPPRESS, help="also write the summary as JSON"
+    )
+    _add_log_options(p)
+
+
+def _add_log_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=argparse.SUPPRESS,
+        help="stderr log format (default text)",
+    )
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_const",
+        const=True,
+        default=argparse.SUPPRESS,
+        help="errors only, and the summary when the exit code is not 0 (for cron)",
+    )
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more detail")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="batch-override",
+        description="Submit identifAI classification overrides in bulk: paced, idempotent, resumable, "
+        "with one ledger line per input row.",
+        epilog=EXIT_CODES + f"\nThe API key comes from ${ENV_VAR} or --api-key-file, never from a flag.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"batch-override {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser(
+        "run",
+        help="send the corrections of INPUT, writing the ledger",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument(
+        "input",
+        nargs="?",
+        metavar="INPUT",
+        help="corrections file: .csv, .csv.gz, .tsv, .parquet, or - for CSV on stdin",
+    )
+    run.add_argument(
+        "--ledger",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="ledger CSV to append to (created if missing); required",
+    )
+    _add_run_options(run)
+    validate = sub.add_parser(
+        "validate",
+        help="check INPUT and report problems; send nothing (exit 0 clean, 1 problems, 2 unreadable)",
+    )
+    validate.add_argument("input", metavar="INPUT")
+    for name in ("hash_column", "classification_column", "media_column", "media"):
+        validate.add_argument("--" + name.replace("_", "-"), dest=name, default=argparse.SUPPRESS)
+    validate.add_argument("--max-problems", type=int, default=20, help="problem lines to print (default 20)")
+    _add_log_options(validate)
+    sub.add_parser(
+        "emulator",
+        help="serve the bundled API emulator (see: batch-override emulator --help)",
+        add_help=False,
+    )
+    return parser
+
+
+def _config_from(args: argparse.Namespace) -> tuple[RunConfig, dict[str, Any]]:
+    values: dict[str, Any] = {}
+    job = getattr(args, "job", None)
+    if job:
+        values.update(load_job(job, _JOB_KEYS))
+    values.update({k: v for k, v in vars(args).items() if k in _JOB_KEYS and v is not None})
+    extra_keys = ("api_key_file", "log_format", "quiet", "summary")
+    extras: dict[str, Any] = {k: values.pop(k) for k in extra_keys if k in values}
+    if not values.get("input"):
+        raise UsageError("missing INPUT (a corrections file, or - for standard input)")
+    if not values.get("ledger"):
+        raise UsageError("missing --ledger PATH: every run writes a ledger")
+    if isinstance(values.get("rate"), str):
+        values["rate"] = _rate(values["rate"])
+    values["ledger"] = Path(values["ledger"])
+    values["input"] = str(values["input"])
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    for key, value in list(values.items()):
+        expected = fields[key].type
+        if key != "rate" and expected in ("float", "int") and isinstance(value, int | float):
+            values[key] = float(value) if expected == "float" else int(value)
+    try:
+        return RunConfig(**values), extras
+    except TypeError as exc:
+        raise UsageError(f"bad option value: {exc}") from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .runner import run_job_async
+
+    config, extras = _config_from(args)
+    setup_logging(extras.get("log_format", "text"), args.verbose, bool(extras.get("quiet")))
+    api_key = (
+        None if config.dry_run and not _key_available(extras) else load_api_key(extras.get("api_key_file"))
+    )
+    summary = asyncio.run(run_job_async(config, api_key))
+    text = summary.render()
+    if not extras.get("quiet") or summary.exit_code != ExitCode.OK:
+        print(text, file=sys.stderr if extras.get("quiet") else sys.stdout)
+    if extras.get("summary"):
+        Path(extras["summary"]).write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return summary.exit_code
+
+
+def _key_available(extras: dict[str, Any]) -> bool:
+    import os
+
+    return bool(extras.get("api_key_file") or os.environ.get(ENV_VAR))
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from .plan import Plan, index_input
+
+    setup_logging(getattr(args, "log_format", "text"), args.verbose, bool(getattr(args, "quiet", False)))
+    media = getattr(args, "media", "video")
+    if media not in MEDIA:
+        raise UsageError(f"--media {media!r}: expected one of {', '.join(MEDIA)}")
+    source = CorrectionsFile(
+        args.input,
+        hash_column=getattr(args, "hash_column", "hash"),
+        classification_column=getattr(args, "classification_column", "classification"),
+        media_column=getattr(args, "media_column", "media"),
+        default_media=media,
+    )
+    problems: list[str] = []
+
+    def collect(batch: Batch) -> Batch:
+        if len(problems) < args.max_problems:
+            for i, reason in batch.reasons().items():
+                if len(problems) < args.max_problems:
+                    problems.append(f"{source.display}: line {spreadsheet_line(batch.start + i)}: {reason}")
+        return batch
+
+    try:
+        index = index_input(collect(b) for b in source.batches())
+    finally:
+        source.close()
+    for line in problems:
+        print(line)
+    sendable = int((index.status == Plan.SEND).sum())
+    print(
+        f"{source.display}: {index.rows} rows: {sendable} to send, {index.invalid} invalid, "
+        f"{index.duplicates} duplicate, {index.conflicts} conflict"
+    )
+    return ExitCode.OK if index.invalid == 0 and index.conflicts == 0 else ExitCode.SOME_ROWS_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["emulator"]:
+        from .emulator.cli import main as emulator_main
+
+        return emulator_main(args_list[1:])
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "validate":
+            return _validate(args)
+        parser.print_help()
+        return ExitCode.USAGE
+    except BatchOverrideError as exc:
+        print(f"batch-override: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("batch-override: interrupted", file=sys.stderr)
+        return ExitCode.SIGINT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""One HTTP attempt against an override endpoint, turned into a :class:`~.outcome.Verdict`.
+
+Only validated 64-hex hashes reach :meth:`Client.url`; redirects are never followed (a followed
+redirect would carry ``X-Api-Key`` to another host); TLS is verified (optionally against a CA
+bundle); ``HTTPS_PROXY``/``NO_PROXY`` are honoured.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+
+from .apikey import ApiKey
+from .config import CLASSIFICATIONS
+from .outcome import Verdict, classify_response, transport_failure
+
+ENDPOINTS = {"image": "classification", "video": "classification_video", "audio": "classification_audio"}
+BODIES = {c: json.dumps({"classification": c}, separators=(",", ":")).encode() for c in CLASSIFICATIONS}
+EMPTY_BODY = b"{}"
+_HASH = re.compile(r"^[0-9a-f]{64}$")
+_NO_HEADERS: Mapping[str, str] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    verdict: Verdict
+    status: int | None
+    headers: Mapping[str, str]
+
+
+def user_agent() -> str:
+    from . import __version__
+
+    return f"batch-override/{__version__}"
+
+
+def make_session(
+    api_key: ApiKey, *, concurrency: int, timeout: float, ca_bundle: str | None = None
+) -> aiohttp.ClientSession:
+    ssl_context: ssl.SSLContext | bool = True
+    if ca_bundle:
+        ssl_context = ssl.create_default_context(cafile=ca_bundle)
+    connector = aiohttp.TCPConnector(limit=concurrency, ssl=ssl_context, enable_cleanup_closed=True)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=timeout),
+        headers={
+            "X-Api-Key": api_key.header_value(),
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            "User-Agent": user_agent(),
+        },
+        trust_env=True,
+        raise_for_status=False,
+    )
+
+
+class Client:
+    def __init__(self, session: aiohttp.ClientSession, api_url: str) -> None:
+        self._session = session
+        self._base = api_url.rstrip("/")
+
+    def url(self, media: str, sha256: str) -> str:
+        if not _HASH.match(sha256):  # defence in depth: callers pass validated hashes only
+            raise ValueError("refusing to build a URL from an unvalidated hash")
+        return f"{self._base}/api/{ENDPOINTS[media]}/{sha256}/override"
+
+    async def post(self, media: str, sha256: str, body: bytes) -> Answer:
+        url = self.url(media, sha256)
+        try:
+            async with self._session.post(url, data=body, allow_redirects=False) as resp:
+                payload = await resp.read()
+                return Answer(classify_response(resp.status, payload), resp.status, resp.headers)
+        except TimeoutError:
+            return Answer(transport_failure("timeout", "no answer within --timeout"), None, _NO_HEADERS)
+        except aiohttp.ClientError as exc:
+            # ServerDisconnectedError, ClientOSError (reset), ClientConnectorError (refused)...
+            # POST is not retried by aiohttp itself; an override is idempotent, so we do.
+            return Answer(transport_failure("connection_error", type(exc).__name__), None, _NO_HEADERS)

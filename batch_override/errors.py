@@ -1,0 +1,41 @@
+"""Exceptions that end a run, each with the exit code the CLI documents.
+
+Messages are one line and name the file, row and problem; they never contain the API key.
+"""
+
+from __future__ import annotations
+
+
+class ExitCode:
+    OK = 0
+    SOME_ROWS_FAILED = 1
+    USAGE = 2
+    ABORTED = 3
+    LOCKED = 4
+    OUTAGE = 5
+    SIGINT = 130
+    SIGTERM = 143
+
+
+class BatchOverrideError(Exception):
+    """Base class: ``str(error)`` is the one line shown to the user."""
+
+    exit_code = ExitCode.USAGE
+
+
+class UsageError(BatchOverrideError):
+    """Bad options, job file or API key source (exit 2, nothing sent)."""
+
+
+class InputError(BatchOverrideError):
+    """The input file cannot be read as corrections (exit 2, nothing sent)."""
+
+
+class LedgerError(BatchOverrideError):
+    """The ledger cannot be used for this input (exit 2, nothing sent)."""
+
+
+class LedgerLocked(BatchOverrideError):
+    """Another run holds the ledger (exit 4)."""
+
+    exit_code = ExitCode.LOCKED

@@ -1,0 +1,332 @@
+"""The ledger: one CSV line per input row with its outcome, appended as each row finishes.
+
+Contract:
+- Every line is complete and flushed when its row finishes; the file is fsynced at least every
+  ``fsync_interval`` seconds and on close, so a crash loses at most the lines the kernel had not
+  written, and a kill leaves at most one torn last line, which the next run cuts off.
+- No field contains a line break (they are folded to spaces), so "a line" is "a record" and
+  ``pandas.read_csv(ledger)`` reads it with no options.
+- A ledger accumulates runs under one header; a row's state is its latest line.
+- Text cells that a spreadsheet would run as a formula (starting with ``= + - @``, tab or CR)
+  get a leading apostrophe, unless ``neutralize`` is off.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from .errors import LedgerError, LedgerLocked
+from .keys import make_keys
+from .outcome import DONE_OUTCOMES, Outcome
+from .plan import Prior, ResumeIndex
+
+COLUMNS = (
+    "row", "media", "hash", "classification", "outcome", "error_code",
+    "http_status", "attempts", "message", "run_id", "finished_at",
+)  # fmt: skip
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_PATTERN = r"^[=+\-@\t\r]"
+_PRIOR_OF = {
+    **{o.value: Prior.DONE for o in DONE_OUTCOMES},
+    Outcome.REJECTED.value: Prior.REJECTED,
+    Outcome.FAILED.value: Prior.RETRY,
+    Outcome.NOT_READY.value: Prior.RETRY,
+    Outcome.ABORTED.value: Prior.RETRY,
+}
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def carried_names(carried: Sequence[str]) -> tuple[str, ...]:
+    """Ledger names of carried input columns; a name the ledger uses itself gets ``input_``."""
+    out = []
+    for name in carried:
+        clean = " ".join(name.split()) or "unnamed"
+        out.append(f"input_{clean}" if clean in COLUMNS else clean)
+    return tuple(out)
+
+
+def neutralize(text: str) -> str:
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def one_line(text: str) -> str:
+    return (
+        text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+        if "\n" in text or "\r" in text
+        else text
+    )
+
+
+def neutralize_array(values: pa.Array, enabled: bool) -> pa.Array:
+    """Vectorised :func:`one_line` and :func:`neutralize` for a text column."""
+    values = pc.replace_substring_regex(values, pattern=r"\r\n|\r|\n", replacement=" ")
+    if not enabled:
+        return values
+    flagged = pc.match_substring_regex(values, _FORMULA_PATTERN)
+    return pc.if_else(flagged, pc.binary_join_element_wise("'", values, ""), values)
+
+
+class LedgerLock:
+    """An exclusive ``flock`` on ``LEDGER.lock``; the kernel releases it if the holder dies."""
+
+    def __init__(self, ledger: Path) -> None:
+        self.path = ledger.with_name(ledger.name + ".lock")
+        self._fh: IO[str] | None = None
+
+    def acquire(self, holder: dict[str, Any]) -> None:
+        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            text = fh.read().strip()
+            fh.close()
+            try:
+                info = json.loads(text)
+                who = (
+                    f"pid {info.get('pid')} on {info.get('host')}, run {info.get('run_id')} "
+                    f"since {info.get('started_at')}"
+                )
+            except ValueError:
+                who = "holder unknown"
+            raise LedgerLocked(f"{self.path.with_suffix('')}: another run holds the ledger ({who})") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps(holder) + "\n")
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
+def repair_torn_tail(path: Path) -> int:
+    """Cut off a last line without its newline (left by a kill); returns the bytes removed."""
+    if not path.exists():
+        return 0
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with open(path, "rb+") as fh:
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return 0
+        chunk = 1 << 16
+        pos = size
+        while pos > 0:
+            start = max(0, pos - chunk)
+            fh.seek(start)
+            data = fh.read(pos - start)
+            cut = data.rfind(b"\n")
+            if cut >= 0:
+                keep = start + cut + 1
+                fh.truncate(keep)
+                return size - keep
+            pos = start
+        fh.truncate(0)
+        return size
+
+
+def read_header(path: Path) -> list[str] | None:
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    with open(path, encoding="utf-8", newline="") as fh:
+        return next(csv.reader([fh.readline()]))
+
+
+@dataclass(frozen=True, slots=True)
+class LineValues:
+    """The per-row values of a ledger line (the run-wide ones are the writer's)."""
+
+    row: int
+    media: str
+    hash: str
+    classification: str
+    outcome: Outcome
+    error_code: str = ""
+    http_status: int | None = None
+    attempts: int = 0
+    message: str = ""
+
+
+class LedgerWriter:
+    """Appends ledger lines.  Single-threaded use from the event loop (no locking inside)."""
+
+    def __init__(
+        self,
+        path: Path,
+        carried: Sequence[str],
+        run_id: str,
+        *,
+        neutralize: bool = True,
+        fsync_interval: float = 2.0,
+    ) -> None:
+        self.path = path
+        self.columns = COLUMNS + carried_names(carried)
+        self._run_id = run_id
+        self._neutralize = neutralize
+        self._fsync_interval = fsync_interval
+        header = read_header(path)
+        if header is not None and tuple(header) != self.columns:
+            raise LedgerError(
+                f"{path}: the ledger's columns ({', '.join(header)}) differ from what this input "
+                f"writes ({', '.join(self.columns)}); use another --ledger for this input"
+            )
+        self._fh = open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - closed in close()
+        self._buf = io.StringIO()
+        self._csv = csv.writer(self._buf, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+        if header is None:
+            header_buf = io.StringIO()
+            csv.writer(header_buf, lineterminator="\n").writerow(self.columns)
+            self._fh.write(header_buf.getvalue())
+            self._fh.flush()
+        self._last_sync = time.monotonic()
+        self.lines = 0
+
+    def _text(self, value: str) -> str:
+        value = one_line(value)
+        return neutralize(value) if self._neutralize else value
+
+    def write(self, line: LineValues, carried: Sequence[str] = ()) -> None:
+        """Append one finished row and flush it to the kernel."""
+        self._csv.writerow(
+            (
+                line.row,
+                line.media,
+                line.hash,
+                line.classification,
+                line.outcome.value,
+                line.error_code,
+                "" if line.http_status is None else line.http_status,
+                line.attempts,
+                self._text(line.message),
+                self._run_id,
+                utc_now(),
+                *carried,
+            )
+        )
+        self._fh.write(self._buf.getvalue())
+        self._buf.seek(0)
+        self._buf.truncate()
+        self._fh.flush()
+        self.lines += 1
+        self._maybe_sync()
+
+    def write_table(self, table: pa.Table) -> None:
+        """Append many finished rows at once (see :meth:`bulk_table`); same quoting as :meth:`write`."""
+        if table.num_rows == 0:
+            return
+        sink = io.BytesIO()
+        pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+        self._fh.write(sink.getvalue().decode("utf-8"))
+        self._fh.flush()
+        self.lines += table.num_rows
+        self._maybe_sync()
+
+    def bulk_table(
+        self,
+        rows: np.ndarray[Any, Any],
+        media: pa.Array,
+        hashes: pa.Array,
+        classes: pa.Array,
+        outcomes: pa.Array,
+        error_codes: pa.Array,
+        messages: pa.Array,
+        carried: Sequence[pa.Array],
+    ) -> pa.Table:
+        """A table of immediate lines (nothing sent) in ledger column order."""
+        n = len(rows)
+        columns = [
+            pa.array(rows.astype(np.int64)),
+            media,
+            hashes,
+            classes,
+            outcomes,
+            error_codes,
+            pa.nulls(n, pa.int64()),
+            pa.array(np.zeros(n, np.int64)),
+            neutralize_array(messages, self._neutralize),
+            pa.array(np.full(n, self._run_id, dtype=object), pa.string()),
+            pa.array(np.full(n, utc_now(), dtype=object), pa.string()),
+            *carried,
+        ]
+        return pa.Table.from_arrays(columns, names=list(self.columns))
+
+    def text_array(self, values: pa.Array) -> pa.Array:
+        """Input text made safe for a ledger cell (one line; formulas neutralised if enabled)."""
+        return neutralize_array(values, self._neutralize)
+
+    def _maybe_sync(self) -> None:
+        now = time.monotonic()
+        if now - self._last_sync >= self._fsync_interval:
+            os.fsync(self._fh.fileno())
+            self._last_sync = now
+
+    def close(self) -> None:
+        if self._fh.closed:
+            return
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+
+
+def load_resume_index(path: Path, trusted_runs: set[str]) -> ResumeIndex:
+    """The latest line per (media, hash, classification), from runs the caller trusts."""
+    if not trusted_runs or read_header(path) is None:
+        return ResumeIndex.empty()
+    wanted = ["media", "hash", "classification", "outcome", "run_id"]
+    try:
+        table = pacsv.read_csv(
+            str(path),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=wanted,
+                column_types={c: pa.string() for c in wanted},
+                strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowException, OSError) as exc:
+        raise LedgerError(f"{path}: cannot read the ledger ({str(exc).splitlines()[0]})") from None
+    decisive = pa.array(list(_PRIOR_OF))
+    keep = pc.and_(
+        pc.is_in(table["run_id"], value_set=pa.array(sorted(trusted_runs))),
+        pc.is_in(table["outcome"], value_set=decisive),
+    )
+    table = table.filter(keep)
+    if table.num_rows == 0:
+        return ResumeIndex.empty()
+    keys = make_keys(
+        table["hash"].combine_chunks(),
+        table["media"].combine_chunks(),
+        table["classification"].combine_chunks(),
+    )
+    outcome_codes = pc.index_in(table["outcome"], value_set=decisive).to_numpy(zero_copy_only=False)
+    prior_table = np.array([int(_PRIOR_OF[o]) for o in _PRIOR_OF], np.uint8)
+    prior = prior_table[outcome_codes]
+    del table
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    last = np.ones(len(sorted_keys), np.bool_)
+    last[:-1] = sorted_keys[1:] != sorted_keys[:-1]
+    return ResumeIndex(sorted_keys[last], prior[order][last])

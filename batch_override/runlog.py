@@ -1,0 +1,59 @@
+"""The run log beside a ledger (``LEDGER.runs.jsonl``): who ran what, against which server, with which key.
+
+Resume trusts a ledger line only when its run was made against the same API URL with the same
+key (by fingerprint): a rehearsal against the emulator never makes a production run skip rows.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+
+def runlog_path(ledger: Path) -> Path:
+    return ledger.with_name(ledger.name + ".runs.jsonl")
+
+
+def normalise_url(url: str) -> str:
+    return url.rstrip("/")
+
+
+def user_at_host() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def append(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, sort_keys=True) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def trusted_runs(path: Path, api_url: str, key_fingerprint: str) -> set[str]:
+    """Run ids made against ``api_url`` with the same key; a torn last line is ignored."""
+    if not path.exists():
+        return set()
+    wanted = normalise_url(api_url)
+    out: set[str] = set()
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if (
+                isinstance(record, dict)
+                and normalise_url(str(record.get("api_url", ""))) == wanted
+                and record.get("key_fingerprint") == key_fingerprint
+                and isinstance(record.get("run_id"), str)
+            ):
+                out.add(record["run_id"])
+    return out

@@ -1,0 +1,371 @@
+"""Reading a corrections file: CSV, gzip CSV or Parquet, streamed in batches, normalised and validated.
+
+pyarrow does the file work in C++; normalising and validating a batch are vectorised compute
+calls.  Only the (rare) invalid rows get a per-row Python loop, to word their reasons.
+
+Row numbers: ``row`` is the 0-based position among data rows; messages for people name the
+*line* a spreadsheet shows (the header is line 1, so row 0 is line 2).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from .config import CLASSIFICATIONS, MEDIA
+from .errors import InputError
+
+_TRIM = " \t\r\n\u00a0\u2007\u202f\u200b\ufeff"
+_DELIMITERS = (",", ";", "\t")
+_HASH_PATTERN = "^[0-9a-f]{64}$"
+_MEDIA_SET = pa.array(MEDIA)
+_CLASS_SET = pa.array(CLASSIFICATIONS)
+
+
+def spreadsheet_line(row: int) -> int:
+    """The line a spreadsheet shows for 0-based data row ``row`` (header = line 1)."""
+    return row + 2
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """The input's column names as found in the file."""
+
+    hash: str
+    classification: str
+    media: str | None
+    carried: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class Batch:
+    """One batch of rows, normalised; ``valid`` says which rows may be sent."""
+
+    start: int
+    media: pa.Array
+    hash: pa.Array
+    classification: pa.Array
+    raw_hash: pa.Array
+    raw_classification: pa.Array
+    raw_media: pa.Array | None
+    valid: npt.NDArray[np.bool_]
+    carried: list[pa.Array]
+
+    def __len__(self) -> int:
+        return len(self.valid)
+
+    def reasons(self) -> dict[int, str]:
+        """Why each invalid row is invalid, keyed by its index within the batch."""
+        out: dict[int, str] = {}
+        bad = np.flatnonzero(~self.valid)
+        if len(bad) == 0:
+            return out
+        take = pa.array(bad)
+        hashes = self.hash.take(take).to_pylist()
+        classes = self.classification.take(take).to_pylist()
+        raw_media = self.raw_media.take(take).to_pylist() if self.raw_media is not None else None
+        medias = self.media.take(take).to_pylist()
+        for j, i in enumerate(bad.tolist()):
+            problems = []
+            h = hashes[j] or ""
+            if len(h) != 64:
+                what = "is empty" if not h else f"has {len(h)} characters"
+                problems.append(f"hash {what}, expected 64 hex characters (SHA-256)")
+            elif any(ch not in "0123456789abcdef" for ch in h):
+                problems.append("hash has characters that are not hex digits")
+            c = classes[j] or ""
+            if c not in CLASSIFICATIONS:
+                problems.append(
+                    "classification is empty" if not c else "classification is not 'human' or 'artificial'"
+                )
+            if medias[j] not in MEDIA:
+                shown = raw_media[j] if raw_media is not None else medias[j]
+                problems.append(f"media {shown!r} is not video, image or audio")
+            out[i] = "; ".join(problems)
+        return out
+
+
+def normalise(values: pa.Array) -> pa.Array:
+    """Trim (non-breaking and zero-width spaces too) and lowercase; null becomes empty."""
+    text = pc.fill_null(values.cast(pa.string()), "")
+    return pc.utf8_lower(pc.utf8_trim(text, characters=_TRIM))
+
+
+def validity(hashes: pa.Array, classes: pa.Array, media: pa.Array) -> npt.NDArray[np.bool_]:
+    ok = pc.and_(
+        pc.and_(pc.match_substring_regex(hashes, _HASH_PATTERN), pc.is_in(classes, value_set=_CLASS_SET)),
+        pc.is_in(media, value_set=_MEDIA_SET),
+    )
+    return np.asarray(pc.fill_null(ok, False).to_numpy(zero_copy_only=False), dtype=np.bool_)
+
+
+class CorrectionsFile:
+    """A corrections file, opened and checked far enough to know its columns.
+
+    Iterating :meth:`batches` twice reads the file twice (the job validates everything before it
+    sends anything, then streams again to send), so memory never holds the whole file.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        hash_column: str = "hash",
+        classification_column: str = "classification",
+        media_column: str = "media",
+        default_media: str = "video",
+        batch_rows: int = 65_536,
+    ) -> None:
+        self.display = "<stdin>" if path == "-" else path
+        self.sha256: str | None = None
+        self._spooled: Path | None = None
+        self.path = self._spool_stdin() if path == "-" else Path(path)
+        self._default_media = default_media
+        self._batch_rows = batch_rows
+        self.kind = self._kind()
+        self._delimiter = ","
+        self._names = self._read_column_names()
+        self.columns = self._resolve(hash_column, classification_column, media_column)
+
+    # -- opening ---------------------------------------------------------------------------
+    def _fail(self, problem: str) -> InputError:
+        return InputError(f"{self.display}: {problem}")
+
+    def _spool_stdin(self) -> Path:
+        fd, name = tempfile.mkstemp(prefix="batch-override-stdin-", suffix=".csv")
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+        self._spooled = Path(name)
+        with open(name, "rb") as fh:
+            if fh.read(2) == b"\x1f\x8b":
+                gz = Path(name + ".gz")
+                os.replace(name, gz)
+                self._spooled = gz
+        return self._spooled
+
+    def compute_sha256(self) -> str:
+        """SHA-256 of the input file's bytes (for the run log); cached."""
+        if self.sha256 is None:
+            digest = hashlib.sha256()
+            with open(self.path, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    digest.update(chunk)
+            self.sha256 = digest.hexdigest()
+        return self.sha256
+
+    def close(self) -> None:
+        """Remove the spooled copy of standard input, if any."""
+        if self._spooled is not None:
+            self._spooled.unlink(missing_ok=True)
+            self._spooled = None
+
+    def _kind(self) -> str:
+        if not self.path.exists():
+            raise self._fail("no such file")
+        if self.path.is_dir():
+            raise self._fail("is a directory, not a file")
+        name = self.path.name.lower()
+        if name.endswith((".parquet", ".pq")):
+            return "parquet"
+        if name.endswith((".csv.gz", ".tsv.gz", ".txt.gz")):
+            return "csv.gz"
+        if name.endswith((".csv", ".tsv", ".txt")):
+            return "csv"
+        raise self._fail("unknown extension; expected .csv, .csv.gz, .tsv, .parquet (or - for CSV on stdin)")
+
+    def _read_column_names(self) -> list[str]:
+        if self.path.stat().st_size == 0:
+            raise self._fail("file is empty")
+        if self.kind == "parquet":
+            try:
+                self._parquet = pq.ParquetFile(self.path)
+            except (pa.ArrowException, OSError) as exc:
+                raise self._fail(f"not a readable Parquet file ({_first_line(exc)})") from None
+            return list(self._parquet.schema_arrow.names)
+        head = self._head_bytes()
+        line = head.split(b"\n", 1)[0].rstrip(b"\r")
+        try:
+            text = line.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise self._fail("header line is not UTF-8 text (binary file, or another encoding?)") from None
+        if not text.strip():
+            raise self._fail("file is empty (no header line)")
+        counts = {d: text.count(d) for d in _DELIMITERS}
+        self._delimiter = max(_DELIMITERS, key=lambda d: counts[d]) if any(counts.values()) else ","
+        names = next(csv.reader([text], delimiter=self._delimiter))
+        return names
+
+    def _head_bytes(self) -> bytes:
+        try:
+            if self.kind == "csv.gz":
+                with gzip.open(self.path, "rb") as fh:
+                    return fh.read(1 << 16)
+            with open(self.path, "rb") as fh:
+                return fh.read(1 << 16)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise self._fail(f"cannot read ({_first_line(exc)})") from None
+
+    def _resolve(self, hash_column: str, classification_column: str, media_column: str) -> Columns:
+        folded: dict[str, str] = {}
+        for name in self._names:
+            key = name.strip().lower()
+            if key in folded:
+                raise self._fail(f"column {name.strip()!r} appears twice in the header")
+            folded[key] = name
+
+        def find(wanted: str) -> str | None:
+            return folded.get(wanted.strip().lower())
+
+        found_hash, found_class = find(hash_column), find(classification_column)
+        missing = [
+            repr(w) for w, f in ((hash_column, found_hash), (classification_column, found_class)) if f is None
+        ]
+        if missing:
+            have = ", ".join(repr(n) for n in self._names)
+            raise self._fail(
+                f"missing required column {' and '.join(missing)} (header has {have}); "
+                "use --hash-column / --classification-column to map other names"
+            )
+        assert found_hash is not None and found_class is not None
+        found_media = find(media_column)
+        used = {found_hash, found_class, found_media}
+        carried = tuple(n for n in self._names if n not in used)
+        return Columns(found_hash, found_class, found_media, carried)
+
+    # -- reading -----------------------------------------------------------------------------
+    def _record_batches(self) -> Iterator[pa.RecordBatch]:
+        if self.kind == "parquet":
+            yield from self._parquet_batches()
+            return
+        read = pacsv.ReadOptions(column_names=self._names, skip_rows=1, block_size=1 << 22)
+        parse = pacsv.ParseOptions(delimiter=self._delimiter)
+        convert = pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in self._names},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        )
+        reader = pacsv.open_csv(
+            str(self.path), read_options=read, parse_options=parse, convert_options=convert
+        )
+        yield from reader
+
+    def _parquet_batches(self) -> Iterator[pa.RecordBatch]:
+        schema = self._parquet.schema_arrow
+        hash_type = schema.field(self.columns.hash).type
+        if not (
+            pa.types.is_string(hash_type)
+            or pa.types.is_large_string(hash_type)
+            or pa.types.is_binary(hash_type)
+            or pa.types.is_large_binary(hash_type)
+            or pa.types.is_fixed_size_binary(hash_type)
+            or pa.types.is_dictionary(hash_type)
+        ):
+            raise self._fail(
+                f"column {self.columns.hash!r} holds {hash_type} values; expected text or 32-byte binary"
+            )
+        yield from self._parquet.iter_batches(batch_size=self._batch_rows)
+
+    def batches(self) -> Iterator[Batch]:
+        """Normalised batches; raises :class:`InputError` on a file that cannot be read."""
+        start = 0
+        iterator = self._record_batches()
+        while True:
+            try:
+                record = next(iterator)
+            except StopIteration:
+                break
+            except (pa.ArrowException, OSError, EOFError, zlib.error) as exc:
+                raise self._read_error(exc, start) from None
+            for offset in range(0, record.num_rows, self._batch_rows):
+                part = record.slice(offset, self._batch_rows)
+                yield self._normalise(part, start)
+                start += part.num_rows
+        if start == 0:
+            raise self._fail("has a header but no data rows")
+
+    def _read_error(self, exc: BaseException, start: int) -> InputError:
+        text = _first_line(exc)
+        if "UTF8" in text or "utf-8" in text.lower() or "utf8" in text.lower():
+            return self._fail(f"not UTF-8 text after line {spreadsheet_line(start)} ({text})")
+        if self.kind == "csv.gz" and (
+            "gzip" in text.lower() or "zlib" in text.lower() or isinstance(exc, EOFError)
+        ):
+            return self._fail(f"truncated or corrupt gzip data after line {spreadsheet_line(start)} ({text})")
+        return self._fail(f"cannot read after line {spreadsheet_line(start)}: {text}")
+
+    def _normalise(self, record: pa.RecordBatch, start: int) -> Batch:
+        cols = self.columns
+        raw_hash_col = record.column(cols.hash)
+        raw_hash = _hash_text(raw_hash_col)
+        raw_class = _as_text(record.column(cols.classification))
+        raw_media = _as_text(record.column(cols.media)) if cols.media is not None else None
+        hashes = normalise(raw_hash)
+        classes = normalise(raw_class)
+        if raw_media is not None:
+            media = normalise(raw_media)
+            media = pc.if_else(pc.equal(media, ""), self._default_media, media)
+        else:
+            media = pa.array(np.full(record.num_rows, self._default_media, dtype=object), pa.string())
+        valid = validity(hashes, classes, media)
+        carried = [_as_text(record.column(name)) for name in cols.carried]
+        return Batch(start, media, hashes, classes, raw_hash, raw_class, raw_media, valid, carried)
+
+
+def _as_text(values: pa.Array) -> pa.Array:
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
+    if pa.types.is_string(values.type):
+        return values
+    try:
+        return pc.fill_null(values.cast(pa.string()), "")
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        return pa.array([None if v is None else str(v) for v in values.to_pylist()], pa.string())
+
+
+def _hash_text(values: pa.Array) -> pa.Array:
+    """A hash column as text: binary values of 32 bytes become hex (others stay flagged invalid)."""
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
+    if not (
+        pa.types.is_binary(values.type)
+        or pa.types.is_large_binary(values.type)
+        or pa.types.is_fixed_size_binary(values.type)
+    ):
+        return _as_text(values)
+    from .keys import bytes_to_hex  # local: keys imports config only, but keep source light
+
+    lengths = pc.fill_null(pc.binary_length(values), -1).to_numpy(zero_copy_only=False)
+    good = lengths == 32
+    out = np.empty(len(values), dtype=object)
+    out[:] = ""
+    if good.any():
+        picked = values.filter(pa.array(good))
+        raw = np.frombuffer(b"".join(picked.cast(pa.binary()).to_pylist()), np.uint8).reshape(-1, 32)
+        out[good] = np.asarray(bytes_to_hex(raw).to_pylist(), dtype=object)
+    for i in np.flatnonzero(~good & (lengths >= 0)).tolist():
+        out[i] = f"<{lengths[i]}-byte binary>"
+    return pa.array(out, pa.string())
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+__all__ = ["Batch", "Columns", "CorrectionsFile", "spreadsheet_line"]

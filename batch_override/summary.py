@@ -1,0 +1,77 @@
+"""The summary of a run: what a person reads at the end and what an orchestrator gets back."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ExitCode
+from .outcome import SUCCESS_OUTCOMES, Outcome
+
+
+@dataclass(slots=True)
+class Summary:
+    run_id: str
+    ledger: str | None
+    api_url: str
+    dry_run: bool = False
+    rows: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    error_codes: Counter[str] = field(default_factory=Counter)
+    requests: int = 0
+    throttled: int = 0
+    duration: float = 0.0
+    not_attempted: int = 0
+    exit_code: int = ExitCode.OK
+    stop_reason: str = ""
+
+    def count(self, outcome: Outcome | str, error_code: str = "", n: int = 1) -> None:
+        self.outcomes[str(outcome)] += n
+        if error_code:
+            self.error_codes[error_code] += n
+
+    @property
+    def all_succeeded(self) -> bool:
+        return all(o in SUCCESS_OUTCOMES for o, n in self.outcomes.items() if n)
+
+    @property
+    def sent_rate(self) -> float:
+        return self.requests / self.duration if self.duration > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "ledger": self.ledger,
+            "api_url": self.api_url,
+            "dry_run": self.dry_run,
+            "rows": self.rows,
+            "outcomes": dict(sorted(self.outcomes.items())),
+            "error_codes": dict(sorted(self.error_codes.items())),
+            "requests": self.requests,
+            "throttled_429": self.throttled,
+            "duration_s": round(self.duration, 3),
+            "requests_per_s": round(self.sent_rate, 3),
+            "not_attempted": self.not_attempted,
+            "exit_code": self.exit_code,
+            "stop_reason": self.stop_reason,
+        }
+
+    def render(self) -> str:
+        lines = [f"run {self.run_id}: {self.rows} rows in {self.duration:.1f}s -> exit {self.exit_code}"]
+        if self.stop_reason:
+            lines.append(f"  stopped: {self.stop_reason}")
+        for outcome in Outcome:
+            n = self.outcomes.get(outcome.value, 0)
+            if n:
+                lines.append(f"  {outcome.value:<18}{n:>10}")
+        if self.error_codes:
+            codes = ", ".join(f"{k}={v}" for k, v in sorted(self.error_codes.items()))
+            lines.append(f"  error codes: {codes}")
+        if self.not_attempted:
+            lines.append(f"  not attempted (--limit): {self.not_attempted} rows left for a later run")
+        lines.append(
+            f"  requests: {self.requests} ({self.sent_rate:.1f}/s), 429 answers: {self.throttled}, "
+            f"ledger: {self.ledger or '-'}"
+        )
+        return "\n".join(lines)

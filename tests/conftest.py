@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from batch_override.emulator import DEMO_API_KEY, Emulator, EmulatorConfig
+
+Serve = Callable[..., Awaitable[Emulator]]
+
+
+@pytest.fixture
+async def emulator_factory() -> AsyncIterator[Serve]:
+    """``await emulator_factory(unknown="classified", rate_limit=(5, 1.0))``: an emulator on an
+    ephemeral loopback port, stopped when the test ends."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(**config: Any) -> Emulator:
+            return await stack.enter_async_context(Emulator(EmulatorConfig(**config)))
+
+        yield start
+
+
+@pytest.fixture
+def api_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("IDENTIFAI_API_KEY", DEMO_API_KEY)
+    return DEMO_API_KEY

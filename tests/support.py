@@ -1,0 +1,86 @@
+"""Helpers shared by the job's tests: inputs, the CLI in a subprocess, ledgers."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hashlib
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from batch_override.emulator import DEMO_API_KEY
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def sha(i: int | str) -> str:
+    """A deterministic, valid SHA-256 hex for test row ``i``."""
+    return hashlib.sha256(f"test-media-{i}".encode()).hexdigest()
+
+
+def write_csv(
+    path: Path,
+    rows: Iterable[Sequence[object]],
+    header: Sequence[str] = ("hash", "classification"),
+    delimiter: str = ",",
+) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, delimiter=delimiter, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def read_ledger(path: Path) -> pd.DataFrame:
+    """The ledger exactly as a user reads it: pandas.read_csv with no options."""
+    return pd.read_csv(path)
+
+
+def latest(ledger: pd.DataFrame) -> pd.DataFrame:
+    """Each row's state: its latest line."""
+    return ledger.drop_duplicates("row", keep="last").sort_values("row").reset_index(drop=True)
+
+
+def cli_env(key: str | None = DEMO_API_KEY, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "IDENTIFAI_API_KEY"}
+    if key is not None:
+        env["IDENTIFAI_API_KEY"] = key
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def start_cli(
+    *args: str, env: Mapping[str, str] | None = None, stdin: bytes | None = None, cwd: Path | None = None
+) -> asyncio.subprocess.Process:
+    """Start ``batch-override ARGS`` without blocking the loop (an in-process emulator keeps serving)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "batch_override", *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=dict(env if env is not None else cli_env()), cwd=str(cwd or REPO),
+    )  # fmt: skip
+
+
+async def run_cli(
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
+    cwd: Path | None = None,
+    wait_s: float = 120,
+) -> Result:
+    proc = await start_cli(*args, env=env, stdin=stdin, cwd=cwd)
+    out, err = await asyncio.wait_for(proc.communicate(stdin), wait_s)
+    assert proc.returncode is not None
+    return Result(proc.returncode, out.decode(), err.decode())

@@ -28,6 +28,7 @@ class Plan(enum.IntEnum):
     SKIPPED = 4  # the ledger shows this override accepted
     REJECTED = 5  # the ledger shows it rejected for good (and --retry-rejected is off)
     LOCKED = 6  # the ledger shows the other classification accepted
+    ABORTED = 7  # the run stopped before this row was sent
 
 
 class Prior(enum.IntEnum):

@@ -117,6 +117,16 @@ class _Run:
         self, item: Item, outcome: Outcome, code: str, status: int | None, attempts: int, msg: str
     ) -> None:
         self.summary.count(outcome, code)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "row %d: %s %s (HTTP %s, %d attempts) %s",
+                item.row,
+                outcome.value,
+                code,
+                status,
+                attempts,
+                msg,
+            )
         if self.ledger is not None:
             line = LineValues(
                 item.row, item.media, item.hash, item.classification, outcome, code, status, attempts, msg
@@ -170,6 +180,9 @@ class _Run:
     def _line_for(self, plan: Plan) -> tuple[Outcome, str, str]:
         if plan == Plan.SEND:
             return (Outcome.PLANNED, "", "dry run: not sent")
+        if plan == Plan.ABORTED:
+            reason = self.stop.reason if self.stop is not None else "stopped"
+            return (Outcome.ABORTED, "not_sent", f"not sent: {reason}")
         return _PLAN_LINE[plan]
 
     def items(self, batch: Batch, idx: np.ndarray[Any, Any]) -> list[Item]:
@@ -391,7 +404,8 @@ async def _produce(
             if len(send_at) == 0:
                 continue
             if run.stop is not None:
-                _abort_items(run, run.items(batch, send_at))
+                plan[send_at] = Plan.ABORTED
+                run.immediate(batch, plan, send_at)
                 continue
             for item in run.items(batch, send_at):
                 if run.stop is not None:
@@ -430,18 +444,22 @@ class _Sender:
 
     async def work(self, queue: asyncio.Queue[Item | None]) -> None:
         while (item := await queue.get()) is not None:
-            if self.run.stop is not None:
+            try:
+                await self._work_on(item)
+            except OutageTooLong as exc:
+                self.run.request_stop(ExitCode.OUTAGE, str(exc))
                 _abort_items(self.run, [item])
-                continue
-            if not self._preflight_done:
-                async with self._preflight_lock:
-                    if not self._preflight_done:
-                        await self._preflight(item)
-                        self._preflight_done = True
-                if self.run.stop is not None:
-                    _abort_items(self.run, [item])
-                    continue
-            await self._process(item)
+
+    async def _work_on(self, item: Item) -> None:
+        if self.run.stop is None and not self._preflight_done:
+            async with self._preflight_lock:
+                if not self._preflight_done:
+                    await self._preflight(item)
+                    self._preflight_done = True
+        if self.run.stop is not None:
+            _abort_items(self.run, [item])
+            return
+        await self._process(item)
 
     async def _attempt(self, media: str, sha256: str, body: bytes) -> Answer | None:
         """One request under the pacer; None when the run's grace period cut it off."""

@@ -160,7 +160,7 @@ class EmulatedApi:
 
         outcome = self.content.submit(key, media, content_hash, classification)
         if fault is Fault.DROP_AFTER_RECORD:
-            return self._drop(request)
+            return self._drop(request, "dropped_after_record")
         if outcome is Outcome.CREATED:
             return self._answer(201, responses.created(classification, media, content_hash), rate_headers)
         return self._answer(400, responses.REFUSALS[media, outcome], rate_headers)
@@ -176,13 +176,13 @@ class EmulatedApi:
         self.responses_by_status[label] = self.responses_by_status.get(label, 0) + 1
         return web.Response(body=body, status=status, headers=headers, content_type=content_type)
 
-    def _drop(self, request: web.Request) -> web.Response:
+    def _drop(self, request: web.Request, label: str = "dropped") -> web.Response:
         """Close the connection without a response; the client sees a server disconnect.
 
         The returned response is never sent: aiohttp fails to write it to the closed transport,
         treats that as a client that went away, and quietly ends the connection.
         """
-        self.responses_by_status["dropped"] = self.responses_by_status.get("dropped", 0) + 1
+        self.responses_by_status[label] = self.responses_by_status.get(label, 0) + 1
         if request.transport is not None:
             request.transport.close()
         return web.Response(status=204)

@@ -1,0 +1,216 @@
+"""Unattended operation: signals, preflight, outages, the failure threshold, secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from batch_override.emulator import DEMO_API_KEY
+from tests.support import cli_env, latest, read_ledger, run_cli, sha, start_cli, write_csv
+
+FAST = ("--rate", "1000/s", "--backoff-base", "0.01")
+
+
+async def _wait_for_line(stream: asyncio.StreamReader, needle: str, limit: int = 10_000) -> list[str]:
+    seen = []
+    for _ in range(limit):
+        raw = await asyncio.wait_for(stream.readline(), 60)
+        if not raw:
+            break
+        seen.append(raw.decode())
+        if needle in seen[-1]:
+            return seen
+    raise AssertionError(f"{needle!r} never appeared in: {''.join(seen)[-2000:]}")
+
+
+async def test_sigterm_finishes_in_flight_rows_records_the_rest_aborted_and_exits_143(
+    tmp_path: Path, emulator_factory
+) -> None:
+    emulator = await emulator_factory(unknown="classified", latency_ms=150)
+    corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(60)])
+    ledger = tmp_path / "l.csv"
+    proc = await start_cli(
+        "run", str(corrections), "--ledger", str(ledger), "--api-url", emulator.url, *FAST,
+        "--concurrency", "2", "-v",
+    )  # fmt: skip
+    assert proc.stderr is not None
+    await _wait_for_line(proc.stderr, "row ")  # a first row has finished
+    proc.send_signal(signal.SIGTERM)
+    _, err = await proc.communicate()
+
+    assert proc.returncode == 143, err.decode()
+    lines = read_ledger(ledger)
+    assert sorted(lines["row"]) == list(range(60))  # every row exactly once
+    outcomes = lines["outcome"].value_counts().to_dict()
+    assert set(outcomes) == {"submitted", "aborted"}
+    # In-flight rows were let finish: what the server recorded is what the ledger says.
+    assert outcomes["submitted"] == len(emulator.overrides())
+
+
+async def test_a_second_signal_exits_at_once_without_a_torn_line(tmp_path: Path, emulator_factory) -> None:
+    emulator = await emulator_factory(unknown="classified", latency_ms=5_000)
+    corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(10)])
+    ledger = tmp_path / "l.csv"
+    proc = await start_cli(
+        "run", str(corrections), "--ledger", str(ledger), "--api-url", emulator.url, *FAST,
+        "--no-preflight", "--grace", "60",
+    )  # fmt: skip
+    assert proc.stderr is not None
+    await _wait_for_line(proc.stderr, "run ")  # the run's first log line: sending starts
+    await asyncio.wait_for(_until(lambda: emulator.stats()["requests"] > 0), 30)
+    proc.send_signal(signal.SIGINT)
+    await _wait_for_line(proc.stderr, "stopping")
+    proc.send_signal(signal.SIGINT)
+    await asyncio.wait_for(proc.wait(), 10)
+
+    assert proc.returncode == 130
+    assert ledger.read_bytes().endswith(b"\n")
+    read_ledger(ledger)
+
+
+async def _until(condition, step: float = 0.01) -> None:  # type: ignore[no-untyped-def]
+    while not condition():
+        await asyncio.sleep(step)
+
+
+async def test_a_refused_key_is_caught_by_the_preflight_before_any_row(
+    tmp_path: Path, emulator_factory
+) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(5)])
+    ledger = tmp_path / "l.csv"
+    result = await run_cli(
+        "run", str(corrections), "--ledger", str(ledger), "--api-url", emulator.url, *FAST,
+        env=cli_env("not-a-known-key"),
+    )  # fmt: skip
+    assert result.returncode == 3
+    assert "401" in result.stdout + result.stderr
+    assert emulator.stats()["requests"] == 1
+    assert emulator.overrides() == []
+    assert set(read_ledger(ledger)["outcome"]) == {"aborted"}
+
+
+async def test_a_forbidden_key_aborts_with_exit_3(tmp_path: Path, emulator_factory) -> None:
+    emulator = await emulator_factory(unknown="classified", forbidden_keys=("banned",))
+    corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(3)])
+    result = await run_cli(
+        "run", str(corrections), "--ledger", str(tmp_path / "l.csv"), "--api-url", emulator.url, *FAST,
+        env=cli_env("banned"),
+    )  # fmt: skip
+    assert result.returncode == 3
+    assert "403" in result.stdout + result.stderr
+
+
+async def test_an_outage_pauses_all_senders_without_spending_row_retries(tmp_path: Path) -> None:
+    answered = {"n": 0}
+
+    async def flaky(request: web.Request) -> web.Response:
+        answered["n"] += 1
+        if answered["n"] <= 12:  # the proxy is down for a while
+            return web.Response(status=503, text="<html><title>503 Service Unavailable</title></html>",
+                                content_type="text/html")  # fmt: skip
+        return web.json_response({"classification": "human", "type": "video", "hash": "x"}, status=201)
+
+    app = web.Application()
+    app.router.add_post("/api/classification_video/{hash}/override", flaky)
+    async with TestServer(app, host="127.0.0.1") as server:
+        corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(12)])
+        result = await run_cli(
+            "run", str(corrections), "--ledger", str(tmp_path / "l.csv"),
+            "--api-url", str(server.make_url("")).rstrip("/"), *FAST,
+            "--max-retries", "1", "--concurrency", "4", "--no-preflight",
+        )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = read_ledger(tmp_path / "l.csv")
+    assert set(lines["outcome"]) == {"submitted"}
+    assert lines["attempts"].max() > 1 + 1  # more attempts than --max-retries allows one row
+
+
+async def test_an_outage_longer_than_max_outage_ends_the_run_with_exit_5(
+    tmp_path: Path, emulator_factory
+) -> None:
+    emulator = await emulator_factory(unknown="classified", fail_rate=1.0)
+    corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(20)])
+    ledger = tmp_path / "l.csv"
+    result = await run_cli(
+        "run", str(corrections), "--ledger", str(ledger), "--api-url", emulator.url, *FAST,
+        "--max-outage", "0.5", "--no-preflight",
+    )  # fmt: skip
+    assert result.returncode == 5, result.stdout + result.stderr
+    lines = read_ledger(ledger)
+    assert sorted(lines["row"]) == list(range(20))
+    assert set(lines["outcome"]) <= {"failed", "aborted"}
+    assert emulator.overrides() == []
+
+
+async def test_a_retry_after_beyond_max_wait_ends_the_run_with_exit_5(
+    tmp_path: Path, emulator_factory
+) -> None:
+    emulator = await emulator_factory(unknown="classified", rate_limit=(2, 3600.0))
+    corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(5)])
+    ledger = tmp_path / "l.csv"
+    result = await run_cli(
+        "run", str(corrections), "--ledger", str(ledger), "--api-url", emulator.url, *FAST,
+        "--max-wait", "10", "--concurrency", "1",
+    )  # fmt: skip
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert "--max-wait" in result.stdout + result.stderr
+    final = latest(read_ledger(ledger))
+    assert final["outcome"].tolist()[0] == "submitted"
+    assert "rate_limited" in final["error_code"].tolist()
+
+
+async def test_a_clearly_broken_run_stops_itself_at_the_failure_threshold(
+    tmp_path: Path, emulator_factory
+) -> None:
+    emulator = await emulator_factory(unknown="no_request")  # e.g. a key from another account
+    corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(100)])
+    ledger = tmp_path / "l.csv"
+    result = await run_cli(
+        "run", str(corrections), "--ledger", str(ledger), "--api-url", emulator.url, *FAST,
+        "--concurrency", "1", "--failure-window", "10",
+    )  # fmt: skip
+    assert result.returncode == 3
+    assert "--max-failure-rate" in result.stdout + result.stderr
+    assert emulator.stats()["requests"] <= 1 + 10 + 1
+    assert read_ledger(ledger)["outcome"].value_counts()["aborted"] >= 85
+
+
+SECRET = "sk-live-5f2c9e1d7a6b4c3e"
+
+
+async def test_the_key_never_appears_in_anything_a_run_writes(tmp_path: Path, emulator_factory) -> None:
+    good = await emulator_factory(
+        unknown="classified", api_keys=(SECRET,), fail_rate=0.2, drop_rate=0.1, seed=7
+    )
+    refusing = await emulator_factory(unknown="classified")
+    corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(30)] + [("bad", "x")])
+    outputs = []
+    for url, name in ((good.url, "ok"), (refusing.url, "refused")):
+        ledger = tmp_path / f"{name}.csv"
+        result = await run_cli(
+            "run", str(corrections), "--ledger", str(ledger), "--api-url", url, *FAST, "-v",
+            "--summary", str(tmp_path / f"{name}.json"), env=cli_env(SECRET),
+        )  # fmt: skip
+        outputs += [result.stdout, result.stderr]
+    help_text = await run_cli("run", "--help", env=cli_env(SECRET))
+    outputs += [help_text.stdout, help_text.stderr]
+    written = [p.read_text() for p in tmp_path.iterdir() if p.is_file()]
+    assert any("refused" in o for o in outputs)  # the 401 run did run
+    for text in outputs + written:
+        assert SECRET not in text
+        assert SECRET[8:] not in text
+
+
+def test_an_api_key_object_does_not_show_its_value() -> None:
+    from batch_override.apikey import ApiKey
+
+    key = ApiKey(SECRET)
+    assert SECRET not in repr(key) and SECRET not in str(key) and SECRET not in f"{key!r} {key}"
+    assert json.dumps({"fp": key.fingerprint}).count(SECRET) == 0
+    assert DEMO_API_KEY not in repr(ApiKey(DEMO_API_KEY))

@@ -1,0 +1,295 @@
+"""Inputs and settings the job refuses before sending anything: exit 2, one line on stderr naming the
+file and the problem, no traceback, and the emulator never hears from it."""
+
+from __future__ import annotations
+
+import gzip
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from batch_override.emulator import Emulator
+from tests.support import Result, cli_env, run_cli, sha, write_csv
+
+
+def rows(n: int) -> list[tuple[str, str]]:
+    return [(sha(i), "human" if i % 2 else "artificial") for i in range(n)]
+
+
+def _missing(tmp: Path) -> Path:
+    return tmp / "missing.csv"
+
+
+def _directory(tmp: Path) -> Path:
+    (tmp / "folder.csv").mkdir()
+    return tmp / "folder.csv"
+
+
+def _empty(tmp: Path) -> Path:
+    (tmp / "empty.csv").write_bytes(b"")
+    return tmp / "empty.csv"
+
+
+def _header_only(tmp: Path) -> Path:
+    return write_csv(tmp / "header.csv", [])
+
+
+def _missing_columns(tmp: Path) -> Path:
+    return write_csv(tmp / "columns.csv", rows(3), ("sha", "label"))
+
+
+def _unknown_extension(tmp: Path) -> Path:
+    return write_csv(tmp / "corrections.xlsx", rows(3))
+
+
+def _binary(tmp: Path) -> Path:
+    (tmp / "binary.csv").write_bytes(random.Random(0).randbytes(4096))
+    return tmp / "binary.csv"
+
+
+def _png_named_csv(tmp: Path) -> Path:
+    (tmp / "picture.csv").write_bytes(b"\x89PNG\r\n\x1a\n" + random.Random(1).randbytes(2048))
+    return tmp / "picture.csv"
+
+
+def _latin1_row(tmp: Path) -> Path:
+    path = write_csv(tmp / "latin1.csv", [(*r, "ok") for r in rows(5)], ("hash", "classification", "note"))
+    with open(path, "ab") as fh:
+        fh.write(f"{sha(99)},human,caf\xe9\n".encode("latin-1"))
+    return path
+
+
+def _utf16(tmp: Path) -> Path:
+    (tmp / "utf16.csv").write_bytes(("hash,classification\n" + f"{sha(0)},human\n").encode("utf-16"))
+    return tmp / "utf16.csv"
+
+
+def _truncated_gzip(tmp: Path) -> Path:
+    text = write_csv(tmp / "whole.csv", rows(6000)).read_bytes()
+    data = gzip.compress(text)
+    (tmp / "truncated.csv.gz").write_bytes(data[: len(data) // 2])
+    return tmp / "truncated.csv.gz"
+
+
+def _not_gzip(tmp: Path) -> Path:
+    (tmp / "plain.csv.gz").write_bytes(write_csv(tmp / "whole.csv", rows(3)).read_bytes())
+    return tmp / "plain.csv.gz"
+
+
+def _good_parquet(tmp: Path, n: int = 2000) -> bytes:
+    path = tmp / "whole.parquet"
+    pq.write_table(
+        pa.table({"hash": [h for h, _c in rows(n)], "classification": [c for _h, c in rows(n)]}), path
+    )
+    return path.read_bytes()
+
+
+def _garbage_parquet(tmp: Path) -> Path:
+    (tmp / "garbage.parquet").write_bytes(b"this is not parquet at all\n" * 20)
+    return tmp / "garbage.parquet"
+
+
+def _truncated_parquet(tmp: Path) -> Path:
+    data = _good_parquet(tmp)
+    (tmp / "truncated.parquet").write_bytes(data[: len(data) // 2])
+    return tmp / "truncated.parquet"
+
+
+def _damaged_parquet(tmp: Path) -> Path:
+    """The footer intact, the data pages scrambled: the file opens, its rows cannot be read."""
+    data = bytearray(_good_parquet(tmp))
+    for i in range(200, 2000):
+        data[i] ^= 0x5A
+    (tmp / "damaged.parquet").write_bytes(bytes(data))
+    return tmp / "damaged.parquet"
+
+
+def _int_hash_parquet(tmp: Path) -> Path:
+    path = tmp / "numbers.parquet"
+    pq.write_table(pa.table({"hash": pa.array([1, 2, 3], pa.int64()), "classification": ["human"] * 3}), path)
+    return path
+
+
+BAD_FILES: dict[str, tuple[Callable[[Path], Path], tuple[str, ...]]] = {
+    # name: (builder, words one of which the message must contain, case-insensitively)
+    "missing-file": (_missing, ("no such file", "not found", "does not exist")),
+    "directory": (_directory, ("directory",)),
+    "empty-file": (_empty, ("empty",)),
+    "header-only": (_header_only, ("no data rows", "no rows")),
+    "missing-columns": (_missing_columns, ("missing required column",)),
+    "unknown-extension": (_unknown_extension, ("extension",)),
+    "binary-bytes": (_binary, ("utf-8", "binary")),
+    "png-named-csv": (_png_named_csv, ("utf-8", "binary")),
+    "latin1-data-row": (_latin1_row, ("utf-8",)),
+    "utf16": (_utf16, ("utf-8",)),
+    "truncated-gzip": (_truncated_gzip, ("truncated", "gzip", "corrupt")),
+    "not-gzip": (_not_gzip, ("gzip",)),
+    "garbage-parquet": (_garbage_parquet, ("parquet",)),
+    "truncated-parquet": (_truncated_parquet, ("parquet",)),
+    "damaged-parquet": (_damaged_parquet, ("parquet", "cannot read", "corrupt")),
+    "int64-hash-parquet": (_int_hash_parquet, ("int64",)),
+}
+
+
+def assert_refused(result: Result, emulator: Emulator, *words: str) -> str:
+    """Exit 2, exactly one stderr line holding one of ``words``, no traceback, nothing sent."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert any(w.lower() in lines[0].lower() for w in words), lines[0]
+    assert emulator.stats()["requests"] == 0
+    return lines[0]
+
+
+async def run(tmp_path: Path, emulator: Emulator, *args: str, key: str | None = "default") -> Result:
+    env = cli_env() if key == "default" else cli_env(key)
+    return await run_cli("run", *args, "--api-url", emulator.url, "--rate", "1000/s", env=env)
+
+
+@pytest.mark.parametrize("name", list(BAD_FILES))
+async def test_unreadable_input_exits_2_with_one_line_naming_file_and_problem(
+    tmp_path: Path, emulator_factory, name: str
+) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    build, words = BAD_FILES[name]
+    path = build(tmp_path)
+    ledger = tmp_path / "ledger.csv"
+    result = await run(tmp_path, emulator, str(path), "--ledger", str(ledger))
+    message = assert_refused(result, emulator, *words)
+    assert path.name in message
+    assert not ledger.exists()
+
+
+@pytest.mark.parametrize("name", ["missing-file", "latin1-data-row", "truncated-gzip", "int64-hash-parquet"])
+async def test_validate_refuses_unreadable_input_the_same_way(
+    tmp_path: Path, emulator_factory, name: str
+) -> None:
+    emulator = await emulator_factory()
+    build, words = BAD_FILES[name]
+    path = build(tmp_path)
+    result = await run_cli("validate", str(path))
+    message = assert_refused(result, emulator, *words)
+    assert path.name in message
+
+
+async def test_missing_api_key_exits_2_with_one_line(tmp_path: Path, emulator_factory) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    ledger = tmp_path / "ledger.csv"
+    result = await run(
+        tmp_path, emulator, str(write_csv(tmp_path / "c.csv", rows(3))), "--ledger", str(ledger), key=None
+    )
+    assert_refused(result, emulator, "IDENTIFAI_API_KEY", "API key")
+    assert not ledger.exists()
+
+
+async def test_blank_api_key_exits_2_with_one_line(tmp_path: Path, emulator_factory) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    result = await run(
+        tmp_path,
+        emulator,
+        str(write_csv(tmp_path / "c.csv", rows(3))),
+        "--ledger",
+        str(tmp_path / "l.csv"),
+        key="  ",
+    )
+    assert_refused(result, emulator, "API key")
+
+
+async def test_plain_http_to_a_non_loopback_host_exits_2(tmp_path: Path, emulator_factory) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    result = await run_cli(
+        "run", str(write_csv(tmp_path / "c.csv", rows(3))), "--ledger", str(tmp_path / "ledger.csv"),
+        "--api-url", "http://example.com", env=cli_env(),
+    )  # fmt: skip
+    assert_refused(result, emulator, "http")
+    assert "example.com" in result.stderr
+    assert not (tmp_path / "ledger.csv").exists()
+
+
+async def test_ledger_with_other_columns_than_this_input_writes_exits_2_untouched(
+    tmp_path: Path, emulator_factory
+) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    first = write_csv(
+        tmp_path / "first.csv", [(*r, "T-1") for r in rows(3)], ("hash", "classification", "ticket")
+    )
+    ledger = tmp_path / "ledger.csv"
+    done = await run(tmp_path, emulator, str(first), "--ledger", str(ledger))
+    assert done.returncode == 0, done.stderr
+    before = ledger.read_bytes()
+    requests = emulator.stats()["requests"]
+    other = write_csv(tmp_path / "other.csv", rows(3))  # no ticket column: another ledger shape
+    result = await run(tmp_path, emulator, str(other), "--ledger", str(ledger))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    (message,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "ledger.csv" in message
+    assert "column" in message
+    assert ledger.read_bytes() == before
+    assert emulator.stats()["requests"] == requests
+
+
+@pytest.mark.parametrize(
+    "options", [["--concurrency", "0"], ["--media", "gif"], ["--timeout", "0"]], ids=" ".join
+)
+async def test_bad_option_values_exit_2_with_one_line(
+    tmp_path: Path, emulator_factory, options: list[str]
+) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    result = await run(
+        tmp_path,
+        emulator,
+        str(write_csv(tmp_path / "c.csv", rows(3))),
+        "--ledger",
+        str(tmp_path / "l.csv"),
+        *options,
+    )
+    assert_refused(result, emulator, options[0])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: --rate with a bad value raises UsageError inside argparse's type call: traceback, exit 1",
+)
+async def test_unparsable_rate_exits_2_with_one_line(tmp_path: Path, emulator_factory) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    result = await run(
+        tmp_path, emulator, str(write_csv(tmp_path / "c.csv", rows(3))), "--ledger", str(tmp_path / "l.csv"),
+        "--rate", "fast",
+    )  # fmt: skip
+    assert_refused(result, emulator, "rate")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: --ledger in a missing directory: FileNotFoundError traceback (LedgerLock), exit 1",
+)
+async def test_ledger_in_a_missing_directory_exits_2_with_one_line(tmp_path: Path, emulator_factory) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    ledger = tmp_path / "no-such-dir" / "ledger.csv"
+    result = await run(
+        tmp_path, emulator, str(write_csv(tmp_path / "c.csv", rows(3))), "--ledger", str(ledger)
+    )
+    assert "no-such-dir" in assert_refused(result, emulator, "ledger", "directory", "no such")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: --ledger naming a directory: IsADirectoryError traceback from repair_torn_tail, exit 1",
+)
+async def test_ledger_that_is_a_directory_exits_2_with_one_line(tmp_path: Path, emulator_factory) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    (tmp_path / "ledger-dir").mkdir()
+    result = await run(
+        tmp_path,
+        emulator,
+        str(write_csv(tmp_path / "c.csv", rows(3))),
+        "--ledger",
+        str(tmp_path / "ledger-dir"),
+    )
+    assert_refused(result, emulator, "directory", "ledger")

@@ -1,0 +1,168 @@
+"""``batch-override hash``: from a list of media files to a corrections file a person can review and run."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from batch_override.hashing import add_parser, hash_corrections, sha256_file
+from batch_override.source import CorrectionsFile
+from tests.ops.helpers import run_command
+from tests.support import cli_env, run_cli, write_csv
+
+
+def _media(folder: Path, name: str, data: bytes) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(data)
+    return path
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_relative_paths_resolve_against_the_inputs_folder_and_columns_keep_their_order(
+    tmp_path: Path, capsys
+) -> None:
+    batch = tmp_path / "batch"
+    _media(batch / "clips", "a.mp4", b"first clip")
+    elsewhere = _media(tmp_path / "other", "b.mp4", b"second clip")
+    listing = write_csv(
+        batch / "list.csv",
+        [("human", "clips/a.mp4", "T-1"), ("artificial", str(elsewhere), "T-2")],
+        header=("classification", "path", "ticket"),
+    )
+    out = tmp_path / "corrections.csv"
+    assert run_command(add_parser, "hash", str(listing), "-o", str(out)) == 0  # cwd is not batch/
+    assert "hashed 2 files" in capsys.readouterr().out
+    table = pd.read_csv(out, keep_default_na=False)
+    assert list(table.columns) == ["hash", "classification", "path", "ticket", "error"]
+    assert list(table["hash"]) == [_digest(b"first clip"), _digest(b"second clip")]
+    assert list(table["path"]) == ["clips/a.mp4", str(elsewhere)]
+    assert list(table["error"]) == ["", ""]
+
+
+def test_a_missing_file_gets_an_empty_hash_a_reason_and_exit_1(tmp_path: Path, capsys) -> None:
+    _media(tmp_path, "ok.mp4", b"ok")
+    (tmp_path / "folder.mp4").mkdir()
+    listing = write_csv(
+        tmp_path / "list.csv",
+        [("human", "ok.mp4"), ("human", "gone.mp4"), ("human", "folder.mp4"), ("human", "  ")],
+        header=("classification", "path"),
+    )
+    out = tmp_path / "c.csv"
+    assert run_command(add_parser, "hash", str(listing), "-o", str(out)) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "3 of 4 files could not be hashed" in err
+    table = pd.read_csv(out, keep_default_na=False)
+    assert list(table["hash"]) == [_digest(b"ok"), "", "", ""]
+    assert "no such file" in table["error"][1]
+    assert "is a directory" in table["error"][2]
+    assert table["error"][3] == "path is empty"
+
+
+async def test_the_output_runs_and_its_unreadable_rows_are_marked_invalid(
+    tmp_path: Path, emulator_factory
+) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    _media(tmp_path, "a.jpg", b"picture")
+    listing = write_csv(
+        tmp_path / "list.csv",
+        [("human", "image", "a.jpg"), ("artificial", "image", "missing.jpg")],
+        header=("classification", "media", "path"),
+    )
+    out = tmp_path / "c.csv"
+    hash_corrections(listing, out)
+    ledger = tmp_path / "ledger.csv"
+    result = await run_cli("run", str(out), "--ledger", str(ledger), "--api-url", emulator.url,
+                           "--rate", "1000/s", env=cli_env())  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert emulator.overrides() == [
+        {"media": "image", "hash": _digest(b"picture"), "classification": "human"}
+    ]
+    lines = pd.read_csv(ledger).set_index("row")
+    assert lines.loc[1, "outcome"] == "invalid"
+    assert "no such file" in lines.loc[1, "error"]
+
+
+def test_parquet_input_and_a_named_path_column(tmp_path: Path) -> None:
+    _media(tmp_path, "x.wav", b"sound")
+    listing = tmp_path / "list.parquet"
+    pq.write_table(
+        pa.table({"File": ["x.wav"], "classification": ["human"], "rank": pa.array([3], pa.int64())}), listing
+    )
+    out = tmp_path / "c.csv"
+    assert hash_corrections(listing, out, path_column="file") == (1, 0)
+    table = pd.read_csv(out, keep_default_na=False)
+    assert list(table.columns) == ["hash", "File", "classification", "rank", "error"]
+    assert table["hash"][0] == _digest(b"sound") and table["rank"][0] == 3
+
+
+def test_many_rows_in_small_chunks_keep_the_inputs_order(tmp_path: Path) -> None:
+    data = {f"m{i}.bin": f"media {i}".encode() for i in range(200)}
+    for name, content in data.items():
+        _media(tmp_path / "m", name, content)
+    names = list(data)[::-1]
+    listing = write_csv(
+        tmp_path / "list.csv", [(f"m/{n}", "human") for n in names], header=("path", "classification")
+    )
+    out = tmp_path / "c.csv"
+    assert hash_corrections(listing, out, workers=3, chunk_rows=7) == (200, 0)
+    assert list(pd.read_csv(out)["hash"]) == [_digest(data[n]) for n in names]
+    CorrectionsFile(str(out))  # the job accepts the file as it is
+
+
+def test_files_bigger_than_one_read_hash_like_hashlib(tmp_path: Path) -> None:
+    data = os.urandom(3 * (1 << 20) + 12345)
+    assert sha256_file(_media(tmp_path, "big.bin", data)) == (_digest(data), "")
+
+
+def test_an_existing_hash_column_is_replaced_with_a_note(tmp_path: Path, capsys) -> None:
+    _media(tmp_path, "a", b"a")
+    listing = write_csv(
+        tmp_path / "l.csv", [("stale", "a", "human")], header=("Hash", "path", "classification")
+    )
+    out = tmp_path / "c.csv"
+    assert run_command(add_parser, "hash", str(listing), "-o", str(out)) == 0
+    assert "'Hash' column is replaced" in capsys.readouterr().err
+    table = pd.read_csv(out, keep_default_na=False)
+    assert list(table.columns) == ["hash", "path", "classification", "error"]
+    assert table["hash"][0] == _digest(b"a")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("l.csv", "hash,classification\nx,human\n", "no 'path' column"),
+        ("l.csv", "path,classification\n", "has a header but no data rows"),
+        ("l.csv", "", "file is empty"),
+        ("l.xlsx", "path\nx\n", "unknown extension"),
+        ("l.parquet", "not parquet", "cannot read"),
+        ("missing.csv", None, "no such file"),
+    ],
+)
+def test_an_unusable_input_exits_2_and_writes_nothing(
+    tmp_path: Path, capsys, name, content, expected
+) -> None:
+    listing = tmp_path / name
+    if content is not None:
+        listing.write_text(content)
+    out = tmp_path / "c.csv"
+    assert run_command(add_parser, "hash", str(listing), "-o", str(out)) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_the_output_may_not_overwrite_the_input(tmp_path: Path, capsys) -> None:
+    listing = write_csv(tmp_path / "l.csv", [("a", "human")], header=("path", "classification"))
+    assert run_command(add_parser, "hash", str(listing), "-o", str(listing)) == 2
+    assert "would overwrite INPUT" in capsys.readouterr().err

@@ -1,0 +1,78 @@
+"""The progress bar: a bar for a person at a terminal, silence for cron, CI and pipes."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import pytest
+
+from batch_override import progress
+from batch_override.progress import Progress
+
+
+class FakeTty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_stream_that_is_not_a_terminal_gets_nothing(monkeypatch) -> None:
+    def no_bar(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("a disabled Progress must not build a bar")
+
+    monkeypatch.setattr(progress, "_Bar", no_bar)
+    stream = io.StringIO()
+    with Progress(100, stream=stream) as bar:
+        assert not bar.enabled
+        for outcome in ("submitted", "failed", "not_ready"):
+            bar.advance(outcome)
+        bar.retrying(1)
+        bar.retrying(-1)
+    assert stream.getvalue() == ""
+
+
+def test_a_terminal_gets_a_bar_with_done_total_and_the_three_counts() -> None:
+    stream = FakeTty()
+    bar = Progress(10, stream=stream)
+    assert bar.enabled
+    bar.advance("submitted", 3)
+    bar.advance("skipped")
+    bar.advance("duplicate")
+    bar.retrying(+1)
+    bar.retrying(+1)
+    bar.retrying(-1)
+    bar.advance("not_ready")
+    bar.advance("rejected", 2)
+    bar.close()
+    bar.close()  # twice is fine
+    final = stream.getvalue().rstrip("\n").split("\r")[-1]
+    assert "8/10" in final
+    assert "ok=5, retrying=1, failed=3" in final
+    assert "row/s" in final
+    assert stream.getvalue().endswith("\n")  # the bar stays on screen for the summary below
+
+
+def test_enabled_overrides_the_terminal_check() -> None:
+    forced = io.StringIO()
+    with Progress(2, stream=forced, enabled=True) as bar:
+        bar.advance("submitted", 2)
+    assert "2/2" in forced.getvalue()
+
+    silenced = FakeTty()
+    with Progress(2, stream=silenced, enabled=False) as bar:
+        bar.advance("submitted", 2)
+    assert silenced.getvalue() == ""
+
+
+def test_the_default_stream_is_stderr_at_construction_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    replaced = FakeTty()
+    monkeypatch.setattr(sys, "stderr", replaced)
+    with Progress(1) as bar:
+        bar.advance("aborted")
+    assert "failed=1" in replaced.getvalue()
+
+
+def test_a_closed_stream_counts_as_not_a_terminal() -> None:
+    stream = io.StringIO()
+    stream.close()
+    assert not Progress(1, stream=stream).enabled

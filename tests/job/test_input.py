@@ -139,6 +139,19 @@ async def test_media_column_overrides_the_default_media_per_row(tmp_path: Path, 
     }
 
 
+async def test_media_column_can_be_mapped_by_name(tmp_path: Path, emulator_factory) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    path = write_csv(
+        tmp_path / "c.csv",
+        [(sha(0), "human", "Image"), (sha(1), "human", "audio")],
+        ("hash", "classification", "type"),
+    )
+    summary, ledger = await run_file(path, emulator, media_column="TYPE")
+    assert summary.exit_code == 0
+    assert list(ledger.columns) == list(COLUMNS)
+    assert received(emulator) == {("image", sha(0), "human"), ("audio", sha(1), "human")}
+
+
 async def test_extra_columns_are_carried_into_the_ledger_after_the_fixed_columns(
     tmp_path: Path, emulator_factory
 ) -> None:
@@ -336,6 +349,17 @@ async def test_row_with_a_missing_cell_is_invalid_while_the_other_rows_go(
     assert column(ledger, "outcome") == ["submitted", "invalid", "submitted"]
     assert summary.exit_code == 1
     assert received(emulator) == {("video", sha(0), "human"), ("video", sha(2), "human")}
+
+
+async def test_input_with_only_invalid_rows_sends_nothing_and_exits_1(
+    tmp_path: Path, emulator_factory
+) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    path = write_csv(tmp_path / "c.csv", [("x", "human"), (sha(1), "AI")])
+    summary, ledger = await run_file(path, emulator)
+    assert summary.exit_code == 1
+    assert column(ledger, "outcome") == ["invalid", "invalid"]
+    assert emulator.stats()["requests"] == 0
 
 
 # -- duplicates and conflicts ---------------------------------------------------------------------------

@@ -290,11 +290,31 @@ async def test_refused_key_aborts_the_row_and_every_unsent_row_with_exit_3(
     assert sorted(ledger["row"]) == list(range(6))
     first = line(ledger, 0)
     assert (first["outcome"], first["error_code"], first["http_status"]) == ("aborted", code, status)
+    assert first["message"] == {401: "Unauthorized", 403: "Forbidden"}[status]  # the server's words
     rest = ledger[ledger["row"] > 0]
     assert set(rest["outcome"]) == {"aborted"}
     assert set(rest["error_code"]) == {"not_sent"}
     assert emulator.stats()["requests"] == 1
     assert emulator.overrides() == []
+
+
+async def test_key_revoked_mid_run_aborts_what_is_left_and_keeps_what_was_accepted(tmp_path: Path) -> None:
+    async def answer(_request: web.Request, _hit: Hit, _n: int) -> web.StreamResponse:
+        if len(server.hits) <= 5:
+            return web.json_response({"classification": "human"}, status=201)
+        return web.json_response({"error": "Unauthorized"}, status=401)
+
+    async with scripted(answer) as server:
+        summary, ledger = await run_rows(
+            tmp_path, server.url, [(sha(i), "human") for i in range(40)], preflight=False, concurrency=4
+        )
+    assert summary.exit_code == 3
+    assert sorted(ledger["row"]) == list(range(40))
+    counts = ledger["error_code"].fillna("").value_counts().to_dict()
+    assert (ledger["outcome"] == "submitted").sum() == 5
+    assert 1 <= counts.get("unauthorized", 0) <= 4  # the requests in flight when the key went
+    assert counts.get("not_sent", 0) == 40 - 5 - counts["unauthorized"]
+    assert len(server.hits) == 5 + counts["unauthorized"]
 
 
 async def test_refused_key_at_preflight_sends_no_row_and_cli_exits_3_naming_the_401(
@@ -547,6 +567,23 @@ async def test_always_failing_server_ends_in_an_outage_exit_5_with_every_row_led
     assert sorted(ledger["row"]) == list(range(5))
     assert set(ledger["outcome"]) <= {"failed", "aborted"}
     assert line(ledger, 0)["error_code"] == "server_error"
+
+
+async def test_201_is_submitted_whatever_its_body(tmp_path: Path) -> None:
+    async with scripted(always(201, b"")) as server:
+        summary, ledger = await run_rows(tmp_path, server.url, [(sha(0), "human")], preflight=False)
+    assert summary.exit_code == 0
+    assert cells(ledger, "outcome", "http_status", "attempts") == [("submitted", 201, 1)]
+
+
+async def test_multi_line_server_message_stays_on_one_ledger_line(tmp_path: Path) -> None:
+    text = 'Something went wrong:\nfirst reason,\r\nsecond "reason"'
+    async with scripted(always(400, {"error": text})) as server:
+        _summary, ledger = await run_rows(tmp_path, server.url, [(sha(0), "human")], preflight=False)
+    assert cells(ledger, "outcome", "error_code", "message") == [
+        ("rejected", "unknown_400", 'Something went wrong: first reason, second "reason"')
+    ]
+    assert len((tmp_path / "ledger.csv").read_text(encoding="utf-8").splitlines()) == 2
 
 
 # -- any other status ----------------------------------------------------------------------------------------

@@ -72,7 +72,12 @@ _OPTS = (
     ),
     _Opt("media_column", str, "name of the optional per-row media column (default media)", metavar="NAME"),
     _Opt("concurrency", int, "requests in flight at most (default 8)", metavar="N"),
-    _Opt("rate", _rate, "N/PERIOD such as 60/min, 5/s, 3600/h, evenly spaced, or auto (default 60/min)"),
+    _Opt(
+        "rate",
+        _rate,
+        "auto (default): learn the server's limit from its X-RateLimit headers and pace to it less "
+        "--headroom; or N/PERIOD such as 60/min, 5/s, 3600/h: never more than N in any PERIOD, evenly spaced",
+    ),
     _Opt("headroom", float, "auto rate: share of the server's limit left unused (default 0.1)", metavar="F"),
     _Opt("max_retries", int, "retries per row for transient answers (default 5)", metavar="N"),
     _Opt("timeout", _positive_float, "seconds per request (default 30)", metavar="S"),

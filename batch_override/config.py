@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -61,7 +61,7 @@ class RunConfig:
     classification_column: str = "classification"
     media_column: str = "media"
     concurrency: int = 8
-    rate: Rate | Literal["auto"] = field(default_factory=lambda: Rate(60, 60.0))
+    rate: Rate | Literal["auto"] = "auto"
     headroom: float = 0.1
     max_retries: int = 5
     timeout: float = 30.0

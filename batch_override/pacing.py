@@ -2,37 +2,40 @@
 
 Two meters compose (as aiometer composes its limits):
 
-* even spacing, from aiolimiter's ``AsyncLimiter(1, interval)``: one request per interval, never
-  the initial burst that ``AsyncLimiter(N, period)`` allows (N at once, then a window of 429s);
-* a window budget that mirrors the server's own count.  The server opens a window at the first
-  request and answers ``X-RateLimit-Remaining`` on every response; when the budget of a window is
-  spent, the pacer holds until the window (as the responses locate it) has ended.  Even spacing
-  alone can put one request too many into a window when arrival times jitter; the budget cannot.
+* :class:`SlidingLog`: at most ``limit`` sends in *any* window of ``period`` seconds, on an evenly
+  spaced grid.  The grid is absolute, so a late wake-up does not push every later send back (a
+  relative sleep loses ~1 ms per send to timer rounding: 5 % at 50/s); the log of the last
+  ``limit`` sends makes the catch-up provably safe.  aiolimiter's leaky bucket cannot do both:
+  ``AsyncLimiter(N, period)`` bursts N at once (and allows up to 2N in a period), while
+  ``AsyncLimiter(1, period / N)`` spaces evenly but drifts.
+* the server's window: Laravel opens a window at the first request and counts down
+  ``X-RateLimit-Remaining``.  When the budget of a window is spent, the pacer holds until that
+  window has surely ended (the answer that revealed it arrived after it opened, so its arrival
+  time plus the period is a safe bound).  Even spacing alone can put one request too many into
+  a window when arrival times jitter; this cannot.
 
 With an explicit rate the limit and period are the user's.  With ``auto`` the limit comes from
 ``X-RateLimit-Limit`` less the headroom, and the period is learned: a new window opening bounds it
-from above, a response still counted in the old window bounds it from below, and a period that
-is a whole number of seconds (Laravel's decay always is) is taken as soon as only one fits.
+from above, an answer still counted in the old window bounds it from below, and a whole number of
+seconds (Laravel's decay always is one) is taken as soon as only one fits between the bounds.
 
-The trap: a 429 means the budget model was wrong (or other traffic shares the key).  The pacer
-then holds every sender until ``Retry-After`` has passed.
+The trap: a 429 means the model was wrong (or other traffic shares the key); every sender then
+holds until ``Retry-After`` has passed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
-from aiolimiter import AsyncLimiter
-
 from .config import Rate
 
-#: Margin after an estimated window end before the next window's first request.
-WINDOW_MARGIN = 0.004
-#: The period assumed in auto mode until responses tell better (Laravel's smallest decay).
+#: The period assumed in auto mode until answers tell better (Laravel's smallest decay).
 INITIAL_PERIOD = 1.0
 
 
@@ -61,6 +64,37 @@ def retry_after_seconds(headers: Mapping[str, str], now_unix: float | None = Non
     return None
 
 
+class SlidingLog:
+    """At most ``limit`` sends in any window of ``period`` seconds, evenly spaced, without drift."""
+
+    __slots__ = ("_next", "_sends", "interval", "limit", "period")
+
+    def __init__(self, limit: int, period: float, recent: deque[float] | None = None) -> None:
+        self.limit = limit
+        self.period = period
+        self.interval = period / limit
+        self._sends: deque[float] = deque(recent or (), maxlen=limit)
+        self._next = self._sends[-1] + self.interval if self._sends else -math.inf
+
+    def wait(self, now: float) -> float:
+        """Seconds until the next send may go (0 when it may go now)."""
+        at = self._next
+        if len(self._sends) == self.limit:
+            at = max(at, self._sends[0] + self.period)
+        return max(0.0, at - now)
+
+    def record(self, now: float) -> None:
+        # A send up to a quarter interval late keeps its grid slot (no drift); a later one (after
+        # a pause) starts the grid afresh, so two sends are never closer than 3/4 of an interval.
+        slot = max(self._next, now - self.interval / 4) if self._sends else now
+        self._next = slot + self.interval
+        self._sends.append(now)
+
+    @property
+    def recent(self) -> deque[float]:
+        return self._sends
+
+
 class Ticket(NamedTuple):
     """A granted turn: the send's sequence number and time, handed back to :meth:`Pacer.observe`."""
 
@@ -69,7 +103,7 @@ class Ticket(NamedTuple):
 
 
 class Pacer:
-    """Decides when the next request may start.  Use :meth:`acquire` before each request and
+    """Decides when the next request may start.  Call :meth:`acquire` before each request and
     :meth:`observe` with its answer.  ``rate=None`` means auto."""
 
     def __init__(
@@ -83,19 +117,23 @@ class Pacer:
         self._headroom = headroom if rate is None else 0.0
         self._clock = clock
         self._lock = asyncio.Lock()
+        self._answered = asyncio.Event()
         self._server_limit: int | None = None
         self._period = rate.period if rate is not None else INITIAL_PERIOD
         self._period_lo = 0.0
         self._period_hi = math.inf
-        self._window_start: float | None = None
+        # The server window we are in: the send and answer times of the request that opened it.
+        # The server opened it in between, so (answer time + period) is when it surely ended.
+        self._win_seq: int | None = None
+        self._win_sent: float | None = None
+        self._win_answered: float | None = None
         self._used = 0
         self._seq = 0
         self._blocked_until = 0.0
-        self._probe_pending = False
-        self._limiter: AsyncLimiter | None = None
-        self._interval = 0.0
+        self._probing = False
+        self._log: SlidingLog | None = None
         self.throttled = 0
-        self._set_interval()
+        self._rebuild()
 
     # -- the current model ---------------------------------------------------------------------
     @property
@@ -118,12 +156,22 @@ class Pacer:
         budget = self.budget
         return "auto (learning)" if budget is None else f"auto: {budget}/{self._period:g}s"
 
-    def _set_interval(self) -> None:
+    def _rebuild(self) -> None:
         budget = self.budget
-        interval = self._period / budget if budget else 0.0
-        if self._limiter is None or abs(interval - self._interval) > 1e-9:
-            self._interval = interval
-            self._limiter = AsyncLimiter(1, interval) if interval > 0 else None
+        if budget is None:
+            return
+        log = self._log
+        if log is None or log.limit != budget or abs(log.period - self._period) > 1e-9:
+            self._log = SlidingLog(budget, self._period, log.recent if log is not None else None)
+
+    def _new_window(self) -> None:
+        self._win_seq = None
+        self._win_sent = self._win_answered = None
+        self._used = 0
+
+    async def _wait_answer(self, at_most: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._answered.wait(), at_most)
 
     # -- the two calls -------------------------------------------------------------------------
     async def acquire(self) -> Ticket:
@@ -135,71 +183,90 @@ class Pacer:
                     await asyncio.sleep(self._blocked_until - now)
                     continue
                 budget = self.budget
-                if budget is None:
-                    # Auto mode before the first answer: one request at a time tells the limit.
-                    if self._probe_pending:
-                        await asyncio.sleep(0.005)
+                if budget is None or self._log is None:
+                    # Auto mode before the first answer: one request alone tells the limit.
+                    if self._probing:
+                        await self._wait_answer(self._period)
                         continue
-                    self._probe_pending = True
+                    self._probing = True
                     break
-                if self._window_start is not None and self._used >= budget:
-                    end = self._window_start + self._period + WINDOW_MARGIN
+                if self._used >= budget:
+                    if self._win_answered is None:
+                        # The window's opener is still in flight: its answer dates the window.
+                        await self._wait_answer(self._period)
+                        if self._win_answered is None and self._clock() - now >= self._period:
+                            self._new_window()  # the opener's answer was lost; a period has passed
+                        continue
+                    end = self._win_answered + self._period
                     if now < end:
                         await asyncio.sleep(end - now)
                         continue
-                    self._window_start = None
-                    self._used = 0
-                if self._window_start is not None and now >= self._window_start + self._period:
-                    self._window_start = None
-                    self._used = 0
-                if self._limiter is not None:
-                    await self._limiter.acquire()
+                    self._new_window()
+                wait = self._log.wait(now)
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    continue
                 break
             sent = self._clock()
-            if self._window_start is None:
-                self._window_start = sent
+            if self._log is not None:
+                self._log.record(sent)
             self._used += 1
             self._seq += 1
+            if self._win_seq is None:
+                self._win_seq, self._win_sent = self._seq, sent
             return Ticket(self._seq, sent)
 
     def observe(self, ticket: Ticket, status: int | None, headers: Mapping[str, str]) -> None:
         """Learn from an answer (``status`` None: no answer, nothing to learn)."""
-        self._probe_pending = False
-        if status is None:
-            return
+        if status is not None:
+            self._learn(ticket, status, headers, self._clock())
+        if self._probing and (self.budget is not None or status is None):
+            self._probing = False
+        self._answered.set()
+        self._answered.clear()
+
+    def _learn(self, ticket: Ticket, status: int, headers: Mapping[str, str], now: float) -> None:
         limit = _header_int(headers, "X-RateLimit-Limit")
         remaining = _header_int(headers, "X-RateLimit-Remaining")
-        now = self._clock()
-        if limit is not None and limit > 0 and limit != self._server_limit:
+        if limit is not None and limit > 0:
             self._server_limit = limit
         if status == 429:
             self.throttled += 1
             wait = retry_after_seconds(headers)
-            wait = self._period if wait is None else wait
-            self._blocked_until = max(self._blocked_until, now + wait)
-            if self._window_start is not None and self._fixed is None:
-                self._period_lo = max(self._period_lo, now - self._window_start)
-            self._window_start = None
-            self._used = 0
+            self._blocked_until = max(self._blocked_until, now + (self._period if wait is None else wait))
+            if self._win_answered is not None:
+                # It arrived while the window was still open: the period is longer than this.
+                self._period_lo = max(self._period_lo, ticket.sent_at - self._win_answered)
+            self._new_window()
             self._update_period()
             return
         if limit is None or remaining is None:
-            self._set_interval()
+            self._rebuild()
             return
-        sent_at = ticket.sent_at
-        later = self._seq - ticket.seq  # sent after this one, not yet counted by the server
-        if self._window_start is not None and sent_at < self._window_start:
-            pass  # an answer from an earlier window: it says nothing of the current one
-        elif remaining == limit - 1:
-            # This request opened a server window.
-            if self._window_start is not None and sent_at > self._window_start and self._fixed is None:
-                self._period_hi = min(self._period_hi, sent_at - self._window_start)
-            self._window_start = sent_at
+        later = self._seq - ticket.seq  # sent after this one, not yet counted in `remaining`
+        counted = limit - remaining  # this request's place in its server window
+        if self._win_seq is not None and ticket.seq < self._win_seq:
+            return  # an answer from an earlier window says nothing of the current one
+        place = ticket.seq - self._win_seq + 1 if self._win_seq is not None else None
+        if counted == 1:
+            # This request opened a server window, somewhere between its send and now.
+            if (
+                self._win_answered is not None
+                and self._win_sent is not None
+                and place is not None
+                and place > 1
+            ):
+                self._period_hi = min(self._period_hi, now - self._win_sent)
+            self._win_seq, self._win_sent, self._win_answered = ticket.seq, ticket.sent_at, now
             self._used = 1 + later
+        elif place is not None and counted < place:
+            # A newer window whose opener has not answered yet: it was the `counted`-th send back.
+            self._win_seq, self._win_sent, self._win_answered = ticket.seq - counted + 1, None, None
+            self._used = counted + later
         else:
-            if self._window_start is not None and self._fixed is None:
-                self._period_lo = max(self._period_lo, sent_at - self._window_start)
-            self._used = max(self._used, limit - remaining + later)
+            if self._win_answered is not None:
+                self._period_lo = max(self._period_lo, ticket.sent_at - self._win_answered)
+            self._used = max(self._used, counted + later)
         self._update_period()
 
     def _update_period(self) -> None:
@@ -210,4 +277,4 @@ class Pacer:
                 self._period = float(whole[0]) if len(whole) == 1 else max(hi, lo)
             elif lo >= self._period:
                 self._period = float(math.floor(lo) + 1)
-        self._set_interval()
+        self._rebuild()

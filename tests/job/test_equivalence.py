@@ -14,7 +14,22 @@ from batch_override.apikey import ApiKey
 from batch_override.config import Rate, RunConfig
 from batch_override.emulator import DEMO_API_KEY, Emulator, EmulatorConfig
 from batch_override.runner import run_job_async
-from tests.support import cli_env, read_ledger, run_cli
+from tests.support import Result, cli_env, read_ledger, start_cli
+
+
+async def run_cli(*args: str, stdin: bytes | None = None, wait_s: float = 60, **kwargs: Any) -> Result:
+    """``tests.support.run_cli``, except that a CLI still running after ``wait_s`` is killed (by its
+    PID) and the test fails, instead of leaving the process behind."""
+    proc = await start_cli(*args, stdin=stdin, **kwargs)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), wait_s)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return Result(proc.returncode, out.decode(), err.decode())
+
 
 ROWS = 10_000
 MEDIA = ("video", "image", "audio")
@@ -109,7 +124,7 @@ async def test_ledger_does_not_depend_on_the_batch_size(
             input=str(path), ledger=ledger, api_url=emulator.url, rate=Rate(5000, 1.0), concurrency=8,
             backoff_base=0.01, **config,
         )  # fmt: skip
-        await run_job_async(run_config, ApiKey(DEMO_API_KEY))
+        await asyncio.wait_for(run_job_async(run_config, ApiKey(DEMO_API_KEY)), 30)
         sent = sorted((o["media"], o["hash"], o["classification"]) for o in emulator.overrides())
         return comparable(read_ledger(ledger)), sent
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,22 @@ from batch_override.emulator import DEMO_API_KEY, Emulator
 from batch_override.ledger import COLUMNS
 from batch_override.runner import run_job_async
 from batch_override.summary import Summary
-from tests.support import cli_env, read_ledger, run_cli, sha, write_csv
+from tests.support import Result, cli_env, read_ledger, sha, start_cli, write_csv
+
+
+async def run_cli(*args: str, stdin: bytes | None = None, wait_s: float = 60, **kwargs: Any) -> Result:
+    """``tests.support.run_cli``, except that a CLI still running after ``wait_s`` is killed (by its
+    PID) and the test fails, instead of leaving the process behind."""
+    proc = await start_cli(*args, stdin=stdin, **kwargs)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), wait_s)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return Result(proc.returncode, out.decode(), err.decode())
+
 
 NBSP = "\u00a0"
 
@@ -31,7 +47,7 @@ async def run_file(
     settings: dict[str, Any] = {"rate": Rate(1000, 1.0), "backoff_base": 0.01}
     settings.update(config)
     run_config = RunConfig(input=str(path), ledger=ledger, api_url=emulator.url, **settings)
-    summary = await run_job_async(run_config, ApiKey(DEMO_API_KEY))
+    summary = await asyncio.wait_for(run_job_async(run_config, ApiKey(DEMO_API_KEY)), 30)
     return summary, read_ledger(ledger)
 
 

@@ -3,6 +3,7 @@ columns then the input's own, appended run after run, formula-looking cells neut
 
 from __future__ import annotations
 
+import asyncio
 import csv
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,22 @@ from batch_override.config import Rate, RunConfig
 from batch_override.emulator import DEMO_API_KEY, Emulator
 from batch_override.runner import run_job_async
 from batch_override.summary import Summary
-from tests.support import cli_env, read_ledger, run_cli, sha, write_csv
+from tests.support import Result, cli_env, read_ledger, sha, start_cli, write_csv
+
+
+async def run_cli(*args: str, stdin: bytes | None = None, wait_s: float = 60, **kwargs: Any) -> Result:
+    """``tests.support.run_cli``, except that a CLI still running after ``wait_s`` is killed (by its
+    PID) and the test fails, instead of leaving the process behind."""
+    proc = await start_cli(*args, stdin=stdin, **kwargs)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), wait_s)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return Result(proc.returncode, out.decode(), err.decode())
+
 
 #: The spec's column order, written out rather than imported: the test is the contract.
 FIXED = [
@@ -30,9 +46,8 @@ FORMULAS = ["=1+1", "+41", "-7", "@SUM(A1:A9)", '=HYPERLINK("http://x","y")']
 async def run_file(path: Path, emulator: Emulator, ledger: Path, **config: Any) -> Summary:
     settings: dict[str, Any] = {"rate": Rate(1000, 1.0), "backoff_base": 0.01}
     settings.update(config)
-    return await run_job_async(
-        RunConfig(input=str(path), ledger=ledger, api_url=emulator.url, **settings), ApiKey(DEMO_API_KEY)
-    )
+    run_config = RunConfig(input=str(path), ledger=ledger, api_url=emulator.url, **settings)
+    return await asyncio.wait_for(run_job_async(run_config, ApiKey(DEMO_API_KEY)), 30)
 
 
 def mixed_rows() -> list[tuple[str, str, str, str]]:

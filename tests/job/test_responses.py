@@ -25,7 +25,22 @@ from batch_override.config import Rate, RunConfig
 from batch_override.emulator import DEMO_API_KEY
 from batch_override.runner import run_job_async
 from batch_override.summary import Summary
-from tests.support import cli_env, read_ledger, run_cli, sha, write_csv
+from tests.support import Result, cli_env, read_ledger, sha, start_cli, write_csv
+
+
+async def run_cli(*args: str, stdin: bytes | None = None, wait_s: float = 60, **kwargs: Any) -> Result:
+    """``tests.support.run_cli``, except that a CLI still running after ``wait_s`` is killed (by its
+    PID) and the test fails, instead of leaving the process behind."""
+    proc = await start_cli(*args, stdin=stdin, **kwargs)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), wait_s)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return Result(proc.returncode, out.decode(), err.decode())
+
 
 MEDIA_OF_ENDPOINT = {
     "classification": "image",
@@ -122,7 +137,8 @@ async def run_rows(
     settings: dict[str, Any] = {"rate": Rate(1000, 1.0), "backoff_base": 0.01, "concurrency": 1}
     settings.update(config)
     run_config = RunConfig(input=str(corrections), ledger=ledger, api_url=url, **settings)
-    summary = await run_job_async(run_config, ApiKey(key))
+    # Bounded: a run that hangs fails this test instead of the whole suite's timeout.
+    summary = await asyncio.wait_for(run_job_async(run_config, ApiKey(key)), 30)
     return summary, read_ledger(ledger)
 
 
@@ -375,6 +391,21 @@ async def test_wrong_api_url_path_answered_404_aborts_with_exit_3(tmp_path: Path
     first = line(ledger, 0)
     assert (first["outcome"], first["error_code"], first["http_status"]) == ("aborted", "not_found", 404)
     assert set(ledger[ledger["row"] > 0]["error_code"]) == {"not_sent"}
+    assert emulator.overrides() == []
+
+
+async def test_wrong_api_url_stops_at_the_preflight_with_exit_3_and_a_hint(
+    tmp_path: Path, emulator_factory
+) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    ledger = tmp_path / "ledger.csv"
+    result = await run_cli(
+        "run", str(write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(3)])),
+        "--ledger", str(ledger), "--api-url", emulator.url + "/api/v2", "--rate", "1000/s", env=cli_env(),
+    )  # fmt: skip
+    assert result.returncode == 3
+    assert "--api-url" in result.stdout + result.stderr
+    assert cells(read_ledger(ledger), "outcome", "error_code") == [("aborted", "not_sent")] * 3
     assert emulator.overrides() == []
 
 

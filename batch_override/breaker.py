@@ -27,6 +27,7 @@ class Breaker:
         self,
         threshold: int,
         *,
+        rows_needed: int = 2,
         max_outage: float,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
@@ -34,12 +35,14 @@ class Breaker:
         rng: random.Random | None = None,
     ) -> None:
         self._threshold = max(1, threshold)
+        self._rows_needed = rows_needed
         self._max_outage = max_outage
         self._base = backoff_base
         self._cap = backoff_cap
         self._clock = clock
         self._rng = rng or random.Random()
         self._streak = 0
+        self._streak_rows: set[int] = set()
         self._opened_at: float | None = None
         self._reason = ""
         self._closed = asyncio.Event()
@@ -87,6 +90,7 @@ class Breaker:
     def succeeded(self, probe: bool) -> None:
         """A real answer (anything but 5xx / no answer): the server is up."""
         self._streak = 0
+        self._streak_rows.clear()
         if self._opened_at is not None:
             self._opened_at = None
             self._probes = 0
@@ -94,12 +98,21 @@ class Breaker:
         if probe and self._probe.locked():
             self._probe.release()
 
-    def failed(self, reason: str, probe: bool) -> bool:
-        """A transient failure; True when it is part of an outage (the row keeps its retries)."""
+    def failed(self, reason: str, probe: bool, row: int = -1) -> bool:
+        """A transient failure; True when it is part of an outage (the row keeps its retries).
+
+        An outage needs ``threshold`` failures in a row *from at least two rows* (three with
+        more senders): one row failing again and again is that row's problem, not the server's.
+        """
         self._streak += 1
+        self._streak_rows.add(row)
         if probe and self._probe.locked():
             self._probe.release()
-        if self._opened_at is None and self._streak >= self._threshold:
+        if (
+            self._opened_at is None
+            and self._streak >= self._threshold
+            and len(self._streak_rows) >= self._rows_needed
+        ):
             self._opened_at = self._clock()
             self._reason = reason
             self._closed.clear()

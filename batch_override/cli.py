@@ -10,7 +10,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
 from .apikey import ENV_VAR, load_api_key
@@ -34,8 +34,20 @@ exit codes:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (cron mails and log shippers get one line)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _rate(text: str) -> Rate | str:
-    return "auto" if text.strip().lower() == "auto" else Rate.parse(text)
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return Rate.parse(text)
+    except UsageError as exc:  # argparse turns this into its one-line usage error (exit 2)
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_float(text: str) -> float:
@@ -181,7 +193,7 @@ def _add_log_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="batch-override",
         description="Submit identifAI classification overrides in bulk: paced, idempotent, resumable, "
         "with one ledger line per input row.",
@@ -189,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"batch-override {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     run = sub.add_parser(
         "run",
         help="send the corrections of INPUT, writing the ledger",
@@ -239,7 +251,8 @@ def _config_from(args: argparse.Namespace) -> tuple[RunConfig, dict[str, Any]]:
     if not values.get("ledger"):
         raise UsageError("missing --ledger PATH: every run writes a ledger")
     if isinstance(values.get("rate"), str):
-        values["rate"] = _rate(values["rate"])
+        rate = values["rate"].strip()
+        values["rate"] = "auto" if rate.lower() == "auto" else Rate.parse(rate)
     values["ledger"] = Path(values["ledger"])
     values["input"] = str(values["input"])
     fields = {f.name: f for f in dataclasses.fields(RunConfig)}

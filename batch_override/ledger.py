@@ -85,6 +85,18 @@ def neutralize_array(values: pa.Array, enabled: bool) -> pa.Array:
     return pc.if_else(flagged, pc.binary_join_element_wise("'", values, ""), values)
 
 
+def check_ledger_path(path: Path) -> None:
+    """Fail early, in one line, on a ledger path that cannot be a ledger file."""
+    if path.is_dir():
+        raise LedgerError(f"--ledger {path}: is a directory; name a file inside it")
+    if not path.parent.is_dir():
+        raise LedgerError(f"--ledger {path}: the directory {path.parent} does not exist")
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise LedgerError(f"--ledger {path}: not readable and writable by this user")
+    if not os.access(path.parent, os.W_OK):
+        raise LedgerError(f"--ledger {path}: cannot create files in {path.parent}")
+
+
 class LedgerLock:
     """An exclusive ``flock`` on ``LEDGER.lock``; the kernel releases it if the holder dies."""
 

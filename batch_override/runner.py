@@ -35,7 +35,15 @@ from .breaker import Breaker, OutageTooLong
 from .client import BODIES, EMPTY_BODY, Answer, Client, make_session
 from .config import Rate, RunConfig
 from .errors import BatchOverrideError, ExitCode
-from .ledger import LedgerLock, LedgerWriter, LineValues, load_resume_index, repair_torn_tail, utc_now
+from .ledger import (
+    LedgerLock,
+    LedgerWriter,
+    LineValues,
+    check_ledger_path,
+    load_resume_index,
+    repair_torn_tail,
+    utc_now,
+)
 from .outcome import Action, Outcome
 from .pacing import Pacer, retry_after_seconds
 from .plan import InputIndex, Plan, ResumeIndex, index_input, plan_batch
@@ -212,6 +220,8 @@ async def run_job_async(config: RunConfig, api_key: ApiKey | None) -> Summary:
     """
     if not config.dry_run and api_key is None:
         raise BatchOverrideError("no API key given")
+    if config.ledger is not None:
+        check_ledger_path(config.ledger)
     started = time.monotonic()
     source = await asyncio.to_thread(
         CorrectionsFile,
@@ -323,7 +333,10 @@ async def _send_all(run: _Run, index: InputIndex, resume: ResumeIndex) -> None:
     assert rate is None or isinstance(rate, Rate)
     pacer = Pacer(rate, headroom=config.headroom)
     breaker = Breaker(
-        max(3, config.concurrency), max_outage=config.max_outage, backoff_base=config.backoff_base
+        max(3, config.concurrency),
+        rows_needed=min(3, max(2, config.concurrency)),
+        max_outage=config.max_outage,
+        backoff_base=config.backoff_base,
     )
     queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=config.concurrency * 4)
     async with make_session(
@@ -482,7 +495,9 @@ class _Sender:
     async def _preflight(self, item: Item) -> None:
         """An empty body proves the key works (validation 400) without recording anything."""
         config = self.run.config
+        tries = 0
         while self.run.stop is None:
+            tries += 1
             probe = await self.breaker.wait_turn()
             answer = await self._attempt(item.media, item.hash, EMPTY_BODY)
             if answer is None:
@@ -492,7 +507,8 @@ class _Sender:
                 self.run.request_stop(ExitCode.ABORTED, f"preflight: {_why(answer)}")
                 return
             if verdict.action is Action.RETRY:
-                self.breaker.failed(verdict.error_code, probe)
+                # Nothing else is in flight: each failed try stands for another sender.
+                self.breaker.failed(verdict.error_code, probe, row=-tries)
                 await self._backoff(0)
                 continue
             self.breaker.succeeded(probe)
@@ -537,7 +553,7 @@ class _Sender:
             last = answer
             verdict = answer.verdict
             if verdict.action is Action.RETRY:
-                in_outage = self.breaker.failed(verdict.error_code, probe)
+                in_outage = self.breaker.failed(verdict.error_code, probe, item.row)
                 if not in_outage:
                     retries += 1
                     if retries > config.max_retries:

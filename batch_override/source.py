@@ -18,7 +18,7 @@ import sys
 import tempfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +66,8 @@ class Batch:
     raw_media: pa.Array | None
     valid: npt.NDArray[np.bool_]
     carried: list[pa.Array]
+    #: Rows whose problem is their shape (too few or too many fields), by index in the batch.
+    notes: dict[int, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.valid)
@@ -82,6 +84,9 @@ class Batch:
         raw_media = self.raw_media.take(take).to_pylist() if self.raw_media is not None else None
         medias = self.media.take(take).to_pylist()
         for j, i in enumerate(bad.tolist()):
+            if i in self.notes:
+                out[i] = self.notes[i]
+                continue
             problems = []
             h = hashes[j] or ""
             if len(h) != 64:
@@ -134,6 +139,7 @@ class CorrectionsFile:
     ) -> None:
         self.display = "<stdin>" if path == "-" else path
         self.sha256: str | None = None
+        self._ragged: list[tuple[int | None, str, int]] = []
         self._spooled: Path | None = None
         self.path = self._spool_stdin() if path == "-" else Path(path)
         self._default_media = default_media
@@ -253,8 +259,10 @@ class CorrectionsFile:
         if self.kind == "parquet":
             yield from self._parquet_batches()
             return
-        read = pacsv.ReadOptions(column_names=self._names, skip_rows=1, block_size=1 << 22)
-        parse = pacsv.ParseOptions(delimiter=self._delimiter)
+        # Single-threaded: the streaming reader is as fast that way here, and only then does
+        # pyarrow number the rows it hands to invalid_row_handler.
+        read = pacsv.ReadOptions(column_names=self._names, skip_rows=1, block_size=1 << 22, use_threads=False)
+        parse = pacsv.ParseOptions(delimiter=self._delimiter, invalid_row_handler=self._on_ragged_row)
         convert = pacsv.ConvertOptions(
             column_types={n: pa.string() for n in self._names},
             strings_can_be_null=False,
@@ -264,6 +272,36 @@ class CorrectionsFile:
             str(self.path), read_options=read, parse_options=parse, convert_options=convert
         )
         yield from reader
+
+    def _on_ragged_row(self, row: pacsv.InvalidRow) -> str:
+        """A row with too few or too many fields: keep it, as an invalid row (never dropped)."""
+        self._ragged.append((row.number, row.text, row.actual_columns))
+        return "skip"
+
+    def _with_ragged_rows(self, record: pa.RecordBatch, start: int) -> tuple[pa.RecordBatch, dict[int, str]]:
+        """Put the rows pyarrow skipped back in their places, as text in the hash column.
+
+        Their place comes from the physical line number, which equals the data row + 2 unless a
+        quoted field spans lines; the place is clamped into this batch either way.
+        """
+        ragged, self._ragged = self._ragged, []
+        n, names = record.num_rows, record.schema.names
+        filler = {name: pa.array([""] * len(ragged), pa.string()) for name in names}
+        filler[self.columns.hash] = pa.array([text for _, text, _ in ragged], pa.string())
+        combined = pa.Table.from_batches([record]).combine_chunks()
+        combined = pa.concat_tables([combined, pa.table(filler).select(names)]).combine_chunks()
+        order = list(range(n))
+        notes: dict[int, str] = {}
+        for k, (number, _, _fields) in enumerate(ragged):
+            want = (number - 2 - start) if number is not None else len(order)
+            place = min(max(want, 0), len(order))
+            order.insert(place, n + k)
+        for place, source in enumerate(order):
+            if source >= n:
+                _, _, fields = ragged[source - n]
+                notes[place] = f"the row has {fields} field(s) where the header has {len(names)}"
+        taken = combined.take(pa.array(order)).combine_chunks()
+        return taken.to_batches()[0], notes
 
     def _parquet_batches(self) -> Iterator[pa.RecordBatch]:
         schema = self._parquet.schema_arrow
@@ -292,9 +330,17 @@ class CorrectionsFile:
                 break
             except (pa.ArrowException, OSError, EOFError, zlib.error) as exc:
                 raise self._read_error(exc, start) from None
+            notes: dict[int, str] = {}
+            if self._ragged:
+                record, notes = self._with_ragged_rows(record, start)
             for offset in range(0, record.num_rows, self._batch_rows):
                 part = record.slice(offset, self._batch_rows)
-                yield self._normalise(part, start)
+                batch = self._normalise(part, start)
+                for i, note in notes.items():
+                    if offset <= i < offset + part.num_rows:
+                        batch.notes[i - offset] = note
+                        batch.valid[i - offset] = False
+                yield batch
                 start += part.num_rows
         if start == 0:
             raise self._fail("has a header but no data rows")

@@ -268,10 +268,6 @@ async def test_bad_option_values_exit_2_with_one_line(
     assert_refused(result, emulator, options[0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: --rate with a bad value raises UsageError inside argparse's type call: traceback, exit 1",
-)
 async def test_unparsable_rate_exits_2_with_one_line(tmp_path: Path, emulator_factory) -> None:
     emulator = await emulator_factory(unknown="classified")
     result = await run(
@@ -281,10 +277,6 @@ async def test_unparsable_rate_exits_2_with_one_line(tmp_path: Path, emulator_fa
     assert_refused(result, emulator, "rate")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: --ledger in a missing directory: FileNotFoundError traceback (LedgerLock), exit 1",
-)
 async def test_ledger_in_a_missing_directory_exits_2_with_one_line(tmp_path: Path, emulator_factory) -> None:
     emulator = await emulator_factory(unknown="classified")
     ledger = tmp_path / "no-such-dir" / "ledger.csv"
@@ -294,10 +286,6 @@ async def test_ledger_in_a_missing_directory_exits_2_with_one_line(tmp_path: Pat
     assert "no-such-dir" in assert_refused(result, emulator, "ledger", "directory", "no such")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: --ledger naming a directory: IsADirectoryError traceback from repair_torn_tail, exit 1",
-)
 async def test_ledger_that_is_a_directory_exits_2_with_one_line(tmp_path: Path, emulator_factory) -> None:
     emulator = await emulator_factory(unknown="classified")
     (tmp_path / "ledger-dir").mkdir()

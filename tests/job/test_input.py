@@ -350,21 +350,19 @@ async def test_crlf_line_endings_are_read_like_lf(tmp_path: Path, emulator_facto
     assert received(emulator) == {("video", sha(i), "human") for i in range(3)}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a CSV row with a missing cell makes the whole file unreadable (exit 2, 'cannot read after "
-    "line 2: CSV parse error: Expected 2 columns, got 1') instead of one invalid ledger line",
-)
-async def test_row_with_a_missing_cell_is_invalid_while_the_other_rows_go(
+async def test_row_with_a_missing_or_extra_cell_is_invalid_while_the_other_rows_go(
     tmp_path: Path, emulator_factory
 ) -> None:
     emulator = await emulator_factory(unknown="classified")
     path = tmp_path / "ragged.csv"
-    path.write_text(f"hash,classification\n{sha(0)},human\n{sha(1)}\n{sha(2)},human\n", encoding="utf-8")
+    lines = [f"{sha(0)},human", sha(1), f"{sha(2)},human", f"{sha(3)},human,extra", f"{sha(4)},human"]
+    path.write_text("hash,classification\n" + "\n".join(lines) + "\n", encoding="utf-8")
     summary, ledger = await run_file(path, emulator)
-    assert column(ledger, "outcome") == ["submitted", "invalid", "submitted"]
+    assert column(ledger, "outcome") == ["submitted", "invalid", "submitted", "invalid", "submitted"]
+    assert all(column(ledger, "message")[i] for i in (1, 3))  # with a reason
     assert summary.exit_code == 1
-    assert received(emulator) == {("video", sha(0), "human"), ("video", sha(2), "human")}
+    assert received(emulator) == {("video", sha(i), "human") for i in (0, 2, 4)}
+    assert override_requests(emulator) == 3
 
 
 async def test_input_with_only_invalid_rows_sends_nothing_and_exits_1(

@@ -571,11 +571,6 @@ async def test_emulator_dropping_after_recording_is_retried_and_ends_already_sub
     assert len(emulator.overrides()) == 20
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: with --concurrency 1 a single row's own failures open the outage breaker at the 3rd "
-    "attempt, so --max-retries >= 2 never runs out (exit 5 after --max-outage, not failed/exit 1)",
-)
 async def test_always_failing_server_with_max_retries_2_fails_the_row_after_3_attempts(
     tmp_path: Path,
 ) -> None:

@@ -8,17 +8,20 @@ import dataclasses
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import __version__
+from . import __version__, hashing, report
 from .apikey import ENV_VAR, load_api_key
-from .config import DEFAULT_API_URL, MEDIA, Rate, RunConfig
+from .config import DEFAULT_API_URL, MEDIA, Rate, RunConfig, parse_label_map, parse_outcomes
 from .errors import BatchOverrideError, ExitCode, UsageError
 from .jobfile import load_job
 from .logs import setup_logging
+from .metrics import read_last_success, write_metrics
 from .source import Batch, CorrectionsFile, spreadsheet_line
+from .summary import Summary
 
 log = logging.getLogger("batch_override")
 
@@ -131,6 +134,26 @@ _OPTS = (
     _Opt(
         "ca_bundle", str, "PEM file of extra certificate authorities (or set SSL_CERT_FILE)", metavar="PATH"
     ),
+    _Opt(
+        "label_map",
+        parse_label_map,
+        "other words for the classifications, e.g. ai=artificial,real=human",
+        metavar="MAP",
+    ),
+    _Opt(
+        "ok_outcomes",
+        parse_outcomes,
+        "outcomes that count as success for the exit code (default "
+        "submitted,already_submitted,duplicate,skipped,planned); e.g. add not_ready for cron",
+        metavar="LIST",
+    ),
+    _Opt(
+        "give_up_after_days",
+        _positive_float,
+        "a row still not_ready this many days after its first ledger line becomes rejected / gave_up",
+        flag="--give-up-after",
+        metavar="DAYS",
+    ),
     _Opt("dry_run", None, "validate and plan; ledger lines say planned; send nothing"),
     _Opt("retry_rejected", None, "send again rows an earlier run saw rejected"),
     _Opt("preflight", None, "skip the key check before the first row", flag="--no-preflight", negate=True),
@@ -142,7 +165,14 @@ _OPTS = (
         negate=True,
     ),
 )
-_JOB_KEYS = {o.name for o in _OPTS} | {"input", "ledger", "api_key_file", "log_format", "quiet", "summary"}
+_EXTRA_KEYS = ("api_key_file", "log_format", "quiet", "summary", "metrics_file", "metrics_job")
+_JOB_KEYS = {o.name for o in _OPTS} | {"input", "ledger", "give_up_after", *_EXTRA_KEYS}
+#: Job-file values that arrive as text (or TOML lists/tables) and need the flag's parser.
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "rate": lambda text: "auto" if text.strip().lower() == "auto" else Rate.parse(text),
+    "label_map": parse_label_map,
+    "ok_outcomes": parse_outcomes,
+}
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -170,6 +200,34 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
             )
     p.add_argument(
         "--summary", metavar="PATH", default=argparse.SUPPRESS, help="also write the summary as JSON"
+    )
+    p.add_argument(
+        "--metrics-file",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="write Prometheus textfile-collector metrics here (atomically), for node_exporter",
+    )
+    p.add_argument(
+        "--metrics-job",
+        metavar="NAME",
+        default=argparse.SUPPRESS,
+        help="the job label of those metrics (default: the ledger's file name)",
+    )
+    p.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_const",
+        const=True,
+        default=argparse.SUPPRESS,
+        help="draw a progress bar even when stderr is not a terminal",
+    )
+    p.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_const",
+        const=False,
+        default=argparse.SUPPRESS,
+        help="never draw a progress bar (default: only on a terminal)",
     )
     _add_log_options(p)
 
@@ -230,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
         validate.add_argument("--" + name.replace("_", "-"), dest=name, default=argparse.SUPPRESS)
     validate.add_argument("--max-problems", type=int, default=20, help="problem lines to print (default 20)")
     _add_log_options(validate)
+    report.add_parser(sub)
+    hashing.add_parser(sub)
     sub.add_parser(
         "emulator",
         help="serve the bundled API emulator (see: batch-override emulator --help)",
@@ -244,15 +304,25 @@ def _config_from(args: argparse.Namespace) -> tuple[RunConfig, dict[str, Any]]:
     if job:
         values.update(load_job(job, _JOB_KEYS))
     values.update({k: v for k, v in vars(args).items() if k in _JOB_KEYS and v is not None})
-    extra_keys = ("api_key_file", "log_format", "quiet", "summary")
-    extras: dict[str, Any] = {k: values.pop(k) for k in extra_keys if k in values}
+    if "give_up_after" in values:  # the job-file spelling of --give-up-after
+        values["give_up_after_days"] = values.pop("give_up_after")
+    if "progress" in vars(args):
+        values["progress"] = args.progress
+    extras: dict[str, Any] = {k: values.pop(k) for k in _EXTRA_KEYS if k in values}
+    if extras.get("quiet") and "progress" not in values:
+        values["progress"] = False
     if not values.get("input"):
         raise UsageError("missing INPUT (a corrections file, or - for standard input)")
     if not values.get("ledger"):
         raise UsageError("missing --ledger PATH: every run writes a ledger")
-    if isinstance(values.get("rate"), str):
-        rate = values["rate"].strip()
-        values["rate"] = "auto" if rate.lower() == "auto" else Rate.parse(rate)
+    for key, parse in _PARSERS.items():
+        value = values.get(key)
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        elif isinstance(value, dict):
+            value = ",".join(f"{k}={v}" for k, v in value.items())
+        if isinstance(value, str):
+            values[key] = parse(value)
     values["ledger"] = Path(values["ledger"])
     values["input"] = str(values["input"])
     fields = {f.name: f for f in dataclasses.fields(RunConfig)}
@@ -280,7 +350,19 @@ def _run(args: argparse.Namespace) -> int:
         print(text, file=sys.stderr if extras.get("quiet") else sys.stdout)
     if extras.get("summary"):
         Path(extras["summary"]).write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+    if extras.get("metrics_file"):
+        _write_metrics(Path(extras["metrics_file"]), summary, extras.get("metrics_job") or config.ledger)
     return summary.exit_code
+
+
+def _write_metrics(path: Path, summary: Summary, job: object) -> None:
+    name = job.stem if isinstance(job, Path) else str(job)
+    # A failed run keeps the last success time, so a "no success for 2 days" alert still fires.
+    last_success = time.time() if summary.exit_code == ExitCode.OK else read_last_success(path, job=name)
+    try:
+        write_metrics(path, summary, job=name, last_success_unix=last_success)
+    except OSError as exc:
+        log.error("cannot write --metrics-file %s: %s", path, exc.strerror or exc)
 
 
 def _key_available(extras: dict[str, Any]) -> bool:
@@ -339,6 +421,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "validate":
             return _validate(args)
+        handler = getattr(args, "handler", None)
+        if handler is not None:
+            return int(handler(args))
         parser.print_help()
         return ExitCode.USAGE
     except BatchOverrideError as exc:

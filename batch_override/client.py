@@ -17,7 +17,7 @@ import aiohttp
 
 from .apikey import ApiKey
 from .config import CLASSIFICATIONS
-from .outcome import Verdict, classify_response, transport_failure
+from .outcome import Action, Outcome, Verdict, classify_response, transport_failure
 
 ENDPOINTS = {"image": "classification", "video": "classification_video", "audio": "classification_audio"}
 BODIES = {c: json.dumps({"classification": c}, separators=(",", ":")).encode() for c in CLASSIFICATIONS}
@@ -78,6 +78,10 @@ class Client:
                 return Answer(classify_response(resp.status, payload), resp.status, resp.headers)
         except TimeoutError:
             return Answer(transport_failure("timeout", "no answer within --timeout"), None, _NO_HEADERS)
+        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
+            # Retrying cannot fix an untrusted certificate: stop, and say how to fix it.
+            message = f"TLS: {type(exc).__name__}: the server's certificate is not trusted (--ca-bundle?)"
+            return Answer(Verdict(Outcome.ABORTED, "tls_error", Action.ABORT, message), None, _NO_HEADERS)
         except aiohttp.ClientError as exc:
             # ServerDisconnectedError, ClientOSError (reset), ClientConnectorError (refused)...
             # POST is not retried by aiohttp itself; an override is idempotent, so we do.

@@ -75,6 +75,10 @@ class RunConfig:
     grace: float = 10.0
     preflight: bool = True
     neutralize_formulas: bool = True
+    label_map: tuple[tuple[str, str], ...] = ()
+    ok_outcomes: frozenset[str] | None = None
+    give_up_after_days: float | None = None
+    progress: bool | None = None
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
     ca_bundle: str | None = None
@@ -97,6 +101,37 @@ class RunConfig:
         if not 0 < self.max_failure_rate <= 1:
             raise UsageError("--max-failure-rate must be in (0, 1]")
         check_api_url(self.api_url)
+        for _, target in self.label_map:
+            if target not in CLASSIFICATIONS:
+                raise UsageError(f"--label-map: {target!r} is not human or artificial")
+        if self.ok_outcomes is not None:
+            from .outcome import Outcome
+
+            unknown = sorted(set(self.ok_outcomes) - {o.value for o in Outcome})
+            if unknown:
+                raise UsageError(f"--ok-outcomes: unknown outcome(s) {', '.join(unknown)}")
+        if self.give_up_after_days is not None and self.give_up_after_days <= 0:
+            raise UsageError("--give-up-after must be a positive number of days")
+
+
+def parse_label_map(text: str) -> tuple[tuple[str, str], ...]:
+    """``ai=artificial,real=human`` -> pairs; words are matched after trimming and lowercasing."""
+    pairs = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        word, sep, target = part.partition("=")
+        if not sep or not word.strip():
+            raise UsageError(f"--label-map {text!r}: expected WORD=human|artificial pairs, comma-separated")
+        target = target.strip().lower()
+        if target not in CLASSIFICATIONS:
+            raise UsageError(f"--label-map: {target!r} is not human or artificial")
+        pairs.append((word.strip().lower(), target))
+    return tuple(pairs)
+
+
+def parse_outcomes(text: str) -> frozenset[str]:
+    return frozenset(w.strip().lower() for w in text.split(",") if w.strip())
 
 
 def check_api_url(url: str) -> None:

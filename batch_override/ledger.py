@@ -304,11 +304,14 @@ class LedgerWriter:
         self._fh.close()
 
 
-def load_resume_index(path: Path, trusted_runs: set[str]) -> ResumeIndex:
-    """The latest line per (media, hash, classification), from runs the caller trusts."""
+def load_resume_index(path: Path, trusted_runs: set[str], *, first_seen: bool = False) -> ResumeIndex:
+    """The latest line per (media, hash, classification), from runs the caller trusts; with
+    ``first_seen`` also when each key's first trusted line was written."""
     if not trusted_runs or read_header(path) is None:
         return ResumeIndex.empty()
-    wanted = ["media", "hash", "classification", "outcome", "run_id"]
+    wanted = ["media", "hash", "classification", "outcome", "run_id"] + (
+        ["finished_at"] if first_seen else []
+    )
     try:
         table = pacsv.read_csv(
             str(path),
@@ -336,9 +339,31 @@ def load_resume_index(path: Path, trusted_runs: set[str]) -> ResumeIndex:
     outcome_codes = pc.index_in(table["outcome"], value_set=decisive).to_numpy(zero_copy_only=False)
     prior_table = np.array([int(_PRIOR_OF[o]) for o in _PRIOR_OF], np.uint8)
     prior = prior_table[outcome_codes]
+    seen = _unix_seconds(table["finished_at"].combine_chunks()) if first_seen else None
     del table
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
     last = np.ones(len(sorted_keys), np.bool_)
     last[:-1] = sorted_keys[1:] != sorted_keys[:-1]
-    return ResumeIndex(sorted_keys[last], prior[order][last])
+    earliest = None
+    if seen is not None:
+        starts = np.flatnonzero(np.concatenate(([True], last[:-1])))
+        earliest = np.minimum.reduceat(seen[order], starts)
+    return ResumeIndex(sorted_keys[last], prior[order][last], earliest)
+
+
+def _unix_seconds(values: pa.Array) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """ISO 8601 UTC times (``finished_at``) as unix seconds; unparsable ones as +inf."""
+    try:
+        stamps = pc.cast(values, pa.timestamp("ms", tz="UTC"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        stamps = pa.array([_parse_one(v) for v in values.to_pylist()], pa.timestamp("ms", tz="UTC"))
+    millis = pc.cast(stamps, pa.int64()).to_numpy(zero_copy_only=False).astype(np.float64) / 1000.0
+    return np.where(np.isnan(millis), np.inf, millis)
+
+
+def _parse_one(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None

@@ -112,6 +112,8 @@ class ResumeIndex:
 
     keys: KeyArray
     prior: npt.NDArray[np.uint8]
+    #: Unix time of the key's first trusted line, only where ``--give-up-after`` asked for it.
+    first_seen: npt.NDArray[np.float64] | None = None
 
     @classmethod
     def empty(cls) -> ResumeIndex:
@@ -120,13 +122,22 @@ class ResumeIndex:
     def __len__(self) -> int:
         return len(self.keys)
 
+    def _find(self, keys: KeyArray) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]:
+        pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        return pos, self.keys[pos] == keys
+
     def lookup(self, keys: KeyArray) -> npt.NDArray[np.uint8]:
         if len(self.keys) == 0 or len(keys) == 0:
             return np.zeros(len(keys), np.uint8)
-        pos = np.searchsorted(self.keys, keys)
-        pos_clipped = np.minimum(pos, len(self.keys) - 1)
-        hit = self.keys[pos_clipped] == keys
-        return np.where(hit, self.prior[pos_clipped], Prior.NONE).astype(np.uint8)
+        pos, hit = self._find(keys)
+        return np.where(hit, self.prior[pos], Prior.NONE).astype(np.uint8)
+
+    def first_seen_of(self, keys: KeyArray) -> npt.NDArray[np.float64]:
+        """When each key first appeared in the ledger (NaN: never, or not tracked)."""
+        if self.first_seen is None or len(self.keys) == 0 or len(keys) == 0:
+            return np.full(len(keys), np.nan)
+        pos, hit = self._find(keys)
+        return np.where(hit, self.first_seen[pos], np.nan)
 
 
 def plan_batch(

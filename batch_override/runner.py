@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import random
 import signal
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import __version__, runlog
 from .apikey import ApiKey
@@ -35,6 +37,7 @@ from .breaker import Breaker, OutageTooLong
 from .client import BODIES, EMPTY_BODY, Answer, Client, make_session
 from .config import Rate, RunConfig
 from .errors import BatchOverrideError, ExitCode
+from .keys import make_keys
 from .ledger import (
     LedgerLock,
     LedgerWriter,
@@ -47,6 +50,7 @@ from .ledger import (
 from .outcome import Action, Outcome
 from .pacing import Pacer, retry_after_seconds
 from .plan import InputIndex, Plan, ResumeIndex, index_input, plan_batch
+from .progress import Progress
 from .source import Batch, CorrectionsFile
 from .summary import Summary
 
@@ -81,6 +85,7 @@ class Item:
     hash: str
     classification: str
     carried: tuple[str, ...]
+    first_seen: float = math.nan  # unix time of the key's first ledger line (--give-up-after)
 
 
 class Stop(Exception):
@@ -104,6 +109,8 @@ class _Run:
             api_url=config.api_url,
             dry_run=config.dry_run,
         )
+        if config.ok_outcomes is not None:
+            self.summary.ok_outcomes = config.ok_outcomes
         self.stop: Stop | None = None
         self.stopped = asyncio.Event()
         self.ledger: LedgerWriter | None = None
@@ -111,6 +118,9 @@ class _Run:
         self.last_answer = time.monotonic()
         self.rng = random.Random()
         self.cancel_in_flight: Any = lambda: None
+        self.resume = ResumeIndex.empty()
+        self.progress: Progress | None = None
+        self.retrying: set[int] = set()  # rows waiting on a retry, for the progress bar
 
     # -- stopping ----------------------------------------------------------------------------
     def request_stop(self, exit_code: int, reason: str) -> None:
@@ -125,6 +135,11 @@ class _Run:
         self, item: Item, outcome: Outcome, code: str, status: int | None, attempts: int, msg: str
     ) -> None:
         self.summary.count(outcome, code)
+        if self.progress is not None:
+            if item.row in self.retrying:
+                self.retrying.discard(item.row)
+                self.progress.retrying(-1)
+            self.progress.advance(outcome.value)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "row %d: %s %s (HTTP %s, %d attempts) %s",
@@ -149,6 +164,8 @@ class _Run:
         for code in np.unique(codes).tolist():
             outcome, err, _ = self._line_for(Plan(code))
             self.summary.count(outcome, err, int(np.count_nonzero(codes == code)))
+            if self.progress is not None:
+                self.progress.advance(outcome.value, int(np.count_nonzero(codes == code)))
         if self.ledger is None:
             return
         take = pa.array(idx)
@@ -202,10 +219,17 @@ class _Run:
         if batch.carried and self.ledger is not None:
             carried = [self.ledger.text_array(c.take(take)).to_pylist() for c in batch.carried]
         rows = (batch.start + idx).tolist()
-        return [
+        items = [
             Item(rows[j], media[j], hashes[j], classes[j], tuple(col[j] for col in carried))
             for j in range(len(rows))
         ]
+        if self.resume.first_seen is not None:
+            seen = self.resume.first_seen_of(
+                make_keys(batch.hash.take(take), batch.media.take(take), batch.classification.take(take))
+            ).tolist()
+            for item, when in zip(items, seen, strict=True):
+                item.first_seen = when
+        return items
 
 
 async def _next_batch(iterator: Any) -> Batch | None:
@@ -231,6 +255,7 @@ async def run_job_async(config: RunConfig, api_key: ApiKey | None) -> Summary:
         media_column=config.media_column,
         default_media=config.media,
         batch_rows=config.batch_rows,
+        label_map=config.label_map,
     )
     try:
         index, _ = await asyncio.gather(
@@ -266,7 +291,13 @@ async def run_job_async(config: RunConfig, api_key: ApiKey | None) -> Summary:
                 )
                 fingerprint = api_key.fingerprint if api_key else "-"
                 trusted = runlog.trusted_runs(runlog.runlog_path(config.ledger), config.api_url, fingerprint)
-                resume = await asyncio.to_thread(load_resume_index, config.ledger, trusted)
+                resume = await asyncio.to_thread(
+                    load_resume_index,
+                    config.ledger,
+                    trusted,
+                    first_seen=config.give_up_after_days is not None,
+                )
+                run.resume = resume
                 runlog.append(
                     runlog.runlog_path(config.ledger), _run_record(run, source, fingerprint, "started")
                 )
@@ -285,8 +316,14 @@ async def run_job_async(config: RunConfig, api_key: ApiKey | None) -> Summary:
                 len(resume),
             )
             try:
-                await _send_all(run, index, resume)
+                run.progress = Progress(index.rows, enabled=config.progress)
+                with (
+                    logging_redirect_tqdm(loggers=[log]) if run.progress.enabled else contextlib.nullcontext()
+                ):
+                    await _send_all(run, index, resume)
             finally:
+                if run.progress is not None:
+                    run.progress.close()
                 run.summary.duration = time.monotonic() - started
                 run.summary.exit_code = _exit_code(run)
                 if run.ledger is not None:
@@ -478,6 +515,8 @@ class _Sender:
         """One request under the pacer; None when the run's grace period cut it off."""
         ticket = await self.pacer.acquire()
         self.requests += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("POST %s %s (%d bytes)", media, sha256, len(body))
         task = asyncio.ensure_future(self.client.post(media, sha256, body))
         self._in_flight.add(task)
         try:
@@ -490,6 +529,13 @@ class _Sender:
         finally:
             self._in_flight.discard(task)
         self.pacer.observe(ticket, answer.status, answer.headers)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "  -> %s %s in %.0f ms",
+                answer.status or "no answer",
+                answer.verdict.error_code or answer.verdict.outcome.value,
+                (time.monotonic() - ticket.sent_at) * 1000,
+            )
         return answer
 
     async def _preflight(self, item: Item) -> None:
@@ -552,6 +598,10 @@ class _Sender:
             attempts += 1
             last = answer
             verdict = answer.verdict
+            if verdict.action in (Action.RETRY, Action.THROTTLED) and item.row not in run.retrying:
+                run.retrying.add(item.row)
+                if run.progress is not None:
+                    run.progress.retrying(+1)
             if verdict.action is Action.RETRY:
                 in_outage = self.breaker.failed(verdict.error_code, probe, item.row)
                 if not in_outage:
@@ -575,7 +625,13 @@ class _Sender:
 
     def _finish(self, item: Item, answer: Answer, attempts: int) -> None:
         verdict = answer.verdict
-        self.run.finish(item, verdict.outcome, verdict.error_code, answer.status, attempts, verdict.message)
+        outcome, code, message = verdict.outcome, verdict.error_code, verdict.message
+        days = self.run.config.give_up_after_days
+        if outcome is Outcome.NOT_READY and days is not None and time.time() - item.first_seen > days * 86400:
+            since = time.strftime("%Y-%m-%d", time.gmtime(item.first_seen))
+            outcome, code = Outcome.REJECTED, "gave_up"
+            message = f"not ready since {since}; gave up after {days:g} days (--give-up-after): {message}"
+        self.run.finish(item, outcome, code, answer.status, attempts, message)
         self._count_failure(verdict.outcome in (Outcome.FAILED, Outcome.REJECTED))
 
     def _count_failure(self, failed: bool) -> None:
@@ -616,5 +672,6 @@ def _why(answer: Answer) -> str:
         "not_found": "404 from the server: is --api-url right?",
         "method_not_allowed": "405 from the server: is --api-url right?",
         "redirect": f"HTTP {answer.status} redirect (not followed): is --api-url right?",
+        "tls_error": "the server's TLS certificate is not trusted: use --ca-bundle PEM or SSL_CERT_FILE",
     }
     return hints.get(verdict.error_code, f"{verdict.error_code}: {verdict.message}")

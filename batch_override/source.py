@@ -136,6 +136,7 @@ class CorrectionsFile:
         media_column: str = "media",
         default_media: str = "video",
         batch_rows: int = 65_536,
+        label_map: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.display = "<stdin>" if path == "-" else path
         self.sha256: str | None = None
@@ -143,6 +144,7 @@ class CorrectionsFile:
         self._spooled: Path | None = None
         self.path = self._spool_stdin() if path == "-" else Path(path)
         self._default_media = default_media
+        self._label_map = label_map
         self._batch_rows = batch_rows
         self.kind = self._kind()
         self._delimiter = ","
@@ -363,6 +365,8 @@ class CorrectionsFile:
         raw_media = _as_text(record.column(cols.media)) if cols.media is not None else None
         hashes = normalise(raw_hash)
         classes = normalise(raw_class)
+        for word, target in self._label_map:
+            classes = pc.if_else(pc.equal(classes, word), target, classes)
         if raw_media is not None:
             media = normalise(raw_media)
             media = pc.if_else(pc.equal(media, ""), self._default_media, media)

@@ -67,6 +67,15 @@ async def test_validate_prints_file_line_reason_for_each_problem_and_exits_1(tmp
     assert "hash" in problems[0] and "classification" in problems[1]
 
 
+async def test_validate_names_the_line_of_a_ragged_row(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text(f"hash,classification\n{sha(0)},human\n{sha(1)},human\n{sha(2)}\n", encoding="utf-8")
+    result = await run_cli("validate", str(path), env=cli_env(key=None))
+    assert result.returncode == 1
+    (problem,) = [line for line in result.stdout.splitlines() if ": line " in line]
+    assert problem.startswith(f"{path}: line 4: ")
+
+
 async def test_validate_reports_conflicts_with_exit_1(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "c.csv", [(sha(0), "human"), (sha(0), "artificial"), (sha(1), "human")])
     result = await run_cli("validate", str(path), env=cli_env(key=None))

@@ -154,9 +154,10 @@ async def test_a_carried_column_named_like_a_ledger_column_keeps_both(
 
 
 def _formula_input(tmp_path: Path) -> Path:
-    rows = [(sha(i), "human", f) for i, f in enumerate(FORMULAS)]
+    rows: list[tuple[str, ...]] = [(sha(i), "human", f) for i, f in enumerate(FORMULAS)]
     rows.append(("=cmd|' /C calc'!A0", "human", "=2+2"))  # invalid: its raw hash is written back
     rows.append((sha(90), "@human", "-3"))  # invalid: its raw classification is written back
+    rows.append(("+SUM(1)",))  # a ragged row (one field): its raw text is written back
     return write_csv(tmp_path / "c.csv", rows, ("hash", "classification", "note"))
 
 
@@ -170,10 +171,11 @@ async def test_formula_looking_cells_get_a_leading_apostrophe(tmp_path: Path, em
     ledger = tmp_path / "ledger.csv"
     await run_file(_formula_input(tmp_path), emulator, ledger)
     cells = _raw_cells(ledger)
-    assert [c["note"] for c in cells] == [f"'{f}" for f in FORMULAS] + ["'=2+2", "'-3"]
-    assert cells[-2]["hash"] == "'=cmd|' /C calc'!A0"
-    assert cells[-1]["classification"] == "'@human"
-    assert [c["outcome"] for c in cells] == ["submitted"] * len(FORMULAS) + ["invalid", "invalid"]
+    assert [c["note"] for c in cells] == [f"'{f}" for f in FORMULAS] + ["'=2+2", "'-3", ""]
+    assert cells[-3]["hash"] == "'=cmd|' /C calc'!A0"
+    assert cells[-2]["classification"] == "'@human"
+    assert cells[-1]["hash"] == "'+SUM(1)"
+    assert [c["outcome"] for c in cells] == ["submitted"] * len(FORMULAS) + ["invalid"] * 3
     assert read_ledger(ledger)["note"].tolist()  # and pandas still reads it
 
 
@@ -188,6 +190,7 @@ async def test_raw_cells_flag_writes_formula_looking_cells_as_they_are(
     )  # fmt: skip
     assert result.returncode == 1, result.stderr
     cells = _raw_cells(ledger)
-    assert [c["note"] for c in cells] == [*FORMULAS, "=2+2", "-3"]
-    assert cells[-2]["hash"] == "=cmd|' /C calc'!A0"
-    assert cells[-1]["classification"] == "@human"
+    assert [c["note"] for c in cells] == [*FORMULAS, "=2+2", "-3", ""]
+    assert cells[-3]["hash"] == "=cmd|' /C calc'!A0"
+    assert cells[-2]["classification"] == "@human"
+    assert cells[-1]["hash"] == "+SUM(1)"

@@ -516,11 +516,11 @@ async def test_transient_failure_is_retried_then_failed_when_retries_run_out(
     answer, code, status = TRANSIENT[kind]
     async with scripted(answer) as server:
         summary, ledger = await run_rows(
-            tmp_path, server.url, [(sha(0), "human")], preflight=False, max_retries=1, timeout=0.3
+            tmp_path, server.url, [(sha(0), "human")], preflight=False, max_retries=2, timeout=0.3
         )
     assert summary.exit_code == 1
-    assert cells(ledger, "outcome", "error_code", "http_status", "attempts") == [("failed", code, status, 2)]
-    assert len(server.hits) == 2
+    assert cells(ledger, "outcome", "error_code", "http_status", "attempts") == [("failed", code, status, 3)]
+    assert len(server.hits) == 3
 
 
 async def test_transient_failures_of_several_rows_spend_each_rows_own_retries(tmp_path: Path) -> None:
@@ -534,10 +534,10 @@ async def test_transient_failures_of_several_rows_spend_each_rows_own_retries(tm
 
     async with scripted(answer) as server:
         summary, ledger = await run_rows(
-            tmp_path, server.url, [(sha(i), "human") for i in range(6)], preflight=False, max_retries=1
+            tmp_path, server.url, [(sha(i), "human") for i in range(6)], preflight=False, max_retries=2
         )
     assert summary.exit_code == 1
-    assert cells(ledger, "outcome", "attempts") == [("failed", 2), ("submitted", 1)] * 3
+    assert cells(ledger, "outcome", "attempts") == [("failed", 3), ("submitted", 1)] * 3
 
 
 @pytest.mark.parametrize("kind", ["503-json", "502-html", "connection-dropped", "400-non-json"])

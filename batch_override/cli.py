@@ -166,7 +166,7 @@ _OPTS = (
     ),
 )
 _EXTRA_KEYS = ("api_key_file", "log_format", "quiet", "summary", "metrics_file", "metrics_job")
-_JOB_KEYS = {o.name for o in _OPTS} | {"input", "ledger", "give_up_after", *_EXTRA_KEYS}
+_JOB_KEYS = {o.name for o in _OPTS} | {"input", "ledger", "give_up_after", "progress", *_EXTRA_KEYS}
 #: Job-file values that arrive as text (or TOML lists/tables) and need the flag's parser.
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "rate": lambda text: "auto" if text.strip().lower() == "auto" else Rate.parse(text),

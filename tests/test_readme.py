@@ -1,10 +1,10 @@
 """The README cannot rot: its walkthrough runs here, command by command, against the emulator.
 
 Console blocks of the "Walkthrough" section are read in order.  ``$ export K=V`` sets the
-environment; ``$ mkdir -p DIR`` makes a folder; ``$ batch-override emulator ... &`` starts the real emulator command (on a free port,
-substituted for 8080 in later commands); every other ``$ batch-override ...`` runs in a scratch
-directory holding copies of sample_data/ and jobs/, and must exit with the code its trailing
-``# exit N`` comment names (0 when there is none).
+environment; ``$ mkdir -p DIR`` makes a folder; ``$ batch-override emulator ... &`` starts the
+real emulator command (on a free port, substituted for 8080 in later commands); every other
+``$ batch-override ...`` runs in a scratch directory holding copies of sample_data/ and jobs/,
+and must exit with the code its trailing ``# exit N`` comment names (0 when there is none).
 """
 
 from __future__ import annotations

@@ -111,8 +111,10 @@ def classify_response(status: int, body: bytes) -> Verdict:
     try:
         parsed: object = json.loads(body)
     except ValueError:
-        # A proxy's HTML page or a truncated body: nothing to act on, try again.
-        return Verdict(Outcome.FAILED, "server_error", Action.RETRY, f"HTTP {status}: non-JSON body")
+        if status in (400, 422):
+            # A proxy's HTML page or a truncated body where the API answers JSON: try again.
+            return Verdict(Outcome.FAILED, "server_error", Action.RETRY, f"HTTP {status}: non-JSON body")
+        return Verdict(Outcome.FAILED, f"http_{status}", Action.DONE, f"HTTP {status}: {_short_text(body)}")
     message = _message_of(parsed)
     if status in (400, 422):
         if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):

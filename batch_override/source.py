@@ -217,7 +217,9 @@ class CorrectionsFile:
         counts = {d: text.count(d) for d in _DELIMITERS}
         self._delimiter = max(_DELIMITERS, key=lambda d: counts[d]) if any(counts.values()) else ","
         names = next(csv.reader([text], delimiter=self._delimiter))
-        return names
+        # Spreadsheet exports often end the header with empty names (``hash,classification,,``):
+        # name them by position so they are carried like any other column.
+        return [name if name.strip() else f"column_{i + 1}" for i, name in enumerate(names)]
 
     def _head_bytes(self) -> bytes:
         try:

@@ -98,6 +98,18 @@ async def test_utf8_bom_before_the_header_is_ignored(tmp_path: Path, emulator_fa
     assert list(ledger.columns) == list(COLUMNS)
 
 
+async def test_empty_header_names_from_a_spreadsheet_export_are_carried_by_position(
+    tmp_path: Path, emulator_factory
+) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    path = tmp_path / "excel.csv"
+    path.write_text("hash,classification,,\n" + "".join(f"{sha(i)},human,,x{i}\n" for i in range(3)))
+    summary, ledger = await run_file(path, emulator)
+    assert summary.exit_code == 0
+    assert list(ledger.columns)[-2:] == ["column_3", "column_4"]
+    assert column(ledger, "column_4") == ["x0", "x1", "x2"]
+
+
 async def test_header_names_are_matched_case_insensitively_and_trimmed(
     tmp_path: Path, emulator_factory
 ) -> None:

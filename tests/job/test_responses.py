@@ -617,10 +617,15 @@ async def test_multi_line_server_message_stays_on_one_ledger_line(tmp_path: Path
 
 @pytest.mark.parametrize(
     ("status", "body"),
-    [(418, {"message": "I'm a teapot"}), (200, {"classification": "human"}), (202, {"queued": True})],
+    [
+        (418, {"message": "I'm a teapot"}),
+        (200, {"classification": "human"}),
+        (202, {"queued": True}),
+        (200, "<html><title>Welcome to the hotel wifi</title></html>"),
+    ],
 )
 async def test_unexpected_status_is_failed_with_http_status_code_and_not_retried(
-    tmp_path: Path, status: int, body: dict[str, Any]
+    tmp_path: Path, status: int, body: object
 ) -> None:
     async with scripted(always(status, body)) as server:
         summary, ledger = await run_rows(

@@ -80,7 +80,14 @@ async def run_cli(
     cwd: Path | None = None,
     wait_s: float = 120,
 ) -> Result:
+    """Run the CLI to its end.  One still running after ``wait_s`` is killed (by its PID) and the
+    test fails, instead of hanging until pytest's timeout and leaving the process behind."""
     proc = await start_cli(*args, env=env, stdin=stdin, cwd=cwd)
-    out, err = await asyncio.wait_for(proc.communicate(stdin), wait_s)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), wait_s)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
     assert proc.returncode is not None
     return Result(proc.returncode, out.decode(), err.decode())

@@ -3,33 +3,17 @@ file and the problem, no traceback, and the emulator never hears from it."""
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from batch_override.emulator import Emulator
-from tests.support import Result, cli_env, sha, start_cli, write_csv
-
-
-async def run_cli(*args: str, stdin: bytes | None = None, wait_s: float = 60, **kwargs: Any) -> Result:
-    """``tests.support.run_cli``, except that a CLI still running after ``wait_s`` is killed (by its
-    PID) and the test fails, instead of leaving the process behind."""
-    proc = await start_cli(*args, stdin=stdin, **kwargs)
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(stdin), wait_s)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    return Result(proc.returncode, out.decode(), err.decode())
+from tests.support import Result, cli_env, run_cli, sha, write_csv
 
 
 def rows(n: int) -> list[tuple[str, str]]:

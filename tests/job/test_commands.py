@@ -5,28 +5,13 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from batch_override import RunConfig, run_job
 from batch_override.config import Rate
 from batch_override.emulator import DEMO_API_KEY, load_state_csv
-from tests.support import REPO, Result, cli_env, read_ledger, sha, start_cli, write_csv
-
-
-async def run_cli(*args: str, stdin: bytes | None = None, wait_s: float = 60, **kwargs: Any) -> Result:
-    """``tests.support.run_cli``, except that a CLI still running after ``wait_s`` is killed (by its
-    PID) and the test fails, instead of leaving the process behind."""
-    proc = await start_cli(*args, stdin=stdin, **kwargs)
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(stdin), wait_s)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    return Result(proc.returncode, out.decode(), err.decode())
+from tests.support import REPO, Result, cli_env, read_ledger, run_cli, sha, write_csv
 
 
 def one_error_line(result: Result) -> str:

@@ -66,34 +66,30 @@ def make_keys(hashes: pa.Array, media: pa.Array, classifications: pa.Array) -> K
     return raw.view(KEY_DTYPE).reshape(n)
 
 
-def flip_classification(keys: KeyArray) -> KeyArray:
-    """The same (media, hash) with the other classification (codes 1 and 2 swap)."""
-    raw = keys.view(np.uint8).reshape(len(keys), 34).copy()
-    raw[:, 33] = 3 - raw[:, 33]
-    return raw.view(KEY_DTYPE).reshape(len(keys))
-
-
 class GrowableKeys:
-    """An append-only key array that grows in place.
+    """An append-only array (of keys, by default) that grows in place.
 
     ``ndarray.resize`` reallocates with ``realloc``, which for large blocks remaps pages instead
-    of copying, so peak memory stays at the size used rather than twice it (a list of chunks
-    joined by ``np.concatenate`` would need both copies at once).
+    of copying, so peak memory stays near the size used rather than twice it (a list of chunks
+    joined by ``np.concatenate`` would need both copies at once).  The trap: ``resize`` zero-fills
+    what it adds, so spare capacity is resident memory; growing by 1/8 at a time keeps it small.
     """
 
     __slots__ = ("_array", "_size")
 
-    def __init__(self, capacity: int = 1 << 16) -> None:
-        self._array: KeyArray = np.empty(capacity, KEY_DTYPE)
+    def __init__(self, capacity: int = 1 << 16, dtype: np.dtype[np.bytes_] = KEY_DTYPE) -> None:
+        self._array: KeyArray = np.empty(capacity, dtype)
         self._size = 0
 
     def extend(self, keys: KeyArray) -> None:
         need = self._size + len(keys)
         if need > len(self._array):
-            self._array.resize(max(need, len(self._array) * 2), refcheck=False)
+            self._array.resize(max(need, len(self._array) + len(self._array) // 8), refcheck=False)
         self._array[self._size : need] = keys
         self._size = need
 
     def finish(self) -> KeyArray:
-        self._array.resize(self._size, refcheck=False)
-        return self._array
+        """The keys; the builder lets go of them, so the caller alone decides when they are freed."""
+        array, self._array = self._array, np.empty(0, self._array.dtype)
+        array.resize(self._size, refcheck=False)
+        return array

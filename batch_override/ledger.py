@@ -31,9 +31,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .errors import LedgerError, LedgerLocked
-from .keys import make_keys
+from .keys import CLASS_CODES, MEDIA_CODES, GrowableKeys, make_keys
 from .outcome import DONE_OUTCOMES, Outcome
-from .plan import Prior, ResumeIndex
+from .plan import ENTRY_DTYPE, Prior, ResumeIndex
 
 COLUMNS = (
     "row", "media", "hash", "classification", "outcome", "error_code",
@@ -304,66 +304,108 @@ class LedgerWriter:
         self._fh.close()
 
 
-def load_resume_index(path: Path, trusted_runs: set[str], *, first_seen: bool = False) -> ResumeIndex:
-    """The latest line per (media, hash, classification), from runs the caller trusts; with
-    ``first_seen`` also when each key's first trusted line was written."""
+#: At most this many trusted runs are told apart by resume (2 bytes of run ordinal per entry).
+MAX_RUNS = 65_535
+_HASH_PATTERN = "^[0-9a-f]{64}$"
+_COMPACT_STEP = 1 << 20  # entries compared and moved at a time (bounds the temporaries)
+
+
+def load_resume_index(path: Path, trusted_runs: dict[str, float], *, first_seen: bool = False) -> ResumeIndex:
+    """The latest line per (media, hash, classification) among the runs the caller trusts.
+
+    The ledger is streamed; each decisive line becomes a 37-byte entry (key, run ordinal,
+    verdict) in one array that is sorted in place, so memory stays at ~38 bytes per line at the
+    peak and 37 per distinct key after.  A key has at most one decisive line per run (a run
+    sends each key once), so the entry of the latest run is the key's latest line.  With
+    ``first_seen`` the first run of each key is kept too (2 bytes per key).
+    """
     if not trusted_runs or read_header(path) is None:
         return ResumeIndex.empty()
-    wanted = ["media", "hash", "classification", "outcome", "run_id"] + (
-        ["finished_at"] if first_seen else []
-    )
+    runs = list(trusted_runs)[-MAX_RUNS:]
+    run_values = pa.array(runs, pa.string())
+    decisive = pa.array(list(_PRIOR_OF))
+    prior_of_code = np.array([int(p) for p in _PRIOR_OF.values()], np.uint8)
+    wanted = ["media", "hash", "classification", "outcome", "run_id"]
+    entries = GrowableKeys(dtype=ENTRY_DTYPE)
     try:
-        table = pacsv.read_csv(
+        reader = pacsv.open_csv(
             str(path),
+            read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 22),
             convert_options=pacsv.ConvertOptions(
                 include_columns=wanted,
                 column_types={c: pa.string() for c in wanted},
                 strings_can_be_null=False,
             ),
         )
+        for batch in reader:
+            run_code = pc.index_in(batch["run_id"], value_set=run_values)
+            outcome_code = pc.index_in(batch["outcome"], value_set=decisive)
+            keep = pc.and_(
+                pc.and_(pc.is_valid(run_code), pc.is_valid(outcome_code)),
+                pc.and_(
+                    pc.match_substring_regex(batch["hash"], _HASH_PATTERN),
+                    pc.and_(
+                        pc.is_in(batch["media"], value_set=MEDIA_CODES),
+                        pc.is_in(batch["classification"], value_set=CLASS_CODES),
+                    ),
+                ),
+            )
+            if not pc.any(keep).as_py():
+                continue
+            picked = batch.filter(keep)
+            k = picked.num_rows
+            raw = np.empty((k, 37), np.uint8)
+            raw[:, :34] = (
+                make_keys(picked["hash"], picked["media"], picked["classification"])
+                .view(np.uint8)
+                .reshape(k, 34)
+            )
+            ordinal = np.asarray(run_code.filter(keep).to_numpy(zero_copy_only=False), np.int64)
+            raw[:, 34] = ordinal >> 8
+            raw[:, 35] = ordinal & 0xFF
+            codes = np.asarray(outcome_code.filter(keep).to_numpy(zero_copy_only=False), np.int64)
+            raw[:, 36] = prior_of_code[codes]
+            entries.extend(raw.view(ENTRY_DTYPE).reshape(k))
     except (pa.ArrowException, OSError) as exc:
         raise LedgerError(f"{path}: cannot read the ledger ({str(exc).splitlines()[0]})") from None
-    decisive = pa.array(list(_PRIOR_OF))
-    keep = pc.and_(
-        pc.is_in(table["run_id"], value_set=pa.array(sorted(trusted_runs))),
-        pc.is_in(table["outcome"], value_set=decisive),
-    )
-    table = table.filter(keep)
-    if table.num_rows == 0:
-        return ResumeIndex.empty()
-    keys = make_keys(
-        table["hash"].combine_chunks(),
-        table["media"].combine_chunks(),
-        table["classification"].combine_chunks(),
-    )
-    outcome_codes = pc.index_in(table["outcome"], value_set=decisive).to_numpy(zero_copy_only=False)
-    prior_table = np.array([int(_PRIOR_OF[o]) for o in _PRIOR_OF], np.uint8)
-    prior = prior_table[outcome_codes]
-    seen = _unix_seconds(table["finished_at"].combine_chunks()) if first_seen else None
-    del table
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    last = np.ones(len(sorted_keys), np.bool_)
-    last[:-1] = sorted_keys[1:] != sorted_keys[:-1]
-    earliest = None
-    if seen is not None:
-        starts = np.flatnonzero(np.concatenate(([True], last[:-1])))
-        earliest = np.minimum.reduceat(seen[order], starts)
-    return ResumeIndex(sorted_keys[last], prior[order][last], earliest)
+    array = entries.finish()
+    array.sort()  # in place: by key, then run ordinal
+    first_run = _compact_latest(array, keep_first_run=first_seen)
+    started = np.array([trusted_runs[r] for r in runs], np.float64) if first_seen else None
+    return ResumeIndex(array, first_run, started)
 
 
-def _unix_seconds(values: pa.Array) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """ISO 8601 UTC times (``finished_at``) as unix seconds; unparsable ones as +inf."""
-    try:
-        stamps = pc.cast(values, pa.timestamp("ms", tz="UTC"))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        stamps = pa.array([_parse_one(v) for v in values.to_pylist()], pa.timestamp("ms", tz="UTC"))
-    millis = pc.cast(stamps, pa.int64()).to_numpy(zero_copy_only=False).astype(np.float64) / 1000.0
-    return np.where(np.isnan(millis), np.inf, millis)
-
-
-def _parse_one(text: str | None) -> datetime | None:
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
-    except ValueError:
-        return None
+def _compact_latest(array: np.ndarray[Any, Any], *, keep_first_run: bool) -> np.ndarray[Any, Any] | None:
+    """Keep the last entry of each key, moving entries forward in place, chunk by chunk, and
+    shrink ``array`` to them; returns each kept key's first run ordinal if asked."""
+    n = len(array)
+    if n == 0:
+        return np.empty(0, np.uint16) if keep_first_run else None
+    raw = array.view(np.uint8).reshape(n, 37)
+    first_runs: list[np.ndarray[Any, Any]] = []
+    write = 0
+    step = _COMPACT_STEP
+    run_of_first = 0
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        last = np.ones(hi - lo, np.bool_)
+        nxt = min(n, hi + 1)
+        same_as_next = (raw[lo + 1 : nxt, :34] == raw[lo : nxt - 1, :34]).all(axis=1)
+        last[: len(same_as_next)] = ~same_as_next
+        if keep_first_run:
+            first = np.ones(hi - lo, np.bool_)
+            if lo > 0:
+                first[0] = not (raw[lo, :34] == raw[lo - 1, :34]).all()
+            first[1:] = ~same_as_next[: hi - lo - 1]
+            ordinals = raw[lo:hi, 34].astype(np.uint16) << 8 | raw[lo:hi, 35]
+            # The first run of the group each kept (last) entry closes.
+            group_first = np.maximum.accumulate(np.where(first, np.arange(hi - lo), -1))
+            firsts = np.where(group_first >= 0, ordinals[np.maximum(group_first, 0)], run_of_first)
+            first_runs.append(firsts[last].astype(np.uint16))
+            if first.any():
+                run_of_first = int(ordinals[np.flatnonzero(first)[-1]])
+        kept = array[lo:hi][last]
+        array[write : write + len(kept)] = kept
+        write += len(kept)
+    array.resize(write, refcheck=False)
+    return np.concatenate(first_runs) if keep_first_run else None

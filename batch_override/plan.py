@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from .keys import KEY_DTYPE, GrowableKeys, KeyArray, flip_classification, make_keys
+from .keys import GrowableKeys, KeyArray, make_keys
 from .source import Batch
 
 
@@ -77,10 +77,12 @@ def index_input(batches: Iterable[Batch]) -> InputIndex:
             keys.extend(
                 make_keys(batch.hash.filter(sel), batch.media.filter(sel), batch.classification.filter(sel))
             )
-    return InputIndex(_group_status(keys.finish()), rows, invalid)
+    return InputIndex(_group_status(keys.finish()), rows, invalid)  # keys.finish() hands the array over
 
 
 def _group_status(keys: KeyArray) -> npt.NDArray[np.uint8]:
+    """Memory: the keys (34 B/row), the sort order (8 B/row) and 3 B/row of flags at the peak;
+    the keys are freed before the flags are combined."""
     n = len(keys)
     status = np.zeros(n, np.uint8)
     if n < 2:
@@ -90,54 +92,117 @@ def _group_status(keys: KeyArray) -> npt.NDArray[np.uint8]:
     same_key = np.empty(n, np.bool_)  # same (media, hash, classification)
     same_item[0] = same_key[0] = False
     raw = keys.view(np.uint8).reshape(n, 34)
-    step = 1 << 20
+    step = 1 << 16  # keys compared at a time: bounds the gathered temporaries to a few MB
     for lo in range(1, n, step):
         hi = min(n, lo + step)
         cur, prev = raw[order[lo:hi]], raw[order[lo - 1 : hi - 1]]
         same_item[lo:hi] = (cur[:, :33] == prev[:, :33]).all(axis=1)
         same_key[lo:hi] = same_item[lo:hi] & (cur[:, 33] == prev[:, 33])
     del keys, raw
-    group = np.cumsum(~same_item)
-    conflicted_groups = np.unique(group[same_item & ~same_key])
-    conflict = np.isin(group, conflicted_groups) if len(conflicted_groups) else np.zeros(n, np.bool_)
-    del group
-    sorted_status = np.where(conflict, Plan.CONFLICT, np.where(same_item, Plan.DUPLICATE, Plan.SEND))
-    status[order] = sorted_status.astype(np.uint8)
+    sorted_status = np.zeros(n, np.uint8)
+    sorted_status[same_item] = Plan.DUPLICATE
+    changed = same_item & ~same_key  # a classification change inside one (media, hash)
+    del same_key
+    if changed.any():
+        group = np.cumsum(~same_item)
+        sorted_status[np.isin(group, np.unique(group[changed]))] = Plan.CONFLICT
+        del group
+    del same_item, changed
+    status[order] = sorted_status
     return status
+
+
+#: A resume entry: the 34-byte key, the run's ordinal (2 bytes, big-endian), the :class:`Prior`.
+ENTRY_DTYPE = np.dtype("S37")
 
 
 @dataclass(slots=True)
 class ResumeIndex:
-    """The latest trusted ledger verdict per (media, hash, classification), sorted for lookup."""
+    """The latest trusted ledger verdict per (media, hash, classification), sorted for lookup.
 
-    keys: KeyArray
-    prior: npt.NDArray[np.uint8]
-    #: Unix time of the key's first trusted line, only where ``--give-up-after`` asked for it.
-    first_seen: npt.NDArray[np.float64] | None = None
+    One 37-byte entry per key and nothing else (plus 2 bytes per key with ``first_run``), so a
+    ledger of millions of lines resumes in little memory: see :func:`ledger.load_resume_index`.
+    """
+
+    entries: npt.NDArray[np.bytes_]
+    #: The ordinal of the first trusted run that wrote a line for the key (``--give-up-after``).
+    first_run: npt.NDArray[np.uint16] | None = None
+    #: Unix start time of each trusted run, by ordinal.
+    run_started: npt.NDArray[np.float64] | None = None
+
+    #: The first 4 bytes of each entry as a big-endian integer: searching these is ~10x faster
+    #: than comparing 37-byte strings, and the few entries that share one are scanned after.
+    prefix: npt.NDArray[np.uint32] = field(default_factory=lambda: np.empty(0, np.uint32))
+
+    def __post_init__(self) -> None:
+        if len(self.prefix) != len(self.entries):
+            self.prefix = _prefix(self.entries.view(np.uint8).reshape(-1, 37))
 
     @classmethod
     def empty(cls) -> ResumeIndex:
-        return cls(np.empty(0, KEY_DTYPE), np.empty(0, np.uint8))
+        return cls(np.empty(0, ENTRY_DTYPE))
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.entries)
 
-    def _find(self, keys: KeyArray) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]:
-        pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
-        return pos, self.keys[pos] == keys
+    def _scan(
+        self, keys: KeyArray
+    ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8], npt.NDArray[np.intp]]:
+        """For each key: the prior of the key, the prior of the same (media, hash) with the other
+        classification, and the entry position of the key (-1 when absent)."""
+        k = len(keys)
+        same = np.zeros(k, np.uint8)
+        other = np.zeros(k, np.uint8)
+        where = np.full(k, -1, np.intp)
+        n = len(self.entries)
+        if n == 0 or k == 0:
+            return same, other, where
+        raw = self.entries.view(np.uint8).reshape(n, 37)
+        probe = keys.view(np.uint8).reshape(k, 34)
+        wanted = _prefix(probe)
+        pos = np.searchsorted(self.prefix, wanted)
+        active = np.arange(k)
+        while len(active):
+            at = pos[active]
+            inside = at < n
+            active, at = active[inside], at[inside]
+            sharing = self.prefix[at] == wanted[active]
+            active, at = active[sharing], at[sharing]
+            if not len(active):
+                break
+            entry = raw[at]
+            item = (entry[:, :33] == probe[active, :33]).all(axis=1)
+            exact = item & (entry[:, 33] == probe[active, 33])
+            same[active[exact]] = entry[exact, 36]
+            where[active[exact]] = at[exact]
+            flipped = item & ~exact
+            other[active[flipped]] = entry[flipped, 36]
+            pos[active] += 1
+        return same, other, where
 
     def lookup(self, keys: KeyArray) -> npt.NDArray[np.uint8]:
-        if len(self.keys) == 0 or len(keys) == 0:
-            return np.zeros(len(keys), np.uint8)
-        pos, hit = self._find(keys)
-        return np.where(hit, self.prior[pos], Prior.NONE).astype(np.uint8)
+        """The :class:`Prior` of each key (NONE when the ledger has no trusted line for it)."""
+        return self._scan(keys)[0]
+
+    def lookup_both(self, keys: KeyArray) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+        """The prior of each key and of the same (media, hash) with the other classification."""
+        same, other, _ = self._scan(keys)
+        return same, other
 
     def first_seen_of(self, keys: KeyArray) -> npt.NDArray[np.float64]:
-        """When each key first appeared in the ledger (NaN: never, or not tracked)."""
-        if self.first_seen is None or len(self.keys) == 0 or len(keys) == 0:
+        """When each key first appeared in the ledger (its first run's start; NaN: unknown)."""
+        if self.first_run is None or self.run_started is None or len(self.entries) == 0:
             return np.full(len(keys), np.nan)
-        pos, hit = self._find(keys)
-        return np.where(hit, self.first_seen[pos], np.nan)
+        where = self._scan(keys)[2]
+        found = where >= 0
+        out = np.full(len(keys), np.nan)
+        out[found] = self.run_started[self.first_run[where[found]]]
+        return out
+
+
+def _prefix(raw: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:
+    """The first 4 bytes of each row as a big-endian uint32 (same order as the bytes)."""
+    return np.ascontiguousarray(raw[:, :4]).view(">u4").reshape(-1).astype(np.uint32)
 
 
 def plan_batch(
@@ -159,8 +224,8 @@ def plan_batch(
     if len(resume) and send.any():
         sel = pa.array(valid_at[send])
         keys = make_keys(batch.hash.take(sel), batch.media.take(sel), batch.classification.take(sel))
-        prior = resume.lookup(keys)
-        locked = resume.lookup(flip_classification(keys)) == Prior.DONE
+        prior, other = resume.lookup_both(keys)
+        locked = other == Prior.DONE
         decided = np.full(len(keys), Plan.SEND, np.uint8)
         decided[prior == Prior.DONE] = Plan.SKIPPED
         if not retry_rejected:

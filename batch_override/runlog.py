@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import getpass
 import json
+import math
 import os
 import socket
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +39,13 @@ def append(path: Path, record: dict[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
-def trusted_runs(path: Path, api_url: str, key_fingerprint: str) -> set[str]:
-    """Run ids made against ``api_url`` with the same key; a torn last line is ignored."""
+def trusted_runs(path: Path, api_url: str, key_fingerprint: str) -> dict[str, float]:
+    """Run ids made against ``api_url`` with the same key, oldest first, with their start times
+    (unix seconds; NaN when unknown).  A torn last line is ignored."""
     if not path.exists():
-        return set()
+        return {}
     wanted = normalise_url(api_url)
-    out: set[str] = set()
+    out: dict[str, float] = {}
     with open(path, encoding="utf-8", errors="replace") as fh:
         for line in fh:
             try:
@@ -54,6 +57,14 @@ def trusted_runs(path: Path, api_url: str, key_fingerprint: str) -> set[str]:
                 and normalise_url(str(record.get("api_url", ""))) == wanted
                 and record.get("key_fingerprint") == key_fingerprint
                 and isinstance(record.get("run_id"), str)
+                and record["run_id"] not in out
             ):
-                out.add(record["run_id"])
+                out[record["run_id"]] = _unix(record.get("at"))
     return out
+
+
+def _unix(text: object) -> float:
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return math.nan

@@ -223,7 +223,7 @@ class _Run:
             Item(rows[j], media[j], hashes[j], classes[j], tuple(col[j] for col in carried))
             for j in range(len(rows))
         ]
-        if self.resume.first_seen is not None:
+        if self.resume.first_run is not None:
             seen = self.resume.first_seen_of(
                 make_keys(batch.hash.take(take), batch.media.take(take), batch.classification.take(take))
             ).tolist()
@@ -432,8 +432,12 @@ async def _produce(
     first_valid = 0
     to_send = 0
     limit_reached = False
+    # Read one batch ahead: pyarrow reads and normalises the next batch (in a thread, mostly
+    # outside the GIL) while this one is planned and ledgered.
+    ahead = asyncio.ensure_future(_next_batch(iterator))
     try:
-        while (batch := await _next_batch(iterator)) is not None:
+        while (batch := await ahead) is not None:
+            ahead = asyncio.ensure_future(_next_batch(iterator))
             if limit_reached:
                 run.summary.not_attempted += len(batch)
                 continue
@@ -463,6 +467,8 @@ async def _produce(
                     continue
                 await queue.put(item)
     finally:
+        if not ahead.done():
+            ahead.cancel()
         if queue is not None:
             for _ in range(config.concurrency):
                 await queue.put(None)

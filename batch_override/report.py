@@ -200,21 +200,13 @@ class _RunRecords:
 def _read_runlog(ledger: Path) -> dict[str, _RunRecords]:
     """The run log's records by run id; a missing log is empty, a torn or foreign line is skipped."""
     out: dict[str, _RunRecords] = {}
-    path = runlog.runlog_path(ledger)
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if not isinstance(record, dict) or not isinstance(record.get("run_id"), str):
-                    continue
-                entry = out.setdefault(record["run_id"], _RunRecords())
-                if record.get("event") == "started":
-                    entry.started = record
-                elif record.get("event") == "finished":
-                    entry.finished = record
+        for record in runlog.records(runlog.runlog_path(ledger)):
+            entry = out.setdefault(record["run_id"], _RunRecords())
+            if record.get("event") == "started":
+                entry.started = record
+            elif record.get("event") == "finished":
+                entry.finished = record
     except OSError:
         return {}
     return out

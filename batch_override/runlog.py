@@ -11,6 +11,7 @@ import json
 import math
 import os
 import socket
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,27 +40,34 @@ def append(path: Path, record: dict[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
+def records(path: Path) -> Iterator[dict[str, Any]]:
+    """The run log's records, oldest first; a torn line (a kill mid-write) or a foreign one is
+    skipped, and a missing log has none."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and isinstance(record.get("run_id"), str):
+                    yield record
+    except FileNotFoundError:
+        return
+
+
 def trusted_runs(path: Path, api_url: str, key_fingerprint: str) -> dict[str, float]:
     """Run ids made against ``api_url`` with the same key, oldest first, with their start times
-    (unix seconds; NaN when unknown).  A torn last line is ignored."""
-    if not path.exists():
-        return {}
+    (unix seconds; NaN when unknown)."""
     wanted = normalise_url(api_url)
     out: dict[str, float] = {}
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if (
-                isinstance(record, dict)
-                and normalise_url(str(record.get("api_url", ""))) == wanted
-                and record.get("key_fingerprint") == key_fingerprint
-                and isinstance(record.get("run_id"), str)
-                and record["run_id"] not in out
-            ):
-                out[record["run_id"]] = _unix(record.get("at"))
+    for record in records(path):
+        if (
+            normalise_url(str(record.get("api_url", ""))) == wanted
+            and record.get("key_fingerprint") == key_fingerprint
+            and record["run_id"] not in out
+        ):
+            out[record["run_id"]] = _unix(record.get("at"))
     return out
 
 

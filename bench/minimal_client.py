@@ -1,0 +1,52 @@
+"""The baseline: the ~30-line script a user would write with csv, aiohttp and aiolimiter.
+
+One session, a semaphore of 8, every row posted; a 429 is retried after ``Retry-After`` (without
+that the script would drop most rows, and it would not be doing the job); no ledger, no resume.
+``--limiter`` adds ``AsyncLimiter(3000, 60)``, the 50/s a user would configure: its bucket starts
+empty, so it lets the first rows through in a burst (NOTES.md, "Traps").
+
+    python -m bench.minimal_client INPUT.csv URL [--limiter]   (key from $IDENTIFAI_API_KEY)
+
+Prints ``{"status": count, ...}`` as JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import csv
+import json
+import os
+import sys
+
+import aiohttp
+from aiolimiter import AsyncLimiter
+
+
+async def main(rows: list[dict[str, str]], url: str, limiter: AsyncLimiter | None) -> dict[int, int]:
+    semaphore = asyncio.Semaphore(8)
+    headers = {"X-Api-Key": os.environ["IDENTIFAI_API_KEY"]}
+    async with aiohttp.ClientSession(headers=headers) as session:
+
+        async def post(row: dict[str, str]) -> int:
+            async with semaphore:
+                for _ in range(100):  # bounded: a row that never gets through ends as 429
+                    if limiter is not None:
+                        await limiter.acquire()
+                    endpoint = f"{url}/api/classification_video/{row['hash']}/override"
+                    async with session.post(endpoint, json={"classification": row["classification"]}) as r:
+                        await r.read()
+                        if r.status != 429:
+                            return r.status
+                        await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+                return 429
+
+        statuses = await asyncio.gather(*(post(row) for row in rows))
+    return dict(collections.Counter(statuses))
+
+
+if __name__ == "__main__":
+    with open(sys.argv[1], newline="", encoding="utf-8") as fh:
+        corrections = list(csv.DictReader(fh))
+    limit = AsyncLimiter(3000, 60) if "--limiter" in sys.argv[3:] else None
+    print(json.dumps(asyncio.run(main(corrections, sys.argv[2], limit))))

@@ -1,0 +1,160 @@
+"""Results of a benchmark run, printed as a table and rendered as BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+
+
+@dataclass(slots=True)
+class Table:
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+
+    def add(self, *cells: object) -> None:
+        self.rows.append([str(c) for c in cells])
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One target of the issue: what was measured against what was asked."""
+
+    name: str
+    measured: str
+    target: str
+    passed: bool
+
+
+@dataclass(slots=True)
+class Section:
+    key: str  # the --only name
+    title: str
+    method: str  # markdown
+    command: str
+    tables: list[tuple[str, Table]] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def pct(x: float, digits: int = 1) -> str:
+    return f"{100 * x:.{digits}f}%"
+
+
+def ratio(x: float, base: float) -> str:
+    return f"{x / base:.2f}x" if base else "n/a"
+
+
+def machine() -> list[tuple[str, str]]:
+    """What the figures were measured on."""
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
+    except OSError:
+        pass
+    try:
+        curl = subprocess.run(
+            ["curl", "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout.split("\n", 1)[0]
+    except OSError:
+        curl = "absent"
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    versions = ", ".join(
+        f"{name} {metadata.version(name)}" for name in ("aiohttp", "aiolimiter", "numpy", "pandas", "pyarrow")
+    )
+    return [
+        ("CPU", f"{os.cpu_count()} logical CPUs (nproc), {cpu}"),
+        ("memory", f"{mem:.0f} GiB"),
+        ("OS", platform.platform()),
+        ("Python", f"{platform.python_implementation()} {sys.version.split()[0]}"),
+        ("packages", versions),
+        ("batch-override", f"{metadata.version('batch-override')}, {_revision()}"),
+        ("curl", " ".join(curl.split()[:2]) if curl else "absent"),
+    ]
+
+
+def _revision() -> str:
+    """The commit measured, and whether batch_override/ had uncommitted changes (work in progress)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "batch_override"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "revision unknown"
+    return f"commit {head}" + (" + uncommitted changes in batch_override/" if dirty else "")
+
+
+def _md_table(table: Table) -> list[str]:
+    out = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    out += ["| " + " | ".join(row) + " |" for row in table.rows]
+    return out
+
+
+def _text_table(table: Table) -> list[str]:
+    widths = [max(len(c), *(len(r[i]) for r in table.rows)) for i, c in enumerate(table.columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(table.columns, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in table.rows]
+    return lines
+
+
+def checks_table(sections: list[Section]) -> Table:
+    table = Table(["benchmark", "target", "measured", "result"])
+    for section in sections:
+        for check in section.checks:
+            table.add(check.name, check.target, check.measured, "PASS" if check.passed else "FAIL")
+    return table
+
+
+def render_text(sections: list[Section]) -> str:
+    lines: list[str] = []
+    for section in sections:
+        lines += ["", f"== {section.title} ({section.seconds:.0f}s)  [{section.command}]"]
+        for caption, table in section.tables:
+            lines += ["", caption, *_text_table(table)]
+        lines += [f"note: {note}" for note in section.notes]
+    lines += ["", "== Targets", *_text_table(checks_table(sections))]
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown(sections: list[Section], *, preamble: str, invocation: str, total_seconds: float) -> str:
+    lines = ["# Benchmarks", "", preamble.strip(), ""]
+    lines += [
+        f"Figures below come from one run of `{invocation}` ({total_seconds / 60:.1f} min), "
+        "written by `bench/run.py`; every ratio is against a baseline measured in that same run.",
+        "",
+        "## Targets",
+        "",
+        *_md_table(checks_table(sections)),
+        "",
+        "## Machine",
+        "",
+        *(f"- {name}: {value}" for name, value in machine()),
+        "",
+    ]
+    for section in sections:
+        lines += [
+            f"## {section.title}",
+            "",
+            f"Reproduce: `{section.command}`",
+            "",
+            section.method.strip(),
+            "",
+        ]
+        for caption, table in section.tables:
+            lines += [f"**{caption}**", "", *_md_table(table), ""]
+        if section.notes:
+            lines += [*(f"- {note}" for note in section.notes), ""]
+    return "\n".join(lines).rstrip() + "\n"

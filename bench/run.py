@@ -1,0 +1,107 @@
+"""``python -m bench.run [--quick] [--only pacing|overhead|scale]``: run the benchmarks, print a
+table, and rewrite BENCHMARKS.md.
+
+The full suite (``make bench``) takes about 15 minutes and writes BENCHMARKS.md.  ``--quick`` uses
+smaller sizes (about 2 minutes) and ``--only`` picks sections; either writes
+``bench/out/BENCHMARKS.partial.md`` instead, so a partial run never replaces the full figures
+(``--output`` chooses the file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from bench import overhead, pacing, scale
+from bench.procs import REPO, BenchError
+from bench.report import Check, Section, render_markdown, render_text
+
+SECTIONS = ("pacing", "overhead", "scale")
+
+PREAMBLE = """
+How fast and how frugal `batch-override` is, measured against what a user would otherwise run:
+a minimal aiohttp script (`bench/minimal_client.py`), `xargs -P 8 curl`, and pyarrow reading the
+same file.  Every server is the bundled emulator in its own process on 127.0.0.1; every client runs
+in its own process and is measured by the kernel (`wait4` resource usage, `/proc/PID/stat`).
+
+Run everything: `make bench` (= `.venv/bin/python -m bench.run`, ~15 min, rewrites this file).
+A developer's check: `.venv/bin/python -m bench.run --quick` (~2 min; smaller sizes, writes
+`bench/out/BENCHMARKS.partial.md`).  One section: `.venv/bin/python -m bench.run --only pacing`
+(or `overhead`, `scale`).
+"""
+
+
+def _command(args: argparse.Namespace, section: str) -> str:
+    parts = [".venv/bin/python -m bench.run", "--only", section]
+    if args.quick:
+        parts.append("--quick")
+    return " ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes: about 2 minutes")
+    parser.add_argument("--only", action="append", choices=SECTIONS, help="run this section (repeatable)")
+    parser.add_argument("--output", type=Path, help="markdown file to write (default: see above)")
+    parser.add_argument("--keep-data", action="store_true", help="keep generated inputs in bench/out/data")
+    args = parser.parse_args(argv)
+    only = args.only or list(SECTIONS)
+    quick: bool = args.quick
+    full = not quick and set(only) == set(SECTIONS)
+    output: Path = args.output or (
+        REPO / "BENCHMARKS.md" if full else REPO / "bench/out/BENCHMARKS.partial.md"
+    )
+    started = time.monotonic()
+    sections: list[Section] = []
+    for key in SECTIONS:
+        if key not in only:
+            continue
+        t0 = time.monotonic()
+        print(f"bench: {key} ...", file=sys.stderr, flush=True)
+        try:
+            if key == "pacing":
+                section = pacing.run(
+                    rows=250 if quick else 600, repeats=1 if quick else 3, command=_command(args, key)
+                )
+            elif key == "overhead":
+                section = overhead.run(
+                    rows=4000 if quick else 20_000,
+                    curl_rows=400 if quick else 2000,
+                    repeats=1 if quick else 2,
+                    command=_command(args, key),
+                )
+            else:
+                section = scale.run(
+                    small=100_000 if quick else 1_000_000,
+                    big=1_000_000 if quick else 10_000_000,
+                    resume_rows=1_000_000,
+                    command=_command(args, key),
+                    keep_data=args.keep_data,
+                )
+        except Exception as exc:
+            # The package under test changes while benchmarks are written; say what broke, go on.
+            if not isinstance(exc, BenchError):
+                traceback.print_exc()
+            print(f"bench: {key} failed: {exc}", file=sys.stderr)
+            reason = " ".join(str(exc).split())[:300]
+            section = Section(key, f"{key}: did not complete", f"Failed: {reason}", _command(args, key))
+            section.checks.append(Check(f"{key}: the benchmark runs", reason, "completes", False))
+        section.seconds = time.monotonic() - t0
+        sections.append(section)
+    total = time.monotonic() - started
+    print(render_text(sections))
+    invocation = "make bench" if full else " ".join(["python -m bench.run", *(argv or sys.argv[1:])])
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(
+        render_markdown(sections, preamble=PREAMBLE, invocation=invocation, total_seconds=total),
+        encoding="utf-8",
+    )
+    print(f"bench: wrote {output} ({total / 60:.1f} min)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

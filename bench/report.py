@@ -26,7 +26,7 @@ class Check:
     name: str
     measured: str
     target: str
-    passed: bool
+    passed: bool | None  # None: not judged (e.g. --quick sizes are too small for this target)
 
 
 @dataclass(slots=True)
@@ -111,10 +111,11 @@ def _text_table(table: Table) -> list[str]:
 
 
 def checks_table(sections: list[Section]) -> Table:
-    table = Table(["benchmark", "target", "measured", "result"])
+    table = Table(["benchmark", "target", "measured", "result", "reproduce"])
     for section in sections:
         for check in section.checks:
-            table.add(check.name, check.target, check.measured, "PASS" if check.passed else "FAIL")
+            verdict = "not judged" if check.passed is None else "PASS" if check.passed else "FAIL"
+            table.add(check.name, check.target, check.measured, verdict, f"`{section.command}`")
     return table
 
 

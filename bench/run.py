@@ -70,16 +70,18 @@ def main(argv: list[str] | None = None) -> int:
                 section = overhead.run(
                     rows=4000 if quick else 20_000,
                     curl_rows=400 if quick else 2000,
+                    auto_rows=0 if quick else 2000,
                     repeats=1 if quick else 2,
                     command=_command(args, key),
                 )
             else:
                 section = scale.run(
                     small=100_000 if quick else 1_000_000,
-                    big=1_000_000 if quick else 10_000_000,
+                    big=250_000 if quick else 10_000_000,
                     resume_rows=1_000_000,
                     command=_command(args, key),
                     keep_data=args.keep_data,
+                    judge=not quick,
                 )
         except Exception as exc:
             # The package under test changes while benchmarks are written; say what broke, go on.

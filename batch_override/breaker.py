@@ -11,6 +11,7 @@ seconds raises :class:`OutageTooLong`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Callable
@@ -33,7 +34,9 @@ class Breaker:
         backoff_cap: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        stopped: asyncio.Event | None = None,
     ) -> None:
+        self._stopped = stopped or asyncio.Event()
         self._threshold = max(1, threshold)
         self._rows_needed = rows_needed
         self._max_outage = max_outage
@@ -63,8 +66,9 @@ class Breaker:
                 raise OutageTooLong(lasted, self._reason)
 
     async def wait_turn(self) -> bool:
-        """Wait until a request may go; True when it goes as the outage's probe."""
-        while self._opened_at is not None:
+        """Wait until a request may go; True when it goes as the outage's probe.  Returns at once
+        (False) when the run has stopped: the caller checks that before sending."""
+        while self._opened_at is not None and not self._stopped.is_set():
             self.check()
             if self._probe.locked():
                 waiter = asyncio.ensure_future(self._closed.wait())
@@ -82,7 +86,11 @@ class Breaker:
             delay = min(self._cap, self._base * 2**self._probes) * self._rng.uniform(0.5, 1.0)
             self._probes += 1
             remaining = self._max_outage - (self._clock() - self._opened_at)
-            await asyncio.sleep(max(0.0, min(delay, remaining + 0.01)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), max(0.0, min(delay, remaining + 0.01)))
+            if self._stopped.is_set():
+                self._probe.release()
+                return False
             self.check()
             return True
         return False

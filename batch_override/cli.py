@@ -18,7 +18,7 @@ from .apikey import ENV_VAR, load_api_key
 from .config import DEFAULT_API_URL, MEDIA, Rate, RunConfig, parse_label_map, parse_outcomes
 from .errors import BatchOverrideError, ExitCode, UsageError
 from .jobfile import load_job
-from .logs import setup_logging
+from .logs import current_format, json_line, setup_logging
 from .metrics import read_last_success, write_metrics
 from .source import Batch, CorrectionsFile, spreadsheet_line
 from .summary import Summary
@@ -150,7 +150,8 @@ _OPTS = (
     _Opt(
         "give_up_after_days",
         _positive_float,
-        "a row still not_ready this many days after its first ledger line becomes rejected / gave_up",
+        "a row still not_ready this many days after it was first seen (the start of the first run that "
+        "ledgered it) becomes rejected / gave_up",
         flag="--give-up-after",
         metavar="DAYS",
     ),
@@ -165,7 +166,7 @@ _OPTS = (
         negate=True,
     ),
 )
-_EXTRA_KEYS = ("api_key_file", "log_format", "quiet", "summary", "metrics_file", "metrics_job")
+_EXTRA_KEYS = ("api_key_file", "log_format", "quiet", "verbose", "summary", "metrics_file", "metrics_job")
 _JOB_KEYS = {o.name for o in _OPTS} | {"input", "ledger", "give_up_after", "progress", *_EXTRA_KEYS}
 #: Job-file values that arrive as text (or TOML lists/tables) and need the flag's parser.
 _PARSERS: dict[str, Callable[[str], Any]] = {
@@ -173,6 +174,19 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "label_map": parse_label_map,
     "ok_outcomes": parse_outcomes,
 }
+
+
+def _argparse_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse`` for argparse: our one-line errors become its usage errors (exit 2, one line)."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except UsageError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -193,7 +207,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
             p.add_argument(
                 flag,
                 dest=opt.name,
-                type=opt.type,
+                type=_argparse_type(opt.type),
                 default=argparse.SUPPRESS,
                 metavar=opt.metavar,
                 help=opt.help,
@@ -303,7 +317,10 @@ def _config_from(args: argparse.Namespace) -> tuple[RunConfig, dict[str, Any]]:
     job = getattr(args, "job", None)
     if job:
         values.update(load_job(job, _JOB_KEYS))
-    values.update({k: v for k, v in vars(args).items() if k in _JOB_KEYS and v is not None})
+    flags = {k: v for k, v in vars(args).items() if k in _JOB_KEYS and v is not None}
+    if not flags.get("verbose"):
+        flags.pop("verbose", None)  # -v counts from 0: only a given -v overrides the job file
+    values.update(flags)
     if "give_up_after" in values:  # the job-file spelling of --give-up-after
         values["give_up_after_days"] = values.pop("give_up_after")
     if "progress" in vars(args):
@@ -340,13 +357,18 @@ def _run(args: argparse.Namespace) -> int:
     from .runner import run_job_async
 
     config, extras = _config_from(args)
-    setup_logging(extras.get("log_format", "text"), args.verbose, bool(extras.get("quiet")))
+    verbosity = max(args.verbose, int(extras.get("verbose") or 0))
+    setup_logging(extras.get("log_format", "text"), verbosity, bool(extras.get("quiet")))
     api_key = (
         None if config.dry_run and not _key_available(extras) else load_api_key(extras.get("api_key_file"))
     )
     summary = asyncio.run(run_job_async(config, api_key))
-    text = summary.render()
     if not extras.get("quiet") or summary.exit_code != ExitCode.OK:
+        if current_format() == "json":
+            level = "info" if summary.exit_code == ExitCode.OK else "error"
+            text = json_line(level, "summary", summary=summary.to_dict())
+        else:
+            text = summary.render()
         print(text, file=sys.stderr if extras.get("quiet") else sys.stdout)
     if extras.get("summary"):
         Path(extras["summary"]).write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
@@ -427,7 +449,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return ExitCode.USAGE
     except BatchOverrideError as exc:
-        print(f"batch-override: error: {exc}", file=sys.stderr)
+        message = f"batch-override: error: {exc}"
+        if current_format() == "json" or getattr(args, "log_format", None) == "json":
+            message = json_line("error", message, exit_code=exc.exit_code)
+        print(message, file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("batch-override: interrupted", file=sys.stderr)

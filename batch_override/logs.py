@@ -8,20 +8,32 @@ import sys
 import time
 from typing import Any
 
+#: The format chosen by the last :func:`setup_logging` ("text" until then).
+_format = "text"
+
+
+def json_line(level: str, msg: str, created: float | None = None, **fields: Any) -> str:
+    """One JSON log object, as ``--log-format json`` writes every line of stderr."""
+    when = time.time() if created is None else created
+    out: dict[str, Any] = {
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when)) + f".{int(when % 1 * 1000):03d}Z",
+        "level": level,
+        "logger": "batch_override",
+        "msg": msg,
+    }
+    out.update(fields)
+    return json.dumps(out, ensure_ascii=False)
+
+
+def current_format() -> str:
+    return _format
+
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
         extra = getattr(record, "fields", None)
-        if isinstance(extra, dict):
-            out.update(extra)
-        return json.dumps(out, ensure_ascii=False)
+        fields = extra if isinstance(extra, dict) else {}
+        return json_line(record.levelname.lower(), record.getMessage(), record.created, **fields)
 
 
 class _TextFormatter(logging.Formatter):
@@ -31,6 +43,8 @@ class _TextFormatter(logging.Formatter):
 
 
 def setup_logging(fmt: str = "text", verbosity: int = 0, quiet: bool = False) -> None:
+    global _format
+    _format = fmt
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
     root = logging.getLogger("batch_override")

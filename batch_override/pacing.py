@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import time
 from collections import deque
@@ -35,8 +36,13 @@ from typing import NamedTuple
 
 from .config import Rate
 
+log = logging.getLogger("batch_override")
+
 #: The period assumed in auto mode until answers tell better (Laravel's smallest decay).
 INITIAL_PERIOD = 1.0
+#: Auto mode's pace when the server sends no X-RateLimit headers (a proxy may strip them):
+#: Laravel's default throttle, 60 requests per minute.
+FALLBACK_RATE = Rate(60, 60.0)
 
 
 def _header_int(headers: Mapping[str, str], name: str) -> int | None:
@@ -62,6 +68,16 @@ def retry_after_seconds(headers: Mapping[str, str], now_unix: float | None = Non
         now = time.time() if now_unix is None else now_unix
         return max(0.0, reset - now)
     return None
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Wait until any of ``events`` is set."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 class SlidingLog:
@@ -112,8 +128,11 @@ class Pacer:
         *,
         headroom: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
+        stopped: asyncio.Event | None = None,
     ) -> None:
         self._fixed = rate
+        self._stopped = stopped or asyncio.Event()
+        self.fallback = False  # auto mode, and the server sends no X-RateLimit headers
         self._headroom = headroom if rate is None else 0.0
         self._clock = clock
         self._lock = asyncio.Lock()
@@ -142,6 +161,8 @@ class Pacer:
         limits = []
         if self._fixed is not None:
             limits.append(self._fixed.limit)
+        elif self.fallback and self._server_limit is None:
+            limits.append(FALLBACK_RATE.limit)
         if self._server_limit is not None:
             limits.append(max(1, math.floor(self._server_limit * (1 - self._headroom))))
         return min(limits) if limits else None
@@ -153,6 +174,8 @@ class Pacer:
     def describe(self) -> str:
         if self._fixed is not None:
             return f"{self._fixed} (evenly spaced)"
+        if self.fallback and self._server_limit is None:
+            return f"auto: no X-RateLimit headers, {FALLBACK_RATE}"
         budget = self.budget
         return "auto (learning)" if budget is None else f"auto: {budget}/{self._period:g}s"
 
@@ -171,16 +194,24 @@ class Pacer:
 
     async def _wait_answer(self, at_most: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._answered.wait(), at_most)
+            await asyncio.wait_for(_first(self._answered, self._stopped), at_most)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake at once when the run stops."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), seconds)
 
     # -- the two calls -------------------------------------------------------------------------
-    async def acquire(self) -> Ticket:
-        """Wait for a turn; the ticket goes back to :meth:`observe` with the answer."""
+    async def acquire(self) -> Ticket | None:
+        """Wait for a turn; the ticket goes back to :meth:`observe` with the answer.  None when the
+        run stopped while waiting (nothing may be sent then)."""
         async with self._lock:
             while True:
+                if self._stopped.is_set():
+                    return None
                 now = self._clock()
                 if now < self._blocked_until:
-                    await asyncio.sleep(self._blocked_until - now)
+                    await self._sleep(self._blocked_until - now)
                     continue
                 budget = self.budget
                 if budget is None or self._log is None:
@@ -199,12 +230,12 @@ class Pacer:
                         continue
                     end = self._win_answered + self._period
                     if now < end:
-                        await asyncio.sleep(end - now)
+                        await self._sleep(end - now)
                         continue
                     self._new_window()
                 wait = self._log.wait(now)
                 if wait > 0:
-                    await asyncio.sleep(wait)
+                    await self._sleep(wait)
                     continue
                 break
             sent = self._clock()
@@ -229,6 +260,8 @@ class Pacer:
         limit = _header_int(headers, "X-RateLimit-Limit")
         remaining = _header_int(headers, "X-RateLimit-Remaining")
         if limit is not None and limit > 0:
+            if self.fallback and self._server_limit is None:
+                self._period = INITIAL_PERIOD  # headers after all: learn as usual
             self._server_limit = limit
         if status == 429:
             self.throttled += 1
@@ -241,6 +274,13 @@ class Pacer:
             self._update_period()
             return
         if limit is None or remaining is None:
+            if self._fixed is None and self._server_limit is None and not self.fallback:
+                self.fallback = True
+                self._period = FALLBACK_RATE.period
+                log.warning(
+                    "the server sends no X-RateLimit headers: pacing at %s (set --rate to choose)",
+                    FALLBACK_RATE,
+                )
             self._rebuild()
             return
         later = self._seq - ticket.seq  # sent after this one, not yet counted in `remaining`

@@ -47,7 +47,7 @@ from .ledger import (
     repair_torn_tail,
     utc_now,
 )
-from .outcome import Action, Outcome
+from .outcome import Action, Outcome, Verdict
 from .pacing import Pacer, retry_after_seconds
 from .plan import InputIndex, Plan, ResumeIndex, index_input, plan_batch
 from .progress import Progress
@@ -368,12 +368,13 @@ async def _send_all(run: _Run, index: InputIndex, resume: ResumeIndex) -> None:
         return
     rate = None if config.rate == "auto" else config.rate
     assert rate is None or isinstance(rate, Rate)
-    pacer = Pacer(rate, headroom=config.headroom)
+    pacer = Pacer(rate, headroom=config.headroom, stopped=run.stopped)
     breaker = Breaker(
         max(3, config.concurrency),
         rows_needed=min(3, max(2, config.concurrency)),
         max_outage=config.max_outage,
         backoff_base=config.backoff_base,
+        stopped=run.stopped,
     )
     queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=config.concurrency * 4)
     async with make_session(
@@ -518,8 +519,11 @@ class _Sender:
         await self._process(item)
 
     async def _attempt(self, media: str, sha256: str, body: bytes) -> Answer | None:
-        """One request under the pacer; None when the run's grace period cut it off."""
+        """One request under the pacer; None when the run stopped before it could be sent, and
+        :data:`_INTERRUPTED` when the grace period after a signal cut it off in flight."""
         ticket = await self.pacer.acquire()
+        if ticket is None:
+            return None
         self.requests += 1
         if log.isEnabledFor(logging.DEBUG):
             log.debug("POST %s %s (%d bytes)", media, sha256, len(body))
@@ -530,7 +534,7 @@ class _Sender:
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if task.cancelled() and (current is None or current.cancelling() == 0):
-                return None
+                return _INTERRUPTED
             raise
         finally:
             self._in_flight.discard(task)
@@ -552,7 +556,7 @@ class _Sender:
             tries += 1
             probe = await self.breaker.wait_turn()
             answer = await self._attempt(item.media, item.hash, EMPTY_BODY)
-            if answer is None:
+            if answer is None or answer is _INTERRUPTED:
                 return
             verdict = answer.verdict
             if verdict.action is Action.ABORT:
@@ -592,14 +596,9 @@ class _Sender:
                 continue
             answer = await self._attempt(item.media, item.hash, body)
             if answer is None:
-                run.finish(
-                    item,
-                    Outcome.ABORTED,
-                    "interrupted",
-                    None,
-                    attempts + 1,
-                    "request cut off at the end of the grace period; a rerun sends it again",
-                )
+                continue  # stopped before sending: the checks above end the row
+            if answer is _INTERRUPTED:
+                self._finish(item, answer, attempts + 1)
                 return
             attempts += 1
             last = answer
@@ -668,6 +667,18 @@ class _Sender:
         delay = min(config.backoff_cap, config.backoff_base * 2**n) * self.run.rng.uniform(0.5, 1.0)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.run.stopped.wait(), timeout=delay)
+
+
+_INTERRUPTED = Answer(
+    Verdict(
+        Outcome.ABORTED,
+        "interrupted",
+        Action.DONE,
+        "request cut off at the end of the grace period; a rerun sends it again",
+    ),
+    None,
+    {},
+)
 
 
 def _why(answer: Answer) -> str:

@@ -124,13 +124,6 @@ async def test_no_proxy_naming_the_api_host_bypasses_the_proxy(
     assert len(emulator.overrides()) == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: with the default --rate auto, a server (or proxy) that sends no X-RateLimit headers "
-    "makes the pacer probe forever after the preflight (Pacer._probing never clears): the run hangs, "
-    "and SIGTERM does not end it either",
-)
 async def test_a_proxy_that_drops_rate_limit_headers_does_not_hang_the_default_auto_rate(
     tmp_path: Path, emulator_factory
 ) -> None:

@@ -49,8 +49,8 @@ def ratio(x: float, base: float) -> str:
     return f"{x / base:.2f}x" if base else "n/a"
 
 
-def machine() -> list[tuple[str, str]]:
-    """What the figures were measured on."""
+def machine(revision: str) -> list[tuple[str, str]]:
+    """What the figures were measured on (``revision``: see :func:`revision`)."""
     cpu = ""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
@@ -73,12 +73,12 @@ def machine() -> list[tuple[str, str]]:
         ("OS", platform.platform()),
         ("Python", f"{platform.python_implementation()} {sys.version.split()[0]}"),
         ("packages", versions),
-        ("batch-override", f"{metadata.version('batch-override')}, {_revision()}"),
+        ("batch-override", f"{metadata.version('batch-override')}, {revision}"),
         ("curl", " ".join(curl.split()[:2]) if curl else "absent"),
     ]
 
 
-def _revision() -> str:
+def revision() -> str:
     """The commit measured, and whether batch_override/ had uncommitted changes (work in progress)."""
     try:
         head = subprocess.run(
@@ -130,7 +130,16 @@ def render_text(sections: list[Section]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_markdown(sections: list[Section], *, preamble: str, invocation: str, total_seconds: float) -> str:
+def render_markdown(
+    sections: list[Section], *, preamble: str, invocation: str, total_seconds: float, revision_at_start: str
+) -> str:
+    at_end = revision()
+    measured = (
+        revision_at_start
+        if at_end == revision_at_start
+        else f"changed during the run (another engineer's work): {revision_at_start} at the start, "
+        f"{at_end} at the end"
+    )
     lines = ["# Benchmarks", "", preamble.strip(), ""]
     lines += [
         f"Figures below come from one run of `{invocation}` ({total_seconds / 60:.1f} min), "
@@ -142,7 +151,7 @@ def render_markdown(sections: list[Section], *, preamble: str, invocation: str, 
         "",
         "## Machine",
         "",
-        *(f"- {name}: {value}" for name, value in machine()),
+        *(f"- {name}: {value}" for name, value in machine(measured)),
         "",
     ]
     for section in sections:

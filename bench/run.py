@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench import overhead, pacing, scale
 from bench.procs import REPO, BenchError
-from bench.report import Check, Section, render_markdown, render_text
+from bench.report import Check, Section, render_markdown, render_text, revision
 
 SECTIONS = ("pacing", "overhead", "scale")
 
@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         REPO / "BENCHMARKS.md" if full else REPO / "bench/out/BENCHMARKS.partial.md"
     )
     started = time.monotonic()
+    revision_at_start = revision()
     sections: list[Section] = []
     for key in SECTIONS:
         if key not in only:
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                 section = overhead.run(
                     rows=4000 if quick else 20_000,
                     curl_rows=400 if quick else 2000,
-                    auto_rows=0 if quick else 2000,
+                    auto_rows=0 if quick else 10,
                     repeats=1 if quick else 2,
                     command=_command(args, key),
                 )
@@ -98,7 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     invocation = "make bench" if full else " ".join(["python -m bench.run", *(argv or sys.argv[1:])])
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(
-        render_markdown(sections, preamble=PREAMBLE, invocation=invocation, total_seconds=total),
+        render_markdown(
+            sections,
+            preamble=PREAMBLE,
+            invocation=invocation,
+            total_seconds=total,
+            revision_at_start=revision_at_start,
+        ),
         encoding="utf-8",
     )
     print(f"bench: wrote {output} ({total / 60:.1f} min)", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import json
 import logging
 import sys
@@ -362,6 +363,10 @@ def _run(args: argparse.Namespace) -> int:
     api_key = (
         None if config.dry_run and not _key_available(extras) else load_api_key(extras.get("api_key_file"))
     )
+    # Everything imported so far (pandas, pyarrow, aiohttp) lives for the whole run: keep the
+    # cyclic garbage collector from walking it again and again while rows are sent (~8% CPU).
+    gc.collect()
+    gc.freeze()
     summary = asyncio.run(run_job_async(config, api_key))
     if not extras.get("quiet") or summary.exit_code != ExitCode.OK:
         if current_format() == "json":

@@ -21,7 +21,6 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -51,8 +50,16 @@ _PRIOR_OF = {
 }
 
 
+_second: list[Any] = [None, ""]  # the last whole second formatted, reused within that second
+
+
 def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Now, as ISO 8601 UTC with milliseconds (``2026-11-28T09:15:49.123Z``); called per row."""
+    now = time.time()
+    second = int(now)
+    if second != _second[0]:
+        _second[0], _second[1] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{_second[1]}.{int((now - second) * 1000):03d}Z"
 
 
 def carried_names(carried: Sequence[str]) -> tuple[str, ...]:
@@ -206,14 +213,15 @@ class LedgerWriter:
                 f"{path}: the ledger's columns ({', '.join(header)}) differ from what this input "
                 f"writes ({', '.join(self.columns)}); use another --ledger for this input"
             )
-        self._fh = open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - closed in close()
+        # A raw O_APPEND descriptor: each line is one write() straight to the kernel, so a line is
+        # never split across two writes, and there is no buffer layer to flush per row.
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._buf = io.StringIO()
         self._csv = csv.writer(self._buf, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
         if header is None:
             header_buf = io.StringIO()
             csv.writer(header_buf, lineterminator="\n").writerow(self.columns)
-            self._fh.write(header_buf.getvalue())
-            self._fh.flush()
+            self._append(header_buf.getvalue().encode("utf-8"))
         self._last_sync = time.monotonic()
         self.lines = 0
 
@@ -239,10 +247,9 @@ class LedgerWriter:
                 *carried,
             )
         )
-        self._fh.write(self._buf.getvalue())
+        self._append(self._buf.getvalue().encode("utf-8"))
         self._buf.seek(0)
         self._buf.truncate()
-        self._fh.flush()
         self.lines += 1
         self._maybe_sync()
 
@@ -252,8 +259,7 @@ class LedgerWriter:
             return
         sink = io.BytesIO()
         pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
-        self._fh.write(sink.getvalue().decode("utf-8"))
-        self._fh.flush()
+        self._append(sink.getbuffer())
         self.lines += table.num_rows
         self._maybe_sync()
 
@@ -290,18 +296,24 @@ class LedgerWriter:
         """Input text made safe for a ledger cell (one line; formulas neutralised if enabled)."""
         return neutralize_array(values, self._neutralize)
 
+    def _append(self, data: bytes | memoryview) -> None:
+        assert self._fd is not None, "ledger closed"
+        view = memoryview(data)
+        while view:  # a regular file takes it all at once; a full disk raises
+            view = view[os.write(self._fd, view) :]
+
     def _maybe_sync(self) -> None:
         now = time.monotonic()
-        if now - self._last_sync >= self._fsync_interval:
-            os.fsync(self._fh.fileno())
+        if now - self._last_sync >= self._fsync_interval and self._fd is not None:
+            os.fsync(self._fd)
             self._last_sync = now
 
     def close(self) -> None:
-        if self._fh.closed:
+        if self._fd is None:
             return
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
 
 
 #: At most this many trusted runs are told apart by resume (2 bytes of run ordinal per entry).

@@ -205,6 +205,8 @@ class Pacer:
     async def acquire(self) -> Ticket | None:
         """Wait for a turn; the ticket goes back to :meth:`observe` with the answer.  None when the
         run stopped while waiting (nothing may be sent then)."""
+        if not self._lock.locked() and (ticket := self._grant_now()) is not None:
+            return ticket  # the common case at full speed: nobody waiting, nothing to wait for
         async with self._lock:
             while True:
                 if self._stopped.is_set():
@@ -238,14 +240,26 @@ class Pacer:
                     await self._sleep(wait)
                     continue
                 break
-            sent = self._clock()
-            if self._log is not None:
-                self._log.record(sent)
-            self._used += 1
-            self._seq += 1
-            if self._win_seq is None:
-                self._win_seq, self._win_sent = self._seq, sent
-            return Ticket(self._seq, sent)
+            return self._record(self._clock())
+
+    def _grant_now(self) -> Ticket | None:
+        """A turn without waiting, when no rule asks to wait (else None: take the slow path)."""
+        if self._stopped.is_set() or self._log is None or self.budget is None:
+            return None
+        now = self._clock()
+        budget = self.budget
+        if now < self._blocked_until or self._used >= budget or self._log.wait(now) > 0:
+            return None
+        return self._record(now)
+
+    def _record(self, sent: float) -> Ticket:
+        if self._log is not None:
+            self._log.record(sent)
+        self._used += 1
+        self._seq += 1
+        if self._win_seq is None:
+            self._win_seq, self._win_sent = self._seq, sent
+        return Ticket(self._seq, sent)
 
     def observe(self, ticket: Ticket, status: int | None, headers: Mapping[str, str]) -> None:
         """Learn from an answer (``status`` None: no answer, nothing to learn)."""

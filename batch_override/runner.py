@@ -492,10 +492,13 @@ class _Sender:
         self.requests = 0
         self._preflight_lock = asyncio.Lock()
         self._preflight_done = not run.config.preflight
-        self._in_flight: set[asyncio.Task[Answer]] = set()
+        self._in_flight: set[asyncio.Task[Any]] = set()  # senders awaiting an answer
+        self._grace_over = False
         run.cancel_in_flight = self.cancel_in_flight
 
     def cancel_in_flight(self) -> None:
+        """The grace period is over: cut off the requests still in flight."""
+        self._grace_over = True
         for task in list(self._in_flight):
             task.cancel()
 
@@ -527,17 +530,18 @@ class _Sender:
         self.requests += 1
         if log.isEnabledFor(logging.DEBUG):
             log.debug("POST %s %s (%d bytes)", media, sha256, len(body))
-        task = asyncio.ensure_future(self.client.post(media, sha256, body))
-        self._in_flight.add(task)
+        # The sender itself is what the grace period cancels (no extra task per request).
+        sender = asyncio.current_task()
+        assert sender is not None
+        self._in_flight.add(sender)
         try:
-            answer = await task
+            answer = await self.client.post(media, sha256, body)
         except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if task.cancelled() and (current is None or current.cancelling() == 0):
+            if self._grace_over and sender.uncancel() == 0:
                 return _INTERRUPTED
             raise
         finally:
-            self._in_flight.discard(task)
+            self._in_flight.discard(sender)
         self.pacer.observe(ticket, answer.status, answer.headers)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
@@ -590,7 +594,7 @@ class _Sender:
                 _abort_items(run, [item])
                 return
             try:
-                probe = await self.breaker.wait_turn()
+                probe = await self.breaker.wait_turn() if self.breaker.is_open else False
             except OutageTooLong as exc:
                 run.request_stop(ExitCode.OUTAGE, str(exc))
                 continue

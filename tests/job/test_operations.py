@@ -214,3 +214,23 @@ def test_an_api_key_object_does_not_show_its_value() -> None:
     assert SECRET not in repr(key) and SECRET not in str(key) and SECRET not in f"{key!r} {key}"
     assert json.dumps({"fp": key.fingerprint}).count(SECRET) == 0
     assert DEMO_API_KEY not in repr(ApiKey(DEMO_API_KEY))
+
+
+async def test_requests_still_in_flight_when_the_grace_period_ends_are_recorded_interrupted(
+    tmp_path: Path, emulator_factory
+) -> None:
+    emulator = await emulator_factory(unknown="classified", latency_ms=30_000)
+    corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(6)])
+    ledger = tmp_path / "l.csv"
+    proc = await start_cli(
+        "run", str(corrections), "--ledger", str(ledger), "--api-url", emulator.url, *FAST,
+        "--no-preflight", "--grace", "0.2", "--concurrency", "2",
+    )  # fmt: skip
+    await asyncio.wait_for(_until(lambda: emulator.stats()["requests"] >= 2), 30)
+    proc.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(proc.wait(), 20)
+
+    assert proc.returncode == 143
+    lines = read_ledger(ledger)
+    assert sorted(lines["row"]) == list(range(6))
+    assert lines["error_code"].value_counts().to_dict() == {"interrupted": 2, "not_sent": 4}

@@ -1,10 +1,11 @@
 """Diagnostic, not the shipped job: ``batch-override`` with aiohttp's ``trust_env`` forced off.
 
-``batch_override.client.make_session`` builds its session with ``trust_env=True`` (to honour
-``HTTPS_PROXY``).  aiohttp then looks up ``~/.netrc`` and the proxy environment *per request*,
-each in a worker thread (``run_in_executor`` / ``to_thread``): two thread round trips per row.
-Running the job through this wrapper shows what that costs; the overhead benchmark reports it
-beside the job.  Against a loopback emulator no proxy applies, so the requests are the same.
+Up to commit 1a13892 ``batch_override.client.make_session`` built its session with
+``trust_env=True`` (to honour ``HTTPS_PROXY``); aiohttp then looks up ``~/.netrc`` and the proxy
+environment *per request*, each in a worker thread (``run_in_executor`` / ``to_thread``): two
+thread round trips per row, ~3x the job's CPU per row.  The overhead benchmark runs the job through
+this wrapper beside the job itself: while the two rows differ, the job still pays for it; once
+they agree, it does not.  Against a loopback emulator no proxy applies, so the requests are the same.
 
     python -m bench.diag_no_trust_env run INPUT --ledger L --api-url URL ...
 """

@@ -239,9 +239,10 @@ waits, and the ledger is written and flushed per row as in production).  The bas
 `bench/minimal_client.py` without a limiter (`Semaphore(8)`, one session, no ledger).  curl:
 `xargs -P 8 -n 3 curl -sS -o /dev/null -w "%{{http_code}}" -H ... -d BODY URL`, one process per
 row.  The diagnostic row runs the same job through `bench/diag_no_trust_env.py`, which only
-forces aiohttp's `trust_env` off (see there): it shows what the per-request proxy/netrc lookups
-cost.  "cores" = CPU seconds / wall seconds of the N-row run: a client at ~1.0 is CPU-bound on one
-core; the emulator well under 1.0 is not the bottleneck.
+forces aiohttp's `trust_env` off (see there): while it differs from the job's row, the job still
+pays for per-request proxy/netrc lookups in worker threads.  "cores" = CPU seconds / wall
+seconds of the N-row run: a client at ~1.0 is CPU-bound on one core; the emulator well under 1.0
+is not the bottleneck.
 """
     return Section(
         "overhead",

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                     rows=4000 if quick else 20_000,
                     curl_rows=400 if quick else 2000,
                     auto_rows=0 if quick else 10,
-                    repeats=1 if quick else 2,
+                    repeats=1 if quick else 3,
                     command=_command(args, key),
                 )
             else:

@@ -18,10 +18,12 @@ import fcntl
 import io
 import json
 import os
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Full, Queue
 from typing import IO, Any
 
 import numpy as np
@@ -30,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .errors import LedgerError, LedgerLocked
-from .keys import CLASS_CODES, MEDIA_CODES, GrowableKeys, make_keys
+from .keys import CLASS_CODES, MEDIA_CODES, GrowableKeys, hex_to_bytes
 from .outcome import DONE_OUTCOMES, Outcome
 from .plan import ENTRY_DTYPE, Prior, ResumeIndex
 
@@ -340,43 +342,41 @@ def load_resume_index(path: Path, trusted_runs: dict[str, float], *, first_seen:
     wanted = ["media", "hash", "classification", "outcome", "run_id"]
     entries = GrowableKeys(dtype=ENTRY_DTYPE)
     try:
+        # Threads: the job's own ledger has no ragged rows to locate, so pyarrow may parse
+        # blocks ahead in parallel while this loop turns the previous one into entries.
         reader = pacsv.open_csv(
             str(path),
-            read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 22),
+            read_options=pacsv.ReadOptions(use_threads=True, block_size=1 << 23),
             convert_options=pacsv.ConvertOptions(
                 include_columns=wanted,
                 column_types={c: pa.string() for c in wanted},
                 strings_can_be_null=False,
             ),
         )
-        for batch in reader:
-            run_code = pc.index_in(batch["run_id"], value_set=run_values)
-            outcome_code = pc.index_in(batch["outcome"], value_set=decisive)
-            keep = pc.and_(
-                pc.and_(pc.is_valid(run_code), pc.is_valid(outcome_code)),
-                pc.and_(
-                    pc.match_substring_regex(batch["hash"], _HASH_PATTERN),
-                    pc.and_(
-                        pc.is_in(batch["media"], value_set=MEDIA_CODES),
-                        pc.is_in(batch["classification"], value_set=CLASS_CODES),
-                    ),
-                ),
-            )
-            if not pc.any(keep).as_py():
+        for batch in _read_ahead(reader):
+            run = _codes(batch["run_id"], run_values)
+            outcome = _codes(batch["outcome"], decisive)
+            media = _codes(batch["media"], MEDIA_CODES)
+            cls = _codes(batch["classification"], CLASS_CODES)
+            # A 64-character hash: the job wrote only validated ones (a hand-edited line that is
+            # not hex gives a key that matches nothing, which is harmless).
+            length = pc.binary_length(batch["hash"]).to_numpy(zero_copy_only=False)
+            keep = (run >= 0) & (outcome >= 0) & (media >= 0) & (cls >= 0) & (length == 64)
+            k = int(np.count_nonzero(keep))
+            if k == 0:
                 continue
-            picked = batch.filter(keep)
-            k = picked.num_rows
             raw = np.empty((k, 37), np.uint8)
-            raw[:, :34] = (
-                make_keys(picked["hash"], picked["media"], picked["classification"])
-                .view(np.uint8)
-                .reshape(k, 34)
-            )
-            ordinal = np.asarray(run_code.filter(keep).to_numpy(zero_copy_only=False), np.int64)
-            raw[:, 34] = ordinal >> 8
-            raw[:, 35] = ordinal & 0xFF
-            codes = np.asarray(outcome_code.filter(keep).to_numpy(zero_copy_only=False), np.int64)
-            raw[:, 36] = prior_of_code[codes]
+            if k < len(keep):  # usually every line is decisive and trusted: no copies then
+                run, outcome, media, cls = run[keep], outcome[keep], media[keep], cls[keep]
+                hashes = batch["hash"].filter(pa.array(keep))
+            else:
+                hashes = batch["hash"]
+            raw[:, :32] = hex_to_bytes(hashes)
+            raw[:, 32] = media + 1
+            raw[:, 33] = cls + 1
+            raw[:, 34] = run >> 8
+            raw[:, 35] = run & 0xFF
+            raw[:, 36] = prior_of_code[outcome]
             entries.extend(raw.view(ENTRY_DTYPE).reshape(k))
     except (pa.ArrowException, OSError) as exc:
         raise LedgerError(f"{path}: cannot read the ledger ({str(exc).splitlines()[0]})") from None
@@ -385,6 +385,48 @@ def load_resume_index(path: Path, trusted_runs: dict[str, float], *, first_seen:
     first_run = _compact_latest(array, keep_first_run=first_seen)
     started = np.array([trusted_runs[r] for r in runs], np.float64) if first_seen else None
     return ResumeIndex(array, first_run, started)
+
+
+def _read_ahead(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.RecordBatch]:
+    """Iterate ``batches`` with a thread parsing up to ``depth`` batches ahead.
+
+    pyarrow parses without the GIL, so the caller's work on one batch overlaps the parsing of
+    the next (the streaming reader alone parses only when asked).  Errors surface in order.
+    """
+    queue: Queue[pa.RecordBatch | BaseException | None] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        queue.put(batch, timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put(None)
+        except BaseException as exc:  # handed to the consumer, raised there
+            queue.put(exc)
+
+    thread = threading.Thread(target=produce, name="ledger-reader", daemon=True)
+    thread.start()
+    try:
+        while (item := queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _codes(values: pa.Array, vocabulary: pa.Array) -> np.ndarray[Any, np.dtype[np.int32]]:
+    """0-based positions of ``values`` in ``vocabulary``; -1 where absent."""
+    found = pc.fill_null(pc.index_in(values, value_set=vocabulary), -1)
+    return np.asarray(found.to_numpy(zero_copy_only=False), np.int32)
 
 
 def _compact_latest(array: np.ndarray[Any, Any], *, keep_first_run: bool) -> np.ndarray[Any, Any] | None:

@@ -98,11 +98,13 @@ class Stop(Exception):
 
 
 class _Run:
-    def __init__(self, config: RunConfig, api_key: ApiKey | None, source: CorrectionsFile) -> None:
+    def __init__(
+        self, config: RunConfig, api_key: ApiKey | None, source: CorrectionsFile, run_id: str
+    ) -> None:
         self.config = config
         self.api_key = api_key
         self.source = source
-        self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+        self.run_id = run_id
         self.summary = Summary(
             run_id=self.run_id,
             ledger=str(config.ledger) if config.ledger else None,
@@ -244,9 +246,24 @@ async def run_job_async(config: RunConfig, api_key: ApiKey | None) -> Summary:
     """
     if not config.dry_run and api_key is None:
         raise BatchOverrideError("no API key given")
-    if config.ledger is not None:
-        check_ledger_path(config.ledger)
     started = time.monotonic()
+    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+    lock = None
+    if config.ledger is not None:
+        # First of all, so a second run started by cron exits at once, however big its input.
+        check_ledger_path(config.ledger)
+        lock = LedgerLock(config.ledger)
+        lock.acquire(
+            {"pid": os.getpid(), "host": runlog.user_at_host(), "run_id": run_id, "started_at": utc_now()}
+        )
+    try:
+        return await _run_locked(config, api_key, run_id, started)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+async def _run_locked(config: RunConfig, api_key: ApiKey | None, run_id: str, started: float) -> Summary:
     source = await asyncio.to_thread(
         CorrectionsFile,
         config.input,
@@ -261,80 +278,63 @@ async def run_job_async(config: RunConfig, api_key: ApiKey | None) -> Summary:
         index, _ = await asyncio.gather(
             asyncio.to_thread(index_input, source.batches()), asyncio.to_thread(source.compute_sha256)
         )
-        run = _Run(config, api_key, source)
+        run = _Run(config, api_key, source, run_id)
         run.summary.rows = index.rows
-        lock = LedgerLock(config.ledger) if config.ledger else None
-        try:
-            resume = ResumeIndex.empty()
-            if config.ledger is not None and lock is not None:
-                lock.acquire(
-                    {
-                        "pid": os.getpid(),
-                        "host": runlog.user_at_host(),
-                        "run_id": run.run_id,
-                        "started_at": utc_now(),
-                    }
-                )
-                torn = repair_torn_tail(config.ledger)
-                if torn:
-                    log.warning(
-                        "ledger %s: cut off a torn last line (%d bytes) left by an interrupted run",
-                        config.ledger,
-                        torn,
-                    )
-                run.ledger = LedgerWriter(
+        resume = ResumeIndex.empty()
+        if config.ledger is not None:
+            torn = repair_torn_tail(config.ledger)
+            if torn:
+                log.warning(
+                    "ledger %s: cut off a torn last line (%d bytes) left by an interrupted run",
                     config.ledger,
-                    source.columns.carried,
-                    run.run_id,
-                    neutralize=config.neutralize_formulas,
-                    fsync_interval=config.fsync_interval,
+                    torn,
                 )
-                fingerprint = api_key.fingerprint if api_key else "-"
-                trusted = runlog.trusted_runs(runlog.runlog_path(config.ledger), config.api_url, fingerprint)
-                resume = await asyncio.to_thread(
-                    load_resume_index,
-                    config.ledger,
-                    trusted,
-                    first_seen=config.give_up_after_days is not None,
-                )
-                run.resume = resume
-                runlog.append(
-                    runlog.runlog_path(config.ledger), _run_record(run, source, fingerprint, "started")
-                )
-            log.info(
-                "run %s: %s -> %s (%s); %d rows: %d valid, %d invalid, %d duplicate, %d conflict; "
-                "%d already in the ledger index",
+            run.ledger = LedgerWriter(
+                config.ledger,
+                source.columns.carried,
                 run.run_id,
-                source.display,
-                config.api_url,
-                config.media if not source.columns.media else "per-row media",
-                index.rows,
-                index.rows - index.invalid,
-                index.invalid,
-                index.duplicates,
-                index.conflicts,
-                len(resume),
+                neutralize=config.neutralize_formulas,
+                fsync_interval=config.fsync_interval,
             )
-            try:
-                run.progress = Progress(index.rows, enabled=config.progress)
-                with (
-                    logging_redirect_tqdm(loggers=[log]) if run.progress.enabled else contextlib.nullcontext()
-                ):
-                    await _send_all(run, index, resume)
-            finally:
-                if run.progress is not None:
-                    run.progress.close()
-                run.summary.duration = time.monotonic() - started
-                run.summary.exit_code = _exit_code(run)
-                if run.ledger is not None:
-                    run.ledger.close()
-                    assert config.ledger is not None
-                    record = _run_record(run, source, api_key.fingerprint if api_key else "-", "finished")
-                    record["summary"] = run.summary.to_dict()
-                    runlog.append(runlog.runlog_path(config.ledger), record)
+            fingerprint = api_key.fingerprint if api_key else "-"
+            trusted = runlog.trusted_runs(runlog.runlog_path(config.ledger), config.api_url, fingerprint)
+            resume = await asyncio.to_thread(
+                load_resume_index,
+                config.ledger,
+                trusted,
+                first_seen=config.give_up_after_days is not None,
+            )
+            run.resume = resume
+            runlog.append(runlog.runlog_path(config.ledger), _run_record(run, source, fingerprint, "started"))
+        log.info(
+            "run %s: %s -> %s (%s); %d rows: %d valid, %d invalid, %d duplicate, %d conflict; "
+            "%d already in the ledger index",
+            run.run_id,
+            source.display,
+            config.api_url,
+            config.media if not source.columns.media else "per-row media",
+            index.rows,
+            index.rows - index.invalid,
+            index.invalid,
+            index.duplicates,
+            index.conflicts,
+            len(resume),
+        )
+        try:
+            run.progress = Progress(index.rows, enabled=config.progress)
+            with logging_redirect_tqdm(loggers=[log]) if run.progress.enabled else contextlib.nullcontext():
+                await _send_all(run, index, resume)
         finally:
-            if lock is not None:
-                lock.release()
+            if run.progress is not None:
+                run.progress.close()
+            run.summary.duration = time.monotonic() - started
+            run.summary.exit_code = _exit_code(run)
+            if run.ledger is not None:
+                run.ledger.close()
+                assert config.ledger is not None
+                record = _run_record(run, source, api_key.fingerprint if api_key else "-", "finished")
+                record["summary"] = run.summary.to_dict()
+                runlog.append(runlog.runlog_path(config.ledger), record)
         return run.summary
     finally:
         source.close()

@@ -157,3 +157,19 @@ async def test_rows_whose_latest_line_did_not_succeed_are_sent_again(
     ledger.write_text(text)
     await run_cli(*args)
     assert latest(read_ledger(ledger))["outcome"].tolist() == ["already_submitted"]
+
+
+async def test_a_held_ledger_is_refused_before_the_input_is_even_read(
+    tmp_path: Path, emulator_factory
+) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    broken = tmp_path / "big.csv.gz"
+    broken.write_bytes(b"\x1f\x8b not really gzip")  # reading it would fail with exit 2
+    ledger = tmp_path / "l.csv"
+    lock = LedgerLock(ledger)
+    lock.acquire({"pid": 99, "host": "cron-1", "run_id": "R0", "started_at": "2026-11-28T00:00:00Z"})
+    try:
+        result = await run_cli("run", str(broken), "--ledger", str(ledger), "--api-url", emulator.url, *FAST)
+    finally:
+        lock.release()
+    assert result.returncode == 4, result.stderr

@@ -235,10 +235,11 @@ def run(*, rows: int, curl_rows: int, auto_rows: int, repeats: int, command: str
 {__doc__.split(chr(10), 2)[2].strip()}
 
 Rows: {rows} for the job and the minimal script, {curl_rows} for `xargs -P 8 curl`, {auto_rows} for
-the informative `--rate auto` case; every case is run {repeats} time(s) on N rows and {repeats} time(s)
-on 1 row, and the median by CPU is kept.  The job: `run rows.csv --ledger L --api-url URL
---rate 1000000/s --concurrency 8 -q` (pacing cannot be switched off; a million per second never
-waits, and the ledger is written and flushed per row as in production).  The baseline:
+the informative `--rate auto` case; every case (the informative one once) is run {repeats} time(s)
+on N rows and as often on 1 row, and the median by CPU is kept.  The job: `run rows.csv
+--ledger L --api-url URL --rate 1000000/s --concurrency 8 -q` (pacing cannot be switched off;
+a million per second never waits, and the ledger is written and flushed per row as in
+production).  The baseline:
 `bench/minimal_client.py` without a limiter (`Semaphore(8)`, one session, no ledger).  curl:
 `xargs -P 8 -n 3 curl -sS -o /dev/null -w "%{{http_code}}" -H ... -d BODY URL`, one process per
 row.  The diagnostic row runs the same job through `bench/diag_no_trust_env.py`, which only

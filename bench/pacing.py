@@ -194,10 +194,11 @@ def run(*, rows: int, repeats: int, command: str) -> Section:
     method = f"""
 {__doc__.split(chr(10), 2)[2].strip()}
 
-Each case: {repeats} run(s) of {rows} rows (figures pool the complete windows of all runs; wall is
-the median) (`hash,classification`, all unique), a fresh
-`python -m batch_override.emulator --port 0 --rate-limit 50/s --unknown classified` process, then the
-client in its own process.  The job runs as
+Each client runs {repeats} time(s), interleaved with the others, on the same {rows} rows
+(`hash,classification`, all unique); each run gets a fresh
+`python -m batch_override.emulator --port 0 --rate-limit 50/s --unknown classified` process and
+the client in its own process.  The figures pool the complete windows of all runs; wall is the
+median run.  The job runs as
 `run pacing.csv --ledger L --api-url URL --rate R --headroom 0 --concurrency 8 -q` (its preflight
 request is one of the requests counted).  The baseline is `bench/minimal_client.py --limiter`: csv +
 aiohttp + `AsyncLimiter(3000, 60)` + `Semaphore(8)`, retrying a 429 after `Retry-After`.  Every case

@@ -1,7 +1,7 @@
 """``python -m bench.run [--quick] [--only pacing|overhead|scale]``: run the benchmarks, print a
 table, and rewrite BENCHMARKS.md.
 
-The full suite (``make bench``) takes about 15 minutes and writes BENCHMARKS.md.  ``--quick`` uses
+The full suite (``make bench``) takes about 10 minutes and writes BENCHMARKS.md.  ``--quick`` uses
 smaller sizes (about 2 minutes) and ``--only`` picks sections; either writes
 ``bench/out/BENCHMARKS.partial.md`` instead, so a partial run never replaces the full figures
 (``--output`` chooses the file).
@@ -26,8 +26,10 @@ How fast and how frugal `batch-override` is, measured against what a user would 
 a minimal aiohttp script (`bench/minimal_client.py`), `xargs -P 8 curl`, and pyarrow reading the
 same file.  Every server is the bundled emulator in its own process on 127.0.0.1; every client runs
 in its own process and is measured by the kernel (`wait4` resource usage, `/proc/PID/stat`).
+Before each measured run the suite waits (up to 20 s) for other processes to use under 0.3 cores,
+and every table says how busy the rest of the machine was meanwhile ("other load").
 
-Run everything: `make bench` (= `.venv/bin/python -m bench.run`, ~15 min, rewrites this file).
+Run everything: `make bench` (= `.venv/bin/python -m bench.run`, ~10 min, rewrites this file).
 A developer's check: `.venv/bin/python -m bench.run --quick` (~2 min; smaller sizes, writes
 `bench/out/BENCHMARKS.partial.md`).  One section: `.venv/bin/python -m bench.run --only pacing`
 (or `overhead`, `scale`).

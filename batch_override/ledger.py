@@ -442,6 +442,27 @@ def _codes(values: pa.Array, vocabulary: pa.Array) -> np.ndarray[Any, np.dtype[n
     return np.asarray(found.to_numpy(zero_copy_only=False), np.int32)
 
 
+#: An entry's key seen as four 8-byte words and two bytes: five vectorised comparisons instead
+#: of one over 34 separate bytes (and its 34-byte-per-entry temporary).
+_KEY_WORDS = np.dtype(
+    {
+        "names": ["a", "b", "c", "d", "e"],
+        "formats": ["<u8", "<u8", "<u8", "<u8", "<u2"],
+        "offsets": [0, 8, 16, 24, 32],
+        "itemsize": 37,
+    }
+)
+
+
+def _same_key(entries: np.ndarray[Any, Any], others: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Element-wise: does each entry hold the same 34-byte key as its counterpart?"""
+    a, b = entries.view(_KEY_WORDS), others.view(_KEY_WORDS)
+    same: np.ndarray[Any, Any] = a["a"] == b["a"]
+    for name in ("b", "c", "d", "e"):
+        same &= a[name] == b[name]
+    return same
+
+
 def _compact_latest(array: np.ndarray[Any, Any], *, keep_first_run: bool) -> np.ndarray[Any, Any] | None:
     """Keep the last entry of each key, moving entries forward in place, chunk by chunk, and
     shrink ``array`` to them; returns each kept key's first run ordinal if asked."""
@@ -457,7 +478,7 @@ def _compact_latest(array: np.ndarray[Any, Any], *, keep_first_run: bool) -> np.
         hi = min(n, lo + step)
         last = np.ones(hi - lo, np.bool_)
         nxt = min(n, hi + 1)
-        same_as_next = (raw[lo + 1 : nxt, :34] == raw[lo : nxt - 1, :34]).all(axis=1)
+        same_as_next = _same_key(array[lo + 1 : nxt], array[lo : nxt - 1])
         last[: len(same_as_next)] = ~same_as_next
         if keep_first_run:
             first = np.ones(hi - lo, np.bool_)

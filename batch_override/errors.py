@@ -39,3 +39,9 @@ class LedgerLocked(BatchOverrideError):
     """Another run holds the ledger (exit 4)."""
 
     exit_code = ExitCode.LOCKED
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text (pyarrow's run to several), or its type's name."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

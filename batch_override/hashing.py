@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .errors import BatchOverrideError, ExitCode, InputError, UsageError
+from .errors import BatchOverrideError, ExitCode, InputError, UsageError, first_line
 from .metrics import atomic_writer
 
 CHUNK_BYTES = 1 << 20
@@ -116,7 +116,7 @@ class _Input:
             with opener(self.path, "rb") as fh:
                 head: bytes = fh.read(1 << 16)
         except (pa.ArrowException, OSError, EOFError, zlib.error) as exc:
-            raise self._fail(f"cannot read ({_first_line(exc)})") from None
+            raise self._fail(f"cannot read ({first_line(exc)})") from None
         try:
             text = head.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8-sig")
         except UnicodeDecodeError:
@@ -147,7 +147,7 @@ class _Input:
                 for offset in range(0, record.num_rows, self.chunk_rows):
                     yield _as_text(record.slice(offset, self.chunk_rows))
         except (pa.ArrowException, OSError, EOFError, zlib.error) as exc:
-            raise self._fail(f"cannot read ({_first_line(exc)})") from None
+            raise self._fail(f"cannot read ({first_line(exc)})") from None
 
 
 def _as_text(record: pa.RecordBatch) -> pa.RecordBatch:
@@ -278,7 +278,7 @@ def main_hash(args: argparse.Namespace) -> int:
         print(f"batch-override: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:
-        print(f"batch-override: error: {args.output}: cannot write ({_first_line(exc)})", file=sys.stderr)
+        print(f"batch-override: error: {args.output}: cannot write ({first_line(exc)})", file=sys.stderr)
         return ExitCode.USAGE
     if failed:
         print(
@@ -289,11 +289,6 @@ def main_hash(args: argparse.Namespace) -> int:
         return ExitCode.SOME_ROWS_FAILED
     print(f"hashed {rows} files into {args.output}")
     return ExitCode.OK
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 __all__ = ["CHUNK_BYTES", "add_parser", "hash_corrections", "main_hash", "sha256_file"]

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .errors import LedgerError, LedgerLocked
+from .errors import LedgerError, LedgerLocked, first_line
 from .keys import CLASS_CODES, MEDIA_CODES, GrowableKeys, hex_to_bytes
 from .outcome import DONE_OUTCOMES, Outcome
 from .plan import ENTRY_DTYPE, Prior, ResumeIndex
@@ -381,7 +381,7 @@ def load_resume_index(path: Path, trusted_runs: dict[str, float], *, first_seen:
             block.sort()  # here, while the reader thread parses the next block (no GIL held)
             entries.extend(block)
     except (pa.ArrowException, OSError) as exc:
-        raise LedgerError(f"{path}: cannot read the ledger ({str(exc).splitlines()[0]})") from None
+        raise LedgerError(f"{path}: cannot read the ledger ({first_line(exc)})") from None
     array = entries.finish()
     # By key, then run ordinal. The blocks are sorted runs already: the stable sort (timsort)
     # only merges them, which costs a fraction of sorting from scratch.

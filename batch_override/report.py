@@ -40,7 +40,6 @@ import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,7 @@ import pyarrow.csv as pacsv
 
 from . import runlog
 from .config import CLASSIFICATIONS, MEDIA
-from .errors import BatchOverrideError, ExitCode, LedgerError
+from .errors import BatchOverrideError, ExitCode, LedgerError, first_line
 from .keys import KEY_DTYPE, KeyArray, make_keys
 from .ledger import COLUMNS, read_header
 from .metrics import atomic_writer
@@ -105,7 +104,7 @@ class _Ledger:
             header = read_header(path)
             end = _complete_end(path)
         except (OSError, UnicodeDecodeError, StopIteration) as exc:
-            raise LedgerError(f"{path}: cannot read the ledger ({_first_line(exc)})") from None
+            raise LedgerError(f"{path}: cannot read the ledger ({first_line(exc)})") from None
         if header is None:
             raise LedgerError(f"{path}: the ledger is empty (no header line)")
         if tuple(header[: len(COLUMNS)]) != COLUMNS:
@@ -131,7 +130,7 @@ class _Ledger:
                 )
                 yield from reader
         except (pa.ArrowException, OSError) as exc:
-            raise LedgerError(f"{self.path}: cannot read the ledger ({_first_line(exc)})") from None
+            raise LedgerError(f"{self.path}: cannot read the ledger ({first_line(exc)})") from None
 
 
 class _Prefix(io.RawIOBase):
@@ -210,15 +209,6 @@ def _read_runlog(ledger: Path) -> dict[str, _RunRecords]:
     except OSError:
         return {}
     return out
-
-
-def _parse_time(text: object) -> float | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 # -- the scan ------------------------------------------------------------------------------------
@@ -482,8 +472,8 @@ def _duration(scan: _Scan, code: int, entry: _RunRecords) -> float:
     logged = (entry.finished or {}).get("summary")
     if isinstance(logged, dict) and isinstance(logged.get("duration_s"), int | float):
         return max(0.0, float(logged["duration_s"]))
-    start = _parse_time((entry.started or {}).get("at")) or _parse_time(scan.first.get(code))
-    end = _parse_time((entry.finished or {}).get("at")) or _parse_time(scan.last.get(code))
+    start = runlog.parse_time((entry.started or {}).get("at")) or runlog.parse_time(scan.first.get(code))
+    end = runlog.parse_time((entry.finished or {}).get("at")) or runlog.parse_time(scan.last.get(code))
     return max(0.0, end - start) if start is not None and end is not None else 0.0
 
 
@@ -529,7 +519,7 @@ def write_retry_file(ledger: Path, lines: npt.NDArray[np.int64], path: Path) -> 
                     break
             writer.close()
     except OSError as exc:
-        raise LedgerError(f"{path}: cannot write the retry file ({_first_line(exc)})") from None
+        raise LedgerError(f"{path}: cannot write the retry file ({first_line(exc)})") from None
     return written
 
 
@@ -582,7 +572,7 @@ def main_report(args: argparse.Namespace) -> int:
                         fh.write(text.encode("utf-8"))
                 except OSError as exc:
                     raise LedgerError(
-                        f"{args.json}: cannot write the JSON summary ({_first_line(exc)})"
+                        f"{args.json}: cannot write the JSON summary ({first_line(exc)})"
                     ) from None
         for note in report.notes:
             print(f"batch-override: note: {note}", file=sys.stderr)
@@ -601,11 +591,6 @@ def main_report(args: argparse.Namespace) -> int:
         print(f"batch-override: error: {exc}", file=sys.stderr)
         return exc.exit_code
     return ExitCode.OK
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 __all__ = [

@@ -67,12 +67,16 @@ def trusted_runs(path: Path, api_url: str, key_fingerprint: str) -> dict[str, fl
             and record.get("key_fingerprint") == key_fingerprint
             and record["run_id"] not in out
         ):
-            out[record["run_id"]] = _unix(record.get("at"))
+            started = parse_time(record.get("at"))
+            out[record["run_id"]] = math.nan if started is None else started
     return out
 
 
-def _unix(text: object) -> float:
+def parse_time(text: object) -> float | None:
+    """Unix seconds of an ISO 8601 time as the run log and the ledger write it; None if not one."""
+    if not isinstance(text, str) or not text:
+        return None
     try:
-        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:
-        return math.nan
+        return None

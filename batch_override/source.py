@@ -29,7 +29,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .config import CLASSIFICATIONS, MEDIA
-from .errors import InputError
+from .errors import InputError, first_line
 
 _TRIM = " \t\r\n\u00a0\u2007\u202f\u200b\ufeff"
 _DELIMITERS = (",", ";", "\t")
@@ -204,7 +204,7 @@ class CorrectionsFile:
             try:
                 self._parquet = pq.ParquetFile(self.path)
             except (pa.ArrowException, OSError) as exc:
-                raise self._fail(f"not a readable Parquet file ({_first_line(exc)})") from None
+                raise self._fail(f"not a readable Parquet file ({first_line(exc)})") from None
             return list(self._parquet.schema_arrow.names)
         head = self._head_bytes()
         line = head.split(b"\n", 1)[0].rstrip(b"\r")
@@ -229,7 +229,7 @@ class CorrectionsFile:
             with open(self.path, "rb") as fh:
                 return fh.read(1 << 16)
         except (OSError, EOFError, zlib.error) as exc:
-            raise self._fail(f"cannot read ({_first_line(exc)})") from None
+            raise self._fail(f"cannot read ({first_line(exc)})") from None
 
     def _resolve(self, hash_column: str, classification_column: str, media_column: str) -> Columns:
         folded: dict[str, str] = {}
@@ -350,7 +350,7 @@ class CorrectionsFile:
             raise self._fail("has a header but no data rows")
 
     def _read_error(self, exc: BaseException, start: int) -> InputError:
-        text = _first_line(exc)
+        text = first_line(exc)
         if "UTF8" in text or "utf-8" in text.lower() or "utf8" in text.lower():
             return self._fail(f"not UTF-8 text after line {spreadsheet_line(start)} ({text})")
         if self.kind == "csv.gz" and (
@@ -413,11 +413,6 @@ def _hash_text(values: pa.Array) -> pa.Array:
     for i in np.flatnonzero(~good & (lengths >= 0)).tolist():
         out[i] = f"<{lengths[i]}-byte binary>"
     return pa.array(out, pa.string())
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 __all__ = ["Batch", "Columns", "CorrectionsFile", "spreadsheet_line"]

@@ -76,6 +76,24 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _latency(text: str) -> tuple[float, float | None]:
+    """``"200"`` -> ``(200.0, None)``: fixed; ``"150:1500"`` -> median 150 ms, p99 1.5 s (lognormal)."""
+    median_text, colon, p99_text = text.partition(":")
+    median = _non_negative(median_text)
+    if not colon:
+        return median, None
+    p99 = _non_negative(p99_text)
+    if median <= 0 or p99 < median:
+        raise argparse.ArgumentTypeError(f"expected MEDIAN:P99 with 0 < MEDIAN <= P99, not {text!r}")
+    return median, p99
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {text!r}")
+    return int(text)
+
+
 def _port(text: str) -> int:
     if not text.isdigit() or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"expected a port number 0-65535, not {text!r}")
@@ -118,11 +136,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="status of hashes not in --state (default: %(default)s)",
     )
     parser.add_argument(
+        "--laravel-windows",
+        action="store_true",
+        help="end each window at floor(start + period), as Laravel's cache does (needs --rate-limit >= 1 s)",
+    )
+    parser.add_argument(
+        "--no-rate-headers",
+        dest="rate_headers",
+        action="store_false",
+        help="strip X-RateLimit-* and Retry-After from every answer, as a proxy may",
+    )
+    parser.add_argument(
         "--latency-ms",
+        type=_latency,
+        default=(0.0, None),
+        metavar="MEDIAN[:P99]",
+        help="network delay before each answer, in ms: fixed, or lognormal with that median and "
+        "99th percentile (drawn from --seed)",
+    )
+    parser.add_argument(
+        "--capacity",
+        type=_positive_int,
+        metavar="N",
+        help="serve at most N requests at once; the rest queue (default: unlimited)",
+    )
+    parser.add_argument(
+        "--service-ms",
         type=_non_negative,
         default=0.0,
-        metavar="N",
-        help="milliseconds added before each answer",
+        metavar="S",
+        help="milliseconds each request holds a worker (see --capacity; default: 0)",
     )
     for name, what in (
         ("fail", "answer 500/502/503"),
@@ -132,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(
             f"--{name}-rate", type=_probability, default=0.0, metavar="P", help=f"chance to {what}"
         )
-    parser.add_argument("--seed", type=int, default=0, help="fault seed (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="fault and latency seed (default: %(default)s)")
     return parser
 
 
@@ -151,7 +194,12 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             rate_limit=args.rate_limit,
             states=states,
             unknown=args.unknown,
-            latency_ms=args.latency_ms,
+            latency_ms=args.latency_ms[0],
+            latency_p99_ms=args.latency_ms[1],
+            capacity=args.capacity,
+            service_ms=args.service_ms,
+            rate_headers=args.rate_headers,
+            laravel_windows=args.laravel_windows,
             fail_rate=args.fail_rate,
             drop_rate=args.drop_rate,
             drop_after_record_rate=args.drop_after_record_rate,

@@ -36,7 +36,14 @@ class EmulatorConfig:
     - ``states``: ``(media, hash) -> status``; hashes are matched exactly (case-sensitive), as sent.
     - ``unknown``: what a ``(media, hash)`` missing from ``states`` means: ``"no_request"`` (400
       "You haven't got any request...") or ``"classified"`` (accepts every override; handy for load).
-    - ``latency_ms``: added before every override request is answered, including 401/429.
+    - ``latency_ms``: added before every override request is answered, including 401/429; with
+      ``latency_p99_ms`` it is the median of a lognormal delay drawn per request from ``seed``.
+    - ``capacity`` / ``service_ms``: at most ``capacity`` requests (``None``: unlimited) are served
+      at once, each for ``service_ms``; the rest queue, so latency grows with load.
+    - ``rate_headers``: ``False`` strips ``X-RateLimit-*`` and ``Retry-After`` from every answer, as
+      a proxy in front of the server may; the throttle still answers 429.
+    - ``laravel_windows``: a window ends at ``floor(start + period)``, as Laravel's store expires
+      it (a 15 s window lasts 14-15 s), instead of exactly ``period`` after its first request.
     - ``fail_rate`` / ``drop_rate`` / ``drop_after_record_rate``: fault probabilities, consecutive
       bands of one draw, so their sum must not exceed 1. Decided from ``seed`` (see ``faults.py``).
     - ``clock``: unix seconds. The throttle reads only this, so tests inject a fake clock.
@@ -51,6 +58,11 @@ class EmulatorConfig:
     states: Mapping[tuple[str, str], str] = field(default_factory=dict)
     unknown: str = "no_request"
     latency_ms: float = 0
+    latency_p99_ms: float | None = None
+    capacity: int | None = None
+    service_ms: float = 0
+    rate_headers: bool = True
+    laravel_windows: bool = False
     fail_rate: float = 0.0
     drop_rate: float = 0.0
     drop_after_record_rate: float = 0.0
@@ -78,6 +90,16 @@ class EmulatorConfig:
             raise ValueError(f"unknown: must be one of {', '.join(UNKNOWN_CHOICES)}, not {self.unknown!r}")
         if not math.isfinite(self.latency_ms) or self.latency_ms < 0:
             raise ValueError("latency_ms: must be a finite number >= 0")
+        p99 = self.latency_p99_ms
+        if p99 is not None and not (self.latency_ms > 0 and math.isfinite(p99) and p99 >= self.latency_ms):
+            raise ValueError("latency_p99_ms: needs a median latency_ms > 0 and must be >= it (and finite)")
+        if self.capacity is not None and (isinstance(self.capacity, bool) or self.capacity < 1):
+            raise ValueError("capacity: must be an integer >= 1 (or None: unlimited)")
+        if not math.isfinite(self.service_ms) or self.service_ms < 0:
+            raise ValueError("service_ms: must be a finite number >= 0")
+        if self.laravel_windows and (self.rate_limit is None or self.rate_limit[1] < 1):
+            # Laravel's throttle breaks below one second (the decay is cast to whole seconds).
+            raise ValueError("laravel_windows: needs a rate_limit whose window is at least 1 second")
         rates = {
             "fail_rate": self.fail_rate,
             "drop_rate": self.drop_rate,

@@ -19,13 +19,15 @@ Traps worth knowing:
   (Laravel trims, then nulls empty strings), any other value is "invalid".
 - A 500 fault carries the rate-limit headers (Laravel's own error page passes back through the
   throttle middleware); 502/503 faults and dropped connections carry none.
-- Everything after reading the body and the configured latency is synchronous, so concurrent
-  requests cannot interleave between a check and its record.
+- Everything after reading the body, the network delay and the wait for a worker
+  (``network.py``) is synchronous, so concurrent requests cannot interleave between a check and
+  its record.
+- ``rate_headers=False`` strips every ``X-RateLimit-*`` and ``Retry-After`` header, as a proxy
+  may: a 429 then says nothing about when to come back.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
@@ -37,6 +39,7 @@ from aiohttp import web
 from batch_override.emulator import responses
 from batch_override.emulator.config import MEDIA, EmulatorConfig
 from batch_override.emulator.faults import Failure, Fault, FaultPlan
+from batch_override.emulator.network import Latency, Network, Workers
 from batch_override.emulator.state import ContentState, Outcome
 from batch_override.emulator.throttle import FixedWindowThrottle
 
@@ -71,10 +74,11 @@ class EmulatedApi:
         "_faults",
         "_forbidden",
         "_known",
-        "_latency",
         "_limit_header",
+        "_rate_headers",
         "config",
         "content",
+        "network",
         "requests",
         "responses_by_status",
         "throttle",
@@ -85,13 +89,16 @@ class EmulatedApi:
         # Forbidden keys are known keys: they get 403, never 401.
         self._known = frozenset(config.api_keys) | frozenset(config.forbidden_keys)
         self._forbidden = frozenset(config.forbidden_keys)
-        self._latency = config.latency_ms / 1000
+        p99 = config.latency_p99_ms / 1000 if config.latency_p99_ms is not None else None
+        latency = Latency(config.latency_ms / 1000, p99, config.seed)
+        self.network = Network(latency, Workers(config.capacity, config.service_ms / 1000))
+        self._rate_headers = config.rate_headers
         self.content = ContentState(config.states, config.unknown)
         self.throttle: FixedWindowThrottle | None = None
         self._limit_header = ""
         if config.rate_limit is not None:
             limit, period = config.rate_limit
-            self.throttle = FixedWindowThrottle(limit, period, config.clock, key_id)
+            self.throttle = FixedWindowThrottle(limit, period, config.clock, key_id, config.laravel_windows)
             self._limit_header = str(limit)
         plan = FaultPlan(config.seed, config.fail_rate, config.drop_rate, config.drop_after_record_rate)
         # None keeps the fault-free path (benchmarks) free of hashing and attempt counting.
@@ -112,9 +119,10 @@ class EmulatedApi:
         # Read the body first, whatever the outcome, so the connection is left clean for keep-alive.
         body = await request.read()
         self.requests += 1
-        if self._latency:
-            await asyncio.sleep(self._latency)
+        async with self.network.carry():
+            return self._respond(request, media, body)
 
+    def _respond(self, request: web.Request, media: str, body: bytes) -> web.StreamResponse:
         key = request.headers.get("X-Api-Key")
         if key is None or key not in self._known:
             return self._answer(401, responses.UNAUTHORIZED)
@@ -174,6 +182,8 @@ class EmulatedApi:
     ) -> web.Response:
         label = str(status)
         self.responses_by_status[label] = self.responses_by_status.get(label, 0) + 1
+        if not self._rate_headers:
+            headers = None  # every header passed here is a rate-limit header
         return web.Response(body=body, status=status, headers=headers, content_type=content_type)
 
     def _drop(self, request: web.Request, label: str = "dropped") -> web.Response:
@@ -194,10 +204,8 @@ class EmulatedApi:
             "requests": self.requests,
             "responses_by_status": dict(self.responses_by_status),
             "overrides": len(self.content.overrides),
-            "windows": [
-                {"key": w.key_id, "start": w.start, "accepted": w.accepted, "throttled": w.throttled}
-                for w in windows
-            ],
+            "in_flight": self.network.in_flight.snapshot(),
+            "windows": [w.stats() for w in windows],
         }
 
     def overrides(self) -> list[dict[str, str]]:

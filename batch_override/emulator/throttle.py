@@ -7,6 +7,10 @@ The contract, as Laravel implements it (and as NOTES.md describes it):
 - Later requests in the same window get 429 and do *not* count, so hammering does not extend it.
 - The first request after the window's end opens a new window.
 
+With ``laravel_windows`` a window ends at ``floor(start + period)``, as Laravel's cache store
+expires it: a 15 s window then lasts between 14 and 15 s, and a client that assumes exactly 15 s
+sends into the next window early.
+
 The trap for clients: this is not a leaky bucket. A client that bursts ``limit`` requests spends
 the whole window in its first instant and is then answered 429 until the window ends, however slowly
 it retries. ``Retry-After`` is therefore the time to the *window's end*, not a fixed backoff.
@@ -28,6 +32,16 @@ class Window:
     end: float
     accepted: int = 0
     throttled: int = 0
+
+    def stats(self) -> dict[str, str | float | int]:
+        """The window as ``GET /_emulator/stats`` lists it (the key only as its label)."""
+        return {
+            "key": self.key_id,
+            "start": self.start,
+            "end": self.end,
+            "accepted": self.accepted,
+            "throttled": self.throttled,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,13 +66,19 @@ class FixedWindowThrottle:
     Single-threaded by design: ``hit`` never awaits, so on one event loop it is atomic.
     """
 
-    __slots__ = ("_clock", "_current", "_key_id", "limit", "period", "windows")
+    __slots__ = ("_clock", "_current", "_key_id", "laravel_windows", "limit", "period", "windows")
 
     def __init__(
-        self, limit: int, period: float, clock: Callable[[], float], key_id: Callable[[str], str]
+        self,
+        limit: int,
+        period: float,
+        clock: Callable[[], float],
+        key_id: Callable[[str], str],
+        laravel_windows: bool = False,
     ) -> None:
         self.limit = limit
         self.period = period
+        self.laravel_windows = laravel_windows
         self._clock = clock
         self._key_id = key_id
         self._current: dict[str, Window] = {}
@@ -70,7 +90,8 @@ class FixedWindowThrottle:
         now = self._clock()
         window = self._current.get(key)
         if window is None or now >= window.end:
-            window = Window(self._key_id(key), now, now + self.period)
+            end = now + self.period
+            window = Window(self._key_id(key), now, math.floor(end) if self.laravel_windows else end)
             self._current[key] = window
             self.windows.append(window)
         if window.accepted < self.limit:

@@ -126,6 +126,11 @@ async def test_each_key_has_its_own_window(
     assert (other.status, other.headers["X-RateLimit-Remaining"]) == (201, "0")
 
 
+def window(key: str, start: float, *, accepted: int, throttled: int) -> dict[str, object]:
+    end = start + 1.0
+    return {"key": key_id(key), "start": start, "end": end, "accepted": accepted, "throttled": throttled}
+
+
 async def test_stats_list_each_window_with_accepted_and_throttled_but_never_the_key(
     serve: Serve, session: aiohttp.ClientSession, clock: FakeClock
 ) -> None:
@@ -142,9 +147,9 @@ async def test_stats_list_each_window_with_accepted_and_throttled_but_never_the_
         text = await response.text()
     assert DEMO_API_KEY not in text and OTHER_KEY not in text
     assert emulator.stats()["windows"] == [
-        {"key": key_id(DEMO_API_KEY), "start": start, "accepted": 2, "throttled": 1},
-        {"key": key_id(OTHER_KEY), "start": start + 0.5, "accepted": 1, "throttled": 0},
-        {"key": key_id(DEMO_API_KEY), "start": start + 1.0, "accepted": 1, "throttled": 0},
+        window(DEMO_API_KEY, start, accepted=2, throttled=1),
+        window(OTHER_KEY, start + 0.5, accepted=1, throttled=0),
+        window(DEMO_API_KEY, start + 1.0, accepted=1, throttled=0),
     ]
     assert key_id(DEMO_API_KEY) != key_id(OTHER_KEY)
 

@@ -69,14 +69,16 @@ class Workers:
 
 
 class InFlight:
-    """How many requests the server holds now, at most, and in total over time (request-seconds)."""
+    """How many requests the server holds now, at most, and in total over time (request-seconds);
+    and the unix times of the first and last arrivals, so a benchmark can tell the rate sent."""
 
-    __slots__ = ("_since", "max", "now", "seconds")
+    __slots__ = ("_since", "first", "last", "max", "now", "seconds")
 
     def __init__(self) -> None:
         self.now = 0
         self.max = 0
         self.seconds = 0.0
+        self.first = self.last = 0.0
         self._since = time.monotonic()
 
     def _tick(self) -> None:
@@ -87,6 +89,8 @@ class InFlight:
     @contextlib.contextmanager
     def track(self) -> Iterator[None]:
         self._tick()
+        self.last = time.time()
+        self.first = self.first or self.last
         self.now += 1
         self.max = max(self.max, self.now)
         try:
@@ -97,7 +101,8 @@ class InFlight:
 
     def snapshot(self) -> dict[str, float]:
         self._tick()
-        return {"now": self.now, "max": self.max, "seconds": self.seconds}
+        fields = ("now", "max", "seconds", "first", "last")
+        return {name: float(getattr(self, name)) for name in fields}
 
 
 class Network:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(slots=True)
@@ -32,8 +32,10 @@ class Window:
     end: float
     accepted: int = 0
     throttled: int = 0
+    # Accepted requests per tenth of the period: shows a burst that the totals hide.
+    tenths: list[int] = field(default_factory=lambda: [0] * 10)
 
-    def stats(self) -> dict[str, str | float | int]:
+    def stats(self) -> dict[str, object]:
         """The window as ``GET /_emulator/stats`` lists it (the key only as its label)."""
         return {
             "key": self.key_id,
@@ -41,6 +43,7 @@ class Window:
             "end": self.end,
             "accepted": self.accepted,
             "throttled": self.throttled,
+            "tenths": list(self.tenths),
         }
 
 
@@ -96,6 +99,7 @@ class FixedWindowThrottle:
             self.windows.append(window)
         if window.accepted < self.limit:
             window.accepted += 1
+            window.tenths[min(9, int((now - window.start) * 10 / self.period))] += 1
             return Decision(True, self.limit - window.accepted)
         window.throttled += 1
         # Rounded up, as a client that waits exactly Retry-After seconds must find the window over.

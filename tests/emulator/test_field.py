@@ -79,6 +79,7 @@ async def test_capacity_makes_latency_grow_with_load(serve: Serve, session: aioh
     assert in_flight["now"] == 0
     # Mean in flight x time (Little's law): 2 x 50 + 2 x 100 + 2 x 150 ms of request-seconds.
     assert in_flight["seconds"] >= 0.59
+    assert 0 < in_flight["first"] <= in_flight["last"]
 
 
 async def test_lognormal_latency_is_served_over_http(serve: Serve, session: aiohttp.ClientSession) -> None:
@@ -121,6 +122,17 @@ async def test_laravel_windows_end_at_the_whole_second_before_start_plus_period(
     assert (await post(session, emulator.url, "image", "b")).status == 201
     first, second = emulator.stats()["windows"]
     assert first["end"] == math.floor(start + 15) == second["start"]
+
+
+async def test_windows_count_accepted_requests_per_tenth_of_the_period(
+    serve: Serve, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    emulator = await serve(EmulatorConfig(unknown="classified", rate_limit=(5, 10.0), clock=clock))
+    for step in (0.0, 0.5, 0.5, 3.25, 5.5, 0.125):  # offsets 0, 0.5, 1, 4.25, 9.75, 9.875
+        clock.advance(step)
+        await post(session, emulator.url, "image", f"h{step}")
+    (window,) = emulator.stats()["windows"]
+    assert window["tenths"] == [2, 1, 0, 0, 1, 0, 0, 0, 0, 1]  # the sixth was throttled
 
 
 async def test_exact_windows_stay_the_default(

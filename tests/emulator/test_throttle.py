@@ -128,7 +128,11 @@ async def test_each_key_has_its_own_window(
 
 def window(key: str, start: float, *, accepted: int, throttled: int) -> dict[str, object]:
     end = start + 1.0
-    return {"key": key_id(key), "start": start, "end": end, "accepted": accepted, "throttled": throttled}
+    tenths = [accepted] + [0] * 9  # every request of this test comes at its window's start
+    return {
+        "key": key_id(key), "start": start, "end": end, "accepted": accepted, "throttled": throttled,
+        "tenths": tenths,
+    }  # fmt: skip
 
 
 async def test_stats_list_each_window_with_accepted_and_throttled_but_never_the_key(

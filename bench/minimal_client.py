@@ -2,10 +2,11 @@
 
 One session, a semaphore of 8, every row posted; a 429 is retried after ``Retry-After`` (without
 that the script would drop most rows, and it would not be doing the job); no ledger, no resume.
-``--limiter`` adds ``AsyncLimiter(3000, 60)``, the 50/s a user would configure: its bucket starts
-empty, so it lets the first rows through in a burst (NOTES.md, "Traps").
+``--limiter`` adds ``AsyncLimiter(3000, 60)``, the 50/s a user would configure; ``--limiter N/SECONDS``
+sets another (``40/15`` for a server's 40 per 15 s). Its bucket starts empty, so it lets the first
+rows through in a burst (NOTES.md, "Traps").
 
-    python -m bench.minimal_client INPUT.csv URL [--limiter]   (key from $IDENTIFAI_API_KEY)
+    python -m bench.minimal_client INPUT.csv URL [--limiter [N/SECONDS]]   (key from $IDENTIFAI_API_KEY)
 
 Prints ``{"status": count, ...}`` as JSON.
 """
@@ -48,5 +49,9 @@ async def main(rows: list[dict[str, str]], url: str, limiter: AsyncLimiter | Non
 if __name__ == "__main__":
     with open(sys.argv[1], newline="", encoding="utf-8") as fh:
         corrections = list(csv.DictReader(fh))
-    limit = AsyncLimiter(3000, 60) if "--limiter" in sys.argv[3:] else None
+    args, limit = sys.argv[3:], None
+    if "--limiter" in args:
+        after = args[args.index("--limiter") + 1 :]
+        count, period = (after[0] if after else "3000/60").split("/")
+        limit = AsyncLimiter(int(count), float(period))
     print(json.dumps(asyncio.run(main(corrections, sys.argv[2], limit))))

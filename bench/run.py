@@ -1,8 +1,9 @@
-"""``python -m bench.run [--quick] [--only pacing|overhead|scale]``: run the benchmarks, print a
-table, and rewrite BENCHMARKS.md.
+"""``python -m bench.run [--quick] [--only pacing|overhead|scale|field] [--case KEY]``: run the
+benchmarks, print a table, and rewrite BENCHMARKS.md.
 
-The full suite (``make bench``) takes about 10 minutes and writes BENCHMARKS.md.  ``--quick`` uses
-smaller sizes (about 2 minutes) and ``--only`` picks sections; either writes
+The full suite (``make bench``) takes about 20 minutes and writes BENCHMARKS.md.  ``--quick`` uses
+smaller sizes and leaves out the minute-long windows (about 6 minutes), ``--only`` picks sections
+and ``--case`` picks cases of the field section; any of them writes
 ``bench/out/BENCHMARKS.partial.md`` instead, so a partial run never replaces the full figures
 (``--output`` chooses the file).
 """
@@ -15,11 +16,11 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import overhead, pacing, scale
+from bench import field, overhead, pacing, scale
 from bench.procs import REPO, BenchError
 from bench.report import Check, Section, render_markdown, render_text, revision
 
-SECTIONS = ("pacing", "overhead", "scale")
+SECTIONS = ("pacing", "overhead", "scale", "field")
 
 PREAMBLE = """
 How fast and how frugal `batch-override` is, measured against what a user would otherwise run:
@@ -29,10 +30,13 @@ in its own process and is measured by the kernel (`wait4` resource usage, `/proc
 Before each measured run the suite waits (up to 20 s) for other processes to use under 0.3 cores,
 and every table says how busy the rest of the machine was meanwhile ("other load").
 
-Run everything: `make bench` (= `.venv/bin/python -m bench.run`, ~10 min, rewrites this file).
-A developer's check: `.venv/bin/python -m bench.run --quick` (~2 min; smaller sizes, writes
-`bench/out/BENCHMARKS.partial.md`).  One section: `.venv/bin/python -m bench.run --only pacing`
-(or `overhead`, `scale`).
+The field section (4) also runs the genuine Laravel 8 throttle (`php -S` and `redis-server`, from
+Debian's `php-cli php-laravel-framework php-redis redis-server`) and says so when they are absent.
+
+Run everything: `make bench` (= `.venv/bin/python -m bench.run`, ~20 min, rewrites this file).
+A developer's check: `.venv/bin/python -m bench.run --quick` (~6 min; smaller sizes, no minute-long
+windows, writes `bench/out/BENCHMARKS.partial.md`).  One section: `.venv/bin/python -m bench.run
+--only pacing` (or `overhead`, `scale`, `field`); some field cases: `--only field --case l40-15s`.
 """
 
 
@@ -40,6 +44,8 @@ def _command(args: argparse.Namespace, section: str) -> str:
     parts = [".venv/bin/python -m bench.run", "--only", section]
     if args.quick:
         parts.append("--quick")
+    if section == "field":
+        parts += [f"--case {key}" for key in args.case or ()]
     return " ".join(parts)
 
 
@@ -47,12 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes: about 2 minutes")
     parser.add_argument("--only", action="append", choices=SECTIONS, help="run this section (repeatable)")
+    parser.add_argument(
+        "--case", action="append", choices=list(field.CASES), help="field case to run (repeatable)"
+    )
     parser.add_argument("--output", type=Path, help="markdown file to write (default: see above)")
     parser.add_argument("--keep-data", action="store_true", help="keep generated inputs in bench/out/data")
     args = parser.parse_args(argv)
     only = args.only or list(SECTIONS)
     quick: bool = args.quick
-    full = not quick and set(only) == set(SECTIONS)
+    full = not quick and set(only) == set(SECTIONS) and not args.case
     output: Path = args.output or (
         REPO / "BENCHMARKS.md" if full else REPO / "bench/out/BENCHMARKS.partial.md"
     )
@@ -76,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
                     auto_rows=0 if quick else 10,
                     repeats=1 if quick else 3,
                     command=_command(args, key),
+                )
+            elif key == "field":
+                section = field.run(
+                    cases=args.case or field.DEFAULT_CASES, quick=quick, command=_command(args, key)
                 )
             else:
                 section = scale.run(

@@ -137,8 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--laravel-windows",
-        action="store_true",
-        help="end each window at floor(start + period), as Laravel's cache does (needs --rate-limit >= 1 s)",
+        nargs="?",
+        const="file",
+        choices=("file", "redis"),
+        metavar="STORE",
+        help="whole-second windows as Laravel's cache STORE keeps them: file (default; the window "
+        "ends at floor(start + period)) or redis (exact window, headers from floor(start + period), "
+        "Retry-After may be 0); needs --rate-limit >= 1 s",
     )
     parser.add_argument(
         "--no-rate-headers",

@@ -24,6 +24,8 @@ STATUSES: Final[tuple[Status, ...]] = ("classified", "not_classified", "no_compl
 Unknown = Literal["no_request", "classified"]
 UNKNOWN_CHOICES: Final[tuple[Unknown, ...]] = ("no_request", "classified")
 
+LARAVEL_STORES: Final = (None, "file", "redis")
+
 
 @dataclass(frozen=True, slots=True)
 class EmulatorConfig:
@@ -42,8 +44,10 @@ class EmulatorConfig:
       at once, each for ``service_ms``; the rest queue, so latency grows with load.
     - ``rate_headers``: ``False`` strips ``X-RateLimit-*`` and ``Retry-After`` from every answer, as
       a proxy in front of the server may; the throttle still answers 429.
-    - ``laravel_windows``: a window ends at ``floor(start + period)``, as Laravel's store expires
-      it (a 15 s window lasts 14-15 s), instead of exactly ``period`` after its first request.
+    - ``laravel_windows``: ``None`` (exact windows and headers), or Laravel's whole-second timer as
+      its ``"file"`` store (the window ends at ``floor(start + period)``) or its ``"redis"`` store
+      (the window lasts exactly ``period``, the headers say ``floor(start + period)``, and
+      ``Retry-After`` may be 0) expires it; see ``throttle.py``.
     - ``fail_rate`` / ``drop_rate`` / ``drop_after_record_rate``: fault probabilities, consecutive
       bands of one draw, so their sum must not exceed 1. Decided from ``seed`` (see ``faults.py``).
     - ``clock``: unix seconds. The throttle reads only this, so tests inject a fake clock.
@@ -62,7 +66,7 @@ class EmulatorConfig:
     capacity: int | None = None
     service_ms: float = 0
     rate_headers: bool = True
-    laravel_windows: bool = False
+    laravel_windows: str | None = None
     fail_rate: float = 0.0
     drop_rate: float = 0.0
     drop_after_record_rate: float = 0.0
@@ -97,6 +101,8 @@ class EmulatorConfig:
             raise ValueError("capacity: must be an integer >= 1 (or None: unlimited)")
         if not math.isfinite(self.service_ms) or self.service_ms < 0:
             raise ValueError("service_ms: must be a finite number >= 0")
+        if self.laravel_windows not in LARAVEL_STORES:
+            raise ValueError(f"laravel_windows: None, 'file' or 'redis', not {self.laravel_windows!r}")
         if self.laravel_windows and (self.rate_limit is None or self.rate_limit[1] < 1):
             # Laravel's throttle breaks below one second (the decay is cast to whole seconds).
             raise ValueError("laravel_windows: needs a rate_limit whose window is at least 1 second")

@@ -7,9 +7,15 @@ The contract, as Laravel implements it (and as NOTES.md describes it):
 - Later requests in the same window get 429 and do *not* count, so hammering does not extend it.
 - The first request after the window's end opens a new window.
 
-With ``laravel_windows`` a window ends at ``floor(start + period)``, as Laravel's cache store
-expires it: a 15 s window then lasts between 14 and 15 s, and a client that assumes exactly 15 s
-sends into the next window early.
+``laravel_windows`` copies what Laravel 8's ``RateLimiter`` does with whole-second timestamps,
+which depends on its cache store:
+
+- ``"file"``: the store expires the window at ``floor(start + period)``, so a 15 s window lasts
+  between 14 and 15 s; ``Retry-After`` and ``X-RateLimit-Reset`` are exact.
+- ``"redis"``: Redis expires the window exactly ``period`` after its first request, but the
+  headers still come from the whole-second timer ``floor(start + period)``: ``X-RateLimit-Reset``
+  is up to a second early, and in the window's last fraction of a second ``Retry-After`` is 0
+  while the server still answers 429 (seen on Laravel 8.83 with Redis, ``tests/laravel``).
 
 The trap for clients: this is not a leaky bucket. A client that bursts ``limit`` requests spends
 the whole window in its first instant and is then answered 429 until the window ends, however slowly
@@ -52,8 +58,8 @@ class Decision:
     """The throttle's answer for one request.
 
     ``remaining`` is for ``X-RateLimit-Remaining``. When ``allowed`` is false, ``retry_after``
-    (whole seconds, >= 1) and ``reset`` (unix seconds, integer) are for ``Retry-After`` and
-    ``X-RateLimit-Reset``; when it is true they are 0.
+    (whole seconds, >= 1, but >= 0 with Laravel's Redis windows) and ``reset`` (unix seconds,
+    integer) are for ``Retry-After`` and ``X-RateLimit-Reset``; when it is true they are 0.
     """
 
     allowed: bool
@@ -77,7 +83,7 @@ class FixedWindowThrottle:
         period: float,
         clock: Callable[[], float],
         key_id: Callable[[str], str],
-        laravel_windows: bool = False,
+        laravel_windows: str | None = None,
     ) -> None:
         self.limit = limit
         self.period = period
@@ -94,7 +100,9 @@ class FixedWindowThrottle:
         window = self._current.get(key)
         if window is None or now >= window.end:
             end = now + self.period
-            window = Window(self._key_id(key), now, math.floor(end) if self.laravel_windows else end)
+            if self.laravel_windows == "file":
+                end = math.floor(end)
+            window = Window(self._key_id(key), now, end)
             self._current[key] = window
             self.windows.append(window)
         if window.accepted < self.limit:
@@ -102,6 +110,9 @@ class FixedWindowThrottle:
             window.tenths[min(9, int((now - window.start) * 10 / self.period))] += 1
             return Decision(True, self.limit - window.accepted)
         window.throttled += 1
+        if self.laravel_windows == "redis":
+            timer = math.floor(window.start + self.period)
+            return Decision(False, 0, max(0, timer - math.floor(now)), timer)
         # Rounded up, as a client that waits exactly Retry-After seconds must find the window over.
         retry_after = max(1, math.ceil(window.end - now))
         return Decision(False, 0, retry_after, math.ceil(window.end))

@@ -116,6 +116,7 @@ def test_rate_limit_reads_count_per_period(text: str, expected: tuple[int, float
         ["--service-ms", "-5"],
         ["--laravel-windows"],
         ["--laravel-windows", "--rate-limit", "5/0.5s"],
+        ["--laravel-windows", "memcached", "--rate-limit", "5/15s"],
         ["--unknown", "expired"],
         ["--port", "70000"],
         ["--state", "/nonexistent/states.csv"],

@@ -109,7 +109,7 @@ async def test_laravel_windows_end_at_the_whole_second_before_start_plus_period(
     serve: Serve, session: aiohttp.ClientSession, clock: FakeClock
 ) -> None:
     emulator = await serve(
-        EmulatorConfig(unknown="classified", rate_limit=(1, 15.0), laravel_windows=True, clock=clock)
+        EmulatorConfig(unknown="classified", rate_limit=(1, 15.0), laravel_windows="file", clock=clock)
     )
     start = clock.now  # a fractional second: xxx.25
     assert (await post(session, emulator.url, "image", "a")).status == 201
@@ -133,6 +133,25 @@ async def test_windows_count_accepted_requests_per_tenth_of_the_period(
         await post(session, emulator.url, "image", f"h{step}")
     (window,) = emulator.stats()["windows"]
     assert window["tenths"] == [2, 1, 0, 0, 1, 0, 0, 0, 0, 1]  # the sixth was throttled
+
+
+async def test_laravel_redis_windows_last_the_period_but_the_headers_say_the_whole_second_before(
+    serve: Serve, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    emulator = await serve(
+        EmulatorConfig(unknown="classified", rate_limit=(1, 15.0), laravel_windows="redis", clock=clock)
+    )
+    start = clock.now  # xxx.25
+    assert (await post(session, emulator.url, "image", "a")).status == 201
+    clock.advance(14.5)
+    late = await post(session, emulator.url, "image", "b")
+    assert (late.status, late.headers["Retry-After"]) == (429, "1")
+    assert late.headers["X-RateLimit-Reset"] == str(math.floor(start + 15))
+    clock.advance(0.25)  # now is the timer, floor(start + 15): Retry-After 0, yet still throttled
+    later = await post(session, emulator.url, "image", "b")
+    assert (later.status, later.headers["Retry-After"]) == (429, "0")
+    clock.advance(0.25)  # exactly 15 s after the first request
+    assert (await post(session, emulator.url, "image", "b")).status == 201
 
 
 async def test_exact_windows_stay_the_default(

@@ -6,9 +6,11 @@ only, synchronous, so either can drive it from a plain thread. What it needs com
 (``php-cli php-laravel-framework php-redis redis-server``; ``.ci/run`` installs them):
 :func:`missing` names what is absent, in words a skip message can show.
 
-Windows: Laravel keeps no history of its windows, so ``server.php`` logs every request (time,
-status, ``X-RateLimit-Remaining``) and :func:`windows` rebuilds them: a window opens at the accepted
-request whose remaining count is ``limit - 1``.
+Windows: Laravel keeps no history of its windows, so ``server.php`` logs every request (arrival
+time, status, ``X-RateLimit-Remaining``, and the window's whole-second timer read from Redis) and
+:meth:`LaravelApp.windows` groups them by timer: one timer, one window, opened at its first
+request. (``X-RateLimit-Remaining`` cannot tell windows apart: concurrent workers report
+duplicates.)
 """
 
 from __future__ import annotations
@@ -109,15 +111,17 @@ class _Server:
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One request as ``server.php`` logged it."""
+    """One request as ``server.php`` logged it; ``timer`` is ``None`` for a 401."""
 
     time: float
     status: int
     remaining: int | None
+    timer: int | None
 
 
 @dataclass(slots=True)
 class Window:
+    timer: int  # floor(first hit + decay), as Laravel stores it
     start: float
     accepted: int = 0
     throttled: int = 0
@@ -134,27 +138,30 @@ class LaravelApp:
     def requests(self) -> list[Request]:
         out = []
         for line in self.log.read_text(encoding="utf-8").splitlines() if self.log.exists() else []:
-            time_text, status, remaining = line.split()
-            out.append(Request(float(time_text), int(status), None if remaining == "-" else int(remaining)))
+            time_text, status, remaining, timer = line.split()
+            out.append(
+                Request(
+                    float(time_text),
+                    int(status),
+                    None if remaining == "-" else int(remaining),
+                    None if timer == "-" else int(timer),
+                )
+            )
         return sorted(out, key=lambda r: r.time)
 
     def windows(self) -> list[Window]:
         """The throttle's windows, rebuilt from the log (see the module docstring)."""
-        result: list[Window] = []
+        by_timer: dict[int, Window] = {}
         for request in self.requests():
-            if request.status == 401:
-                continue  # authenticated before the throttle: never counted
-            if request.status != 429 and request.remaining == self.limit - 1:
-                result.append(Window(request.time))
-            if not result:
-                continue
-            window = result[-1]
+            if request.timer is None:
+                continue  # a 401: authenticated before the throttle, never counted
+            window = by_timer.setdefault(request.timer, Window(request.timer, request.time))
             window.requests.append(request)
             if request.status == 429:
                 window.throttled += 1
             else:
                 window.accepted += 1
-        return result
+        return sorted(by_timer.values(), key=lambda w: w.start)
 
 
 @contextlib.contextmanager

@@ -48,21 +48,44 @@ final class ApiKeyAuth
 
 final class RequestLog
 {
-    /**
-     * Outermost: appends "unix-time status remaining" per request to $OVERRIDE_LOG (if set), so a
-     * test can rebuild the throttle's windows: each window's first accepted request has
-     * remaining = limit - 1. Laravel itself keeps no history of its windows.
+    /*
+     * Outermost: appends "arrival-time status remaining timer" per request to $OVERRIDE_LOG (if
+     * set), so a test can rebuild the throttle's windows, which Laravel keeps no history of.
+     * `timer` is the window's whole-second timer in the store (floor(first hit + decay)): one per
+     * window. X-RateLimit-Remaining cannot tell windows apart: Laravel reads it back after the
+     * hit, so concurrent workers report duplicates.
      */
+    public function __construct(private \Illuminate\Contracts\Cache\Repository $cache)
+    {
+    }
+
     public function handle(Request $request, Closure $next)
     {
+        $arrived = microtime(true);
         $response = $next($request);
         $path = getenv('OVERRIDE_LOG');
         if ($path) {
+            $user = $request->user();
+            // The key ThrottleRequests uses for an authenticated user, and RateLimiter's suffix.
+            $timer = $user ? $this->cache->get(sha1((string) $user->getAuthIdentifier()) . ':timer') : null;
             $remaining = $response->headers->get('X-RateLimit-Remaining', '-');
-            $line = sprintf("%.6f %d %s\n", microtime(true), $response->getStatusCode(), $remaining);
+            $line = sprintf("%.6f %d %s %s\n", $arrived, $response->getStatusCode(), $remaining, $timer ?? '-');
             file_put_contents($path, $line, FILE_APPEND | LOCK_EX);
         }
         return $response;
+    }
+}
+
+final class JsonErrors extends Handler
+{
+    /*
+     * Laravel answers a client that does not send Accept: application/json with its HTML error
+     * page (~6.6 KB, the same status and headers); rendering it needs the view stack, which this
+     * app leaves out. JSON for everyone keeps the status and every header the throttle sets.
+     */
+    protected function shouldReturnJson($request, Throwable $e)
+    {
+        return true;
     }
 }
 
@@ -87,7 +110,7 @@ $app->instance('config', new Repository([
 ]));
 $app->register(RedisServiceProvider::class);
 $app->register(CacheServiceProvider::class);
-$app->singleton(\Illuminate\Contracts\Debug\ExceptionHandler::class, Handler::class);
+$app->singleton(\Illuminate\Contracts\Debug\ExceptionHandler::class, JsonErrors::class);
 $app->singleton(\Illuminate\Contracts\Http\Kernel::class, OverrideKernel::class);
 
 $throttle = ThrottleRequests::class . ':' . (int) getenv('OVERRIDE_LIMIT') . ',' . getenv('OVERRIDE_DECAY_MINUTES');

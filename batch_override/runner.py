@@ -368,7 +368,13 @@ async def _send_all(run: _Run, index: InputIndex, resume: ResumeIndex) -> None:
         return
     rate = None if config.rate == "auto" else config.rate
     assert rate is None or isinstance(rate, Rate)
-    pacer = Pacer(rate, headroom=config.headroom, stopped=run.stopped)
+    pacer = Pacer(
+        rate,
+        headroom=config.headroom,
+        stopped=run.stopped,
+        backoff_base=config.backoff_base,
+        backoff_cap=config.backoff_cap,
+    )
     breaker = Breaker(
         max(3, config.concurrency),
         rows_needed=min(3, max(2, config.concurrency)),

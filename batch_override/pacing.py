@@ -64,6 +64,68 @@ class Ticket(NamedTuple):
     sent_at: float
 
 
+class PaceModel:
+    """What pace the answers so far call for: the user's rate exactly, auto's fallback exactly, or
+    the server's limit less headroom over the learned window.  No clock, no I/O."""
+
+    __slots__ = ("fallback", "fixed", "headroom", "learner", "server_limit")
+
+    def __init__(self, fixed: Rate | None, headroom: float, learner: WindowLearner) -> None:
+        self.fixed = fixed
+        self.headroom = headroom if fixed is None else 0.0  # headroom is for advertised limits
+        self.learner = learner
+        self.server_limit: int | None = None
+        self.fallback = False  # auto mode, and the server sends no X-RateLimit headers
+
+    @property
+    def budget(self) -> int | None:
+        """Sends allowed per server window (None: no server limit known)."""
+        if self.server_limit is None:
+            return None
+        return max(1, math.floor(self.server_limit * (1 - self.headroom)))
+
+    @property
+    def cap(self) -> int | None:
+        """Sends per server window past which the pacer holds until the window ends."""
+        # The pace keeps the headroom; the hold guards the server's own limit once the window is
+        # known (it costs a round trip per window), and the budget while it is still a guess.
+        cap = self.server_limit if self.learner.known else self.budget
+        if self.fixed is not None and cap is not None:  # the user's limit, per server window
+            cap = min(cap, math.ceil(self.fixed.limit * self.learner.estimate / self.fixed.period))
+        return cap
+
+    def meters(self) -> list[tuple[int, float]]:
+        """(limit, period) of each rate meter the pace is made of; none before the first answer."""
+        wanted: list[tuple[int, float]] = []
+        if self.fixed is not None:
+            wanted.append((self.fixed.limit, self.fixed.period))
+        elif self.fallback and self.server_limit is None:
+            wanted.append((FALLBACK_RATE.limit, FALLBACK_RATE.period))
+        budget = self.budget
+        if budget is not None:
+            wanted.append((budget, self.learner.estimate))
+        return wanted
+
+    def no_headers(self) -> None:
+        if self.fixed is None and self.server_limit is None and not self.fallback:
+            self.fallback = True
+            log.warning(
+                "the server sends no X-RateLimit headers: pacing at %s (set --rate to choose)",
+                FALLBACK_RATE,
+            )
+
+    def describe(self) -> str:
+        if self.fixed is not None:
+            return f"{self.fixed} (evenly spaced)"
+        if self.fallback and self.server_limit is None:
+            return f"auto: no X-RateLimit headers, {FALLBACK_RATE}"
+        budget = self.budget
+        if budget is None:
+            return "auto (learning)"
+        guess = "" if self.learner.known else ", window assumed until one ends"
+        return f"auto: {budget}/{self.learner.estimate:g}s{guess}"
+
+
 class Pacer:
     """Decides when the next request may start.  Call :meth:`acquire` before each request and
     :meth:`observe` with its answer.  ``rate=None`` means auto."""
@@ -78,19 +140,15 @@ class Pacer:
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
     ) -> None:
-        self._fixed = rate
         self._stopped = stopped or asyncio.Event()
-        self._headroom = headroom if rate is None else 0.0
-        self._clock = clock
+        self._clock = clock  # injected: tests ask :meth:`wait` and :meth:`grant` on a virtual clock
         self._backoff = (backoff_base, backoff_cap)
         self._lock = asyncio.Lock()
         self._answered = asyncio.Event()
         self._headers = HeaderReader()
-        self.window = ServerWindow(
-            WindowLearner(rate.period if rate is not None else DEFAULT_WINDOW), exact=rate is not None
-        )
-        self.fallback = False  # auto mode, and the server sends no X-RateLimit headers
-        self._server_limit: int | None = None
+        learner = WindowLearner(rate.period if rate is not None else DEFAULT_WINDOW)
+        self.model = PaceModel(rate, headroom, learner)
+        self.window = ServerWindow(learner, exact=rate is not None)
         self._meters: list[SlidingLog] = []
         self._seq = 0
         self._blocked_until = -math.inf
@@ -100,17 +158,13 @@ class Pacer:
         self.throttled = 0
         self._rebuild()
 
-    # -- the current model ---------------------------------------------------------------------
-    @property
-    def budget(self) -> int | None:
-        """Sends allowed per server window (None: no server limit known)."""
-        if self._server_limit is None:
-            return None
-        return max(1, math.floor(self._server_limit * (1 - self._headroom)))
-
     @property
     def period(self) -> float:
         return self.window.learner.estimate
+
+    @property
+    def fallback(self) -> bool:
+        return self.model.fallback
 
     @property
     def rate(self) -> float | None:
@@ -118,32 +172,15 @@ class Pacer:
         return min((m.limit / m.period for m in self._meters), default=None)
 
     def describe(self) -> str:
-        if self._fixed is not None:
-            return f"{self._fixed} (evenly spaced)"
-        if self.fallback and self._server_limit is None:
-            return f"auto: no X-RateLimit headers, {FALLBACK_RATE}"
-        budget = self.budget
-        if budget is None:
-            return "auto (learning)"
-        guess = "" if self.window.learner.known else ", window assumed until one ends"
-        return f"auto: {budget}/{self.period:g}s{guess}"
+        return self.model.describe()
 
     def _rebuild(self) -> None:
-        wanted: list[tuple[int, float]] = []
-        if self._fixed is not None:
-            wanted.append((self._fixed.limit, self._fixed.period))
-        elif self.fallback and self._server_limit is None:
-            wanted.append((FALLBACK_RATE.limit, FALLBACK_RATE.period))
-        budget = self.budget
-        if budget is not None:
-            wanted.append((budget, self.period))
-        old = self._meters
-        if [(m.limit, m.period) for m in old] == wanted:
-            return
-        recent = max((m.recent for m in old), key=len, default=self._probe_sent)
-        self._meters = [SlidingLog(limit, period, recent) for limit, period in wanted]
-        if old and self._fixed is None:
-            log.info("pacing %s", self.describe())
+        wanted, old = self.model.meters(), self._meters
+        if [(m.limit, m.period) for m in old] != wanted:
+            recent = max((m.recent for m in old), key=len, default=self._probe_sent)
+            self._meters = [SlidingLog(limit, period, recent) for limit, period in wanted]
+            if old and self.model.fixed is None:
+                log.info("pacing %s", self.describe())
 
     def wait(self, now: float) -> float | None:
         """Seconds before the next send may go (0: now); None: wait for an answer first."""
@@ -151,11 +188,7 @@ class Pacer:
             return self._blocked_until - now
         if not self._meters:
             return None if self._probing else 0.0  # auto: one request alone tells the limit
-        # Past the pace (which keeps the headroom), the hold guards the server's own limit: it
-        # costs a round trip per window, so it waits for L itself once the window is known.
-        cap = self._server_limit if self.window.learner.known else self.budget
-        if self._fixed is not None and cap is not None:  # the user's limit, per server window
-            cap = min(cap, math.ceil(self._fixed.limit * self.period / self._fixed.period))
+        cap = self.model.cap
         if cap is not None:
             hold = self.window.hold(now, cap, self._seq + 1)
             if hold is None or hold > 0:
@@ -212,7 +245,7 @@ class Pacer:
     def _learn(self, ticket: Ticket, status: int, headers: Mapping[str, str], now: float) -> None:
         found = self._headers.read(headers, status)
         if found.limit is not None:
-            self._server_limit = found.limit
+            self.model.server_limit = found.limit
         if status == 429:
             self.throttled += 1
             wait = found.retry_after
@@ -230,10 +263,6 @@ class Pacer:
                 counted = found.limit - found.remaining
                 if counted >= 1:
                     self.window.counted(ticket.seq, ticket.sent_at, counted, now)
-            elif self._fixed is None and self._server_limit is None and not self.fallback:
-                self.fallback = True
-                log.warning(
-                    "the server sends no X-RateLimit headers: pacing at %s (set --rate to choose)",
-                    FALLBACK_RATE,
-                )
+            else:
+                self.model.no_headers()
         self._rebuild()

@@ -16,7 +16,15 @@ from typing import Any, NoReturn
 
 from . import __version__, hashing, report
 from .apikey import ENV_VAR, load_api_key
-from .config import DEFAULT_API_URL, MEDIA, Rate, RunConfig, parse_label_map, parse_outcomes
+from .config import (
+    DEFAULT_API_URL,
+    MEDIA,
+    Rate,
+    RunConfig,
+    parse_concurrency,
+    parse_label_map,
+    parse_outcomes,
+)
 from .errors import BatchOverrideError, ExitCode, UsageError
 from .jobfile import load_job
 from .logs import current_format, json_line, setup_logging
@@ -87,7 +95,19 @@ _OPTS = (
         metavar="NAME",
     ),
     _Opt("media_column", str, "name of the optional per-row media column (default media)", metavar="NAME"),
-    _Opt("concurrency", int, "requests in flight at most (default 8)", metavar="N"),
+    _Opt(
+        "concurrency",
+        parse_concurrency,
+        "requests in flight: auto (default) keeps what the pace needs at the latency observed, "
+        "backing off when more only adds latency; or N, fixed",
+        metavar="N|auto",
+    ),
+    _Opt(
+        "max_concurrency",
+        int,
+        "auto concurrency: requests in flight at most, also the connection pool (default 64)",
+        metavar="N",
+    ),
     _Opt(
         "rate",
         _rate,
@@ -172,6 +192,7 @@ _JOB_KEYS = {o.name for o in _OPTS} | {"input", "ledger", "give_up_after", "prog
 #: Job-file values that arrive as text (or TOML lists/tables) and need the flag's parser.
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "rate": lambda text: "auto" if text.strip().lower() == "auto" else Rate.parse(text),
+    "concurrency": parse_concurrency,
     "label_map": parse_label_map,
     "ok_outcomes": parse_outcomes,
 }

@@ -14,6 +14,8 @@ MEDIA = ("video", "image", "audio")
 CLASSIFICATIONS = ("human", "artificial")
 DEFAULT_API_URL = "https://backend.identifai.net"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+#: More requests in flight than this is a typo, not a plan (one connection and task each).
+MAX_CONCURRENCY = 1024
 
 _PERIODS = {
     "s": 1.0, "sec": 1.0, "second": 1.0,
@@ -60,7 +62,8 @@ class RunConfig:
     hash_column: str = "hash"
     classification_column: str = "classification"
     media_column: str = "media"
-    concurrency: int = 8
+    concurrency: int | Literal["auto"] = "auto"
+    max_concurrency: int = 64
     rate: Rate | Literal["auto"] = "auto"
     headroom: float = 0.1
     max_retries: int = 5
@@ -85,11 +88,21 @@ class RunConfig:
     fsync_interval: float = 2.0
     batch_rows: int = 65_536
 
+    @property
+    def senders(self) -> int:
+        """Requests in flight at most: ``--concurrency N``, else ``--max-concurrency``.  The
+        connection pool, the queue and the outage breaker size from it."""
+        return self.max_concurrency if self.concurrency == "auto" else self.concurrency
+
     def __post_init__(self) -> None:
         if self.media not in MEDIA:
             raise UsageError(f"--media {self.media!r}: expected one of {', '.join(MEDIA)}")
-        if self.concurrency < 1:
-            raise UsageError("--concurrency must be at least 1")
+        if self.concurrency != "auto" and (
+            not isinstance(self.concurrency, int) or not 1 <= self.concurrency <= MAX_CONCURRENCY
+        ):
+            raise UsageError(f"--concurrency must be auto or a whole number from 1 to {MAX_CONCURRENCY}")
+        if not isinstance(self.max_concurrency, int) or not 1 <= self.max_concurrency <= MAX_CONCURRENCY:
+            raise UsageError(f"--max-concurrency must be a whole number from 1 to {MAX_CONCURRENCY}")
         if self.max_retries < 0:
             raise UsageError("--max-retries must be 0 or more")
         if self.timeout <= 0:
@@ -112,6 +125,16 @@ class RunConfig:
                 raise UsageError(f"--ok-outcomes: unknown outcome(s) {', '.join(unknown)}")
         if self.give_up_after_days is not None and self.give_up_after_days <= 0:
             raise UsageError("--give-up-after must be a positive number of days")
+
+
+def parse_concurrency(text: str) -> int | Literal["auto"]:
+    """``auto`` or a whole number (range-checked by :class:`RunConfig`)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise UsageError(f"--concurrency {text!r}: expected auto or a whole number") from None
 
 
 def parse_label_map(text: str) -> tuple[tuple[str, str], ...]:

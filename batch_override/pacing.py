@@ -1,26 +1,25 @@
 """Pacing requests to a Laravel-style fixed-window throttle without being throttled.
 
-Two meters compose (as aiometer composes its limits):
+The :class:`Pacer` composes three small parts:
 
-* :class:`SlidingLog`: at most ``limit`` sends in *any* window of ``period`` seconds, on an evenly
-  spaced grid.  The grid is absolute, so a late wake-up does not push every later send back (a
-  relative sleep loses ~1 ms per send to timer rounding: 5 % at 50/s); the log of the last
-  ``limit`` sends makes the catch-up provably safe.  aiolimiter's leaky bucket cannot do both:
-  ``AsyncLimiter(N, period)`` bursts N at once (and allows up to 2N in a period), while
-  ``AsyncLimiter(1, period / N)`` spaces evenly but drifts.
-* the server's window: Laravel opens a window at the first request and counts down
-  ``X-RateLimit-Remaining``.  When the budget of a window is spent, the pacer holds until that
-  window has surely ended (the answer that revealed it arrived after it opened, so its arrival
-  time plus the period is a safe bound).  Even spacing alone can put one request too many into
-  a window when arrival times jitter; this cannot.
+* :class:`~.sliding_log.SlidingLog`, the rate meter: at most ``limit`` sends in any ``period``,
+  evenly spaced on an absolute grid (never a burst, no drift);
+* :class:`~.window.ServerWindow`: where we stand in the server's current window, from
+  ``X-RateLimit-Remaining``; when the window's budget is spent it holds until the window has
+  surely ended (even spacing alone can put one request too many into a window when arrival
+  times jitter; this cannot);
+* :class:`~.window.WindowLearner`: how long the server's window lasts, learned from the counts
+  (a window reopening, a request still counted late) and from ``Retry-After`` on a 429.
 
-With an explicit rate the limit and period are the user's.  With ``auto`` the limit comes from
-``X-RateLimit-Limit`` less the headroom, and the period is learned: a new window opening bounds it
-from above, an answer still counted in the old window bounds it from below, and a whole number of
-seconds (Laravel's decay always is one) is taken as soon as only one fits between the bounds.
+With an explicit rate the limit and period are the user's, paced exactly.  With ``auto`` the limit
+is ``X-RateLimit-Limit`` less the headroom over the learned window; until a window is seen to end
+it is assumed to last 60 s (Laravel's default), so a minute window is right from the start and a
+1 s window shows itself within two requests.  Without any ``X-RateLimit`` headers auto paces at
+60/min exactly.
 
-The trap: a 429 means the model was wrong (or other traffic shares the key); every sender then
-holds until ``Retry-After`` has passed.
+The traps: a 429 means the model was wrong (or other traffic shares the key); every sender then
+holds until ``Retry-After`` has passed, or, when the 429 says nothing, for ``backoff_base`` doubling.
+Header values that are absurd are ignored (see :mod:`.rate_headers`).
 """
 
 from __future__ import annotations
@@ -35,39 +34,17 @@ from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 from .config import Rate
+from .rate_headers import HeaderReader, retry_after_seconds
+from .sliding_log import SlidingLog
+from .window import DEFAULT_WINDOW, ServerWindow, WindowLearner
 
 log = logging.getLogger("batch_override")
 
-#: The period assumed in auto mode until answers tell better (Laravel's smallest decay).
-INITIAL_PERIOD = 1.0
 #: Auto mode's pace when the server sends no X-RateLimit headers (a proxy may strip them):
-#: Laravel's default throttle, 60 requests per minute.
+#: Laravel's default throttle, 60 requests per minute, paced exactly.
 FALLBACK_RATE = Rate(60, 60.0)
 
-
-def _header_int(headers: Mapping[str, str], name: str) -> int | None:
-    value = headers.get(name)
-    if value is None:
-        return None
-    try:
-        return int(value.strip())
-    except ValueError:
-        return None
-
-
-def retry_after_seconds(headers: Mapping[str, str], now_unix: float | None = None) -> float | None:
-    """Seconds to wait from ``Retry-After`` (seconds form), else ``X-RateLimit-Reset``."""
-    value = headers.get("Retry-After")
-    if value is not None:
-        try:
-            return max(0.0, float(value.strip()))
-        except ValueError:
-            pass
-    reset = _header_int(headers, "X-RateLimit-Reset")
-    if reset is not None:
-        now = time.time() if now_unix is None else now_unix
-        return max(0.0, reset - now)
-    return None
+__all__ = ["FALLBACK_RATE", "Pacer", "SlidingLog", "Ticket", "retry_after_seconds"]
 
 
 async def _first(*events: asyncio.Event) -> None:
@@ -80,42 +57,73 @@ async def _first(*events: asyncio.Event) -> None:
             waiter.cancel()
 
 
-class SlidingLog:
-    """At most ``limit`` sends in any window of ``period`` seconds, evenly spaced, without drift."""
-
-    __slots__ = ("_next", "_sends", "interval", "limit", "period")
-
-    def __init__(self, limit: int, period: float, recent: deque[float] | None = None) -> None:
-        self.limit = limit
-        self.period = period
-        self.interval = period / limit
-        self._sends: deque[float] = deque(recent or (), maxlen=limit)
-        self._next = self._sends[-1] + self.interval if self._sends else -math.inf
-
-    def wait(self, now: float) -> float:
-        """Seconds until the next send may go (0 when it may go now)."""
-        at = self._next
-        if len(self._sends) == self.limit:
-            at = max(at, self._sends[0] + self.period)
-        return max(0.0, at - now)
-
-    def record(self, now: float) -> None:
-        # A send up to a quarter interval late keeps its grid slot (no drift); a later one (after
-        # a pause) starts the grid afresh, so two sends are never closer than 3/4 of an interval.
-        slot = max(self._next, now - self.interval / 4) if self._sends else now
-        self._next = slot + self.interval
-        self._sends.append(now)
-
-    @property
-    def recent(self) -> deque[float]:
-        return self._sends
-
-
 class Ticket(NamedTuple):
     """A granted turn: the send's sequence number and time, handed back to :meth:`Pacer.observe`."""
 
     seq: int
     sent_at: float
+
+
+class PaceModel:
+    """What pace the answers so far call for: the user's rate exactly, auto's fallback exactly, or
+    the server's limit less headroom over the learned window.  No clock, no I/O."""
+
+    __slots__ = ("fallback", "fixed", "headroom", "learner", "server_limit")
+
+    def __init__(self, fixed: Rate | None, headroom: float, learner: WindowLearner) -> None:
+        self.fixed = fixed
+        self.headroom = headroom if fixed is None else 0.0  # headroom is for advertised limits
+        self.learner = learner
+        self.server_limit: int | None = None
+        self.fallback = False  # auto mode, and the server sends no X-RateLimit headers
+
+    @property
+    def budget(self) -> int | None:
+        """Sends allowed per server window (None: no server limit known)."""
+        if self.server_limit is None:
+            return None
+        return max(1, math.floor(self.server_limit * (1 - self.headroom)))
+
+    @property
+    def cap(self) -> int | None:
+        """Sends per server window past which the pacer holds until the window ends."""
+        # The pace keeps the headroom; the hold guards the server's own limit once the window is
+        # known (it costs a round trip per window), and the budget while it is still a guess.
+        cap = self.server_limit if self.learner.known else self.budget
+        if self.fixed is not None and cap is not None:  # the user's limit, per server window
+            cap = min(cap, math.ceil(self.fixed.limit * self.learner.estimate / self.fixed.period))
+        return cap
+
+    def meters(self) -> list[tuple[int, float]]:
+        """(limit, period) of each rate meter the pace is made of; none before the first answer."""
+        wanted: list[tuple[int, float]] = []
+        if self.fixed is not None:
+            wanted.append((self.fixed.limit, self.fixed.period))
+        elif self.fallback and self.server_limit is None:
+            wanted.append((FALLBACK_RATE.limit, FALLBACK_RATE.period))
+        budget = self.budget
+        if budget is not None:
+            wanted.append((budget, self.learner.estimate))
+        return wanted
+
+    def no_headers(self) -> None:
+        if self.fixed is None and self.server_limit is None and not self.fallback:
+            self.fallback = True
+            log.warning(
+                "the server sends no X-RateLimit headers: pacing at %s (set --rate to choose)",
+                FALLBACK_RATE,
+            )
+
+    def describe(self) -> str:
+        if self.fixed is not None:
+            return f"{self.fixed} (evenly spaced)"
+        if self.fallback and self.server_limit is None:
+            return f"auto: no X-RateLimit headers, {FALLBACK_RATE}"
+        budget = self.budget
+        if budget is None:
+            return "auto (learning)"
+        guess = "" if self.learner.known else ", window assumed until one ends"
+        return f"auto: {budget}/{self.learner.estimate:g}s{guess}"
 
 
 class Pacer:
@@ -129,206 +137,132 @@ class Pacer:
         headroom: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
         stopped: asyncio.Event | None = None,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
     ) -> None:
-        self._fixed = rate
         self._stopped = stopped or asyncio.Event()
-        self.fallback = False  # auto mode, and the server sends no X-RateLimit headers
-        self._headroom = headroom if rate is None else 0.0
-        self._clock = clock
+        self._clock = clock  # injected: tests ask :meth:`wait` and :meth:`grant` on a virtual clock
+        self._backoff = (backoff_base, backoff_cap)
         self._lock = asyncio.Lock()
         self._answered = asyncio.Event()
-        self._server_limit: int | None = None
-        self._period = rate.period if rate is not None else INITIAL_PERIOD
-        self._period_lo = 0.0
-        self._period_hi = math.inf
-        # The server window we are in: the send and answer times of the request that opened it.
-        # The server opened it in between, so (answer time + period) is when it surely ended.
-        self._win_seq: int | None = None
-        self._win_sent: float | None = None
-        self._win_answered: float | None = None
-        self._used = 0
+        self._headers = HeaderReader()
+        learner = WindowLearner(rate.period if rate is not None else DEFAULT_WINDOW)
+        self.model = PaceModel(rate, headroom, learner)
+        self.window = ServerWindow(learner, exact=rate is not None)
+        self._meters: list[SlidingLog] = []
         self._seq = 0
-        self._blocked_until = 0.0
+        self._blocked_until = -math.inf
+        self._bare_429s = 0  # 429s in a row that said nothing of when to come back
         self._probing = False
-        self._log: SlidingLog | None = None
+        self._probe_sent: deque[float] = deque(maxlen=1)
         self.throttled = 0
         self._rebuild()
 
-    # -- the current model ---------------------------------------------------------------------
-    @property
-    def budget(self) -> int | None:
-        """Requests allowed per window, or None while the limit is unknown (auto, before a reply)."""
-        limits = []
-        if self._fixed is not None:
-            limits.append(self._fixed.limit)
-        elif self.fallback and self._server_limit is None:
-            limits.append(FALLBACK_RATE.limit)
-        if self._server_limit is not None:
-            limits.append(max(1, math.floor(self._server_limit * (1 - self._headroom))))
-        return min(limits) if limits else None
-
     @property
     def period(self) -> float:
-        return self._period
+        return self.window.learner.estimate
+
+    @property
+    def fallback(self) -> bool:
+        return self.model.fallback
+
+    @property
+    def rate(self) -> float | None:
+        """The pace in requests per second (None before the first answer in auto mode)."""
+        return min((m.limit / m.period for m in self._meters), default=None)
 
     def describe(self) -> str:
-        if self._fixed is not None:
-            return f"{self._fixed} (evenly spaced)"
-        if self.fallback and self._server_limit is None:
-            return f"auto: no X-RateLimit headers, {FALLBACK_RATE}"
-        budget = self.budget
-        return "auto (learning)" if budget is None else f"auto: {budget}/{self._period:g}s"
+        return self.model.describe()
 
     def _rebuild(self) -> None:
-        budget = self.budget
-        if budget is None:
-            return
-        log = self._log
-        if log is None or log.limit != budget or abs(log.period - self._period) > 1e-9:
-            self._log = SlidingLog(budget, self._period, log.recent if log is not None else None)
+        wanted, old = self.model.meters(), self._meters
+        if [(m.limit, m.period) for m in old] != wanted:
+            recent = max((m.recent for m in old), key=len, default=self._probe_sent)
+            self._meters = [SlidingLog(limit, period, recent) for limit, period in wanted]
+            if old and self.model.fixed is None:
+                log.info("pacing %s", self.describe())
 
-    def _new_window(self) -> None:
-        self._win_seq = None
-        self._win_sent = self._win_answered = None
-        self._used = 0
+    def wait(self, now: float) -> float | None:
+        """Seconds before the next send may go (0: now); None: wait for an answer first."""
+        if now < self._blocked_until:
+            return self._blocked_until - now
+        if not self._meters:
+            return None if self._probing else 0.0  # auto: one request alone tells the limit
+        cap = self.model.cap
+        if cap is not None:
+            hold = self.window.hold(now, cap, self._seq + 1)
+            if hold is None or hold > 0:
+                return hold
+        return max(m.wait(now) for m in self._meters)
 
-    async def _wait_answer(self, at_most: float) -> None:
+    async def _sleep(self, seconds: float, until: asyncio.Event | None = None) -> bool:
+        """Sleep, but wake at once when the run stops (or ``until`` is set: then True)."""
+        events = (self._stopped,) if until is None else (self._stopped, until)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(_first(self._answered, self._stopped), at_most)
-
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep, but wake at once when the run stops."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopped.wait(), seconds)
+            await asyncio.wait_for(_first(*events), seconds)
+            return until is not None and until.is_set()
+        return False
 
     # -- the two calls -------------------------------------------------------------------------
     async def acquire(self) -> Ticket | None:
         """Wait for a turn; the ticket goes back to :meth:`observe` with the answer.  None when the
         run stopped while waiting (nothing may be sent then)."""
-        if not self._lock.locked() and (ticket := self._grant_now()) is not None:
-            return ticket  # the common case at full speed: nobody waiting, nothing to wait for
+        if not self._lock.locked() and not self._stopped.is_set() and self.wait(self._clock()) == 0:
+            return self.grant(self._clock())  # the common case at full speed: nothing to wait for
         async with self._lock:
-            while True:
-                if self._stopped.is_set():
-                    return None
+            while not self._stopped.is_set():
                 now = self._clock()
-                if now < self._blocked_until:
-                    await self._sleep(self._blocked_until - now)
-                    continue
-                budget = self.budget
-                if budget is None or self._log is None:
-                    # Auto mode before the first answer: one request alone tells the limit.
-                    if self._probing:
-                        await self._wait_answer(self._period)
-                        continue
-                    self._probing = True
-                    break
-                if self._used >= budget:
-                    if self._win_answered is None:
-                        # The window's opener is still in flight: its answer dates the window.
-                        await self._wait_answer(self._period)
-                        if self._win_answered is None and self._clock() - now >= self._period:
-                            self._new_window()  # the opener's answer was lost; a period has passed
-                        continue
-                    end = self._win_answered + self._period
-                    if now < end:
-                        await self._sleep(end - now)
-                        continue
-                    self._new_window()
-                wait = self._log.wait(now)
-                if wait > 0:
+                wait = self.wait(now)
+                if wait is None:
+                    answered = await self._sleep(self.period, until=self._answered)
+                    if not answered and self._meters:
+                        self.window.assume_ended(self._seq + 1)  # the opener's answer was lost
+                elif wait > 0:
                     await self._sleep(wait)
-                    continue
-                break
-            return self._record(self._clock())
-
-    def _grant_now(self) -> Ticket | None:
-        """A turn without waiting, when no rule asks to wait (else None: take the slow path)."""
-        if self._stopped.is_set() or self._log is None or self.budget is None:
+                else:
+                    return self.grant(now)
             return None
-        now = self._clock()
-        budget = self.budget
-        if now < self._blocked_until or self._used >= budget or self._log.wait(now) > 0:
-            return None
-        return self._record(now)
 
-    def _record(self, sent: float) -> Ticket:
-        if self._log is not None:
-            self._log.record(sent)
-        self._used += 1
+    def grant(self, sent: float) -> Ticket:
+        """Record a send at ``sent`` (when :meth:`wait` said 0); :meth:`acquire` is the async way."""
+        for meter in self._meters:
+            meter.record(sent)
+        self._probing = not self._meters
+        if self._probing:
+            self._probe_sent.append(sent)  # counts against the pace the answer will set
         self._seq += 1
-        if self._win_seq is None:
-            self._win_seq, self._win_sent = self._seq, sent
+        self.window.sent(self._seq, sent)
         return Ticket(self._seq, sent)
 
     def observe(self, ticket: Ticket, status: int | None, headers: Mapping[str, str]) -> None:
         """Learn from an answer (``status`` None: no answer, nothing to learn)."""
         if status is not None:
             self._learn(ticket, status, headers, self._clock())
-        if self._probing and (self.budget is not None or status is None):
-            self._probing = False
+        self._probing = False  # only one request is in flight while probing: this one
         self._answered.set()
         self._answered.clear()
 
     def _learn(self, ticket: Ticket, status: int, headers: Mapping[str, str], now: float) -> None:
-        limit = _header_int(headers, "X-RateLimit-Limit")
-        remaining = _header_int(headers, "X-RateLimit-Remaining")
-        if limit is not None and limit > 0:
-            if self.fallback and self._server_limit is None:
-                self._period = INITIAL_PERIOD  # headers after all: learn as usual
-            self._server_limit = limit
+        found = self._headers.read(headers, status)
+        if found.limit is not None:
+            self.model.server_limit = found.limit
         if status == 429:
             self.throttled += 1
-            wait = retry_after_seconds(headers)
-            self._blocked_until = max(self._blocked_until, now + (self._period if wait is None else wait))
-            if self._win_answered is not None:
-                # It arrived while the window was still open: the period is longer than this.
-                self._period_lo = max(self._period_lo, ticket.sent_at - self._win_answered)
-            self._new_window()
-            self._update_period()
-            return
-        if limit is None or remaining is None:
-            if self._fixed is None and self._server_limit is None and not self.fallback:
-                self.fallback = True
-                self._period = FALLBACK_RATE.period
-                log.warning(
-                    "the server sends no X-RateLimit headers: pacing at %s (set --rate to choose)",
-                    FALLBACK_RATE,
-                )
-            self._rebuild()
-            return
-        later = self._seq - ticket.seq  # sent after this one, not yet counted in `remaining`
-        counted = limit - remaining  # this request's place in its server window
-        if self._win_seq is not None and ticket.seq < self._win_seq:
-            return  # an answer from an earlier window says nothing of the current one
-        place = ticket.seq - self._win_seq + 1 if self._win_seq is not None else None
-        if counted == 1:
-            # This request opened a server window, somewhere between its send and now.
-            if (
-                self._win_answered is not None
-                and self._win_sent is not None
-                and place is not None
-                and place > 1
-            ):
-                self._period_hi = min(self._period_hi, now - self._win_sent)
-            self._win_seq, self._win_sent, self._win_answered = ticket.seq, ticket.sent_at, now
-            self._used = 1 + later
-        elif place is not None and counted < place:
-            # A newer window whose opener has not answered yet: it was the `counted`-th send back.
-            self._win_seq, self._win_sent, self._win_answered = ticket.seq - counted + 1, None, None
-            self._used = counted + later
+            wait = found.retry_after
+            if wait is None:  # a proxy's or CDN's 429: back off as an outage probe does
+                base, cap = self._backoff
+                wait = min(cap, base * 2**self._bare_429s)
+                self._bare_429s += 1
+            else:
+                self._bare_429s = 0
+                self.window.throttled(ticket.seq, ticket.sent_at, wait, now)
+            self._blocked_until = max(self._blocked_until, now + wait)
         else:
-            if self._win_answered is not None:
-                self._period_lo = max(self._period_lo, ticket.sent_at - self._win_answered)
-            self._used = max(self._used, counted + later)
-        self._update_period()
-
-    def _update_period(self) -> None:
-        if self._fixed is None:
-            lo, hi = self._period_lo, self._period_hi
-            if math.isfinite(hi):
-                whole = [s for s in range(max(1, math.floor(lo) + 1), math.floor(hi) + 1) if lo < s <= hi]
-                self._period = float(whole[0]) if len(whole) == 1 else max(hi, lo)
-            elif lo >= self._period:
-                self._period = float(math.floor(lo) + 1)
+            self._bare_429s = 0
+            if found.limit is not None and found.remaining is not None:
+                counted = found.limit - found.remaining
+                if counted >= 1:
+                    self.window.counted(ticket.seq, ticket.sent_at, counted, now)
+            else:
+                self.model.no_headers()
         self._rebuild()

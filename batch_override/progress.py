@@ -20,6 +20,7 @@ reports, so every +1 needs its -1 (before the row's :meth:`Progress.advance`).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TextIO
 
@@ -41,7 +42,10 @@ class _Bar(tqdm):  # type: ignore[misc]  # tqdm ships no type hints
     def format_dict(self) -> dict[str, Any]:
         values: dict[str, Any] = super().format_dict
         owner = self._owner
-        values["postfix"] = f"ok={owner.ok}, retrying={owner.retrying_now}, failed={owner.failed}"
+        postfix = f"ok={owner.ok}, retrying={owner.retrying_now}, failed={owner.failed}"
+        if owner.concurrency is not None:
+            postfix += ", " + owner.concurrency()
+        values["postfix"] = postfix
         return values
 
 
@@ -59,7 +63,7 @@ class Progress:
     construction time (not at import time, so a replaced ``sys.stderr`` is honoured).
     """
 
-    __slots__ = ("_bar", "failed", "ok", "retrying_now", "total")
+    __slots__ = ("_bar", "concurrency", "failed", "ok", "retrying_now", "total")
 
     def __init__(self, total: int, *, stream: TextIO | None = None, enabled: bool | None = None) -> None:
         out = sys.stderr if stream is None else stream
@@ -67,6 +71,8 @@ class Progress:
         self.ok = 0
         self.failed = 0
         self.retrying_now = 0
+        #: Called at each redraw for the requests in flight (the runner sets it when it sends).
+        self.concurrency: Callable[[], str] | None = None
         if enabled is None:
             enabled = _is_tty(out)
         self._bar: _Bar | None = None

@@ -35,6 +35,7 @@ from . import __version__, runlog
 from .apikey import ApiKey
 from .breaker import Breaker, OutageTooLong
 from .client import BODIES, EMPTY_BODY, Answer, Client, make_session
+from .concurrency import Concurrency
 from .config import Rate, RunConfig
 from .errors import BatchOverrideError, ExitCode
 from .keys import make_keys
@@ -368,29 +369,40 @@ async def _send_all(run: _Run, index: InputIndex, resume: ResumeIndex) -> None:
         return
     rate = None if config.rate == "auto" else config.rate
     assert rate is None or isinstance(rate, Rate)
-    pacer = Pacer(rate, headroom=config.headroom, stopped=run.stopped)
+    pacer = Pacer(
+        rate,
+        headroom=config.headroom,
+        stopped=run.stopped,
+        backoff_base=config.backoff_base,
+        backoff_cap=config.backoff_cap,
+    )
+    senders = config.senders
+    slots = Concurrency(None if config.concurrency == "auto" else config.concurrency, config.max_concurrency)
     breaker = Breaker(
-        max(3, config.concurrency),
-        rows_needed=min(3, max(2, config.concurrency)),
+        max(3, senders),
+        rows_needed=min(3, max(2, senders)),
         max_outage=config.max_outage,
         backoff_base=config.backoff_base,
         stopped=run.stopped,
     )
-    queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=config.concurrency * 4)
+    queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=senders * 4)
     async with make_session(
-        run.api_key, concurrency=config.concurrency, timeout=config.timeout, ca_bundle=config.ca_bundle
+        run.api_key, concurrency=senders, timeout=config.timeout, ca_bundle=config.ca_bundle
     ) as session:
         client = Client(session, config.api_url)
-        sender = _Sender(run, client, pacer, breaker)
+        sender = _Sender(run, client, pacer, breaker, slots)
+        if run.progress is not None:
+            run.progress.concurrency = slots.describe
         with _signals(run):
             try:
                 async with asyncio.TaskGroup() as group:
                     group.create_task(_produce(run, index, resume, queue))
-                    for _ in range(config.concurrency):
+                    for _ in range(senders):  # each takes a slot of `slots` per request
                         group.create_task(sender.work(queue))
             finally:
                 run.summary.throttled = pacer.throttled
                 run.summary.requests = sender.requests
+                run.summary.concurrency = slots.report()
 
 
 @contextlib.contextmanager
@@ -471,7 +483,7 @@ async def _produce(
         if not ahead.done():
             ahead.cancel()
         if queue is not None:
-            for _ in range(config.concurrency):
+            for _ in range(config.senders):
                 await queue.put(None)
 
 
@@ -484,11 +496,12 @@ def _abort_items(run: _Run, items: Sequence[Item]) -> None:
 class _Sender:
     """The senders' shared state: pacing, the outage breaker, the failure threshold."""
 
-    def __init__(self, run: _Run, client: Client, pacer: Pacer, breaker: Breaker) -> None:
+    def __init__(self, run: _Run, client: Client, pacer: Pacer, breaker: Breaker, slots: Concurrency) -> None:
         self.run = run
         self.client = client
         self.pacer = pacer
         self.breaker = breaker
+        self.slots = slots
         self.requests = 0
         self._preflight_lock = asyncio.Lock()
         self._preflight_done = not run.config.preflight
@@ -522,8 +535,15 @@ class _Sender:
         await self._process(item)
 
     async def _attempt(self, media: str, sha256: str, body: bytes) -> Answer | None:
-        """One request under the pacer; None when the run stopped before it could be sent, and
-        :data:`_INTERRUPTED` when the grace period after a signal cut it off in flight."""
+        """One request under a concurrency slot and the pacer; None when the run stopped before
+        it could be sent, and :data:`_INTERRUPTED` when the grace period after a signal cut it off."""
+        await self.slots.acquire()
+        try:
+            return await self._paced(media, sha256, body)
+        finally:
+            self.slots.release()
+
+    async def _paced(self, media: str, sha256: str, body: bytes) -> Answer | None:
         ticket = await self.pacer.acquire()
         if ticket is None:
             return None
@@ -534,6 +554,9 @@ class _Sender:
         sender = asyncio.current_task()
         assert sender is not None
         self._in_flight.add(sender)
+        self.slots.pace(self.pacer.rate)
+        self.slots.started()
+        answer: Answer | None = None
         try:
             answer = await self.client.post(media, sha256, body)
         except asyncio.CancelledError:
@@ -542,13 +565,16 @@ class _Sender:
             raise
         finally:
             self._in_flight.discard(sender)
+            self.slots.finished(_capacity_latency(answer, ticket.sent_at))
+        assert answer is not None  # else returned or raised above
         self.pacer.observe(ticket, answer.status, answer.headers)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
-                "  -> %s %s in %.0f ms",
+                "  -> %s %s in %.0f ms (%s)",
                 answer.status or "no answer",
                 answer.verdict.error_code or answer.verdict.outcome.value,
                 (time.monotonic() - ticket.sent_at) * 1000,
+                self.slots.describe(),
             )
         return answer
 
@@ -576,7 +602,10 @@ class _Sender:
                 self._check_wait(answer)
                 continue
             log.info(
-                "preflight: the key is accepted by %s (pacing %s)", config.api_url, self.pacer.describe()
+                "preflight: the key is accepted by %s (pacing %s; concurrency %s)",
+                config.api_url,
+                self.pacer.describe(),
+                self.slots.describe(),
             )
             return
 
@@ -683,6 +712,14 @@ _INTERRUPTED = Answer(
     None,
     {},
 )
+
+
+def _capacity_latency(answer: Answer | None, sent_at: float) -> float | None:
+    """The answer's latency when it tells of the server's capacity: not a 429 (the pacer's
+    business), a 5xx or no answer at all (the outage breaker's)."""
+    if answer is None or answer.status is None or answer.status == 429 or answer.status >= 500:
+        return None
+    return time.monotonic() - sent_at
 
 
 def _why(answer: Answer) -> str:

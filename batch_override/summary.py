@@ -26,6 +26,7 @@ class Summary:
     exit_code: int = ExitCode.OK
     stop_reason: str = ""
     ok_outcomes: frozenset[str] = frozenset(o.value for o in SUCCESS_OUTCOMES)
+    concurrency: dict[str, Any] = field(default_factory=dict)  # see Concurrency.report()
 
     def count(self, outcome: Outcome | str, error_code: str = "", n: int = 1) -> None:
         self.outcomes[str(outcome)] += n
@@ -56,6 +57,7 @@ class Summary:
             "not_attempted": self.not_attempted,
             "exit_code": self.exit_code,
             "stop_reason": self.stop_reason,
+            "concurrency": self.concurrency,
         }
 
     def render(self) -> str:
@@ -75,4 +77,10 @@ class Summary:
             f"  requests: {self.requests} ({self.sent_rate:.1f}/s), 429 answers: {self.throttled}, "
             f"ledger: {self.ledger or '-'}"
         )
+        if self.concurrency:
+            c = self.concurrency
+            lines.append(
+                f"  concurrency: {c['mode']} (max {c['max']}), {c['mean_in_flight']:.1f} in flight on "
+                f"average, {c['peak_in_flight']} at most, limit {c['limit']} at the end"
+            )
         return "\n".join(lines)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import email.utils
 import random
+import time
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
+from batch_override.config import Rate
 from batch_override.pacing import SlidingLog
+from tests.job.test_responses import Hit, always, run_rows, scripted
 from tests.support import read_ledger, run_cli, sha, write_csv
 
 
@@ -43,12 +48,12 @@ def test_late_wake_ups_do_not_push_the_schedule_back() -> None:
     assert now <= 100 * 0.02 + 0.002
 
 
-@pytest.mark.parametrize("rate", ["10/s", "auto"])
+@pytest.mark.parametrize("rate", ["40/s", "auto"])
 async def test_pacing_at_the_servers_limit_is_never_throttled(
     tmp_path: Path, emulator_factory, rate: str
 ) -> None:
-    emulator = await emulator_factory(unknown="classified", rate_limit=(10, 1.0))
-    corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(34)])
+    emulator = await emulator_factory(unknown="classified", rate_limit=(40, 1.0))
+    corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(100)])
     result = await run_cli(
         "run", str(corrections), "--ledger", str(tmp_path / "l.csv"), "--api-url", emulator.url,
         "--rate", rate, "--headroom", "0", "--concurrency", "8",
@@ -56,7 +61,7 @@ async def test_pacing_at_the_servers_limit_is_never_throttled(
     assert result.returncode == 0, result.stderr
     windows = emulator.stats()["windows"]
     assert sum(w["throttled"] for w in windows) == 0
-    assert max(w["accepted"] for w in windows) == 10
+    assert max(w["accepted"] for w in windows) == 40
     assert set(read_ledger(tmp_path / "l.csv")["outcome"]) == {"submitted"}
 
 
@@ -69,3 +74,70 @@ async def test_an_explicit_rate_below_the_servers_is_respected(tmp_path: Path, e
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert max(w["accepted"] for w in emulator.stats()["windows"]) <= 4
+
+
+async def test_auto_learns_a_two_second_window_and_keeps_the_headroom(
+    tmp_path: Path, emulator_factory
+) -> None:
+    emulator = await emulator_factory(unknown="classified", rate_limit=(60, 2.0))
+    summary, _ = await run_rows(tmp_path, emulator.url, [(sha(i), "human") for i in range(160)], rate="auto")
+    assert summary.exit_code == 0
+    windows = [w["accepted"] for w in emulator.stats()["windows"]][1:-1]
+    assert sum(w["throttled"] for w in emulator.stats()["windows"]) == 0
+    assert windows and max(windows) <= 60 * 0.925
+    assert min(windows) >= 60 * 0.855 - 1
+
+
+async def test_an_explicit_rate_is_delivered_in_full_when_a_proxy_strips_the_headers(tmp_path: Path) -> None:
+    async with scripted(always(201, {"classification": "human", "type": "video"})) as server:
+        summary, _ = await run_rows(
+            tmp_path, server.url, [(sha(i), "human") for i in range(41)], rate=Rate(20, 1.0), concurrency=8
+        )
+    assert summary.exit_code == 0
+    sent = [h.at for h in server.hits]  # the preflight and the 41 rows
+    assert len(sent) == 42
+    assert 41 / (sent[-1] - sent[0]) >= 19.0
+
+
+async def test_a_first_429_without_headers_backs_off_and_sending_goes_on(tmp_path: Path) -> None:
+    async def answer(_request: web.Request, _hit: Hit, n: int) -> web.StreamResponse:
+        if len(server.hits) <= 2:
+            return web.json_response({"message": "Too Many Attempts."}, status=429)  # a CDN's 429
+        return web.json_response({"classification": "human", "type": "video"}, status=201)
+
+    async with scripted(answer) as server:
+        summary, ledger = await run_rows(
+            tmp_path, server.url, [(sha(0), "human")], rate="auto", preflight=False, backoff_base=0.05
+        )
+    assert summary.exit_code == 0
+    assert list(ledger["outcome"]) == ["submitted"]
+    assert summary.throttled == 2
+
+
+@pytest.mark.parametrize("limit", ["99999999999999999999", "-1", "1.5", "many"])
+async def test_absurd_rate_headers_are_ignored_with_one_warning(
+    tmp_path: Path, limit: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    headers = {"X-RateLimit-Limit": limit, "X-RateLimit-Remaining": "7"}
+    async with scripted(always(201, {"classification": "human", "type": "video"}, headers)) as server:
+        summary, _ = await run_rows(
+            tmp_path, server.url, [(sha(i), "human") for i in range(3)], rate=Rate(50, 1.0)
+        )
+    assert summary.exit_code == 0
+    assert sum("X-RateLimit-Limit" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_a_retry_after_http_date_is_waited_for(tmp_path: Path) -> None:
+    async def answer(_request: web.Request, _hit: Hit, n: int) -> web.StreamResponse:
+        if n == 0:
+            when = email.utils.formatdate(time.time() + 2, usegmt=True)
+            return web.json_response(
+                {"message": "Too Many Attempts."}, status=429, headers={"Retry-After": when}
+            )
+        return web.json_response({"classification": "human", "type": "video"}, status=201)
+
+    async with scripted(answer) as server:
+        summary, _ = await run_rows(tmp_path, server.url, [(sha(0), "human")], preflight=False)
+    assert summary.exit_code == 0
+    first, second = server.hits
+    assert second.at - first.at >= 0.9  # the date is whole seconds: at least 1 s of the 2 s remained

@@ -1,0 +1,78 @@
+"""A simulated sender pool and server on one virtual clock, to ask the concurrency meter what it
+would do: no sleeping, no network (the tenacity way: build the state, ask the policy)."""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from batch_override.concurrency import Concurrency
+
+
+@dataclass
+class Outcome:
+    sent: int
+    duration: float
+    mean_in_flight: float
+    limit: int
+
+    @property
+    def throughput(self) -> float:
+        return self.sent / self.duration
+
+
+def network(median: float, p99: float | None = None, seed: int = 1) -> Callable[[float], float]:
+    """Latency independent of load: fixed, or lognormal with the given median and p99."""
+    rng = random.Random(seed)
+    sigma = 0.0 if p99 is None else math.log(p99 / median) / 2.326
+    return lambda _now: median * math.exp(sigma * rng.gauss(0, 1))
+
+
+def simulate(
+    rate: float,
+    *,
+    latency: Callable[[float], float] | None = None,
+    capacity: int | None = None,
+    service: float = 0.05,
+    seconds: float = 30.0,
+    fixed: int | None = None,
+    maximum: int = 64,
+) -> Outcome:
+    """Send at ``rate`` per second for ``seconds`` through the meter.  The server answers after
+    ``latency`` (network), or serves ``capacity`` requests at once for ``service`` s each, FIFO."""
+    now = [0.0]
+    meter = Concurrency(fixed, maximum, clock=lambda: now[0])
+    meter.pace(rate)
+    done: list[tuple[float, int]] = []  # (answer time, id)
+    busy: list[float] = []  # capacity server: when each busy worker frees
+    queue: deque[int] = deque()
+    started: dict[int, float] = {}
+    next_tick, sent, ident = 0.0, 0, 0
+    while now[0] < seconds:
+        if done and done[0][0] <= min(next_tick, seconds):
+            now[0], rid = heapq.heappop(done)
+            meter.finished(now[0] - started.pop(rid))
+            meter.release()
+            continue
+        now[0] = max(now[0], next_tick)
+        if not meter.try_acquire():
+            next_tick = done[0][0] if done else math.inf  # a slot frees with the next answer
+            continue
+        ident += 1
+        sent += 1
+        started[ident] = now[0]
+        meter.started()
+        if capacity is None:
+            assert latency is not None
+            heapq.heappush(done, (now[0] + latency(now[0]), ident))
+        else:
+            busy = [t for t in busy if t > now[0]]
+            free_at = now[0] if len(busy) < capacity else sorted(busy)[len(busy) - capacity]
+            busy.append(free_at + service)
+            heapq.heappush(done, (free_at + service, ident))
+        next_tick = now[0] + 1 / rate
+    return Outcome(sent, seconds, meter.mean_in_flight, meter.limit)

@@ -1,0 +1,137 @@
+"""The pacer as a policy: a simulated Laravel throttle on a virtual clock, no sleeping, no network."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from batch_override.config import Rate
+from batch_override.rate_headers import HeaderReader, retry_after_seconds
+from batch_override.window import WindowLearner
+from tests.job.pacer_sim import Throttle, max_in_tenth, simulate
+
+
+def _complete(server: Throttle) -> list[int]:
+    return [len(w) for w in server.windows[1:-1]]
+
+
+@pytest.mark.parametrize(
+    ("limit", "decay", "floor"),
+    [(50, 1.0, False), (40, 15.0, True), (40, 15.0, False), (60, 60.0, False), (60, 60.0, True)],
+    ids=["1s", "15s-laravel-floor", "15s", "60s", "60s-laravel-floor"],
+)
+def test_auto_learns_the_window_and_keeps_the_headroom_evenly_spaced(
+    limit: int, decay: float, floor: bool
+) -> None:
+    server = Throttle(limit, decay, floor=floor)
+    run = simulate(None, server, sends=limit * 6)
+    assert server.throttled == 0
+    assert run.pacer.period == decay
+    windows = _complete(server)
+    assert 0.855 <= sum(windows) / len(windows) / limit <= 0.925
+    assert max(windows) <= limit
+    assert max_in_tenth(run.sends, decay) <= max(1, 0.15 * limit)
+
+
+def test_a_one_second_window_shows_itself_within_two_requests() -> None:
+    server = Throttle(50, 1.0)
+    run = simulate(None, server, sends=3)
+    assert run.pacer.period == 1.0
+    assert run.sends[1] - run.sends[0] == pytest.approx(60 / 45)  # paced as if a minute until then
+
+
+def test_a_minute_window_is_paced_right_from_the_first_request() -> None:
+    server = Throttle(60, 60.0)
+    run = simulate(None, server, sends=10)
+    gaps = [b - a for a, b in zip(run.sends[1:], run.sends[2:], strict=False)]
+    assert gaps == pytest.approx([60 / 54] * len(gaps))
+
+
+def test_an_hour_window_never_gets_more_than_the_limit() -> None:
+    server = Throttle(100, 3600.0)
+    run = simulate(None, server, sends=400)
+    assert max(len(w) for w in server.windows) <= 100
+    assert run.share_429 <= 0.01
+    assert 3500 <= run.pacer.period <= 3900
+
+
+@pytest.mark.parametrize("headroom", [0.0, 0.1])
+def test_headroom_zero_uses_the_whole_limit_with_few_429s(headroom: float) -> None:
+    server = Throttle(40, 15.0, floor=True)
+    simulate(None, server, sends=320, headroom=headroom)
+    windows = _complete(server)
+    assert sum(windows) / len(windows) / 40 >= (0.95 if headroom == 0 else 0.855)
+    assert server.throttled / 320 <= 0.02
+
+
+def test_a_far_server_is_paced_at_the_target_without_pausing_at_window_ends() -> None:
+    server = Throttle(100, 1.0)
+    run = simulate(None, server, sends=900, latency=0.2)
+    windows = _complete(server)
+    assert server.throttled == 0
+    assert sum(windows) / len(windows) / 100 >= 0.855
+    assert max(b - a for a, b in zip(run.sends[20:], run.sends[21:], strict=False)) < 0.02
+
+
+def test_an_explicit_rate_is_paced_exactly_without_headers() -> None:
+    run = simulate(Rate(20, 1.0), Throttle(1000, 1.0, headers=False), sends=201)
+    assert run.sends[-1] - run.sends[0] == pytest.approx(10.0)
+
+
+def test_auto_without_headers_paces_sixty_a_minute_with_no_stall() -> None:
+    run = simulate(None, Throttle(1000, 1.0, headers=False), sends=121)
+    assert run.sends[-1] - run.sends[0] == pytest.approx(120.0)
+    assert max(b - a for a, b in zip(run.sends, run.sends[1:], strict=False)) <= 1.0 + 1e-9
+
+
+def test_a_429_without_headers_backs_off_doubling_and_goes_on() -> None:
+    run = simulate(None, lambda t, n: (429, {}) if n <= 3 else (201, {}), sends=6, latency=0.0)
+    gaps = [b - a for a, b in zip(run.sends, run.sends[1:], strict=False)]
+    assert gaps[:3] == pytest.approx([0.5, 1.0, 2.0])
+    assert run.statuses[3:] == [201, 201]
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999", "-5", "2.5", "lots", "1000000001"], ids=str)
+def test_absurd_limit_headers_are_ignored_with_one_warning(
+    value: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    headers = {"X-RateLimit-Limit": value, "X-RateLimit-Remaining": "3"}
+    with caplog.at_level(logging.WARNING, logger="batch_override"):
+        run = simulate(None, lambda t, n: (201, headers), sends=4, latency=0.0)
+    assert run.pacer.fallback  # as if absent: 60/min
+    assert run.sends == pytest.approx([0.0, 1.0, 2.0, 3.0])
+    assert sum("X-RateLimit-Limit" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_retry_after_http_date_is_honoured() -> None:
+    now = 1_700_000_000.0
+    headers = {"Retry-After": "Tue, 14 Nov 2023 22:13:27 GMT"}  # 7 s after `now`
+    assert retry_after_seconds(headers, now) == pytest.approx(7.0)
+    assert retry_after_seconds({"Retry-After": "Tue, 14 Nov 2023 22:00:00 GMT"}, now) == 0.0
+
+
+@pytest.mark.parametrize("value", ["soon", "-3", "1.5", "1" * 30])
+def test_an_absurd_retry_after_is_treated_as_absent(value: str) -> None:
+    assert HeaderReader().retry_after({"Retry-After": value}) is None
+
+
+def test_the_reset_header_stands_in_for_a_missing_retry_after() -> None:
+    assert retry_after_seconds({"X-RateLimit-Reset": "1700000012"}, 1_700_000_000.0) == 12.0
+
+
+def test_a_retry_after_teaches_the_window_length() -> None:
+    learner = WindowLearner()
+    learner.longer(3599.0)
+    assert learner.estimate == 3600.0
+    learner.shorter(3600.4)
+    assert learner.estimate == 3600.0
+
+
+def test_the_learner_follows_a_server_that_shortens_its_window() -> None:
+    learner = WindowLearner()
+    learner.longer(59.0)
+    learner.shorter(60.2)
+    assert learner.estimate == 60.0
+    learner.shorter(10.1)  # contradicts the old lower bound: the newest evidence wins
+    assert learner.estimate <= 11.0

@@ -43,14 +43,14 @@ from .ledger import (
     LedgerWriter,
     LineValues,
     check_ledger_path,
-    load_resume_index,
     repair_torn_tail,
     utc_now,
 )
 from .outcome import Action, Outcome, Verdict
 from .pacing import Pacer, retry_after_seconds
-from .plan import InputIndex, Plan, ResumeIndex, index_input, plan_batch
+from .plan import InputIndex, Plan, index_input, plan_batch
 from .progress import Progress
+from .resume import ResumeIndex, load_resume_index
 from .source import Batch, CorrectionsFile
 from .summary import Summary
 
@@ -350,6 +350,12 @@ def _run_record(run: _Run, source: CorrectionsFile, fingerprint: str, event: str
         "user_host": runlog.user_at_host(),
         "input": str(Path(source.display).resolve()) if source.display != "<stdin>" else "<stdin>",
         "input_sha256": source.sha256,
+        # The input's own names for these columns: the retry file reuses them (report.py).
+        "columns": {
+            "hash": source.columns.hash,
+            "classification": source.columns.classification,
+            "media": source.columns.media or run.config.media_column,
+        },
         "dry_run": run.config.dry_run,
         "at": utc_now(),
     }

@@ -111,8 +111,7 @@ class LedgerFile:
         convert = pacsv.ConvertOptions(
             include_columns=list(columns),
             column_types={c: types.get(c, pa.string()) for c in columns},
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
+            strings_can_be_null=False,  # a quoted "" in a number column is null (http_status)
         )
         read = pacsv.ReadOptions(use_threads=ahead, block_size=block_size or BLOCK)
         try:

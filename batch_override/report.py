@@ -239,7 +239,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         metavar="PATH",
         default=None,
         help="write the rows whose latest line is failed, not_ready or aborted as an input CSV "
-        "(hash, classification, media, then the carried columns) for batch-override run",
+        "(hash, classification and media under the run's own column names, then the carried columns) "
+        "that the run's command line reads",
     )
     p.add_argument(
         "--json", metavar="PATH", default=None, help="also write the summary as JSON (- for stdout)"

@@ -50,10 +50,23 @@ def to_table(data: object) -> pa.Table:
         try:
             return pa.Table.from_pandas(data, preserve_index=False)
         except (pa.ArrowException, ValueError, TypeError) as exc:
-            raise InputError(f"<DataFrame>: cannot read it as columns ({first_line(exc)})") from None
+            raise InputError(f"<DataFrame>: {_unconvertible(data, exc)}") from None
     raise InputError(
         f"input: expected a file path, a pandas.DataFrame or a pyarrow.Table, not {type(data).__name__}"
     )
+
+
+def _unconvertible(data: pd.DataFrame, exc: Exception) -> str:
+    """Which column pyarrow could not convert, and why, in words for the user."""
+    for name in data.columns:
+        try:
+            pa.array(data[name], from_pandas=True)
+        except (pa.ArrowException, ValueError, TypeError) as column_exc:
+            return (
+                f"column {str(name)!r} holds values of mixed types ({first_line(column_exc)}); "
+                "give it one type, e.g. .astype(str)"
+            )
+    return f"cannot read it as columns ({first_line(exc)})"
 
 
 def content_sha256(table: pa.Table) -> str:

@@ -147,12 +147,15 @@ async def test_a_pyarrow_table_is_an_input_too(tmp_path: Path, emulator_factory)
     assert runlog(tmp_path / "l.csv")[0]["input"] == "<pyarrow.Table>"
 
 
-async def test_a_dataframe_without_the_required_columns_is_one_input_error(tmp_path: Path) -> None:
+async def test_a_dataframe_that_cannot_be_read_is_one_input_error(tmp_path: Path) -> None:
     config = RunConfig(input=pd.DataFrame({"sha": [sha(0)]}), ledger=tmp_path / "l.csv", dry_run=True)
     with pytest.raises(
         InputError, match=r"^<DataFrame>: missing required column 'hash' and 'classification'"
     ):
         await run_job_async(config, None)
+    mixed = pd.DataFrame({"hash": [sha(0), sha(1)], "classification": "human", "n": pd.Series([1, "x"])})
+    with pytest.raises(InputError, match=r"^<DataFrame>: column 'n' holds values of mixed types \("):
+        await run_job_async(RunConfig(input=mixed, ledger=tmp_path / "n.csv", dry_run=True), None)
     with pytest.raises(InputError, match="not list"):
         await run_job_async(RunConfig(input=[1, 2], ledger=tmp_path / "m.csv", dry_run=True), None)
 

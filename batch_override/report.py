@@ -49,7 +49,8 @@ from .errors import BatchOverrideError, ExitCode, LedgerError, first_line
 from .ledger_reader import LedgerFile
 from .metrics import atomic_writer
 from .outcome import Outcome
-from .report_scan import DECISIVE_OUTCOMES, RETRY_OUTCOMES, Scan, scan_ledger, state_lines
+from .report_scan import RETRY_OUTCOMES, Scan, scan_ledger, state_lines
+from .resume import DECISIVE_OUTCOMES
 from .retry_file import RETRY_COLUMNS, column_flags, retry_columns, write_retry_file
 from .runlog import RunRecords
 from .summary import Summary

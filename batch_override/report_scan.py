@@ -18,12 +18,11 @@ import pyarrow.compute as pc
 from .config import CLASSIFICATIONS, MEDIA
 from .keys import HASH_PATTERN, KEY_DTYPE, KeyArray, make_keys
 from .ledger_reader import LedgerFile
-from .outcome import DONE_OUTCOMES, Outcome
+from .outcome import Outcome
+from .resume import DECISIVE_OUTCOMES
 
 #: A row whose latest line is one of these is worth sending again.
 RETRY_OUTCOMES = frozenset({Outcome.FAILED, Outcome.NOT_READY, Outcome.ABORTED})
-#: Lines that say what the server holds (the job's resume trusts exactly these).
-DECISIVE_OUTCOMES = DONE_OUTCOMES | {Outcome.REJECTED} | RETRY_OUTCOMES
 
 _SCAN_COLUMNS = [
     "media",

@@ -44,6 +44,8 @@ _PRIOR_OF = {
     Outcome.NOT_READY.value: Prior.RETRY,
     Outcome.ABORTED.value: Prior.RETRY,
 }
+#: Lines that say what the server holds: resume and ``report --run all`` trust exactly these.
+DECISIVE_OUTCOMES = frozenset(Outcome(v) for v in _PRIOR_OF)
 _DECISIVE = pa.array(list(_PRIOR_OF))
 _PRIOR_OF_CODE = np.array([int(p) for p in _PRIOR_OF.values()], np.uint8)
 #: The ledger columns resume reads.

@@ -17,10 +17,10 @@ from typing import Any, NoReturn
 from . import __version__, hashing, report
 from .apikey import ENV_VAR, load_api_key
 from .config import DEFAULT_API_URL, MEDIA, Rate, RunConfig, parse_label_map, parse_outcomes
-from .errors import BatchOverrideError, ExitCode, UsageError
+from .errors import BatchOverrideError, ExitCode, UsageError, first_line
 from .jobfile import load_job
 from .logs import current_format, json_line, setup_logging
-from .metrics import read_last_success, write_metrics
+from .metrics import push_metrics, read_last_success, write_metrics
 from .source import Batch, CorrectionsFile, spreadsheet_line
 from .summary import Summary
 
@@ -167,7 +167,9 @@ _OPTS = (
         negate=True,
     ),
 )
-_EXTRA_KEYS = ("api_key_file", "log_format", "quiet", "verbose", "summary", "metrics_file", "metrics_job")
+_EXTRA_KEYS = (
+    "api_key_file", "log_format", "quiet", "verbose", "summary", "metrics_file", "metrics_job", "pushgateway",
+)  # fmt: skip
 _JOB_KEYS = {o.name for o in _OPTS} | {"input", "ledger", "give_up_after", "progress", *_EXTRA_KEYS}
 #: Job-file values that arrive as text (or TOML lists/tables) and need the flag's parser.
 _PARSERS: dict[str, Callable[[str], Any]] = {
@@ -226,7 +228,14 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "--metrics-job",
         metavar="NAME",
         default=argparse.SUPPRESS,
-        help="the job label of those metrics (default: the ledger's file name)",
+        help="the job label of those metrics, or their Pushgateway group (default: the ledger's file name)",
+    )
+    p.add_argument(
+        "--pushgateway",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="push the metrics to this Prometheus Pushgateway, grouped by job (basic auth from "
+        "$PUSHGATEWAY_USERNAME and $PUSHGATEWAY_PASSWORD)",
     )
     p.add_argument(
         "--progress",
@@ -377,13 +386,19 @@ def _run(args: argparse.Namespace) -> int:
         print(text, file=sys.stderr if extras.get("quiet") else sys.stdout)
     if extras.get("summary"):
         Path(extras["summary"]).write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+    job = extras.get("metrics_job") or config.ledger
+    name = job.stem if isinstance(job, Path) else str(job)
     if extras.get("metrics_file"):
-        _write_metrics(Path(extras["metrics_file"]), summary, extras.get("metrics_job") or config.ledger)
+        _write_metrics(Path(extras["metrics_file"]), summary, name)
+    if extras.get("pushgateway"):
+        try:
+            push_metrics(str(extras["pushgateway"]), summary, job=name)
+        except (OSError, ValueError) as exc:  # metrics must never change the run's exit code
+            log.warning("cannot push metrics to --pushgateway %s: %s", extras["pushgateway"], first_line(exc))
     return summary.exit_code
 
 
-def _write_metrics(path: Path, summary: Summary, job: object) -> None:
-    name = job.stem if isinstance(job, Path) else str(job)
+def _write_metrics(path: Path, summary: Summary, name: str) -> None:
     # A failed run keeps the last success time, so a "no success for 2 days" alert still fires.
     last_success = time.time() if summary.exit_code == ExitCode.OK else read_last_success(path, job=name)
     try:

@@ -77,11 +77,11 @@ def test_every_outcome_is_a_sample_zeros_included_and_the_run_figures_follow(tmp
     assert samples[("batch_override_duration_seconds", job)] == 50.0
     assert samples[("batch_override_rows_per_second", job)] == 2.0  # 100 rows finished in 50 s
     assert samples[("batch_override_exit_code", job)] == 1
-    assert samples[("batch_override_requests_total", job)] == 120
-    assert samples[("batch_override_throttled_total", job)] == 3
+    assert samples[("batch_override_requests", job)] == 120
+    assert samples[("batch_override_throttled_requests", job)] == 3
     assert samples[("batch_override_last_run_timestamp_seconds", job)] == 1_700_100_000
     assert samples[("batch_override_last_success_timestamp_seconds", job)] == 1_700_000_000.5
-    assert set(types.values()) == {"gauge"}  # per-run values, even the *_total ones
+    assert set(types.values()) == {"gauge"}  # per-run values, none named like a counter
 
 
 def test_an_unknown_last_success_is_left_out_not_written_as_zero(tmp_path: Path) -> None:

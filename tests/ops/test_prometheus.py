@@ -11,7 +11,6 @@ import base64
 import re
 import subprocess
 import urllib.request
-from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,24 +20,11 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from batch_override.metrics import build_registry, write_metrics
-from batch_override.summary import Summary
 from tests.binaries import debian_binary
+from tests.ops.test_metrics import summary_of_a_run
 from tests.support import cli_env, run_cli, sha, write_csv
 
 FAST = ("--rate", "1000/s", "--backoff-base", "0.01")
-
-
-def _summary(exit_code: int = 1) -> Summary:
-    return Summary(
-        run_id="r",
-        ledger="l.csv",
-        api_url="https://backend.identifai.net",
-        outcomes=Counter({"submitted": 90, "failed": 6, "skipped": 4}),
-        requests=120,
-        throttled=3,
-        duration=50.0,
-        exit_code=exit_code,
-    )
 
 
 def _promtool(text: bytes) -> subprocess.CompletedProcess[bytes]:
@@ -48,7 +34,9 @@ def _promtool(text: bytes) -> subprocess.CompletedProcess[bytes]:
 
 def test_the_textfile_passes_promtool_check_metrics_with_no_finding(tmp_path: Path) -> None:
     path = tmp_path / "batch_override.prom"
-    write_metrics(path, _summary(), job="nightly", last_success_unix=1_700_000_000.5, now=1_700_100_000)
+    write_metrics(
+        path, summary_of_a_run(), job="nightly", last_success_unix=1_700_000_000.5, now=1_700_100_000
+    )
     result = _promtool(path.read_bytes())
     assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
 
@@ -56,7 +44,7 @@ def test_the_textfile_passes_promtool_check_metrics_with_no_finding(tmp_path: Pa
 def test_the_pushed_metrics_pass_promtool_too_and_carry_no_job_label_of_their_own() -> None:
     from prometheus_client import generate_latest
 
-    text = generate_latest(build_registry(_summary(0), job=None, last_success_unix=5.0, now=6.0))
+    text = generate_latest(build_registry(summary_of_a_run(0), job=None, last_success_unix=5.0, now=6.0))
     result = _promtool(text)
     assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
     assert b"job=" not in text

@@ -20,7 +20,7 @@ from .config import DEFAULT_API_URL, Rate, RunConfig, parse_label_map, parse_out
 from .errors import BatchOverrideError, ExitCode, UsageError, first_line
 from .jobfile import load_job
 from .logs import current_format, json_line, setup_logging
-from .metrics import push_metrics, read_last_success, write_metrics
+from .metrics import check_pushgateway_url, push_metrics, read_last_success, write_metrics
 from .summary import Summary
 
 log = logging.getLogger("batch_override")
@@ -364,6 +364,8 @@ def _run(args: argparse.Namespace) -> int:
     from .runner import run_job_async
 
     config, extras = _config_from(args)
+    if extras.get("pushgateway"):  # a typo found now, not as a warning after the whole run
+        check_pushgateway_url(str(extras["pushgateway"]))
     verbosity = max(args.verbose, int(extras.get("verbose") or 0))
     setup_logging(extras.get("log_format", "text"), verbosity, bool(extras.get("quiet")))
     api_key = (

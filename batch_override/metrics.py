@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import (
@@ -42,7 +43,7 @@ from prometheus_client.exposition import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from .errors import ExitCode
+from .errors import ExitCode, UsageError
 from .outcome import Outcome
 from .summary import Summary
 
@@ -156,6 +157,13 @@ def read_last_success(path: Path, *, job: str) -> float | None:
     return None
 
 
+def check_pushgateway_url(url: str) -> None:
+    """:class:`UsageError` unless ``url`` is ``http(s)://HOST[:PORT][/PATH]`` (or ``HOST:PORT``)."""
+    parts = urlsplit(url if "://" in url else "http://" + url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise UsageError(f"--pushgateway {url!r}: expected http(s)://HOST[:PORT]")
+
+
 def _auth_handler() -> Callable[..., Callable[[], None]]:
     """Basic auth from the environment (never a flag: flags show in ``ps``), else no auth."""
     username, password = os.environ.get(USERNAME_VAR), os.environ.get(PASSWORD_VAR)
@@ -190,6 +198,7 @@ __all__ = [
     "PUSH_TIMEOUT",
     "atomic_writer",
     "build_registry",
+    "check_pushgateway_url",
     "push_metrics",
     "read_last_success",
     "render_metrics",

@@ -166,3 +166,25 @@ async def test_pushes_authenticate_from_the_environment_put_on_success_post_othe
     assert seen == [("PUT", "/metrics/job/j", token), ("POST", "/metrics/job/j", token)]
     for result in (ok, failed):
         assert "s3cret-pw" not in result.stdout + result.stderr
+
+
+async def test_a_malformed_pushgateway_url_is_a_usage_error_before_anything_is_sent(tmp_path: Path) -> None:
+    corrections = write_csv(tmp_path / "c.csv", [(sha(1), "human")])
+    result = await run_cli(
+        "run", str(corrections), "--ledger", str(tmp_path / "l.csv"), "--pushgateway", "ftp://gateway:9091"
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "batch-override: error: --pushgateway 'ftp://gateway:9091': expected http(s)://HOST[:PORT]"
+    )
+    assert not (tmp_path / "l.csv").exists()
+
+
+def test_a_missing_program_fails_under_ci_and_is_skipped_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true and promtool is not installed"):
+        debian_binary("promtool", "prometheus")
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception, match=r"apt-get install prometheus; \.ci/run installs it"):
+        debian_binary("promtool", "prometheus")

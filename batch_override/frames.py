@@ -105,7 +105,7 @@ class TableInput(CorrectionsFile):
     def __init__(self, data: object, config: RunConfig) -> None:
         # No file to open: set what the file reader's shared methods use, then resolve the
         # columns by its rules (names folded, required ones checked, the rest carried).
-        self._table = to_table(data)
+        self._arrow = to_table(data)
         self.display = "<DataFrame>" if isinstance(data, pd.DataFrame) else "<pyarrow.Table>"
         self.path = Path(self.display)
         self.kind = "table"
@@ -115,15 +115,21 @@ class TableInput(CorrectionsFile):
         self._default_media = config.media
         self._label_map = config.label_map
         self._batch_rows = config.batch_rows
-        self._names = list(self._table.column_names)
+        self._names = list(self._arrow.column_names)
         self.columns = self._resolve(config.hash_column, config.classification_column, config.media_column)
 
     def _record_batches(self) -> Iterator[pa.RecordBatch]:
-        yield from self._table.to_batches(max_chunksize=self._batch_rows)
+        yield from self._arrow.to_batches(max_chunksize=self._batch_rows)
+
+    def _read_error(self, exc: BaseException, start: int) -> InputError:
+        return self._fail(f"cannot read row {start} on: {first_line(exc)}")
+
+    def physical_lines(self, rows: list[int]) -> dict[int, int]:
+        return {row: row for row in rows}  # no lines: a row is its position
 
     def compute_sha256(self) -> str:
         if self.sha256 is None:
-            self.sha256 = content_sha256(self._table)
+            self.sha256 = content_sha256(self._arrow)
         return self.sha256
 
     def close(self) -> None:

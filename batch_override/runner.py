@@ -344,6 +344,7 @@ def _open_input(config: RunConfig) -> CorrectionsFile:
         default_media=config.media,
         batch_rows=config.batch_rows,
         label_map=config.label_map,
+        encoding=config.encoding,
     )
 
 

@@ -100,7 +100,7 @@ class AutoLimit:
         count, total, logs, squares = self._batch
         ln = math.log(max(latency, 1e-6))
         count, total, logs, squares = count + 1, total + latency, logs + ln, squares + ln * ln
-        if count < max(BATCH, 2 * self.limit):
+        if count < self._batch_size():
             self._batch = (count, total, logs, squares)
             return False
         started, started_area = self._start
@@ -111,6 +111,12 @@ class AutoLimit:
             self._update(Batch(in_flight, total / count, math.exp(mean_log), spread), peak)
         self._batch, self._start = (0, 0.0, 0.0, 0.0), (now, area)
         return True
+
+    def _batch_size(self) -> int:
+        if self._settling:
+            return max(8, self.limit)  # the requests sent before the change, about
+        # In slow start a doubling shows even through a long tail's noise: judge it sooner.
+        return max(16 if self._slow_start else BATCH, 2 * self.limit)
 
     def _update(self, batch: Batch, peak: int) -> None:
         """One batch of answers, ``peak`` in flight at most."""

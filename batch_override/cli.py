@@ -16,14 +16,7 @@ from typing import Any, NoReturn
 
 from . import __version__, hashing, report, validate
 from .apikey import ENV_VAR, load_api_key
-from .config import (
-    DEFAULT_API_URL,
-    Rate,
-    RunConfig,
-    parse_concurrency,
-    parse_label_map,
-    parse_outcomes,
-)
+from .config import DEFAULT_API_URL, Rate, RunConfig, parse_concurrency, parse_label_map, parse_outcomes
 from .errors import BatchOverrideError, ExitCode, UsageError, first_line
 from .jobfile import load_job
 from .logs import current_format, json_line, setup_logging

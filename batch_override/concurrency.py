@@ -62,30 +62,108 @@ class Batch(NamedTuple):
         return self.in_flight / self.typical
 
 
+class AutoLimit:
+    """The auto policy: Little's law for what the pace needs, the gradient for what the server
+    takes.  Fed one answer at a time with the in-flight integral; no clock, no slots."""
+
+    __slots__ = (
+        "_batch",
+        "_best",
+        "_grad",
+        "_settling",
+        "_slow_start",
+        "_stalls",
+        "_start",
+        "latency",
+        "limit",
+        "maximum",
+        "target",
+    )
+
+    def __init__(self, initial: int, maximum: int) -> None:
+        self.maximum = maximum
+        self.limit = max(1, min(initial, maximum))
+        self.target: float | None = None  # the pace, requests per second
+        self.latency: float | None = None  # mean latency (a slow EWMA), for Little's law
+        self._grad = float(self.limit)  # the gradient's limit: grows while it is used
+        self._batch = (0, 0.0, 0.0, 0.0)  # answers; sums of latency, its log, its log squared
+        self._start = (0.0, 0.0)  # the batch's start: time, in-flight integral
+        self._stalls = 0
+        self._slow_start = self._settling = True
+        self._best = Batch(0.0, math.inf, math.inf, 0.0)  # the batch of best throughput below the pace
+
+    def answered(self, latency: float, now: float, area: float, peak: int) -> bool:
+        """One answer's ``latency``; ``area`` is the in-flight integral at ``now`` and ``peak`` the
+        most in flight since the last batch.  True when a batch closed (the limit may change)."""
+        # A slow average: a long tail (a 1.5 s p99) would make a fast one jump about.
+        self.latency = latency if self.latency is None else 0.98 * self.latency + 0.02 * latency
+        count, total, logs, squares = self._batch
+        ln = math.log(max(latency, 1e-6))
+        count, total, logs, squares = count + 1, total + latency, logs + ln, squares + ln * ln
+        if count < self._batch_size():
+            self._batch = (count, total, logs, squares)
+            return False
+        started, started_area = self._start
+        if now > started:
+            mean_log = logs / count
+            spread = math.sqrt(max(0.0, squares / count - mean_log * mean_log) / count)
+            in_flight = (area - started_area) / (now - started)
+            self._update(Batch(in_flight, total / count, math.exp(mean_log), spread), peak)
+        self._batch, self._start = (0, 0.0, 0.0, 0.0), (now, area)
+        return True
+
+    def _batch_size(self) -> int:
+        if self._settling:
+            return max(8, self.limit)  # the requests sent before the change, about
+        # In slow start a doubling shows even through a long tail's noise: judge it sooner.
+        return max(16 if self._slow_start else BATCH, 2 * self.limit)
+
+    def _update(self, batch: Batch, peak: int) -> None:
+        """One batch of answers, ``peak`` in flight at most."""
+        target, best = self.target, self._best
+        stalled = False
+        at_pace = target is not None and batch.throughput >= 0.95 * target
+        if at_pace or self._settling:
+            # At the pace more in flight could not raise throughput; and the batch after a change
+            # of the limit (or the first) mixes the old and new levels (its answers' latency lags
+            # the in-flight count): neither says anything of the server.
+            pass
+        elif batch.capacity >= 1.1 * best.capacity or batch.capacity < 0.6 * best.capacity:
+            self._best = batch  # more throughput, or the server changed
+        elif batch.in_flight > TOLERANCE * best.in_flight:
+            # More in flight, no more throughput, and latency up by more than its noise: requests
+            # only queue at the server.
+            noise = 2 * math.hypot(batch.spread, best.spread)
+            stalled = math.log(batch.typical / best.typical) > max(math.log(TOLERANCE - 0.1), noise)
+        self._stalls = self._stalls + 1 if stalled else 0
+        if self._stalls >= STALLS:
+            self._grad, self._stalls, self._slow_start = max(1.0, TOLERANCE * best.in_flight), 0, False
+        elif not stalled and not self._settling and peak >= self.limit:
+            # The limit binds: double until the first cut (TCP's slow start), grow by the square
+            # root while the server keeps up with the pace, else by one.
+            step = self._grad if self._slow_start else math.sqrt(self._grad) if at_pace else 1.0
+            self._grad = min(float(self.maximum), self._grad + step)
+        needed: float = self.maximum
+        if target is not None and self.latency is not None:
+            needed = target * self.latency * 1.5 + 2
+        before, self.limit = self.limit, max(1, min(self.maximum, math.ceil(min(needed, self._grad))))
+        self._settling = self.limit != before
+
+
 class Concurrency:
-    """Slots for requests in flight: ``fixed`` N, or auto between 1 and ``maximum``."""
+    """Slots for requests in flight: ``fixed`` N, or auto (:class:`AutoLimit`) up to ``maximum``."""
 
     __slots__ = (
         "_area",
-        "_batch",
-        "_batch_area",
-        "_batch_start",
-        "_batches",
-        "_best",
+        "_auto",
         "_clock",
-        "_grad",
         "_held",
-        "_latency",
         "_peak_batch",
         "_since",
-        "_slow_start",
-        "_stalls",
         "_started_at",
-        "_target",
         "_waiters",
         "fixed",
         "in_flight",
-        "limit",
         "maximum",
         "peak",
     )
@@ -100,25 +178,17 @@ class Concurrency:
     ) -> None:
         self.fixed = fixed
         self.maximum = fixed if fixed is not None else maximum
-        self.limit = fixed if fixed is not None else max(1, min(initial, maximum))
+        self._auto = AutoLimit(initial, maximum) if fixed is None else None
         self._clock = clock
-        self._grad = float(self.limit)  # the gradient's limit: grows while it is used
         self._held = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self.in_flight = 0
-        self.peak = 0
-        self._latency: float | None = None  # mean latency (EWMA), for Little's law
-        self._batch = (0, 0.0, 0.0, 0.0)  # answers; sums of latency, its log, its log squared
-        self._batch_area = 0.0
-        self._stalls = 0
-        self._batches = 0
-        self._slow_start = True
-        self._peak_batch = 0
-        self._best = Batch(0.0, math.inf, math.inf, 0.0)  # the batch of best throughput below the pace
-        self._target: float | None = None  # the pace, requests per second
-        self._started_at = clock()
+        self.in_flight = self.peak = self._peak_batch = 0
+        self._started_at = self._since = clock()
         self._area = 0.0  # integral of in_flight over time, for the mean
-        self._since = self._batch_start = self._started_at
+
+    @property
+    def limit(self) -> int:
+        return self._auto.limit if self._auto is not None else self.maximum
 
     # -- what the senders call -----------------------------------------------------------------
     def try_acquire(self) -> bool:
@@ -160,30 +230,29 @@ class Concurrency:
         """A request ended; ``latency`` is None when its answer says nothing of capacity."""
         self._tick()
         self.in_flight -= 1
-        if latency is None or self.fixed is not None:
+        auto = self._auto
+        if latency is None or auto is None:
             return
-        # A slow average: a long tail (a 1.5 s p99) would make a fast one jump about.
-        self._latency = latency if self._latency is None else 0.98 * self._latency + 0.02 * latency
-        count, total, logs, squares = self._batch
-        log = math.log(max(latency, 1e-6))
-        count, total, logs, squares = count + 1, total + latency, logs + log, squares + log * log
-        if count < max(BATCH, 2 * self.limit):
-            self._batch = (count, total, logs, squares)
-            return
-        elapsed = self._since - self._batch_start
-        if elapsed > 0:
-            mean_log = logs / count
-            spread = math.sqrt(max(0.0, squares / count - mean_log * mean_log) / count)
-            in_flight = (self._area - self._batch_area) / elapsed
-            self._update(Batch(in_flight, total / count, math.exp(mean_log), spread), self._peak_batch)
-        self._batch = (0, 0.0, 0.0, 0.0)
-        self._batch_start, self._batch_area, self._peak_batch = self._since, self._area, self.in_flight
+        before = auto.limit
+        if auto.answered(latency, self._since, self._area, self._peak_batch):
+            self._peak_batch = self.in_flight
+        if auto.limit > before:
+            self._wake(auto.limit - before)
+        if auto.limit != before:
+            log.debug(
+                "concurrency: limit %d -> %d (latency %.0f ms, pace %s/s)",
+                before,
+                auto.limit,
+                (auto.latency or 0.0) * 1000,
+                "?" if auto.target is None else f"{auto.target:.3g}",
+            )
 
     def pace(self, rate: float | None) -> None:
         """The pacer's current rate in requests per second (None: not known yet)."""
-        self._target = rate
+        if self._auto is not None:
+            self._auto.target = rate
 
-    # -- the model -----------------------------------------------------------------------------
+    # -- what the people see -------------------------------------------------------------------
     @property
     def mean_in_flight(self) -> float:
         self._tick()
@@ -194,49 +263,6 @@ class Concurrency:
         now = self._clock()
         self._area += self.in_flight * (now - self._since)
         self._since = now
-
-    def _update(self, batch: Batch, peak: int) -> None:
-        """One batch of answers, ``peak`` in flight at most."""
-        target, best = self._target, self._best
-        stalled = False
-        at_pace = target is not None and batch.throughput >= 0.95 * target
-        if at_pace or self._batches == 0:
-            # At the pace more in flight could not raise throughput; and the first answers are the
-            # quick ones of the first requests: neither batch says anything of the server.
-            pass
-        elif batch.capacity >= 1.1 * best.capacity or batch.capacity < 0.6 * best.capacity:
-            self._best = batch  # more throughput, or the server changed
-        elif batch.in_flight > TOLERANCE * best.in_flight:
-            # More in flight, no more throughput, and latency up by more than its noise: requests
-            # only queue at the server.
-            noise = 2 * math.hypot(batch.spread, best.spread)
-            stalled = math.log(batch.typical / best.typical) > max(math.log(TOLERANCE - 0.1), noise)
-        self._stalls = self._stalls + 1 if stalled else 0
-        if self._stalls >= STALLS:
-            self._grad, self._stalls, self._slow_start = max(1.0, TOLERANCE * best.in_flight), 0, False
-        elif not stalled and peak >= self.limit:
-            # The limit binds: grow, by its square root until the first cut (TCP's slow start)
-            # or while the server keeps up with the pace, else by one.
-            step = math.sqrt(self._grad) if self._slow_start or at_pace else 1.0
-            self._grad = min(float(self.maximum), self._grad + step)
-        self._batches += 1
-        self._set_limit()
-
-    def _set_limit(self) -> None:
-        needed: float = self.maximum
-        if self._target is not None and self._latency is not None:
-            needed = self._target * self._latency * 1.5 + 2
-        before, self.limit = self.limit, max(1, min(self.maximum, math.ceil(min(needed, self._grad))))
-        if self.limit > before:
-            self._wake(self.limit - before)
-        if self.limit != before:
-            log.debug(
-                "concurrency: limit %d -> %d (latency %.0f ms, pace %s/s)",
-                before,
-                self.limit,
-                (self._latency or 0.0) * 1000,
-                "?" if self._target is None else f"{self._target:.3g}",
-            )
 
     def describe(self) -> str:
         """For the progress bar and logs, e.g. ``in flight 12/18 (auto, max 64)``."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -49,7 +48,6 @@ def simulate(
     meter.pace(rate)
     done: list[tuple[float, int]] = []  # (answer time, id)
     busy: list[float] = []  # capacity server: when each busy worker frees
-    queue: deque[int] = deque()
     started: dict[int, float] = {}
     next_tick, sent, ident = 0.0, 0, 0
     while now[0] < seconds:

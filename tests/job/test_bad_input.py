@@ -236,7 +236,16 @@ async def test_ledger_with_other_columns_than_this_input_writes_exits_2_untouche
 
 
 @pytest.mark.parametrize(
-    "options", [["--concurrency", "0"], ["--media", "gif"], ["--timeout", "0"]], ids=" ".join
+    "options",
+    [
+        ["--concurrency", "0"],
+        ["--concurrency", "lots"],
+        ["--max-concurrency", "0"],
+        ["--max-concurrency", "100000"],
+        ["--media", "gif"],
+        ["--timeout", "0"],
+    ],
+    ids=" ".join,
 )
 async def test_bad_option_values_exit_2_with_one_line(
     tmp_path: Path, emulator_factory, options: list[str]

@@ -230,8 +230,11 @@ async def test_a_failed_run_keeps_the_last_success_time_so_a_staleness_alert_fir
 # -- 3. report and the retry file --------------------------------------------------------------------
 def _counts(printed: str) -> list[str]:
     """A printed summary without what legitimately differs between the run and its report: the
-    duration's last digit and the requests line (the run counts its preflight request)."""
-    lines = [line for line in printed.splitlines() if not line.strip().startswith("requests:")]
+    duration's last digit, the requests line (the run counts its preflight request) and the
+    concurrency line (a ledger does not record the requests in flight)."""
+    lines = [
+        line for line in printed.splitlines() if not line.strip().startswith(("requests:", "concurrency:"))
+    ]
     return [re.sub(r" in \d+\.\ds ", " in Xs ", line) for line in lines]
 
 
@@ -495,6 +498,7 @@ _SAMPLE_VALUES = {  # a flag's sample value by metavar (or dest); numbers as TOM
     "media": "image",
     "NAME": "col_x",
     "N": 3,
+    "N|auto": 3,
     "rate": "5/s",
     "F": 0.25,
     "S": 2.5,

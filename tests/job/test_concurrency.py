@@ -1,0 +1,69 @@
+"""The concurrency meter as a policy: simulated senders and servers on a virtual clock, no network."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from batch_override.concurrency import Concurrency
+from tests.job.concurrency_sim import network, simulate
+
+
+def test_a_far_server_gets_what_the_pace_needs_in_flight() -> None:
+    fixed = simulate(90, latency=network(0.2), fixed=8, seconds=20)
+    auto = simulate(90, latency=network(0.2), seconds=20)
+    assert fixed.throughput == pytest.approx(40, rel=0.02)  # 8 / 0.2 s: the old default's cap
+    assert auto.throughput >= 0.9 * 90
+    assert 18 <= auto.limit <= 64
+
+
+@pytest.mark.parametrize("seed", range(1, 5))
+def test_a_long_tailed_network_is_not_mistaken_for_a_queue(seed: int) -> None:
+    run = simulate(90, latency=network(0.15, 1.5, seed=seed), seconds=30)
+    assert run.throughput >= 0.9 * 90
+    assert run.limit >= 25
+
+
+def test_a_server_that_queues_is_not_pushed_harder() -> None:
+    run = simulate(1000, capacity=16, service=0.05, seconds=20)
+    assert run.throughput >= 0.9 * 320  # the server's 16 / 50 ms
+    assert run.mean_in_flight <= 24
+    assert run.limit < 30
+
+
+def test_a_fast_server_needs_few_in_flight() -> None:
+    run = simulate(5000, latency=network(0.001), seconds=2)
+    assert run.throughput >= 0.99 * 5000
+    assert run.limit <= 10
+
+
+def test_a_fixed_concurrency_never_moves() -> None:
+    run = simulate(1000, capacity=16, service=0.05, fixed=40, seconds=5)
+    assert run.limit == 40
+    assert run.mean_in_flight == pytest.approx(40, rel=0.05)
+
+
+def test_answers_that_say_nothing_of_capacity_leave_the_limit_alone() -> None:
+    now = [0.0]
+    meter = Concurrency(None, 64, clock=lambda: now[0])
+    meter.pace(100.0)
+    for _ in range(500):
+        assert meter.try_acquire()
+        meter.started()
+        now[0] += 0.5
+        meter.finished(None)  # 429s, 5xx, timeouts
+        meter.release()
+    assert meter.limit == 8
+
+
+async def test_senders_wait_for_a_slot_and_wake_when_one_frees() -> None:
+    meter = Concurrency(2, 64)
+    await meter.acquire()
+    await meter.acquire()
+    waiting = asyncio.ensure_future(meter.acquire())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    meter.release()
+    await asyncio.wait_for(waiting, 1)
+    assert meter.report()["mode"] == "fixed"

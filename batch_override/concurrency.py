@@ -10,11 +10,13 @@ request, :meth:`~Concurrency.started` / :meth:`~Concurrency.finished` around the
   needs 18 in flight for 90/s, which a fixed 8 caps at 40/s.
 * **The gradient** keeps it from pushing a struggling server harder (the idea of Netflix's
   concurrency-limits and Envoy's adaptive concurrency, measured on throughput): while the pace is
-  not reached, each batch of answers gives the mean in flight and the throughput.  When more in
-  flight (over ``TOLERANCE`` times the concurrency of the best throughput seen) brings no more
-  throughput, it only queues at the server: the limit goes back to that tolerance, else it grows
-  by its square root while it is used.  Throughput, not latency, is compared, so a long-tailed
-  network (150 ms median, 1.5 s p99) is not mistaken for a queue.
+  not reached, each batch of answers gives the mean in flight and, by Little's law, the
+  throughput.  While the limit binds it doubles (TCP's slow start); once more in flight (over
+  ``TOLERANCE`` times the concurrency of the best throughput seen) brings no more throughput and
+  only raises latency beyond its noise, twice in a row, requests only queue at the server: the
+  limit goes back to that tolerance and from then on grows by one.  Latency is compared as a
+  geometric mean with its standard error, so a long-tailed network (150 ms median, 1.5 s p99) is
+  not mistaken for a queue.
 
 Traps: only answers that say something about the server's capacity count.  A 429 is the pacer's
 business and 5xx or timeouts are the outage breaker's: the caller passes ``None`` for them.  And

@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -17,7 +18,7 @@ from typing import Any, NoReturn
 from . import __version__, hashing, report
 from .apikey import ENV_VAR, load_api_key
 from .config import DEFAULT_API_URL, MEDIA, Rate, RunConfig, parse_label_map, parse_outcomes
-from .errors import BatchOverrideError, ExitCode, UsageError
+from .errors import BatchOverrideError, ExitCode, UsageError, first_line
 from .jobfile import load_job
 from .logs import current_format, json_line, setup_logging
 from .metrics import read_last_success, write_metrics
@@ -34,7 +35,11 @@ exit codes:
   3    aborted: key refused (401/403), wrong --api-url, or --max-failure-rate exceeded
   4    another run holds the ledger
   5    outage: the server stayed unavailable past --max-outage, or asked to wait past --max-wait
+  6    the ledger could not be written (disk full, quota, I/O error); a rerun resumes
+  70   internal error (a bug); -v shows the traceback
   130  interrupted (SIGINT)   143  terminated (SIGTERM)
+  when several apply: 70, then 6, then the first reason the run stopped (3, 5, 130, 143: a signal
+  after a 401 stop exits 3), then 1, then 0
 """
 
 
@@ -265,6 +270,16 @@ def _add_log_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more detail")
 
 
+def _add_error_options(p: argparse.ArgumentParser) -> None:
+    """How an internal error is shown, for commands without the run's log options."""
+    p.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="error line format (default text)"
+    )
+    p.add_argument(
+        "-v", "--verbose", action="count", default=0, help="show the traceback of an internal error"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="batch-override",
@@ -305,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_log_options(validate)
     report.add_parser(sub)
     hashing.add_parser(sub)
+    for name in ("report", "hash"):
+        _add_error_options(sub.choices[name])
     sub.add_parser(
         "emulator",
         help="serve the bundled API emulator (see: batch-override emulator --help)",
@@ -462,6 +479,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("batch-override: interrupted", file=sys.stderr)
         return ExitCode.SIGINT
+    except Exception as exc:  # a bug: one line, the traceback only when asked for
+        return _internal_error(exc, args)
+
+
+def _internal_error(exc: Exception, args: argparse.Namespace) -> int:
+    """Report a bug as one line and exit 70; the traceback goes to ``-v`` and to JSON logs."""
+    line = (
+        f"batch-override: internal error: {type(exc).__name__}: {first_line(exc)}; rerun with -v for details"
+    )
+    trace = "".join(traceback.format_exception(exc))
+    if current_format() == "json" or getattr(args, "log_format", None) == "json":
+        print(json_line("error", line, exit_code=ExitCode.INTERNAL, traceback=trace), file=sys.stderr)
+    else:
+        if getattr(args, "verbose", 0) or log.isEnabledFor(logging.DEBUG):
+            print(trace, end="", file=sys.stderr)
+        print(line, file=sys.stderr)
+    return ExitCode.INTERNAL
 
 
 if __name__ == "__main__":

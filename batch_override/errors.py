@@ -13,6 +13,8 @@ class ExitCode:
     ABORTED = 3
     LOCKED = 4
     OUTAGE = 5
+    LEDGER_WRITE = 6
+    INTERNAL = 70  # sysexits' EX_SOFTWARE: a bug, not the input or the server
     SIGINT = 130
     SIGTERM = 143
 
@@ -33,6 +35,15 @@ class InputError(BatchOverrideError):
 
 class LedgerError(BatchOverrideError):
     """The ledger cannot be used for this input (exit 2, nothing sent)."""
+
+
+class LedgerWriteError(BatchOverrideError):
+    """The ledger could not be written or synced (disk full, quota, I/O error): exit 6.
+
+    The run stops at once and writes nothing more to the ledger; the rerun resumes as after a kill.
+    """
+
+    exit_code = ExitCode.LEDGER_WRITE
 
 
 class LedgerLocked(BatchOverrideError):

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import csv
 import fcntl
-import io
 import json
 import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from queue import Full, Queue
 from typing import IO, Any
@@ -175,147 +173,6 @@ def read_header(path: Path) -> list[str] | None:
         return None
     with open(path, encoding="utf-8", newline="") as fh:
         return next(csv.reader([fh.readline()]))
-
-
-@dataclass(frozen=True, slots=True)
-class LineValues:
-    """The per-row values of a ledger line (the run-wide ones are the writer's)."""
-
-    row: int
-    media: str
-    hash: str
-    classification: str
-    outcome: Outcome
-    error_code: str = ""
-    http_status: int | None = None
-    attempts: int = 0
-    message: str = ""
-
-
-class LedgerWriter:
-    """Appends ledger lines.  Single-threaded use from the event loop (no locking inside)."""
-
-    def __init__(
-        self,
-        path: Path,
-        carried: Sequence[str],
-        run_id: str,
-        *,
-        neutralize: bool = True,
-        fsync_interval: float = 2.0,
-    ) -> None:
-        self.path = path
-        self.columns = COLUMNS + carried_names(carried)
-        self._run_id = run_id
-        self._neutralize = neutralize
-        self._fsync_interval = fsync_interval
-        header = read_header(path)
-        if header is not None and tuple(header) != self.columns:
-            raise LedgerError(
-                f"{path}: the ledger's columns ({', '.join(header)}) differ from what this input "
-                f"writes ({', '.join(self.columns)}); use another --ledger for this input"
-            )
-        # A raw O_APPEND descriptor: each line is one write() straight to the kernel, so a line is
-        # never split across two writes, and there is no buffer layer to flush per row.
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._buf = io.StringIO()
-        self._csv = csv.writer(self._buf, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
-        if header is None:
-            header_buf = io.StringIO()
-            csv.writer(header_buf, lineterminator="\n").writerow(self.columns)
-            self._append(header_buf.getvalue().encode("utf-8"))
-        self._last_sync = time.monotonic()
-        self.lines = 0
-
-    def _text(self, value: str) -> str:
-        value = one_line(value)
-        return neutralize(value) if self._neutralize else value
-
-    def write(self, line: LineValues, carried: Sequence[str] = ()) -> None:
-        """Append one finished row and flush it to the kernel."""
-        self._csv.writerow(
-            (
-                line.row,
-                line.media,
-                line.hash,
-                line.classification,
-                line.outcome.value,
-                line.error_code,
-                "" if line.http_status is None else line.http_status,
-                line.attempts,
-                self._text(line.message),
-                self._run_id,
-                utc_now(),
-                *carried,
-            )
-        )
-        self._append(self._buf.getvalue().encode("utf-8"))
-        self._buf.seek(0)
-        self._buf.truncate()
-        self.lines += 1
-        self._maybe_sync()
-
-    def write_table(self, table: pa.Table) -> None:
-        """Append many finished rows at once (see :meth:`bulk_table`); same quoting as :meth:`write`."""
-        if table.num_rows == 0:
-            return
-        sink = io.BytesIO()
-        pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
-        self._append(sink.getbuffer())
-        self.lines += table.num_rows
-        self._maybe_sync()
-
-    def bulk_table(
-        self,
-        rows: np.ndarray[Any, Any],
-        media: pa.Array,
-        hashes: pa.Array,
-        classes: pa.Array,
-        outcomes: pa.Array,
-        error_codes: pa.Array,
-        messages: pa.Array,
-        carried: Sequence[pa.Array],
-    ) -> pa.Table:
-        """A table of immediate lines (nothing sent) in ledger column order."""
-        n = len(rows)
-        columns = [
-            pa.array(rows.astype(np.int64)),
-            media,
-            hashes,
-            classes,
-            outcomes,
-            error_codes,
-            pa.nulls(n, pa.int64()),
-            pa.array(np.zeros(n, np.int64)),
-            neutralize_array(messages, self._neutralize),
-            pa.array(np.full(n, self._run_id, dtype=object), pa.string()),
-            pa.array(np.full(n, utc_now(), dtype=object), pa.string()),
-            *carried,
-        ]
-        return pa.Table.from_arrays(columns, names=list(self.columns))
-
-    def text_array(self, values: pa.Array) -> pa.Array:
-        """Input text made safe for a ledger cell (one line; formulas neutralised if enabled)."""
-        return neutralize_array(values, self._neutralize)
-
-    def _append(self, data: bytes | memoryview) -> None:
-        assert self._fd is not None, "ledger closed"
-        view = memoryview(data)
-        while view:  # a regular file takes it all at once; a full disk raises
-            view = view[os.write(self._fd, view) :]
-
-    def _maybe_sync(self) -> None:
-        now = time.monotonic()
-        if now - self._last_sync >= self._fsync_interval and self._fd is not None:
-            os.fsync(self._fd)
-            self._last_sync = now
-
-    def close(self) -> None:
-        if self._fd is None:
-            return
-        os.fsync(self._fd)
-        os.close(self._fd)
-        self._fd = None
 
 
 #: At most this many trusted runs are told apart by resume (2 bytes of run ordinal per entry).

@@ -10,7 +10,6 @@ import json
 import logging
 import sys
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -18,7 +17,7 @@ from typing import Any, NoReturn
 from . import __version__, hashing, report
 from .apikey import ENV_VAR, load_api_key
 from .config import DEFAULT_API_URL, MEDIA, Rate, RunConfig, parse_label_map, parse_outcomes
-from .errors import BatchOverrideError, ExitCode, UsageError, first_line
+from .errors import BatchOverrideError, ExitCode, UsageError, report_internal_error
 from .jobfile import load_job
 from .logs import current_format, json_line, setup_logging
 from .metrics import read_last_success, write_metrics
@@ -480,22 +479,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("batch-override: interrupted", file=sys.stderr)
         return ExitCode.SIGINT
     except Exception as exc:  # a bug: one line, the traceback only when asked for
-        return _internal_error(exc, args)
-
-
-def _internal_error(exc: Exception, args: argparse.Namespace) -> int:
-    """Report a bug as one line and exit 70; the traceback goes to ``-v`` and to JSON logs."""
-    line = (
-        f"batch-override: internal error: {type(exc).__name__}: {first_line(exc)}; rerun with -v for details"
-    )
-    trace = "".join(traceback.format_exception(exc))
-    if current_format() == "json" or getattr(args, "log_format", None) == "json":
-        print(json_line("error", line, exit_code=ExitCode.INTERNAL, traceback=trace), file=sys.stderr)
-    else:
-        if getattr(args, "verbose", 0) or log.isEnabledFor(logging.DEBUG):
-            print(trace, end="", file=sys.stderr)
-        print(line, file=sys.stderr)
-    return ExitCode.INTERNAL
+        json_format = current_format() == "json" or getattr(args, "log_format", None) == "json"
+        verbose = bool(getattr(args, "verbose", 0)) or log.isEnabledFor(logging.DEBUG)
+        return report_internal_error(exc, json_format=json_format, verbose=verbose)
 
 
 if __name__ == "__main__":

@@ -65,9 +65,9 @@ class LedgerWriter:
                 f"{path}: the ledger's columns ({', '.join(header)}) differ from what this input "
                 f"writes ({', '.join(self.columns)}); use another --ledger for this input"
             )
+        self.failure: OSError | None = None  # the first failed write or sync: nothing is written after it
         # A raw O_APPEND descriptor: each line is one write() straight to the kernel, so a line is
         # never split across two writes, and there is no buffer layer to flush per row.
-        self.failure: OSError | None = None  # the first failed write or sync: nothing is written after it
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._buf = io.StringIO()
         self._csv = csv.writer(self._buf, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
@@ -104,7 +104,7 @@ class LedgerWriter:
         self._buf.seek(0)
         self._buf.truncate()
         self.lines += 1
-        self._maybe_sync()
+        self._sync(unless_recent=True)
 
     def write_table(self, table: pa.Table) -> None:
         """Append many finished rows at once (see :meth:`bulk_table`); same quoting as :meth:`write`."""
@@ -114,7 +114,7 @@ class LedgerWriter:
         pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
         self._append(sink.getbuffer())
         self.lines += table.num_rows
-        self._maybe_sync()
+        self._sync(unless_recent=True)
 
     def bulk_table(
         self,
@@ -162,22 +162,24 @@ class LedgerWriter:
         view = memoryview(data)
         try:
             while view:  # a regular file takes it all at once; a full disk raises
-                view = view[os.write(self._fd, view) :]
+                view = view[self._write_some(self._fd, view) :]
         except OSError as exc:
             raise self._broken(exc) from None
 
-    def _sync(self) -> None:
+    def _write_some(self, fd: int, data: memoryview) -> int:
+        """One ``write(2)``; the seam where tests make the disk fill up."""
+        return os.write(fd, data)
+
+    def _sync(self, *, unless_recent: bool = False) -> None:
         if self._fd is None or self.failure is not None:
+            return
+        if unless_recent and time.monotonic() - self._last_sync < self._fsync_interval:
             return
         try:
             os.fsync(self._fd)
         except OSError as exc:
             raise self._broken(exc) from None
         self._last_sync = time.monotonic()
-
-    def _maybe_sync(self) -> None:
-        if time.monotonic() - self._last_sync >= self._fsync_interval:
-            self._sync()
 
     def close(self) -> None:
         """Sync and close; raises :class:`LedgerWriteError` if that last sync fails (closed anyway)."""

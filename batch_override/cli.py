@@ -480,7 +480,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.SIGINT
     except Exception as exc:  # a bug: one line, the traceback only when asked for
         json_format = current_format() == "json" or getattr(args, "log_format", None) == "json"
-        verbose = bool(getattr(args, "verbose", 0)) or log.isEnabledFor(logging.DEBUG)
+        # run's -v may come from its job file: the log level set up for this command says.
+        set_up = args.command in ("run", "validate") and log.isEnabledFor(logging.DEBUG)
+        verbose = bool(getattr(args, "verbose", 0)) or set_up
         return report_internal_error(exc, json_format=json_format, verbose=verbose)
 
 

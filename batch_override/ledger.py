@@ -9,6 +9,8 @@ Contract:
 - A ledger accumulates runs under one header; a row's state is its latest line.
 - Text cells that a spreadsheet would run as a formula (starting with ``= + - @``, tab or CR)
   get a leading apostrophe, unless ``neutralize`` is off.
+
+This module holds the format, the lock and the reader (resume); :mod:`ledger_writer` writes.
 """
 
 from __future__ import annotations

@@ -217,7 +217,9 @@ async def test_wait_for_on_a_run_with_requests_that_never_answer_returns_on_time
 class SlowSource(CorrectionsFile):
     """Pass one pauses at batch ``at`` until the test lets it go, after telling the test."""
 
-    def __init__(self, *args: Any, at: int, paused: Callable[[], None], go: threading.Event, **kw: Any) -> None:
+    def __init__(
+        self, *args: Any, at: int, paused: Callable[[], None], go: threading.Event, **kw: Any
+    ) -> None:
         self.at, self.paused, self.go, self.passes, self.read = at, paused, go, 0, 0
         super().__init__(*args, **kw)
 
@@ -239,7 +241,9 @@ async def test_cancelling_the_run_while_it_reads_the_input_ends_reading_at_the_n
     sources: list[SlowSource] = []
 
     def source(*args: Any, **kw: Any) -> SlowSource:
-        sources.append(SlowSource(*args, at=1, paused=lambda: loop.call_soon_threadsafe(paused.set), go=go, **kw))
+        sources.append(
+            SlowSource(*args, at=1, paused=lambda: loop.call_soon_threadsafe(paused.set), go=go, **kw)
+        )
         return sources[-1]
 
     async with serve() as server:
@@ -372,7 +376,9 @@ async def test_a_disk_that_fills_up_at_the_header_is_exit_6_before_anything_is_s
         config = make_config(tmp_path, server.url)
         with pytest.raises(LedgerWriteError) as raised:
             await asyncio.wait_for(
-                run_job_async(config, KEY, Parts(ledger_writer=functools.partial(MarkingWriter, at=1, error=full))),
+                run_job_async(
+                    config, KEY, Parts(ledger_writer=functools.partial(MarkingWriter, at=1, error=full))
+                ),
                 5,
             )
         assert server.hits == 0

@@ -30,7 +30,17 @@ async def test_a_ledger_that_cannot_grow_exits_6_at_once_releases_the_lock_and_t
     emulator = await emulator_factory(unknown="classified")
     corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(400)])
     ledger = tmp_path / "l.csv"
-    args = ("run", str(corrections), "--ledger", str(ledger), "--api-url", emulator.url, *FAST, "--grace", "0.2")
+    args = (
+        "run",
+        str(corrections),
+        "--ledger",
+        str(ledger),
+        "--api-url",
+        emulator.url,
+        *FAST,
+        "--grace",
+        "0.2",
+    )
 
     def small_files() -> None:  # Python ignores SIGXFSZ: a write past the limit fails with EFBIG
         resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
@@ -115,7 +125,11 @@ async def test_sigterm_after_a_401_stop_cuts_the_grace_short_and_still_exits_3(t
     assert took < 2.0
     lines = read_ledger(ledger)
     assert sorted(lines["row"]) == list(range(10))
-    assert lines["error_code"].value_counts().to_dict() == {"interrupted": 2, "unauthorized": 1, "not_sent": 7}
+    assert lines["error_code"].value_counts().to_dict() == {
+        "interrupted": 2,
+        "unauthorized": 1,
+        "not_sent": 7,
+    }
 
 
 def _boom(*_args: Any, **_kw: Any) -> Any:

@@ -145,7 +145,9 @@ def test_the_failure_window_judges_nothing_until_full_then_the_last_rows_only() 
         (Action.RETRY, 3, True, (Step.AGAIN, 3)),  # an outage costs the row no retry
     ],
 )
-def test_the_retry_decision(action: Action, retries: int, in_outage: bool, expected: tuple[Step, int]) -> None:
+def test_the_retry_decision(
+    action: Action, retries: int, in_outage: bool, expected: tuple[Step, int]
+) -> None:
     assert decide(action, retries=retries, max_retries=3, in_outage=in_outage) == expected
 
 

@@ -109,6 +109,7 @@ async def _run_locked(job: _Job) -> Summary:
         default_media=config.media,
         batch_rows=config.batch_rows,
         label_map=config.label_map,
+        encoding=config.encoding,
     )
     try:
         summary = Summary(

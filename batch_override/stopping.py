@@ -65,11 +65,14 @@ class Stopper:
 
     def request(self, exit_code: int, reason: str) -> None:
         self.stops.append(Stop(exit_code, reason))
+        if exit_code == ExitCode.INTERNAL:
+            pass  # the caller re-raises the error: the command line reports it in one line
+        elif len(self.stops) == 1:
+            log.error("stopping: %s", reason)
+        elif exit_code == ExitCode.LEDGER_WRITE:
+            log.error("%s", reason)
         if len(self.stops) > 1:
-            if exit_code in (ExitCode.INTERNAL, ExitCode.LEDGER_WRITE):
-                log.error("%s", reason)
             return
-        log.error("stopping: %s", reason)
         self.stopped.set()
         self.halted.set()
         asyncio.get_running_loop().call_later(self._grace, self.cut_off)
@@ -78,7 +81,9 @@ class Stopper:
         """An unexpected error (a bug): stop with exit 70; the run re-raises ``exc`` at its end."""
         if self.error is None:
             self.error = exc
-        log.debug("internal error", exc_info=exc)
+        else:  # only the first is re-raised: show this one here
+            log.error("another internal error: %s: %s", type(exc).__name__, first_line(exc))
+            log.debug("its traceback:", exc_info=exc)
         self.request(ExitCode.INTERNAL, f"internal error: {type(exc).__name__}: {first_line(exc)}")
 
     def on_signal(self, signum: int) -> bool:

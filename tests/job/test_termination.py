@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import errno
 import functools
+import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -259,6 +260,41 @@ async def test_cancelling_the_run_while_it_reads_the_input_ends_reading_at_the_n
         assert server.hits == 0
     assert isinstance(result, asyncio.CancelledError)
     assert sources[0].read <= 3  # of 20 batches: reading stopped at once
+    assert_lock_released(config.ledger)  # type: ignore[arg-type]
+
+
+async def test_a_sigterm_while_the_input_is_read_ends_the_run_before_anything_is_sent_or_written(
+    tmp_path: Path,
+) -> None:
+    loop = asyncio.get_running_loop()
+    paused, go = asyncio.Event(), threading.Event()
+    sources: list[SlowSource] = []
+
+    def source(*args: Any, **kw: Any) -> SlowSource:
+        sources.append(
+            SlowSource(*args, at=1, paused=lambda: loop.call_soon_threadsafe(paused.set), go=go, **kw)
+        )
+        return sources[-1]
+
+    async with serve() as server:
+        config = make_config(tmp_path, server.url, batch_rows=2)
+        run = asyncio.ensure_future(run_job_async(config, KEY, Parts(source=source)))
+        await asyncio.wait_for(paused.wait(), 10)
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, signal.SIG_IGN, None):
+            go.set()
+            await run
+            pytest.skip("the run could not install its signal handlers here (not the main thread)")
+        started = time.monotonic()
+        signal.raise_signal(signal.SIGTERM)  # handled by the run's loop, not by the default action
+        for _ in range(5):  # loop turns, not time: the handler runs before reading goes on
+            await asyncio.sleep(0)
+        go.set()
+        result = await ends_within_deadline(run, started)
+        assert server.hits == 0
+    assert isinstance(result, Summary), result
+    assert result.exit_code == 143
+    assert sources[0].read <= 3
+    assert not config.ledger.exists()  # type: ignore[union-attr]
     assert_lock_released(config.ledger)  # type: ignore[arg-type]
 
 

@@ -166,7 +166,8 @@ async def _run_planned(job: _Job, source: CorrectionsFile, index: InputIndex, su
         recorder.close()
         _conclude(summary, stopper, job.started)
         if logged:
-            with contextlib.suppress(LedgerWriteError):  # logged already; the exit code says 6
+            # Logged by _log_run; the ledger is whole, and the started record keeps its lines trusted.
+            with contextlib.suppress(LedgerWriteError):
                 _log_run(job, source, fingerprint, "finished", summary)
 
 

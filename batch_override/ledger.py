@@ -7,23 +7,28 @@ Contract:
 - No field contains a line break (they are folded to spaces), so "a line" is "a record" and
   ``pandas.read_csv(ledger)`` reads it with no options.
 - A ledger accumulates runs under one header; a row's state is its latest line.
+- This module only writes; :mod:`ledger_reader` reads ledgers back and :mod:`resume` builds the
+  resume index from them.
 - Text cells that a spreadsheet would run as a formula (starting with ``= + - @``, tab or CR)
   get a leading apostrophe, unless ``neutralize`` is off.
-
-This module holds the format, the lock and the reader (resume); :mod:`ledger_writer` writes.
+- After the first failed write or fsync (any ``OSError``: ENOSPC, EDQUOT, EIO, EFBIG) the
+  writer is *broken*: it raises :class:`~.errors.LedgerWriteError` and writes nothing more, ever.
+  The trap it avoids: a partial line followed by a later successful append would join two lines
+  in the middle of the file, where no repair reaches; a torn *last* line is cut off by the next
+  run (:func:`repair_torn_tail`), exactly as after a kill.
 """
 
 from __future__ import annotations
 
 import csv
 import fcntl
+import io
 import json
 import os
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from queue import Full, Queue
 from typing import IO, Any
 
 import numpy as np
@@ -31,25 +36,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .errors import LedgerError, LedgerLocked, first_line
-from .keys import CLASS_CODES, MEDIA_CODES, GrowableKeys, hex_to_bytes
-from .outcome import DONE_OUTCOMES, Outcome
-from .plan import ENTRY_DTYPE, Prior, ResumeIndex
-
-COLUMNS = (
-    "row", "media", "hash", "classification", "outcome", "error_code",
-    "http_status", "attempts", "message", "run_id", "finished_at",
-)  # fmt: skip
+from .errors import LedgerError, LedgerLocked, LedgerWriteError
+from .ledger_reader import COLUMNS, complete_end, read_header
+from .outcome import Outcome
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _FORMULA_PATTERN = r"^[=+\-@\t\r]"
-_PRIOR_OF = {
-    **{o.value: Prior.DONE for o in DONE_OUTCOMES},
-    Outcome.REJECTED.value: Prior.REJECTED,
-    Outcome.FAILED.value: Prior.RETRY,
-    Outcome.NOT_READY.value: Prior.RETRY,
-    Outcome.ABORTED.value: Prior.RETRY,
-}
 
 
 _second: list[Any] = [None, ""]  # the last whole second formatted, reused within that second
@@ -148,211 +140,173 @@ def repair_torn_tail(path: Path) -> int:
     if not path.exists():
         return 0
     size = path.stat().st_size
-    if size == 0:
-        return 0
-    with open(path, "rb+") as fh:
-        fh.seek(size - 1)
-        if fh.read(1) == b"\n":
-            return 0
-        chunk = 1 << 16
-        pos = size
-        while pos > 0:
-            start = max(0, pos - chunk)
-            fh.seek(start)
-            data = fh.read(pos - start)
-            cut = data.rfind(b"\n")
-            if cut >= 0:
-                keep = start + cut + 1
-                fh.truncate(keep)
-                return size - keep
-            pos = start
-        fh.truncate(0)
-        return size
+    keep = complete_end(path)
+    if keep < size:
+        with open(path, "rb+") as fh:
+            fh.truncate(keep)
+    return size - keep
 
 
-def read_header(path: Path) -> list[str] | None:
-    if not path.exists() or path.stat().st_size == 0:
-        return None
-    with open(path, encoding="utf-8", newline="") as fh:
-        return next(csv.reader([fh.readline()]))
+@dataclass(frozen=True, slots=True)
+class LineValues:
+    """The per-row values of a ledger line (the run-wide ones are the writer's)."""
+
+    row: int
+    media: str
+    hash: str
+    classification: str
+    outcome: Outcome
+    error_code: str = ""
+    http_status: int | None = None
+    attempts: int = 0
+    message: str = ""
 
 
-#: At most this many trusted runs are told apart by resume (2 bytes of run ordinal per entry).
-MAX_RUNS = 65_535
-_HASH_PATTERN = "^[0-9a-f]{64}$"
-_COMPACT_STEP = 1 << 20  # entries compared and moved at a time (bounds the temporaries)
+class LedgerWriter:
+    """Appends ledger lines.  Single-threaded use from the event loop (no locking inside)."""
 
+    def __init__(
+        self,
+        path: Path,
+        carried: Sequence[str],
+        run_id: str,
+        *,
+        neutralize: bool = True,
+        fsync_interval: float = 2.0,
+    ) -> None:
+        self.path = path
+        self.columns = COLUMNS + carried_names(carried)
+        self._run_id = run_id
+        self._neutralize = neutralize
+        self._fsync_interval = fsync_interval
+        header = read_header(path)
+        if header is not None and tuple(header) != self.columns:
+            raise LedgerError(
+                f"{path}: the ledger's columns ({', '.join(header)}) differ from what this input "
+                f"writes ({', '.join(self.columns)}); use another --ledger for this input"
+            )
+        self.failure: OSError | None = None  # the first failed write or sync: nothing is written after it
+        # A raw O_APPEND descriptor: each line is one write() straight to the kernel, so a line is
+        # never split across two writes, and there is no buffer layer to flush per row.
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._buf = io.StringIO()
+        self._csv = csv.writer(self._buf, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+        if header is None:
+            header_buf = io.StringIO()
+            csv.writer(header_buf, lineterminator="\n").writerow(self.columns)
+            self._append(header_buf.getvalue().encode("utf-8"))
+        self._last_sync = time.monotonic()
+        self.lines = 0
 
-def load_resume_index(path: Path, trusted_runs: dict[str, float], *, first_seen: bool = False) -> ResumeIndex:
-    """The latest line per (media, hash, classification) among the runs the caller trusts.
+    def _text(self, value: str) -> str:
+        value = one_line(value)
+        return neutralize(value) if self._neutralize else value
 
-    The ledger is streamed; each decisive line becomes a 37-byte entry (key, run ordinal,
-    verdict) in one array that is sorted in place, so memory stays at ~38 bytes per line at the
-    peak and 37 per distinct key after.  A key has at most one decisive line per run (a run
-    sends each key once), so the entry of the latest run is the key's latest line.  With
-    ``first_seen`` the first run of each key is kept too (2 bytes per key).
-    """
-    if not trusted_runs or read_header(path) is None:
-        return ResumeIndex.empty()
-    runs = list(trusted_runs)[-MAX_RUNS:]
-    run_values = pa.array(runs, pa.string())
-    decisive = pa.array(list(_PRIOR_OF))
-    prior_of_code = np.array([int(p) for p in _PRIOR_OF.values()], np.uint8)
-    wanted = ["media", "hash", "classification", "outcome", "run_id"]
-    entries = GrowableKeys(_estimated_lines(path), dtype=ENTRY_DTYPE)
-    try:
-        # Threads: the job's own ledger has no ragged rows to locate, so pyarrow may parse
-        # blocks ahead in parallel while this loop turns the previous one into entries.
-        reader = pacsv.open_csv(
-            str(path),
-            read_options=pacsv.ReadOptions(use_threads=True, block_size=1 << 23),
-            convert_options=pacsv.ConvertOptions(
-                include_columns=wanted,
-                column_types={c: pa.string() for c in wanted},
-                strings_can_be_null=False,
-            ),
+    def write(self, line: LineValues, carried: Sequence[str] = ()) -> None:
+        """Append one finished row and flush it to the kernel."""
+        self._csv.writerow(
+            (
+                line.row,
+                line.media,
+                line.hash,
+                line.classification,
+                line.outcome.value,
+                line.error_code,
+                "" if line.http_status is None else line.http_status,
+                line.attempts,
+                self._text(line.message),
+                self._run_id,
+                utc_now(),
+                *carried,
+            )
         )
-        for batch in _read_ahead(reader):
-            run = _codes(batch["run_id"], run_values)
-            outcome = _codes(batch["outcome"], decisive)
-            media = _codes(batch["media"], MEDIA_CODES)
-            cls = _codes(batch["classification"], CLASS_CODES)
-            # A 64-character hash: the job wrote only validated ones (a hand-edited line that is
-            # not hex gives a key that matches nothing, which is harmless).
-            length = pc.binary_length(batch["hash"]).to_numpy(zero_copy_only=False)
-            keep = (run >= 0) & (outcome >= 0) & (media >= 0) & (cls >= 0) & (length == 64)
-            k = int(np.count_nonzero(keep))
-            if k == 0:
-                continue
-            raw = np.empty((k, 37), np.uint8)
-            if k < len(keep):  # usually every line is decisive and trusted: no copies then
-                run, outcome, media, cls = run[keep], outcome[keep], media[keep], cls[keep]
-                hashes = batch["hash"].filter(pa.array(keep))
-            else:
-                hashes = batch["hash"]
-            raw[:, :32] = hex_to_bytes(hashes)
-            raw[:, 32] = media + 1
-            raw[:, 33] = cls + 1
-            raw[:, 34] = run >> 8
-            raw[:, 35] = run & 0xFF
-            raw[:, 36] = prior_of_code[outcome]
-            block = raw.view(ENTRY_DTYPE).reshape(k)
-            block.sort()  # here, while the reader thread parses the next block (no GIL held)
-            entries.extend(block)
-    except (pa.ArrowException, OSError) as exc:
-        raise LedgerError(f"{path}: cannot read the ledger ({first_line(exc)})") from None
-    array = entries.finish()
-    # By key, then run ordinal. The blocks are sorted runs already: the stable sort (timsort)
-    # only merges them, which costs a fraction of sorting from scratch.
-    array.sort(kind="stable")
-    first_run = _compact_latest(array, keep_first_run=first_seen)
-    started = np.array([trusted_runs[r] for r in runs], np.float64) if first_seen else None
-    return ResumeIndex(array, first_run, started)
+        self._append(self._buf.getvalue().encode("utf-8"))
+        self._buf.seek(0)
+        self._buf.truncate()
+        self.lines += 1
+        self._sync(unless_recent=True)
 
+    def write_table(self, table: pa.Table) -> None:
+        """Append many finished rows at once (see :meth:`bulk_table`); same quoting as :meth:`write`."""
+        if table.num_rows == 0:
+            return
+        sink = io.BytesIO()
+        pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+        self._append(sink.getbuffer())
+        self.lines += table.num_rows
+        self._sync(unless_recent=True)
 
-def _read_ahead(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.RecordBatch]:
-    """Iterate ``batches`` with a thread parsing up to ``depth`` batches ahead.
+    def bulk_table(
+        self,
+        rows: np.ndarray[Any, Any],
+        media: pa.Array,
+        hashes: pa.Array,
+        classes: pa.Array,
+        outcomes: pa.Array,
+        error_codes: pa.Array,
+        messages: pa.Array,
+        carried: Sequence[pa.Array],
+    ) -> pa.Table:
+        """A table of immediate lines (nothing sent) in ledger column order."""
+        n = len(rows)
+        columns = [
+            pa.array(rows.astype(np.int64)),
+            media,
+            hashes,
+            classes,
+            outcomes,
+            error_codes,
+            pa.nulls(n, pa.int64()),
+            pa.array(np.zeros(n, np.int64)),
+            neutralize_array(messages, self._neutralize),
+            pa.array(np.full(n, self._run_id, dtype=object), pa.string()),
+            pa.array(np.full(n, utc_now(), dtype=object), pa.string()),
+            *carried,
+        ]
+        return pa.Table.from_arrays(columns, names=list(self.columns))
 
-    pyarrow parses without the GIL, so the caller's work on one batch overlaps the parsing of
-    the next (the streaming reader alone parses only when asked).  Errors surface in order.
-    """
-    queue: Queue[pa.RecordBatch | BaseException | None] = Queue(maxsize=depth)
-    stop = threading.Event()
+    def text_array(self, values: pa.Array) -> pa.Array:
+        """Input text made safe for a ledger cell (one line; formulas neutralised if enabled)."""
+        return neutralize_array(values, self._neutralize)
 
-    def produce() -> None:
+    def _broken(self, exc: OSError) -> LedgerWriteError:
+        if self.failure is None:
+            self.failure = exc
+        why = self.failure.strerror or type(self.failure).__name__
+        return LedgerWriteError(f"{self.path}: cannot write the ledger ({why}); a rerun resumes from it")
+
+    def _append(self, data: bytes | memoryview) -> None:
+        if self.failure is not None:
+            raise self._broken(self.failure)
+        assert self._fd is not None, "ledger closed"
+        view = memoryview(data)
         try:
-            for batch in batches:
-                while not stop.is_set():
-                    try:
-                        queue.put(batch, timeout=0.1)
-                        break
-                    except Full:
-                        continue
-                if stop.is_set():
-                    return
-            queue.put(None)
-        except BaseException as exc:  # handed to the consumer, raised there
-            queue.put(exc)
+            while view:  # a regular file takes it all at once; a full disk raises
+                view = view[self._write_some(self._fd, view) :]
+        except OSError as exc:
+            raise self._broken(exc) from None
 
-    thread = threading.Thread(target=produce, name="ledger-reader", daemon=True)
-    thread.start()
-    try:
-        while (item := queue.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
+    def _write_some(self, fd: int, data: memoryview) -> int:
+        """One ``write(2)``; the seam where tests make the disk fill up."""
+        return os.write(fd, data)
 
+    def _sync(self, *, unless_recent: bool = False) -> None:
+        if self._fd is None or self.failure is not None:
+            return
+        if unless_recent and time.monotonic() - self._last_sync < self._fsync_interval:
+            return
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise self._broken(exc) from None
+        self._last_sync = time.monotonic()
 
-def _estimated_lines(path: Path) -> int:
-    """About how many lines the ledger has (from its size and its first MiB): the entries array
-    is sized once instead of grown, and untouched capacity costs no memory until written."""
-    with open(path, "rb") as fh:
-        head = fh.read(1 << 20)
-    per_line = len(head) / max(1, head.count(b"\n"))
-    return int(path.stat().st_size / per_line * 1.02) + 1024
-
-
-def _codes(values: pa.Array, vocabulary: pa.Array) -> np.ndarray[Any, np.dtype[np.int32]]:
-    """0-based positions of ``values`` in ``vocabulary``; -1 where absent."""
-    found = pc.fill_null(pc.index_in(values, value_set=vocabulary), -1)
-    return np.asarray(found.to_numpy(zero_copy_only=False), np.int32)
-
-
-#: An entry's key seen as four 8-byte words and two bytes: five vectorised comparisons instead
-#: of one over 34 separate bytes (and its 34-byte-per-entry temporary).
-_KEY_WORDS = np.dtype(
-    {
-        "names": ["a", "b", "c", "d", "e"],
-        "formats": ["<u8", "<u8", "<u8", "<u8", "<u2"],
-        "offsets": [0, 8, 16, 24, 32],
-        "itemsize": 37,
-    }
-)
-
-
-def _same_key(entries: np.ndarray[Any, Any], others: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    """Element-wise: does each entry hold the same 34-byte key as its counterpart?"""
-    a, b = entries.view(_KEY_WORDS), others.view(_KEY_WORDS)
-    same: np.ndarray[Any, Any] = a["a"] == b["a"]
-    for name in ("b", "c", "d", "e"):
-        same &= a[name] == b[name]
-    return same
-
-
-def _compact_latest(array: np.ndarray[Any, Any], *, keep_first_run: bool) -> np.ndarray[Any, Any] | None:
-    """Keep the last entry of each key, moving entries forward in place, chunk by chunk, and
-    shrink ``array`` to them; returns each kept key's first run ordinal if asked."""
-    n = len(array)
-    if n == 0:
-        return np.empty(0, np.uint16) if keep_first_run else None
-    raw = array.view(np.uint8).reshape(n, 37)
-    first_runs: list[np.ndarray[Any, Any]] = []
-    write = 0
-    step = _COMPACT_STEP
-    run_of_first = 0
-    for lo in range(0, n, step):
-        hi = min(n, lo + step)
-        last = np.ones(hi - lo, np.bool_)
-        nxt = min(n, hi + 1)
-        same_as_next = _same_key(array[lo + 1 : nxt], array[lo : nxt - 1])
-        last[: len(same_as_next)] = ~same_as_next
-        if keep_first_run:
-            first = np.ones(hi - lo, np.bool_)
-            if lo > 0:
-                first[0] = not (raw[lo, :34] == raw[lo - 1, :34]).all()
-            first[1:] = ~same_as_next[: hi - lo - 1]
-            ordinals = raw[lo:hi, 34].astype(np.uint16) << 8 | raw[lo:hi, 35]
-            # The first run of the group each kept (last) entry closes.
-            group_first = np.maximum.accumulate(np.where(first, np.arange(hi - lo), -1))
-            firsts = np.where(group_first >= 0, ordinals[np.maximum(group_first, 0)], run_of_first)
-            first_runs.append(firsts[last].astype(np.uint16))
-            if first.any():
-                run_of_first = int(ordinals[np.flatnonzero(first)[-1]])
-        kept = array[lo:hi][last]
-        array[write : write + len(kept)] = kept
-        write += len(kept)
-    array.resize(write, refcheck=False)
-    return np.concatenate(first_runs) if keep_first_run else None
+    def close(self) -> None:
+        """Sync and close; raises :class:`LedgerWriteError` if that last sync fails (closed anyway)."""
+        if self._fd is None:
+            return
+        try:
+            self._sync()
+        finally:
+            os.close(self._fd)
+            self._fd = None

@@ -18,8 +18,9 @@ import pyarrow as pa
 from .config import RunConfig
 from .errors import BatchOverrideError
 from .keys import make_keys
-from .plan import InputIndex, Plan, ResumeIndex, plan_batch
+from .plan import InputIndex, Plan, plan_batch
 from .recorder import Item, Recorder
+from .resume import ResumeIndex
 from .source import Batch, CorrectionsFile
 from .stopping import Stopper
 

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import ExitCode, LedgerWriteError
-from .ledger_writer import LedgerWriter, LineValues
+from .ledger import LedgerWriter, LineValues
 from .outcome import Outcome
 from .plan import Plan
 from .progress import Progress

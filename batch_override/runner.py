@@ -33,13 +33,13 @@ from .breaker import Breaker
 from .client import make_session
 from .config import Rate, RunConfig
 from .errors import BatchOverrideError, ExitCode, LedgerWriteError
-from .ledger import LedgerLock, check_ledger_path, load_resume_index, repair_torn_tail, utc_now
-from .ledger_writer import LedgerWriter
+from .ledger import LedgerLock, LedgerWriter, check_ledger_path, repair_torn_tail, utc_now
 from .parts import DEFAULT_PARTS, Parts
-from .plan import InputIndex, ResumeIndex, index_input
+from .plan import InputIndex, index_input
 from .producer import produce
 from .progress import Progress
 from .recorder import Item, Recorder
+from .resume import ResumeIndex, load_resume_index
 from .sender import Requester, Sender
 from .source import CorrectionsFile
 from .stopping import Halted, Stopper, signals_handled
@@ -100,17 +100,7 @@ async def run_job_async(config: RunConfig, api_key: ApiKey | None, parts: Parts 
 
 async def _run_locked(job: _Job) -> Summary:
     config, stopper = job.config, job.stopper
-    source = await asyncio.to_thread(
-        job.parts.source,
-        config.input,
-        hash_column=config.hash_column,
-        classification_column=config.classification_column,
-        media_column=config.media_column,
-        default_media=config.media,
-        batch_rows=config.batch_rows,
-        label_map=config.label_map,
-        encoding=config.encoding,
-    )
+    source = await asyncio.to_thread(job.parts.source, config)
     try:
         summary = Summary(
             run_id=job.run_id,
@@ -148,7 +138,7 @@ async def _run_planned(job: _Job, source: CorrectionsFile, index: InputIndex, su
             resume = await asyncio.to_thread(
                 load_resume_index, config.ledger, trusted, first_seen=config.give_up_after_days is not None
             )
-            _log_run(job, source, fingerprint, "started", None)
+            _log_run(job, source, fingerprint, "started", summary)
             logged = True
         _log_start(job, source, index, resume)
         recorder.progress = Progress(index.rows, enabled=config.progress)
@@ -214,9 +204,7 @@ def _log_start(job: _Job, source: CorrectionsFile, index: InputIndex, resume: Re
     )
 
 
-def _log_run(
-    job: _Job, source: CorrectionsFile, fingerprint: str, event: str, summary: Summary | None
-) -> None:
+def _log_run(job: _Job, source: CorrectionsFile, fingerprint: str, event: str, summary: Summary) -> None:
     """Append the run's ``started`` or ``finished`` record to the run log beside the ledger."""
     assert job.config.ledger is not None
     path = runlog.runlog_path(job.config.ledger)
@@ -227,12 +215,20 @@ def _log_run(
         "key_fingerprint": fingerprint,
         "tool_version": __version__,
         "user_host": runlog.user_at_host(),
-        "input": str(Path(source.display).resolve()) if source.display != "<stdin>" else "<stdin>",
+        # A path resolved; "<stdin>", "<DataFrame>" and "<pyarrow.Table>" as they are.
+        "input": source.display if source.display.startswith("<") else str(Path(source.display).resolve()),
         "input_sha256": source.sha256,
+        "input_rows": summary.rows,
+        # The input's own names for these columns: the retry file reuses them (report.py).
+        "columns": {
+            "hash": source.columns.hash,
+            "classification": source.columns.classification,
+            "media": source.columns.media or job.config.media_column,
+        },
         "dry_run": job.config.dry_run,
         "at": utc_now(),
     }
-    if summary is not None:
+    if event == "finished":
         record["summary"] = summary.to_dict()
     try:
         runlog.append(path, record)

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from .cells import as_text as _as_text  # non-text cells: one rule for Parquet and DataFrames
 from .config import CLASSIFICATIONS, MEDIA
 from .errors import InputError, first_line
 from .table import open_table
@@ -328,17 +329,6 @@ class CorrectionsFile:
         valid = validity(hashes, classes, media)
         carried = [_as_text(record.column(name)) for name in cols.carried]
         return Batch(start, media, hashes, classes, raw_hash, raw_class, raw_media, valid, carried)
-
-
-def _as_text(values: pa.Array) -> pa.Array:
-    if pa.types.is_dictionary(values.type):
-        values = values.dictionary_decode()
-    if pa.types.is_string(values.type):
-        return values
-    try:
-        return pc.fill_null(values.cast(pa.string()), "")
-    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
-        return pa.array([None if v is None else str(v) for v in values.to_pylist()], pa.string())
 
 
 def _hash_text(values: pa.Array) -> pa.Array:

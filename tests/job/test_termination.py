@@ -29,8 +29,7 @@ from batch_override.apikey import ApiKey
 from batch_override.client import Answer, Client
 from batch_override.config import Rate, RunConfig
 from batch_override.emulator import DEMO_API_KEY
-from batch_override.ledger import LedgerLock
-from batch_override.ledger_writer import LedgerWriter
+from batch_override.ledger import LedgerLock, LedgerWriter
 from batch_override.pacing import Pacer, Ticket
 from batch_override.parts import Parts
 from batch_override.runner import run_job_async
@@ -241,9 +240,10 @@ async def test_cancelling_the_run_while_it_reads_the_input_ends_reading_at_the_n
     paused, go = asyncio.Event(), threading.Event()
     sources: list[SlowSource] = []
 
-    def source(*args: Any, **kw: Any) -> SlowSource:
+    def source(config: RunConfig) -> SlowSource:
+        paused_now = lambda: loop.call_soon_threadsafe(paused.set)  # noqa: E731 - called from the reader thread
         sources.append(
-            SlowSource(*args, at=1, paused=lambda: loop.call_soon_threadsafe(paused.set), go=go, **kw)
+            SlowSource(str(config.input), batch_rows=config.batch_rows, at=1, paused=paused_now, go=go)
         )
         return sources[-1]
 
@@ -270,9 +270,10 @@ async def test_a_sigterm_while_the_input_is_read_ends_the_run_before_anything_is
     paused, go = asyncio.Event(), threading.Event()
     sources: list[SlowSource] = []
 
-    def source(*args: Any, **kw: Any) -> SlowSource:
+    def source(config: RunConfig) -> SlowSource:
+        paused_now = lambda: loop.call_soon_threadsafe(paused.set)  # noqa: E731 - called from the reader thread
         sources.append(
-            SlowSource(*args, at=1, paused=lambda: loop.call_soon_threadsafe(paused.set), go=go, **kw)
+            SlowSource(str(config.input), batch_rows=config.batch_rows, at=1, paused=paused_now, go=go)
         )
         return sources[-1]
 
@@ -343,7 +344,9 @@ class FailingSource(CorrectionsFile):
 STAGES = {
     "sender": lambda k: Parts(client=functools.partial(FailingClient, at=k)),
     "pacer": lambda k: Parts(pacer=functools.partial(FailingPacer, at=k)),
-    "producer": lambda k: Parts(source=functools.partial(FailingSource, at=k)),
+    "producer": lambda k: Parts(
+        source=lambda config: FailingSource(str(config.input), batch_rows=config.batch_rows, at=k)
+    ),
     "ledger writer": lambda k: Parts(
         ledger_writer=functools.partial(MarkingWriter, at=k, error=RuntimeError("a bug in the writer"))
     ),

@@ -54,13 +54,6 @@ def _rate(text: str) -> Rate | str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise ValueError(text)
-    return value
-
-
 @dataclasses.dataclass(frozen=True)
 class _Opt:
     name: str  # RunConfig field
@@ -86,7 +79,12 @@ _OPTS = (
         "name of the classification column (default classification)",
         metavar="NAME",
     ),
-    _Opt("media_column", str, "name of the optional per-row media column (default media)", metavar="NAME"),
+    _Opt(
+        "media_column",
+        str,
+        "name of the per-row media column; a name given must exist (default: media, when present)",
+        metavar="NAME",
+    ),
     _Opt("concurrency", int, "requests in flight at most (default 8)", metavar="N"),
     _Opt(
         "rate",
@@ -96,7 +94,7 @@ _OPTS = (
     ),
     _Opt("headroom", float, "auto rate: share of the server's limit left unused (default 0.1)", metavar="F"),
     _Opt("max_retries", int, "retries per row for transient answers (default 5)", metavar="N"),
-    _Opt("timeout", _positive_float, "seconds per request (default 30)", metavar="S"),
+    _Opt("timeout", float, "seconds per request (default 30)", metavar="S"),
     _Opt(
         "limit",
         int,
@@ -105,13 +103,13 @@ _OPTS = (
     ),
     _Opt(
         "max_outage",
-        _positive_float,
+        float,
         "seconds of server-wide trouble before exit 5 (default 1800)",
         metavar="S",
     ),
     _Opt(
         "max_wait",
-        _positive_float,
+        float,
         "longest Retry-After to wait for before exit 5 (default 900)",
         metavar="S",
     ),
@@ -125,13 +123,11 @@ _OPTS = (
     _Opt("failure_window", int, "rows the failure rate is measured over (default 200)", metavar="N"),
     _Opt(
         "grace",
-        _positive_float,
+        float,
         "seconds in-flight requests get after SIGINT/SIGTERM (default 10)",
         metavar="S",
     ),
-    _Opt(
-        "backoff_base", _positive_float, "first retry delay in seconds, doubling (default 0.5)", metavar="S"
-    ),
+    _Opt("backoff_base", float, "first retry delay in seconds, doubling (default 0.5)", metavar="S"),
     _Opt(
         "ca_bundle", str, "PEM file of extra certificate authorities (or set SSL_CERT_FILE)", metavar="PATH"
     ),
@@ -150,7 +146,7 @@ _OPTS = (
     ),
     _Opt(
         "give_up_after_days",
-        _positive_float,
+        float,
         "a row still not_ready this many days after it was first seen (the start of the first run that "
         "ledgered it) becomes rejected / gave_up",
         flag="--give-up-after",
@@ -409,7 +405,7 @@ def _validate(args: argparse.Namespace) -> int:
         args.input,
         hash_column=getattr(args, "hash_column", "hash"),
         classification_column=getattr(args, "classification_column", "classification"),
-        media_column=getattr(args, "media_column", "media"),
+        media_column=getattr(args, "media_column", None),
         default_media=media,
     )
     problems: list[str] = []

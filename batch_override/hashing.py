@@ -26,7 +26,6 @@ Traps:
 from __future__ import annotations
 
 import argparse
-import csv
 import gzip
 import hashlib
 import os
@@ -42,11 +41,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from .csvheader import HeaderError, parse_header
 from .errors import BatchOverrideError, ExitCode, InputError, UsageError, first_line
 from .metrics import atomic_writer
 
 CHUNK_BYTES = 1 << 20
-_DELIMITERS = (",", ";", "\t")
 
 
 def sha256_file(path: Path) -> tuple[str, str]:
@@ -118,14 +117,10 @@ class _Input:
         except (pa.ArrowException, OSError, EOFError, zlib.error) as exc:
             raise self._fail(f"cannot read ({first_line(exc)})") from None
         try:
-            text = head.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise self._fail("header line is not UTF-8 text") from None
-        if not text.strip():
-            raise self._fail("file is empty (no header line)")
-        counts = {d: text.count(d) for d in _DELIMITERS}
-        self.delimiter = max(_DELIMITERS, key=lambda d: counts[d]) if any(counts.values()) else ","
-        return next(csv.reader([text], delimiter=self.delimiter))
+            self.delimiter, names = parse_header(head)
+        except HeaderError as exc:
+            raise self._fail(str(exc)) from None
+        return names
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         """Chunks of at most ``chunk_rows`` rows, every column as text (null becomes empty)."""

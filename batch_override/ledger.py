@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from .csvblocks import record_batches
 from .errors import LedgerError, LedgerLocked, first_line
 from .keys import CLASS_CODES, MEDIA_CODES, GrowableKeys, hex_to_bytes
 from .outcome import DONE_OUTCOMES, Outcome
@@ -64,12 +65,17 @@ def utc_now() -> str:
     return f"{_second[1]}.{int((now - second) * 1000):03d}Z"
 
 
-def carried_names(carried: Sequence[str]) -> tuple[str, ...]:
-    """Ledger names of carried input columns; a name the ledger uses itself gets ``input_``."""
+def carried_names(carried: Sequence[str], *, neutralize_names: bool = True) -> tuple[str, ...]:
+    """Ledger names of carried input columns; a name the ledger uses itself gets ``input_``.
+
+    Names are header cells: one line, and neutralised like any cell (``=HYPERLINK(...)`` becomes
+    ``'=HYPERLINK(...)``) unless ``neutralize_names`` is off (``--raw-cells``).
+    """
     out = []
     for name in carried:
         clean = " ".join(name.split()) or "unnamed"
-        out.append(f"input_{clean}" if clean in COLUMNS else clean)
+        clean = f"input_{clean}" if clean in COLUMNS else clean
+        out.append(neutralize(clean) if neutralize_names else clean)
     return tuple(out)
 
 
@@ -107,10 +113,15 @@ def check_ledger_path(path: Path) -> None:
 
 
 class LedgerLock:
-    """An exclusive ``flock`` on ``LEDGER.lock``; the kernel releases it if the holder dies."""
+    """An exclusive ``flock`` on ``LEDGER.lock``; the kernel releases it if the holder dies.
+
+    The lock sits beside the ledger's real file, so runs that reach one ledger through a
+    symlink and through its target exclude each other.
+    """
 
     def __init__(self, ledger: Path) -> None:
-        self.path = ledger.with_name(ledger.name + ".lock")
+        real = ledger.resolve()
+        self.path = real.with_name(real.name + ".lock")
         self._fh: IO[str] | None = None
 
     def acquire(self, holder: dict[str, Any]) -> None:
@@ -205,7 +216,7 @@ class LedgerWriter:
         fsync_interval: float = 2.0,
     ) -> None:
         self.path = path
-        self.columns = COLUMNS + carried_names(carried)
+        self.columns = COLUMNS + carried_names(carried, neutralize_names=neutralize)
         self._run_id = run_id
         self._neutralize = neutralize
         self._fsync_interval = fsync_interval
@@ -344,14 +355,17 @@ def load_resume_index(path: Path, trusted_runs: dict[str, float], *, first_seen:
     try:
         # Threads: the job's own ledger has no ragged rows to locate, so pyarrow may parse
         # blocks ahead in parallel while this loop turns the previous one into entries.
-        reader = pacsv.open_csv(
-            str(path),
-            read_options=pacsv.ReadOptions(use_threads=True, block_size=1 << 23),
-            convert_options=pacsv.ConvertOptions(
-                include_columns=wanted,
-                column_types={c: pa.string() for c in wanted},
-                strings_can_be_null=False,
+        convert = pacsv.ConvertOptions(
+            include_columns=wanted, column_types={c: pa.string() for c in wanted}, strings_can_be_null=False
+        )
+        reader = record_batches(
+            lambda block_size: pacsv.open_csv(
+                str(path),
+                read_options=pacsv.ReadOptions(use_threads=True, block_size=block_size),
+                convert_options=convert,
             ),
+            size_limit=path.stat().st_size,
+            block_size=1 << 23,
         )
         for batch in _read_ahead(reader):
             run = _codes(batch["run_id"], run_values)

@@ -9,6 +9,7 @@ rejected.  Both keep only compact numpy arrays (see :mod:`keys`), never a Python
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -42,11 +43,20 @@ class Prior(enum.IntEnum):
 
 @dataclass(slots=True)
 class InputIndex:
-    """Per valid row (in file order): SEND, DUPLICATE or CONFLICT; and the input's counts."""
+    """Per valid row (in file order): SEND, DUPLICATE or CONFLICT; and the input's counts.
+
+    ``digests`` holds one :func:`batch_digest` per batch read: pass two sends a batch only if it
+    reads the same (:meth:`planned`), since the statuses apply to rows by position.
+    """
 
     status: npt.NDArray[np.uint8]
     rows: int
     invalid: int
+    digests: list[bytes] = field(default_factory=list)
+
+    def planned(self, number: int, batch: Batch) -> bool:
+        """Is ``batch`` the ``number``-th batch exactly as pass one read it?"""
+        return number < len(self.digests) and self.digests[number] == batch_digest(batch)
 
     @property
     def duplicates(self) -> int:
@@ -66,7 +76,9 @@ def index_input(batches: Iterable[Batch]) -> InputIndex:
     """
     keys = GrowableKeys()
     rows = invalid = 0
+    digests = []
     for batch in batches:
+        digests.append(batch_digest(batch))
         rows += len(batch)
         invalid += int(np.count_nonzero(~batch.valid))
         mask = batch.valid
@@ -77,7 +89,42 @@ def index_input(batches: Iterable[Batch]) -> InputIndex:
             keys.extend(
                 make_keys(batch.hash.filter(sel), batch.media.filter(sel), batch.classification.filter(sel))
             )
-    return InputIndex(_group_status(keys.finish()), rows, invalid)  # keys.finish() hands the array over
+    return InputIndex(_group_status(keys.finish()), rows, invalid, digests)  # finish() hands the array over
+
+
+def batch_digest(batch: Batch) -> bytes:
+    """A 16-byte digest of what planning reads of a batch: its first row, its normalised hash,
+    classification and media, and which rows are valid.
+
+    Carried columns are left out (they change no decision), so the cost is ~80 bytes of hashing
+    per row.  The trap: two reads of the same file must cut the same batches, which they do.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(batch.start.to_bytes(8, "little"))
+    digest.update(np.ascontiguousarray(batch.valid).tobytes())
+    for values in (batch.hash, batch.classification, batch.media):
+        _update_with_text(digest, values)
+    return digest.digest()
+
+
+def _update_with_text(digest: hashlib.blake2b, values: pa.Array) -> None:
+    """Feed a string array's value boundaries and bytes to ``digest`` (slices of a larger array
+    feed only their own values, and nulls are told apart from empty strings)."""
+    if not pa.types.is_string(values.type):
+        values = values.cast(pa.string())
+    _, offsets_buf, data_buf = values.buffers()
+    n = len(values)
+    offsets = (
+        np.frombuffer(offsets_buf, np.int32, n + 1, values.offset * 4)
+        if offsets_buf
+        else np.zeros(1, np.int32)
+    )
+    digest.update(n.to_bytes(8, "little"))
+    digest.update((offsets - offsets[0]).tobytes())
+    if data_buf is not None and n:
+        digest.update(memoryview(data_buf)[int(offsets[0]) : int(offsets[-1])])
+    if values.null_count:
+        digest.update(values.is_null().to_numpy(zero_copy_only=False).tobytes())
 
 
 def _group_status(keys: KeyArray) -> npt.NDArray[np.uint8]:

@@ -51,6 +51,7 @@ import pyarrow.csv as pacsv
 
 from . import runlog
 from .config import CLASSIFICATIONS, MEDIA
+from .csvblocks import record_batches
 from .errors import BatchOverrideError, ExitCode, LedgerError, first_line
 from .keys import KEY_DTYPE, KeyArray, make_keys
 from .ledger import COLUMNS, read_header
@@ -116,19 +117,22 @@ class _Ledger:
 
     def blocks(self, columns: Sequence[str], types: dict[str, pa.DataType]) -> Iterator[pa.RecordBatch]:
         """Record batches of ``columns``, strings never null, up to the last complete line."""
-        try:
+        convert = pacsv.ConvertOptions(
+            include_columns=list(columns),
+            column_types={c: types.get(c, pa.string()) for c in columns},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        )
+
+        def read(block_size: int) -> Iterator[pa.RecordBatch]:
             with open(self.path, "rb") as fh:
-                reader = pacsv.open_csv(
-                    _Prefix(fh, self.end),
-                    read_options=pacsv.ReadOptions(block_size=_BLOCK),
-                    convert_options=pacsv.ConvertOptions(
-                        include_columns=list(columns),
-                        column_types={c: types.get(c, pa.string()) for c in columns},
-                        strings_can_be_null=False,
-                        quoted_strings_can_be_null=False,
-                    ),
+                options = pacsv.ReadOptions(block_size=block_size)
+                yield from pacsv.open_csv(
+                    _Prefix(fh, self.end), read_options=options, convert_options=convert
                 )
-                yield from reader
+
+        try:
+            yield from record_batches(read, size_limit=self.end, block_size=_BLOCK)
         except (pa.ArrowException, OSError) as exc:
             raise LedgerError(f"{self.path}: cannot read the ledger ({first_line(exc)})") from None
 

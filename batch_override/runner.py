@@ -36,7 +36,7 @@ from .apikey import ApiKey
 from .breaker import Breaker, OutageTooLong
 from .client import BODIES, EMPTY_BODY, Answer, Client, make_session
 from .config import Rate, RunConfig
-from .errors import BatchOverrideError, ExitCode
+from .errors import BatchOverrideError, ExitCode, InputError
 from .keys import make_keys
 from .ledger import (
     LedgerLock,
@@ -235,7 +235,12 @@ class _Run:
 
 
 async def _next_batch(iterator: Any) -> Batch | None:
-    return await asyncio.to_thread(next, iterator, None)
+    """The next batch of pass two; None at the end, or when the input cannot be read any more:
+    pass one read it whole, so the producer finds it changed (it has fewer batches than planned)."""
+    try:
+        return await asyncio.to_thread(next, iterator, None)
+    except InputError:
+        return None
 
 
 async def run_job_async(config: RunConfig, api_key: ApiKey | None) -> Summary:
@@ -436,9 +441,14 @@ async def _produce(
     # Read one batch ahead: pyarrow reads and normalises the next batch (in a thread, mostly
     # outside the GIL) while this one is planned and ledgered.
     ahead = asyncio.ensure_future(_next_batch(iterator))
+    number = read = 0
     try:
         while (batch := await ahead) is not None:
             ahead = asyncio.ensure_future(_next_batch(iterator))
+            if not index.planned(number, batch):
+                _input_changed(run, index, batch.start, sent=queue is not None and to_send > 0)
+                break
+            number, read = number + 1, batch.start + len(batch)
             if limit_reached:
                 run.summary.not_attempted += len(batch)
                 continue
@@ -467,12 +477,24 @@ async def _produce(
                     _abort_items(run, [item])
                     continue
                 await queue.put(item)
+        else:
+            if number < len(index.digests):  # the file shrank
+                _input_changed(run, index, read, sent=queue is not None and to_send > 0)
     finally:
         if not ahead.done():
             ahead.cancel()
         if queue is not None:
             for _ in range(config.concurrency):
                 await queue.put(None)
+
+
+def _input_changed(run: _Run, index: InputIndex, read: int, *, sent: bool) -> None:
+    """Stop: rows from ``read`` on are not the rows planned, so none of them gets a line."""
+    run.summary.not_attempted += max(0, index.rows - read)
+    run.request_stop(
+        ExitCode.ABORTED if sent else ExitCode.USAGE,
+        f"{run.source.display}: the input changed while the run read it; rerun to plan it again",
+    )
 
 
 def _abort_items(run: _Run, items: Sequence[Item]) -> None:

@@ -9,7 +9,6 @@ Row numbers: ``row`` is the 0-based position among data rows; messages for peopl
 
 from __future__ import annotations
 
-import csv
 import gzip
 import hashlib
 import os
@@ -28,11 +27,14 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from .cells import as_text, describe_size, hash_text, oversized, replace_cells
 from .config import CLASSIFICATIONS, MEDIA
+from .csvblocks import straddles
+from .csvheader import HeaderError, parse_header
 from .errors import InputError, first_line
 
+_BLOCK = 1 << 22
 _TRIM = " \t\r\n\u00a0\u2007\u202f\u200b\ufeff"
-_DELIMITERS = (",", ";", "\t")
 _HASH_PATTERN = "^[0-9a-f]{64}$"
 _MEDIA_SET = pa.array(MEDIA)
 _CLASS_SET = pa.array(CLASSIFICATIONS)
@@ -133,7 +135,7 @@ class CorrectionsFile:
         *,
         hash_column: str = "hash",
         classification_column: str = "classification",
-        media_column: str = "media",
+        media_column: str | None = None,
         default_media: str = "video",
         batch_rows: int = 65_536,
         label_map: tuple[tuple[str, str], ...] = (),
@@ -142,14 +144,19 @@ class CorrectionsFile:
         self.sha256: str | None = None
         self._ragged: list[tuple[int | None, str, int]] = []
         self._spooled: Path | None = None
-        self.path = self._spool_stdin() if path == "-" else Path(path)
         self._default_media = default_media
-        self._label_map = label_map
+        self._words = pa.array([word for word, _ in label_map], pa.string())
+        self._targets = pa.array([target for _, target in label_map], pa.string())
         self._batch_rows = batch_rows
-        self.kind = self._kind()
         self._delimiter = ","
-        self._names = self._read_column_names()
-        self.columns = self._resolve(hash_column, classification_column, media_column)
+        try:
+            self.path = self._spool_stdin() if path == "-" else Path(path)
+            self.kind = self._kind()
+            self._names = self._read_column_names()
+            self.columns = self._resolve(hash_column, classification_column, media_column)
+        except BaseException:
+            self.close()  # the stdin copy holds the whole input: never leave it behind
+            raise
 
     # -- opening ---------------------------------------------------------------------------
     def _fail(self, problem: str) -> InputError:
@@ -157,9 +164,9 @@ class CorrectionsFile:
 
     def _spool_stdin(self) -> Path:
         fd, name = tempfile.mkstemp(prefix="batch-override-stdin-", suffix=".csv")
+        self._spooled = Path(name)
         with os.fdopen(fd, "wb") as out:
             shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
-        self._spooled = Path(name)
         with open(name, "rb") as fh:
             if fh.read(2) == b"\x1f\x8b":
                 gz = Path(name + ".gz")
@@ -206,17 +213,10 @@ class CorrectionsFile:
             except (pa.ArrowException, OSError) as exc:
                 raise self._fail(f"not a readable Parquet file ({first_line(exc)})") from None
             return list(self._parquet.schema_arrow.names)
-        head = self._head_bytes()
-        line = head.split(b"\n", 1)[0].rstrip(b"\r")
         try:
-            text = line.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise self._fail("header line is not UTF-8 text (binary file, or another encoding?)") from None
-        if not text.strip():
-            raise self._fail("file is empty (no header line)")
-        counts = {d: text.count(d) for d in _DELIMITERS}
-        self._delimiter = max(_DELIMITERS, key=lambda d: counts[d]) if any(counts.values()) else ","
-        names = next(csv.reader([text], delimiter=self._delimiter))
+            self._delimiter, names = parse_header(self._head_bytes())
+        except HeaderError as exc:
+            raise self._fail(str(exc)) from None
         # Spreadsheet exports often end the header with empty names (``hash,classification,,``):
         # name them by position so they are carried like any other column.
         return [name if name.strip() else f"column_{i + 1}" for i, name in enumerate(names)]
@@ -231,7 +231,7 @@ class CorrectionsFile:
         except (OSError, EOFError, zlib.error) as exc:
             raise self._fail(f"cannot read ({first_line(exc)})") from None
 
-    def _resolve(self, hash_column: str, classification_column: str, media_column: str) -> Columns:
+    def _resolve(self, hash_column: str, classification_column: str, media_column: str | None) -> Columns:
         folded: dict[str, str] = {}
         for name in self._names:
             key = name.strip().lower()
@@ -253,7 +253,10 @@ class CorrectionsFile:
                 "use --hash-column / --classification-column to map other names"
             )
         assert found_hash is not None and found_class is not None
-        found_media = find(media_column)
+        found_media = find(media_column or "media")
+        if media_column is not None and found_media is None:
+            have = ", ".join(repr(n) for n in self._names)
+            raise self._fail(f"no column {media_column!r} named by --media-column (header has {have})")
         used = {found_hash, found_class, found_media}
         carried = tuple(n for n in self._names if n not in used)
         return Columns(found_hash, found_class, found_media, carried)
@@ -265,7 +268,7 @@ class CorrectionsFile:
             return
         # Single-threaded: the streaming reader is as fast that way here, and only then does
         # pyarrow number the rows it hands to invalid_row_handler.
-        read = pacsv.ReadOptions(column_names=self._names, skip_rows=1, block_size=1 << 22, use_threads=False)
+        read = pacsv.ReadOptions(column_names=self._names, skip_rows=1, block_size=_BLOCK, use_threads=False)
         parse = pacsv.ParseOptions(delimiter=self._delimiter, invalid_row_handler=self._on_ragged_row)
         convert = pacsv.ConvertOptions(
             column_types={n: pa.string() for n in self._names},
@@ -351,6 +354,11 @@ class CorrectionsFile:
 
     def _read_error(self, exc: BaseException, start: int) -> InputError:
         text = first_line(exc)
+        if straddles(exc):
+            return self._fail(
+                f"a row after line {spreadsheet_line(start)} is longer than the reader's block of "
+                f"{describe_size(_BLOCK)}: cells that large are not supported ({text})"
+            )
         if "UTF8" in text or "utf-8" in text.lower() or "utf8" in text.lower():
             return self._fail(f"not UTF-8 text after line {spreadsheet_line(start)} ({text})")
         if self.kind == "csv.gz" and (
@@ -361,58 +369,46 @@ class CorrectionsFile:
 
     def _normalise(self, record: pa.RecordBatch, start: int) -> Batch:
         cols = self.columns
-        raw_hash_col = record.column(cols.hash)
-        raw_hash = _hash_text(raw_hash_col)
-        raw_class = _as_text(record.column(cols.classification))
-        raw_media = _as_text(record.column(cols.media)) if cols.media is not None else None
+        raw_hash = hash_text(record.column(cols.hash))
+        raw_class = as_text(record.column(cols.classification))
+        raw_media = as_text(record.column(cols.media)) if cols.media is not None else None
         hashes = normalise(raw_hash)
-        classes = normalise(raw_class)
-        for word, target in self._label_map:
-            classes = pc.if_else(pc.equal(classes, word), target, classes)
+        classes = self._mapped(normalise(raw_class))
         if raw_media is not None:
             media = normalise(raw_media)
             media = pc.if_else(pc.equal(media, ""), self._default_media, media)
         else:
             media = pa.array(np.full(record.num_rows, self._default_media, dtype=object), pa.string())
         valid = validity(hashes, classes, media)
-        carried = [_as_text(record.column(name)) for name in cols.carried]
-        return Batch(start, media, hashes, classes, raw_hash, raw_class, raw_media, valid, carried)
+        carried = [as_text(record.column(name)) for name in cols.carried]
+        batch = Batch(start, media, hashes, classes, raw_hash, raw_class, raw_media, valid, carried)
+        _drop_oversized_cells(batch, cols)
+        return batch
+
+    def _mapped(self, classes: pa.Array) -> pa.Array:
+        """``--label-map`` applied as one mapping: ``a=b,b=a`` swaps, whatever the order."""
+        if len(self._words) == 0:
+            return classes
+        found = pc.index_in(classes, value_set=self._words)
+        return pc.coalesce(pc.take(self._targets, found), classes)
 
 
-def _as_text(values: pa.Array) -> pa.Array:
-    if pa.types.is_dictionary(values.type):
-        values = values.dictionary_decode()
-    if pa.types.is_string(values.type):
-        return values
-    try:
-        return pc.fill_null(values.cast(pa.string()), "")
-    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
-        return pa.array([None if v is None else str(v) for v in values.to_pylist()], pa.string())
-
-
-def _hash_text(values: pa.Array) -> pa.Array:
-    """A hash column as text: binary values of 32 bytes become hex (others stay flagged invalid)."""
-    if pa.types.is_dictionary(values.type):
-        values = values.dictionary_decode()
-    if not (
-        pa.types.is_binary(values.type)
-        or pa.types.is_large_binary(values.type)
-        or pa.types.is_fixed_size_binary(values.type)
-    ):
-        return _as_text(values)
-    from .keys import bytes_to_hex  # local: keys imports config only, but keep source light
-
-    lengths = pc.fill_null(pc.binary_length(values), -1).to_numpy(zero_copy_only=False)
-    good = lengths == 32
-    out = np.empty(len(values), dtype=object)
-    out[:] = ""
-    if good.any():
-        picked = values.filter(pa.array(good))
-        raw = np.frombuffer(b"".join(picked.cast(pa.binary()).to_pylist()), np.uint8).reshape(-1, 32)
-        out[good] = np.asarray(bytes_to_hex(raw).to_pylist(), dtype=object)
-    for i in np.flatnonzero(~good & (lengths >= 0)).tolist():
-        out[i] = f"<{lengths[i]}-byte binary>"
-    return pa.array(out, pa.string())
+def _drop_oversized_cells(batch: Batch, cols: Columns) -> None:
+    """Make a row with a cell over the size limit invalid, and keep that cell out of the ledger."""
+    # The key columns of a valid row are written normalised (64 hex, a word): only an invalid
+    # row copies them as read, and its message already says what is wrong with them.
+    batch.raw_hash = replace_cells(batch.raw_hash, oversized(batch.raw_hash))
+    batch.raw_classification = replace_cells(batch.raw_classification, oversized(batch.raw_classification))
+    if batch.raw_media is not None:
+        batch.raw_media = replace_cells(batch.raw_media, oversized(batch.raw_media))
+    for j, (name, values) in enumerate(zip(cols.carried, batch.carried, strict=True)):
+        sizes = oversized(values)
+        for i, size in sizes.items():
+            batch.notes.setdefault(
+                i, f"column {name!r} holds a {describe_size(size)} cell, over the 1 MiB limit"
+            )
+            batch.valid[i] = False
+        batch.carried[j] = replace_cells(values, sizes)
 
 
 __all__ = ["Batch", "Columns", "CorrectionsFile", "spreadsheet_line"]

@@ -23,6 +23,7 @@ from aiohttp import web
 from batch_override.apikey import ApiKey
 from batch_override.config import Rate, RunConfig
 from batch_override.emulator import DEMO_API_KEY
+from batch_override.outcome import ALREADY_SUBMITTED_NOTE
 from batch_override.runner import run_job_async
 from batch_override.summary import Summary
 from tests.support import cli_env, read_ledger, run_cli, sha, write_csv
@@ -163,7 +164,7 @@ async def test_accepted_override_is_ledgered_submitted_with_201_and_exit_0(
     assert sorted(o["hash"] for o in emulator.overrides()) == sorted(sha(i) for i in range(3))
 
 
-async def test_override_the_server_already_holds_is_already_submitted_and_a_success(
+async def test_override_the_server_already_holds_is_already_submitted_a_success_and_says_the_class_is_unknown(
     tmp_path: Path, emulator_factory
 ) -> None:
     emulator = await emulator_factory(unknown="classified")
@@ -173,9 +174,11 @@ async def test_override_the_server_already_holds_is_already_submitted_and_a_succ
     # A fresh ledger knows nothing of the first run: every row is sent again and answered 400.
     second, ledger = await run_rows(tmp_path, emulator.url, rows, ledger=tmp_path / "second.csv")
     assert second.exit_code == 0
-    assert (
-        cells(ledger, "outcome", "error_code", "http_status", "message")
-        == [("already_submitted", "", 400, "You have already submitted a report for this content.")] * 4
+    assert cells(ledger, "outcome", "error_code", "http_status") == [("already_submitted", "", 400)] * 4
+    # The server keeps the first override of a hash and does not say which classification it was.
+    assert all(
+        m.startswith("You have already submitted a report") and "does not report which classification" in m
+        for m in ledger["message"]
     )
     assert len(emulator.overrides()) == 4
 
@@ -652,7 +655,8 @@ async def test_refusal_texts_match_whatever_case_punctuation_and_media_word(tmp_
             tmp_path, server.url, rows, header=("hash", "classification", "media"), preflight=False
         )
     assert cells(ledger, "media", "outcome", "error_code", "message") == [
-        (media, outcome, code, text) for media, text, outcome, code in VARIANTS
+        (media, outcome, code, text + (ALREADY_SUBMITTED_NOTE if outcome == "already_submitted" else ""))
+        for media, text, outcome, code in VARIANTS
     ]
     assert [h.media for h in server.hits] == [media for media, *_rest in VARIANTS]
 

@@ -48,7 +48,7 @@ class Rate:
         if not (isinstance(self.limit, int) and 1 <= self.limit <= MAX_RATE):
             raise UsageError(f"--rate: N must be an integer >= 1 and <= {MAX_RATE}")
         if not (isinstance(self.period, int | float) and 0 < self.period <= MAX_PERIOD):
-            raise UsageError(f"--rate: the period must be > 0 and <= {MAX_PERIOD:g} seconds (100 days)")
+            raise UsageError("--rate: the period must be > 0 and <= 100 days")
 
     @property
     def interval(self) -> float:

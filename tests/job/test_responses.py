@@ -590,6 +590,47 @@ async def test_201_is_submitted_whatever_its_body(tmp_path: Path) -> None:
     assert cells(ledger, "outcome", "http_status", "attempts") == [("submitted", 201, 1)]
 
 
+def huge(status: int, *, chunked: bool) -> Answer:
+    """A JSON answer of 4 MiB, with a Content-Length or (``chunked``) without one."""
+    body = (
+        b'{"error": "You have already submitted a report for this content.", "pad": "'
+        + b"x" * (4 << 20)
+        + b'"}'
+    )
+
+    async def answer(request: web.Request, _hit: Hit, _n: int) -> web.StreamResponse:
+        if not chunked:
+            return web.Response(status=status, body=body, content_type="application/json")
+        resp = web.StreamResponse(status=status, headers={"Content-Type": "application/json"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        with contextlib.suppress(ConnectionError):  # the client stops reading past its cap
+            for at in range(0, len(body), 1 << 16):
+                await resp.write(body[at : at + (1 << 16)])
+            await resp.write_eof()
+        return resp
+
+    return answer
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_an_answer_body_over_1_mib_is_not_parsed_and_fails_the_row_as_http(
+    tmp_path: Path, chunked: bool
+) -> None:
+    async with scripted(huge(400, chunked=chunked)) as server:
+        summary, ledger = await run_rows(tmp_path, server.url, [(sha(0), "human")], preflight=False)
+    assert summary.exit_code == 1
+    assert cells(ledger, "outcome", "error_code", "http_status", "attempts") == [("failed", "http", 400, 1)]
+    assert "1 MiB" in line(ledger, 0)["message"]
+
+
+async def test_a_201_with_a_body_over_1_mib_is_still_submitted(tmp_path: Path) -> None:
+    async with scripted(huge(201, chunked=True)) as server:
+        summary, ledger = await run_rows(tmp_path, server.url, [(sha(0), "human")], preflight=False)
+    assert summary.exit_code == 0
+    assert cells(ledger, "outcome", "http_status") == [("submitted", 201)]
+
+
 async def test_multi_line_server_message_stays_on_one_ledger_line(tmp_path: Path) -> None:
     text = 'Something went wrong:\nfirst reason,\r\nsecond "reason"'
     async with scripted(always(400, {"error": text})) as server:

@@ -115,6 +115,29 @@ async def test_a_second_run_on_a_held_ledger_exits_4_naming_the_holder(
     assert emulator.stats()["requests"] == 0
 
 
+async def test_a_ledger_reached_through_a_symlink_shares_its_targets_lock_and_run_log(
+    tmp_path: Path, emulator_factory
+) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    corrections = write_csv(tmp_path / "c.csv", [(sha(1), "human")])
+    target = tmp_path / "real" / "l.csv"
+    target.parent.mkdir()
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    lock = LedgerLock(target)
+    lock.acquire({"pid": 4242, "host": "ops@cron-1", "run_id": "R1", "started_at": "2026-11-28T00:00:00Z"})
+    try:
+        held = await run_cli("run", str(corrections), "--ledger", str(link), "--api-url", emulator.url, *FAST)
+    finally:
+        lock.release()
+    assert held.returncode == 4, held.stderr
+    assert emulator.stats()["requests"] == 0
+    done = await run_cli("run", str(corrections), "--ledger", str(link), "--api-url", emulator.url, *FAST)
+    assert done.returncode == 0, done.stderr
+    assert (target.parent / "l.csv.runs.jsonl").exists()
+    assert not (tmp_path / "link.csv.runs.jsonl").exists() and not (tmp_path / "link.csv.lock").exists()
+
+
 async def test_a_lock_file_left_by_a_dead_run_does_not_block(tmp_path: Path, emulator_factory) -> None:
     emulator = await emulator_factory(unknown="classified")
     corrections = write_csv(tmp_path / "c.csv", [(sha(1), "human")])

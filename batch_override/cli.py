@@ -30,8 +30,10 @@ EXIT_CODES = """\
 exit codes:
   0    every row succeeded (submitted, already_submitted, duplicate, skipped, planned)
   1    the run finished but some rows did not (invalid, conflict, rejected, not_ready, failed)
-  2    usage error or unreadable input; nothing was sent
-  3    aborted: key refused (401/403), wrong --api-url, or --max-failure-rate exceeded
+  2    usage error (an option out of range), unreadable input, or an input changed before
+       any row was handed out; nothing was sent
+  3    aborted: key refused (401/403), wrong --api-url, --max-failure-rate exceeded, or the
+       input changed while rows were being sent
   4    another run holds the ledger
   5    outage: the server stayed unavailable past --max-outage, or asked to wait past --max-wait
   130  interrupted (SIGINT)   143  terminated (SIGTERM)
@@ -129,7 +131,10 @@ _OPTS = (
     ),
     _Opt("backoff_base", float, "first retry delay in seconds, doubling (default 0.5)", metavar="S"),
     _Opt(
-        "ca_bundle", str, "PEM file of extra certificate authorities (or set SSL_CERT_FILE)", metavar="PATH"
+        "ca_bundle",
+        str,
+        "PEM file of certificate authorities added to the system's (SSL_CERT_FILE replaces those)",
+        metavar="PATH",
     ),
     _Opt(
         "label_map",

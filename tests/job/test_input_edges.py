@@ -73,14 +73,21 @@ def changed_between_passes(change: Callable[[], None]) -> Iterator[None]:
         logger.setLevel(level)
 
 
+async def run_changed(
+    tmp_path: Path, emulator: Emulator, rows: int, changed: list[tuple[str, str]], batch_rows: int
+) -> Summary:
+    """Run on ``rows`` rows of ``sha(i), human`` that become ``changed`` between the two passes."""
+    path = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(rows)])
+    with changed_between_passes(lambda: write_csv(path, changed)):
+        return await run(path, emulator, batch_rows=batch_rows)
+
+
 async def test_an_input_changed_before_its_first_batch_is_sent_stops_with_exit_2_sending_nothing(
     tmp_path: Path, emulator_factory
 ) -> None:
     emulator = await emulator_factory(unknown="classified")
-    rows = [(sha(i), "human") for i in range(6)]
-    path = write_csv(tmp_path / "c.csv", rows)
-    with changed_between_passes(lambda: write_csv(path, [(sha(0), "artificial"), *rows[1:]])):
-        summary = await run(path, emulator, batch_rows=3)
+    changed = [(sha(0), "artificial"), *((sha(i), "human") for i in range(1, 6))]
+    summary = await run_changed(tmp_path, emulator, 6, changed, batch_rows=3)
     assert summary.exit_code == 2
     assert "input changed while the run read it" in summary.stop_reason
     assert emulator.stats()["requests"] == 0
@@ -91,12 +98,10 @@ async def test_a_row_changed_into_a_conflict_after_sending_began_is_never_sent_a
     tmp_path: Path, emulator_factory
 ) -> None:
     emulator = await emulator_factory(unknown="classified")
-    rows = [(sha(i), "human") for i in range(8)]
-    path = write_csv(tmp_path / "c.csv", rows)
     # Row 6 now says the opposite of row 0: planned by position, it would be sent both ways.
-    changed = [*rows[:6], (sha(0), "artificial"), rows[7]]
-    with changed_between_passes(lambda: write_csv(path, changed)):
-        summary = await run(path, emulator, batch_rows=4)
+    changed = [(sha(i), "artificial" if i == 6 else "human") for i in range(8)]
+    changed[6] = (sha(0), "artificial")
+    summary = await run_changed(tmp_path, emulator, 8, changed, batch_rows=4)
     assert summary.exit_code == 3
     assert "input changed" in summary.stop_reason
     assert (sha(0), "artificial") not in received(emulator)
@@ -109,11 +114,8 @@ async def test_an_input_that_grew_between_the_passes_stops_cleanly_without_a_tra
     tmp_path: Path, emulator_factory
 ) -> None:
     emulator = await emulator_factory(unknown="classified")
-    rows = [(sha(i), "human") for i in range(8)]
-    path = write_csv(tmp_path / "c.csv", rows)
-    grown = [*rows, (sha(8), "artificial"), (sha(9), "human")]
-    with changed_between_passes(lambda: write_csv(path, grown)):
-        summary = await run(path, emulator, batch_rows=4)
+    grown = [(sha(i), "human") for i in range(10)]
+    summary = await run_changed(tmp_path, emulator, 8, grown, batch_rows=4)
     assert summary.exit_code == 3
     assert "input changed" in summary.stop_reason
     assert {h for h, _ in received(emulator)} <= {sha(i) for i in range(8)}

@@ -99,15 +99,15 @@ def batch_digest(batch: Batch) -> bytes:
     Carried columns are left out (they change no decision), so the cost is ~80 bytes of hashing
     per row.  The trap: two reads of the same file must cut the same batches, which they do.
     """
-    digest = hashlib.blake2b(digest_size=16)
+    digest = hashlib.sha256()  # SHA-NI makes it the fastest of hashlib here (~1.3 GB/s)
     digest.update(batch.start.to_bytes(8, "little"))
     digest.update(np.ascontiguousarray(batch.valid).tobytes())
     for values in (batch.hash, batch.classification, batch.media):
         _update_with_text(digest, values)
-    return digest.digest()
+    return digest.digest()[:16]
 
 
-def _update_with_text(digest: hashlib.blake2b, values: pa.Array) -> None:
+def _update_with_text(digest: hashlib._Hash, values: pa.Array) -> None:
     """Feed a string array's value boundaries and bytes to ``digest`` (slices of a larger array
     feed only their own values, and nulls are told apart from empty strings)."""
     if not pa.types.is_string(values.type):

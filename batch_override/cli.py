@@ -14,14 +14,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import __version__, hashing, report
+from . import __version__, hashing, report, validate
 from .apikey import ENV_VAR, load_api_key
-from .config import DEFAULT_API_URL, MEDIA, Rate, RunConfig, parse_label_map, parse_outcomes
-from .errors import BatchOverrideError, ExitCode, UsageError
+from .config import DEFAULT_API_URL, Rate, RunConfig, parse_label_map, parse_outcomes
+from .errors import BatchOverrideError, ExitCode, UsageError, first_line
 from .jobfile import load_job
 from .logs import current_format, json_line, setup_logging
-from .metrics import read_last_success, write_metrics
-from .source import Batch, CorrectionsFile, spreadsheet_line
+from .metrics import check_pushgateway_url, push_metrics, read_last_success, write_metrics
 from .summary import Summary
 
 log = logging.getLogger("batch_override")
@@ -79,6 +78,12 @@ _OPTS = (
         "classification_column",
         str,
         "name of the classification column (default classification)",
+        metavar="NAME",
+    ),
+    _Opt(
+        "encoding",
+        str,
+        "text encoding of a CSV without a byte-order mark, e.g. cp1252 or latin-1 (default utf-8)",
         metavar="NAME",
     ),
     _Opt(
@@ -168,7 +173,9 @@ _OPTS = (
         negate=True,
     ),
 )
-_EXTRA_KEYS = ("api_key_file", "log_format", "quiet", "verbose", "summary", "metrics_file", "metrics_job")
+_EXTRA_KEYS = (
+    "api_key_file", "log_format", "quiet", "verbose", "summary", "metrics_file", "metrics_job", "pushgateway",
+)  # fmt: skip
 _JOB_KEYS = {o.name for o in _OPTS} | {"input", "ledger", "give_up_after", "progress", *_EXTRA_KEYS}
 #: Job-file values that arrive as text (or TOML lists/tables) and need the flag's parser.
 _PARSERS: dict[str, Callable[[str], Any]] = {
@@ -227,7 +234,14 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "--metrics-job",
         metavar="NAME",
         default=argparse.SUPPRESS,
-        help="the job label of those metrics (default: the ledger's file name)",
+        help="the job label of those metrics, or their Pushgateway group (default: the ledger's file name)",
+    )
+    p.add_argument(
+        "--pushgateway",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="push the metrics to this Prometheus Pushgateway, grouped by job (basic auth from "
+        "$PUSHGATEWAY_USERNAME and $PUSHGATEWAY_PASSWORD)",
     )
     p.add_argument(
         "--progress",
@@ -295,15 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="ledger CSV to append to (created if missing); required",
     )
     _add_run_options(run)
-    validate = sub.add_parser(
-        "validate",
-        help="check INPUT and report problems; send nothing (exit 0 clean, 1 problems, 2 unreadable)",
-    )
-    validate.add_argument("input", metavar="INPUT")
-    for name in ("hash_column", "classification_column", "media_column", "media"):
-        validate.add_argument("--" + name.replace("_", "-"), dest=name, default=argparse.SUPPRESS)
-    validate.add_argument("--max-problems", type=int, default=20, help="problem lines to print (default 20)")
-    _add_log_options(validate)
+    validate.add_parser(sub, _add_log_options)
     report.add_parser(sub)
     hashing.add_parser(sub)
     sub.add_parser(
@@ -359,6 +365,8 @@ def _run(args: argparse.Namespace) -> int:
     from .runner import run_job_async
 
     config, extras = _config_from(args)
+    if extras.get("pushgateway"):  # a typo found now, not as a warning after the whole run
+        check_pushgateway_url(str(extras["pushgateway"]))
     verbosity = max(args.verbose, int(extras.get("verbose") or 0))
     setup_logging(extras.get("log_format", "text"), verbosity, bool(extras.get("quiet")))
     api_key = (
@@ -378,13 +386,19 @@ def _run(args: argparse.Namespace) -> int:
         print(text, file=sys.stderr if extras.get("quiet") else sys.stdout)
     if extras.get("summary"):
         Path(extras["summary"]).write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+    job = extras.get("metrics_job") or config.ledger
+    name = job.stem if isinstance(job, Path) else str(job)
     if extras.get("metrics_file"):
-        _write_metrics(Path(extras["metrics_file"]), summary, extras.get("metrics_job") or config.ledger)
+        _write_metrics(Path(extras["metrics_file"]), summary, name)
+    if extras.get("pushgateway"):
+        try:
+            push_metrics(str(extras["pushgateway"]), summary, job=name)
+        except (OSError, ValueError) as exc:  # metrics must never change the run's exit code
+            log.warning("cannot push metrics to --pushgateway %s: %s", extras["pushgateway"], first_line(exc))
     return summary.exit_code
 
 
-def _write_metrics(path: Path, summary: Summary, job: object) -> None:
-    name = job.stem if isinstance(job, Path) else str(job)
+def _write_metrics(path: Path, summary: Summary, name: str) -> None:
     # A failed run keeps the last success time, so a "no success for 2 days" alert still fires.
     last_success = time.time() if summary.exit_code == ExitCode.OK else read_last_success(path, job=name)
     try:
@@ -399,43 +413,6 @@ def _key_available(extras: dict[str, Any]) -> bool:
     return bool(extras.get("api_key_file") or os.environ.get(ENV_VAR))
 
 
-def _validate(args: argparse.Namespace) -> int:
-    from .plan import Plan, index_input
-
-    setup_logging(getattr(args, "log_format", "text"), args.verbose, bool(getattr(args, "quiet", False)))
-    media = getattr(args, "media", "video")
-    if media not in MEDIA:
-        raise UsageError(f"--media {media!r}: expected one of {', '.join(MEDIA)}")
-    source = CorrectionsFile(
-        args.input,
-        hash_column=getattr(args, "hash_column", "hash"),
-        classification_column=getattr(args, "classification_column", "classification"),
-        media_column=getattr(args, "media_column", None),
-        default_media=media,
-    )
-    problems: list[str] = []
-
-    def collect(batch: Batch) -> Batch:
-        if len(problems) < args.max_problems:
-            for i, reason in batch.reasons().items():
-                if len(problems) < args.max_problems:
-                    problems.append(f"{source.display}: line {spreadsheet_line(batch.start + i)}: {reason}")
-        return batch
-
-    try:
-        index = index_input(collect(b) for b in source.batches())
-    finally:
-        source.close()
-    for line in problems:
-        print(line)
-    sendable = int((index.status == Plan.SEND).sum())
-    print(
-        f"{source.display}: {index.rows} rows: {sendable} to send, {index.invalid} invalid, "
-        f"{index.duplicates} duplicate, {index.conflicts} conflict"
-    )
-    return ExitCode.OK if index.invalid == 0 and index.conflicts == 0 else ExitCode.SOME_ROWS_FAILED
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["emulator"]:
@@ -448,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         if args.command == "validate":
-            return _validate(args)
+            return validate.main_validate(args)
         handler = getattr(args, "handler", None)
         if handler is not None:
             return int(handler(args))

@@ -180,6 +180,7 @@ class RunConfig:
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
     ca_bundle: str | None = None
+    encoding: str | None = None
     fsync_interval: float = 2.0
     batch_rows: int = 65_536
 

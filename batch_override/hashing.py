@@ -26,26 +26,29 @@ Traps:
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import os
 import sys
 import zlib
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
-from .csvheader import HeaderError, parse_header
+from .config import CLASSIFICATIONS, MEDIA
 from .errors import BatchOverrideError, ExitCode, InputError, UsageError, first_line
 from .metrics import atomic_writer
+from .pathlist import read_paths, shown
+from .progress import Progress
+from .table import open_table
 
 CHUNK_BYTES = 1 << 20
+_DELIMITERS = (",", ";", "\t")
 
 
 def sha256_file(path: Path) -> tuple[str, str]:
@@ -67,82 +70,63 @@ def sha256_file(path: Path) -> tuple[str, str]:
 
 
 class _Input:
-    """INPUT opened far enough to know its columns; :meth:`batches` streams it."""
+    """INPUT opened through :func:`~batch_override.table.open_table`; :meth:`batches` streams it."""
 
-    def __init__(self, path: Path, path_column: str, chunk_rows: int) -> None:
-        self.path = path
+    def __init__(self, path: Path, path_column: str, chunk_rows: int, encoding: str | None = None) -> None:
+        self.table = open_table(path, encoding=encoding)
         self.chunk_rows = chunk_rows
-        if not path.exists():
-            raise self._fail("no such file")
-        if path.is_dir():
-            raise self._fail("is a directory, not a file")
-        name = path.name.lower()
-        if name.endswith((".parquet", ".pq")):
-            self.kind = "parquet"
-        elif name.endswith((".csv.gz", ".tsv.gz", ".txt.gz")):
-            self.kind = "csv.gz"
-        elif name.endswith((".csv", ".tsv", ".txt")):
-            self.kind = "csv"
-        else:
-            raise self._fail("unknown extension; expected .csv, .csv.gz, .tsv or .parquet")
-        self.delimiter = ","
-        self.names = self._column_names()
+        self.base = path.resolve().parent
         folded: dict[str, str] = {}
-        for column in self.names:
+        for column in self.table.names:
             key = column.strip().lower()
             if key in folded:
-                raise self._fail(f"column {column.strip()!r} appears twice in the header")
+                raise self.table.fail(f"column {column.strip()!r} appears twice in the header")
             folded[key] = column
         found = folded.get(path_column.strip().lower())
         if found is None:
-            have = ", ".join(repr(n) for n in self.names)
-            raise self._fail(f"no {path_column!r} column (header has {have}); use --path-column NAME")
+            have = ", ".join(repr(n) for n in self.table.names)
+            raise self.table.fail(f"no {path_column!r} column (header has {have}); use --path-column NAME")
         self.path_column = found
         self.replaced = [folded[k] for k in ("hash", "error") if k in folded]
-        self.kept = [n for n in self.names if n not in self.replaced]
+        self.kept = [n for n in self.table.names if n not in self.replaced]
+        parquet = self.table.parquet
+        self.total: int | None = parquet.metadata.num_rows if parquet is not None else None
 
-    def _fail(self, problem: str) -> InputError:
-        return InputError(f"{self.path}: {problem}")
-
-    def _column_names(self) -> list[str]:
+    def batches(self) -> Iterator[tuple[pa.RecordBatch, list[str]]]:
+        """Chunks of at most ``chunk_rows`` rows, every column as text (null becomes empty), and
+        their paths."""
+        table = self.table
         try:
-            if self.path.stat().st_size == 0:
-                raise self._fail("file is empty")
-            if self.kind == "parquet":
-                self._parquet = pq.ParquetFile(self.path)
-                return list(self._parquet.schema_arrow.names)
-            opener = gzip.open if self.kind == "csv.gz" else open
-            with opener(self.path, "rb") as fh:
-                head: bytes = fh.read(1 << 16)
-        except (pa.ArrowException, OSError, EOFError, zlib.error) as exc:
-            raise self._fail(f"cannot read ({first_line(exc)})") from None
-        try:
-            self.delimiter, names = parse_header(head)
-        except HeaderError as exc:
-            raise self._fail(str(exc)) from None
-        return names
-
-    def batches(self) -> Iterator[pa.RecordBatch]:
-        """Chunks of at most ``chunk_rows`` rows, every column as text (null becomes empty)."""
-        try:
-            if self.kind == "parquet":
-                records: Iterator[pa.RecordBatch] = self._parquet.iter_batches(batch_size=self.chunk_rows)
-            else:
-                records = pacsv.open_csv(
-                    str(self.path),
-                    read_options=pacsv.ReadOptions(column_names=self.names, skip_rows=1, block_size=1 << 22),
-                    parse_options=pacsv.ParseOptions(delimiter=self.delimiter),
-                    convert_options=pacsv.ConvertOptions(
-                        column_types={n: pa.string() for n in self.names},
-                        strings_can_be_null=False,
-                        quoted_strings_can_be_null=False,
-                    ),
-                )
+            records: Iterator[pa.RecordBatch] = (
+                table.parquet.iter_batches(batch_size=self.chunk_rows)
+                if table.parquet is not None
+                else table.csv_reader(use_threads=True)
+            )
             for record in records:
                 for offset in range(0, record.num_rows, self.chunk_rows):
-                    yield _as_text(record.slice(offset, self.chunk_rows))
-        except (pa.ArrowException, OSError, EOFError, zlib.error) as exc:
-            raise self._fail(f"cannot read ({first_line(exc)})") from None
+                    chunk = _as_text(record.slice(offset, self.chunk_rows))
+                    yield chunk, chunk.column(self.path_column).to_pylist()
+        except (pa.ArrowException, OSError, EOFError, zlib.error, UnicodeError) as exc:
+            if table.kind != "parquet" and table.is_decode_error(exc):
+                raise table.decode_error() from None
+            raise table.fail(f"cannot read ({first_line(exc)})") from None
+
+
+class _PathList:
+    """Paths on standard input (``hash -``), one per line or NUL-separated; relative to the cwd."""
+
+    def __init__(self, stream: BinaryIO, *, nul: bool, chunk_rows: int) -> None:
+        self.path_column = "path"
+        self.kept = ["path"]
+        self.replaced: list[str] = []
+        self.total: int | None = None
+        self.base = Path.cwd()
+        self._chunks = read_paths(stream, nul=nul, chunk=chunk_rows)
+
+    def batches(self) -> Iterator[tuple[pa.RecordBatch, list[str]]]:
+        for paths in self._chunks:
+            column = pa.array([shown(p) for p in paths], pa.string())
+            yield pa.RecordBatch.from_arrays([column], names=["path"]), paths
 
 
 def _as_text(record: pa.RecordBatch) -> pa.RecordBatch:
@@ -166,22 +150,38 @@ def hash_corrections(
     path_column: str = "path",
     workers: int | None = None,
     chunk_rows: int = 1024,
+    encoding: str | None = None,
+    fill: Mapping[str, str] | None = None,
+    paths_from: BinaryIO | None = None,
+    nul: bool = False,
+    progress: bool | None = None,
 ) -> tuple[int, int]:
     """Hash every file INPUT names and write the corrections file; returns ``(rows, failed)``.
 
-    Raises :class:`InputError` for an unreadable INPUT or one without the path column (nothing is
-    written then), :class:`UsageError` for ``output`` naming INPUT itself.
+    With ``paths_from`` (``hash -``), the paths are read from that stream instead (see
+    :mod:`.pathlist`; NUL-separated when ``nul``), relative to the working directory, and
+    ``input_path`` only names them in messages.  ``fill`` adds columns with one value on every
+    row (``--classification human``).  Raises :class:`InputError` for an unreadable INPUT or one
+    without the path column (nothing is written then), :class:`UsageError` for ``output`` naming
+    INPUT itself or a ``fill`` column INPUT already has.
     """
-    if output.resolve() == input_path.resolve():
-        raise UsageError(f"-o {output}: would overwrite INPUT; write the corrections to another file")
-    source = _Input(input_path, path_column, chunk_rows)
+    source: _Input | _PathList
+    if paths_from is not None:
+        source = _PathList(paths_from, nul=nul, chunk_rows=chunk_rows)
+    else:
+        if output.resolve() == input_path.resolve():
+            raise UsageError(f"-o {output}: would overwrite INPUT; write the corrections to another file")
+        source = _Input(input_path, path_column, chunk_rows, encoding)
+    fill = dict(fill or {})
+    for column in fill:
+        if column.lower() in {n.strip().lower() for n in source.kept}:
+            raise UsageError(f"--{column}: {input_path} already has a {column!r} column")
     for column in source.replaced:
         print(
             f"batch-override: note: {input_path}: its {column!r} column is replaced by the computed one",
             file=sys.stderr,
         )
-    base = input_path.resolve().parent
-    names = ["hash", *source.kept, "error"]
+    names = ["hash", *source.kept, *fill, "error"]
     schema = pa.schema([(n, pa.string()) for n in names])
     rows = failed = 0
     threads = workers or min(8, os.cpu_count() or 1)
@@ -192,6 +192,7 @@ def hash_corrections(
     with (
         ThreadPoolExecutor(max_workers=threads) as pool,
         atomic_writer(output) as fh,
+        Progress(source.total, unit="file", retries=False, enabled=progress) as bar,
     ):
         writer = pacsv.CSVWriter(fh, schema, write_options=pacsv.WriteOptions(quoting_style="needed"))
 
@@ -199,18 +200,21 @@ def hash_corrections(
             nonlocal rows, failed, queued
             batch, futures = pending.popleft()
             queued -= len(futures)
-            results = [f.result() for f in futures]
+            results = []
+            for future in futures:  # in order, so the bar moves while the chunk finishes
+                results.append(future.result())
+                bar.tally(not results[-1][1])
             hashes = pa.array([h for h, _ in results], pa.string())
             errors = pa.array([e for _, e in results], pa.string())
-            columns = [hashes, *(batch.column(n) for n in source.kept), errors]
+            filled = [pa.array([value] * batch.num_rows, pa.string()) for value in fill.values()]
+            columns = [hashes, *(batch.column(n) for n in source.kept), *filled, errors]
             writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=schema))
             rows += batch.num_rows
             failed += sum(1 for _, e in results if e)
 
         try:
-            for batch in source.batches():
-                paths = batch.column(source.path_column).to_pylist()
-                futures = [pool.submit(_hash_cell, base, p) for p in paths]
+            for batch, paths in source.batches():
+                futures = [pool.submit(_hash_cell, source.base, p) for p in paths]
                 pending.append((batch, futures))
                 queued += len(futures)
                 while queued > max_pending:
@@ -223,7 +227,11 @@ def hash_corrections(
                     future.cancel()
             raise
         if rows == 0:
-            raise InputError(f"{input_path}: has a header but no data rows")
+            raise InputError(
+                f"{input_path}: no paths"
+                if paths_from is not None
+                else f"{input_path}: has a header but no data rows"
+            )
         writer.close()
     return rows, failed
 
@@ -236,20 +244,41 @@ def _hash_cell(base: Path, cell: str) -> tuple[str, str]:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add ``hash INPUT -o OUTPUT [--path-column NAME] [--workers N]``."""
+    """Add ``hash INPUT|- -o OUTPUT [-0] [--classification LABEL] [--media MEDIA] ...``."""
     p = sub.add_parser(
         "hash",
         help="compute the SHA-256 of the media files INPUT lists, writing a corrections file",
         description="Read INPUT (.csv, .csv.gz, .tsv, .parquet) with a path column naming media files "
-        "(relative to INPUT's directory) and write OUTPUT: a hash column, then INPUT's columns, then "
-        "an error column (empty when the file was hashed).",
+        "(relative to INPUT's directory), or - for paths on standard input, one per line (relative to "
+        "the current directory), and write OUTPUT: a hash column, then INPUT's columns, then an error "
+        "column (empty when the file was hashed).  Example: find media -type f -print0 | "
+        "batch-override hash - -0 --classification human -o corrections.csv",
         epilog="exit codes: 0 every file hashed; 1 some files unreadable (empty hash, reason in the "
         "error column); 2 unreadable INPUT, no path column, or an unwritable OUTPUT",
     )
-    p.add_argument("input", metavar="INPUT", help="file listing the media files, one per row")
+    p.add_argument("input", metavar="INPUT", help="file listing the media files, one per row, or - (stdin)")
     p.add_argument("-o", "--output", metavar="PATH", required=True, help="corrections CSV to write")
     p.add_argument(
+        "-0",
+        "--null",
+        dest="nul",
+        action="store_true",
+        help="with -: paths are NUL-separated, as find -print0 writes them",
+    )
+    p.add_argument(
         "--path-column", metavar="NAME", default="path", help="column naming each media file (default path)"
+    )
+    p.add_argument(
+        "--classification",
+        metavar="LABEL",
+        choices=CLASSIFICATIONS,
+        help="add a classification column with LABEL (human or artificial) on every row",
+    )
+    p.add_argument("--media", choices=MEDIA, help="add a media column with this value on every row")
+    p.add_argument(
+        "--encoding",
+        metavar="NAME",
+        help="text encoding of a CSV INPUT without a byte-order mark, e.g. cp1252 (default utf-8)",
     )
     p.add_argument(
         "--workers",
@@ -258,16 +287,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         default=None,
         help="files hashed at once (default: CPUs, at most 8)",
     )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="draw a progress bar (default: only when stderr is a terminal)",
+    )
     p.set_defaults(handler=main_hash)
 
 
 def main_hash(args: argparse.Namespace) -> int:
     """Run ``hash`` with parsed ``args``: exit 0 all hashed, 1 some files unreadable, 2 cannot run."""
+    from_stdin = args.input == "-"
+    fill = {k: v for k, v in (("classification", args.classification), ("media", args.media)) if v}
     try:
         if args.workers is not None and args.workers < 1:
             raise UsageError("--workers must be at least 1")
+        if args.nul and not from_stdin:
+            raise UsageError("-0 reads NUL-separated paths from standard input: use it with INPUT -")
         rows, failed = hash_corrections(
-            Path(args.input), Path(args.output), path_column=args.path_column, workers=args.workers
+            Path("<stdin>" if from_stdin else args.input),
+            Path(args.output),
+            path_column=args.path_column,
+            workers=args.workers,
+            encoding=args.encoding,
+            fill=fill,
+            paths_from=sys.stdin.buffer if from_stdin else None,
+            nul=args.nul,
+            progress=args.progress,
         )
     except BatchOverrideError as exc:
         print(f"batch-override: error: {exc}", file=sys.stderr)

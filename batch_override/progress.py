@@ -41,7 +41,8 @@ class _Bar(tqdm):  # type: ignore[misc]  # tqdm ships no type hints
     def format_dict(self) -> dict[str, Any]:
         values: dict[str, Any] = super().format_dict
         owner = self._owner
-        values["postfix"] = f"ok={owner.ok}, retrying={owner.retrying_now}, failed={owner.failed}"
+        retrying = f", retrying={owner.retrying_now}" if owner.retries else ""
+        values["postfix"] = f"ok={owner.ok}{retrying}, failed={owner.failed}"
         return values
 
 
@@ -57,13 +58,24 @@ class Progress:
 
     ``enabled=None`` means "``stream.isatty()``"; ``stream=None`` means ``sys.stderr`` at
     construction time (not at import time, so a replaced ``sys.stderr`` is honoured).
+    ``total=None`` (not known in advance) shows a count and a rate, no ETA; ``retries=False``
+    leaves the retrying count out (``hash`` counts files, which are never retried).
     """
 
-    __slots__ = ("_bar", "failed", "ok", "retrying_now", "total")
+    __slots__ = ("_bar", "failed", "ok", "retries", "retrying_now", "total")
 
-    def __init__(self, total: int, *, stream: TextIO | None = None, enabled: bool | None = None) -> None:
+    def __init__(
+        self,
+        total: int | None,
+        *,
+        stream: TextIO | None = None,
+        enabled: bool | None = None,
+        unit: str = "row",
+        retries: bool = True,
+    ) -> None:
         out = sys.stderr if stream is None else stream
         self.total = total
+        self.retries = retries
         self.ok = 0
         self.failed = 0
         self.retrying_now = 0
@@ -75,7 +87,7 @@ class Progress:
                 self,
                 total=total,
                 file=out,
-                unit="row",
+                unit=unit,
                 dynamic_ncols=True,
                 mininterval=0.25,
                 smoothing=0.1,
@@ -88,10 +100,14 @@ class Progress:
 
     def advance(self, outcome: str, n: int = 1) -> None:
         """``n`` rows finished with ``outcome`` (an :class:`~batch_override.outcome.Outcome` value)."""
+        self.tally(outcome in _OK, n)
+
+    def tally(self, ok: bool, n: int = 1) -> None:
+        """``n`` items finished, counted as ok or failed."""
         bar = self._bar
         if bar is None:
             return
-        if outcome in _OK:
+        if ok:
             self.ok += n
         else:
             self.failed += n

@@ -278,6 +278,7 @@ async def _run_locked(config: RunConfig, api_key: ApiKey | None, run_id: str, st
         default_media=config.media,
         batch_rows=config.batch_rows,
         label_map=config.label_map,
+        encoding=config.encoding,
     )
     try:
         index, _ = await asyncio.gather(

@@ -9,7 +9,6 @@ Row numbers: ``row`` is the 0-based position among data rows; messages for peopl
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import shutil
@@ -25,15 +24,13 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from .cells import as_text, describe_size, hash_text, oversized, replace_cells
 from .config import CLASSIFICATIONS, MEDIA
-from .csvblocks import straddles
-from .csvheader import HeaderError, parse_header
+from .csvblocks import BLOCK_SIZE, straddles
 from .errors import InputError, first_line
+from .table import open_table
 
-_BLOCK = 1 << 22
 _TRIM = " \t\r\n\u00a0\u2007\u202f\u200b\ufeff"
 _HASH_PATTERN = "^[0-9a-f]{64}$"
 _MEDIA_SET = pa.array(MEDIA)
@@ -139,6 +136,7 @@ class CorrectionsFile:
         default_media: str = "video",
         batch_rows: int = 65_536,
         label_map: tuple[tuple[str, str], ...] = (),
+        encoding: str | None = None,
     ) -> None:
         self.display = "<stdin>" if path == "-" else path
         self.sha256: str | None = None
@@ -148,17 +146,28 @@ class CorrectionsFile:
         self._words = pa.array([word for word, _ in label_map], pa.string())
         self._targets = pa.array([target for _, target in label_map], pa.string())
         self._batch_rows = batch_rows
-        self._delimiter = ","
         try:
             self.path = self._spool_stdin() if path == "-" else Path(path)
-            self.kind = self._kind()
-            self._names = self._read_column_names()
+            self._table = open_table(
+                self.path,
+                display=self.display,
+                encoding=encoding,
+                extensions=".csv, .csv.gz, .tsv, .parquet (or - for CSV on stdin)",
+            )
+            self.kind = self._table.kind
+            self._names = self._table.names
+            if self._table.parquet is not None:
+                self._parquet = self._table.parquet
             self.columns = self._resolve(hash_column, classification_column, media_column)
         except BaseException:
             self.close()  # the stdin copy holds the whole input: never leave it behind
             raise
 
     # -- opening ---------------------------------------------------------------------------
+    def physical_lines(self, rows: list[int]) -> dict[int, int]:
+        """The line a text editor shows for each 0-based data row of ``rows`` (see :mod:`.table`)."""
+        return self._table.physical_lines(rows)
+
     def _fail(self, problem: str) -> InputError:
         return InputError(f"{self.display}: {problem}")
 
@@ -189,47 +198,6 @@ class CorrectionsFile:
         if self._spooled is not None:
             self._spooled.unlink(missing_ok=True)
             self._spooled = None
-
-    def _kind(self) -> str:
-        if not self.path.exists():
-            raise self._fail("no such file")
-        if self.path.is_dir():
-            raise self._fail("is a directory, not a file")
-        name = self.path.name.lower()
-        if name.endswith((".parquet", ".pq")):
-            return "parquet"
-        if name.endswith((".csv.gz", ".tsv.gz", ".txt.gz")):
-            return "csv.gz"
-        if name.endswith((".csv", ".tsv", ".txt")):
-            return "csv"
-        raise self._fail("unknown extension; expected .csv, .csv.gz, .tsv, .parquet (or - for CSV on stdin)")
-
-    def _read_column_names(self) -> list[str]:
-        if self.path.stat().st_size == 0:
-            raise self._fail("file is empty")
-        if self.kind == "parquet":
-            try:
-                self._parquet = pq.ParquetFile(self.path)
-            except (pa.ArrowException, OSError) as exc:
-                raise self._fail(f"not a readable Parquet file ({first_line(exc)})") from None
-            return list(self._parquet.schema_arrow.names)
-        try:
-            self._delimiter, names = parse_header(self._head_bytes())
-        except HeaderError as exc:
-            raise self._fail(str(exc)) from None
-        # Spreadsheet exports often end the header with empty names (``hash,classification,,``):
-        # name them by position so they are carried like any other column.
-        return [name if name.strip() else f"column_{i + 1}" for i, name in enumerate(names)]
-
-    def _head_bytes(self) -> bytes:
-        try:
-            if self.kind == "csv.gz":
-                with gzip.open(self.path, "rb") as fh:
-                    return fh.read(1 << 16)
-            with open(self.path, "rb") as fh:
-                return fh.read(1 << 16)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise self._fail(f"cannot read ({first_line(exc)})") from None
 
     def _resolve(self, hash_column: str, classification_column: str, media_column: str | None) -> Columns:
         folded: dict[str, str] = {}
@@ -268,17 +236,7 @@ class CorrectionsFile:
             return
         # Single-threaded: the streaming reader is as fast that way here, and only then does
         # pyarrow number the rows it hands to invalid_row_handler.
-        read = pacsv.ReadOptions(column_names=self._names, skip_rows=1, block_size=_BLOCK, use_threads=False)
-        parse = pacsv.ParseOptions(delimiter=self._delimiter, invalid_row_handler=self._on_ragged_row)
-        convert = pacsv.ConvertOptions(
-            column_types={n: pa.string() for n in self._names},
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        )
-        reader = pacsv.open_csv(
-            str(self.path), read_options=read, parse_options=parse, convert_options=convert
-        )
-        yield from reader
+        yield from self._table.csv_reader(invalid_row_handler=self._on_ragged_row)
 
     def _on_ragged_row(self, row: pacsv.InvalidRow) -> str:
         """A row with too few or too many fields: keep it, as an invalid row (never dropped)."""
@@ -335,7 +293,7 @@ class CorrectionsFile:
                 record = next(iterator)
             except StopIteration:
                 break
-            except (pa.ArrowException, OSError, EOFError, zlib.error) as exc:
+            except (pa.ArrowException, OSError, EOFError, zlib.error, UnicodeError) as exc:
                 raise self._read_error(exc, start) from None
             notes: dict[int, str] = {}
             if self._ragged:
@@ -357,10 +315,10 @@ class CorrectionsFile:
         if straddles(exc):
             return self._fail(
                 f"a row after line {spreadsheet_line(start)} is longer than the reader's block of "
-                f"{describe_size(_BLOCK)}: cells that large are not supported ({text})"
+                f"{describe_size(BLOCK_SIZE)}: cells that large are not supported ({text})"
             )
-        if "UTF8" in text or "utf-8" in text.lower() or "utf8" in text.lower():
-            return self._fail(f"not UTF-8 text after line {spreadsheet_line(start)} ({text})")
+        if self.kind != "parquet" and self._table.is_decode_error(exc):
+            return self._table.decode_error()
         if self.kind == "csv.gz" and (
             "gzip" in text.lower() or "zlib" in text.lower() or isinstance(exc, EOFError)
         ):

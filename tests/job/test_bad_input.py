@@ -66,8 +66,9 @@ def _latin1_row(tmp: Path) -> Path:
     return path
 
 
-def _utf16(tmp: Path) -> Path:
-    (tmp / "utf16.csv").write_bytes(("hash,classification\n" + f"{sha(0)},human\n").encode("utf-16"))
+def _utf16_without_bom(tmp: Path) -> Path:
+    """UTF-16 with a BOM is read (tests/job/test_encodings.py); without one it cannot be told apart."""
+    (tmp / "utf16.csv").write_bytes(("hash,classification\n" + f"{sha(0)},human\n").encode("utf-16-le"))
     return tmp / "utf16.csv"
 
 
@@ -128,7 +129,7 @@ BAD_FILES: dict[str, tuple[Callable[[Path], Path], tuple[str, ...]]] = {
     "binary-bytes": (_binary, ("utf-8", "binary")),
     "png-named-csv": (_png_named_csv, ("utf-8", "binary")),
     "latin1-data-row": (_latin1_row, ("utf-8",)),
-    "utf16": (_utf16, ("utf-8",)),
+    "utf16-without-bom": (_utf16_without_bom, ("utf-8",)),
     "truncated-gzip": (_truncated_gzip, ("truncated", "gzip", "corrupt")),
     "not-gzip": (_not_gzip, ("gzip",)),
     "garbage-parquet": (_garbage_parquet, ("parquet",)),

@@ -200,7 +200,7 @@ async def test_metrics_file_is_prometheus_text_replaced_atomically(tmp_path: Pat
     assert samples[_rows(job, "not_ready")] == 1
     assert samples[_rows(job, "submitted")] == 0
     assert samples[_gauge("exit_code", job)] == 1
-    assert samples[_gauge("requests_total", job)] == 2  # the preflight and the not_ready row
+    assert samples[_gauge("requests", job)] == 2  # the preflight and the not_ready row
     assert _gauge("last_success_timestamp_seconds", job) not in samples  # never succeeded
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -18,8 +22,8 @@ from tests.support import cli_env, run_cli, write_csv
 
 
 def _media(folder: Path, name: str, data: bytes) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
 
@@ -144,7 +148,7 @@ def test_an_existing_hash_column_is_replaced_with_a_note(tmp_path: Path, capsys)
         ("l.csv", "path,classification\n", "has a header but no data rows"),
         ("l.csv", "", "file is empty"),
         ("l.xlsx", "path\nx\n", "unknown extension"),
-        ("l.parquet", "not parquet", "cannot read"),
+        ("l.parquet", "not parquet", "not a readable Parquet file"),
         ("missing.csv", None, "no such file"),
     ],
 )
@@ -166,3 +170,88 @@ def test_the_output_may_not_overwrite_the_input(tmp_path: Path, capsys) -> None:
     listing = write_csv(tmp_path / "l.csv", [("a", "human")], header=("path", "classification"))
     assert run_command(add_parser, "hash", str(listing), "-o", str(listing)) == 2
     assert "would overwrite INPUT" in capsys.readouterr().err
+
+
+# -- hash -: paths from standard input ----------------------------------------------------------------
+def _shell(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command, shell=True, cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_find_print0_piped_into_hash_gives_a_corrections_file_the_job_accepts(tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    names = {"a.mp4": b"a", "with space.mp4": b"b", "new\nline.mp4": b"c", "sub/d.mp4": b"d"}
+    for name, data in names.items():
+        _media(media, name, data)
+    cli = f"{shlex.quote(sys.executable)} -m batch_override"
+    result = _shell(
+        f"find media -type f -print0 | {cli} hash - -0 --classification human -o corrections.csv", tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hashed 4 files into corrections.csv\n"
+    table = pd.read_csv(tmp_path / "corrections.csv", keep_default_na=False)
+    assert list(table.columns) == ["hash", "path", "classification", "error"]
+    by_path = dict(zip(table["path"], table["hash"], strict=True))
+    assert by_path == {f"media/{name}": _digest(data) for name, data in names.items()}
+    assert set(table["classification"]) == {"human"} and set(table["error"]) == {""}
+    CorrectionsFile(str(tmp_path / "corrections.csv"))  # the job accepts the file as it is
+
+
+def test_paths_one_per_line_resolve_against_the_working_directory_with_media_filled(tmp_path: Path) -> None:
+    _media(tmp_path / "pics", "x.jpg", b"x")
+    result = _shell(
+        f"printf 'pics/x.jpg\\r\\n\\npics/missing.jpg\\n' | {shlex.quote(sys.executable)} -m batch_override "
+        "hash - --classification artificial --media image -o out.csv",
+        tmp_path,
+    )
+    assert result.returncode == 1, result.stderr
+    table = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    assert list(table.columns) == ["hash", "path", "classification", "media", "error"]
+    assert list(table["path"]) == ["pics/x.jpg", "pics/missing.jpg"]
+    assert list(table["hash"]) == [_digest(b"x"), ""]
+    assert list(table["media"]) == ["image", "image"]
+    assert "no such file" in table["error"][1]
+
+
+def test_a_progress_bar_counts_files_and_failures(tmp_path: Path) -> None:
+    for i in range(3):
+        _media(tmp_path, f"{i}.bin", bytes([i]))
+    result = _shell(
+        f"printf '0.bin\\n1.bin\\n2.bin\\nnope.bin\\n' | {shlex.quote(sys.executable)} -m batch_override "
+        "hash - --progress -o out.csv",
+        tmp_path,
+    )
+    assert result.returncode == 1
+    final = result.stderr.split("\r")[-1]
+    assert "4file" in final.replace(" ", "") and "ok=3, failed=1" in final, result.stderr
+
+
+def test_no_bar_off_a_terminal_by_default(tmp_path: Path) -> None:
+    _media(tmp_path, "0.bin", b"0")
+    result = _shell(
+        f"echo 0.bin | {shlex.quote(sys.executable)} -m batch_override hash - -o out.csv", tmp_path
+    )
+    assert result.returncode == 0 and result.stderr == ""
+
+
+def test_a_listing_that_already_has_the_filled_column_is_refused(tmp_path: Path, capsys) -> None:
+    listing = write_csv(tmp_path / "l.csv", [("a", "human")], header=("path", "Classification"))
+    assert run_command(add_parser, "hash", str(listing), "--classification", "human", "-o", "o.csv") == 2
+    assert "already has a 'classification' column" in capsys.readouterr().err
+
+
+def test_dash_zero_without_standard_input_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    listing = write_csv(tmp_path / "l.csv", [("a",)], header=("path",))
+    assert run_command(add_parser, "hash", str(listing), "-0", "-o", str(tmp_path / "o.csv")) == 2
+    assert "use it with INPUT -" in capsys.readouterr().err
+
+
+def test_an_excel_unicode_text_listing_is_read(tmp_path: Path) -> None:
+    _media(tmp_path, "é.mp4", b"e")
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(codecs.BOM_UTF16_LE + "path\tnote\r\né.mp4\tcafé\r\n".encode("utf-16-le"))
+    out = tmp_path / "c.csv"
+    assert hash_corrections(listing, out) == (1, 0)
+    table = pd.read_csv(out, keep_default_na=False)
+    assert (table["hash"][0], table["note"][0]) == (_digest(b"e"), "café")

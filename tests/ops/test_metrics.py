@@ -46,7 +46,8 @@ def _parse(text: str) -> tuple[dict[tuple[str, frozenset[tuple[str, str]]], floa
     return samples, types
 
 
-def _summary() -> Summary:
+def summary_of_a_run(exit_code: int = 1) -> Summary:
+    """A run of 100 rows in 50 s: 90 submitted, 6 failed, 4 skipped; 120 requests, 3 throttled."""
     return Summary(
         run_id="r",
         ledger="l.csv",
@@ -55,7 +56,7 @@ def _summary() -> Summary:
         requests=120,
         throttled=3,
         duration=50.0,
-        exit_code=1,
+        exit_code=exit_code,
     )
 
 
@@ -65,7 +66,9 @@ def _job(value: str) -> frozenset[tuple[str, str]]:
 
 def test_every_outcome_is_a_sample_zeros_included_and_the_run_figures_follow(tmp_path: Path) -> None:
     path = tmp_path / "batch_override.prom"
-    write_metrics(path, _summary(), job="nightly", last_success_unix=1_700_000_000.5, now=1_700_100_000)
+    write_metrics(
+        path, summary_of_a_run(), job="nightly", last_success_unix=1_700_000_000.5, now=1_700_100_000
+    )
     samples, types = _parse(path.read_text())
     for outcome in Outcome:
         expected = {"submitted": 90, "failed": 6, "skipped": 4}.get(outcome.value, 0)
@@ -77,16 +80,16 @@ def test_every_outcome_is_a_sample_zeros_included_and_the_run_figures_follow(tmp
     assert samples[("batch_override_duration_seconds", job)] == 50.0
     assert samples[("batch_override_rows_per_second", job)] == 2.0  # 100 rows finished in 50 s
     assert samples[("batch_override_exit_code", job)] == 1
-    assert samples[("batch_override_requests_total", job)] == 120
-    assert samples[("batch_override_throttled_total", job)] == 3
+    assert samples[("batch_override_requests", job)] == 120
+    assert samples[("batch_override_throttled_requests", job)] == 3
     assert samples[("batch_override_last_run_timestamp_seconds", job)] == 1_700_100_000
     assert samples[("batch_override_last_success_timestamp_seconds", job)] == 1_700_000_000.5
-    assert set(types.values()) == {"gauge"}  # per-run values, even the *_total ones
+    assert set(types.values()) == {"gauge"}  # per-run values, none named like a counter
 
 
 def test_an_unknown_last_success_is_left_out_not_written_as_zero(tmp_path: Path) -> None:
     path = tmp_path / "m.prom"
-    write_metrics(path, _summary(), job="j", last_success_unix=None)
+    write_metrics(path, summary_of_a_run(), job="j", last_success_unix=None)
     samples, types = _parse(path.read_text())
     assert "batch_override_last_success_timestamp_seconds" not in types
     assert not any(name.startswith("batch_override_last_success") for name, _ in samples)
@@ -96,7 +99,7 @@ def test_an_unknown_last_success_is_left_out_not_written_as_zero(tmp_path: Path)
 def test_label_values_are_escaped_and_read_back(tmp_path: Path) -> None:
     job = 'nightly "eu"\\prod\nsecond line'
     path = tmp_path / "m.prom"
-    write_metrics(path, _summary(), job=job, last_success_unix=12.25, now=13)
+    write_metrics(path, summary_of_a_run(), job=job, last_success_unix=12.25, now=13)
     text = path.read_text()
     assert 'job="nightly \\"eu\\"\\\\prod\\nsecond line"' in text
     samples, _ = _parse(text)
@@ -115,7 +118,7 @@ def test_a_zero_duration_gives_a_zero_rate_not_a_division_error(tmp_path: Path) 
 def test_the_file_is_replaced_whole_readable_by_the_collector_and_no_temp_is_left(tmp_path: Path) -> None:
     path = tmp_path / "m.prom"
     path.write_text("old content\n")
-    write_metrics(path, _summary(), job="j", last_success_unix=None)
+    write_metrics(path, summary_of_a_run(), job="j", last_success_unix=None)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert "old content" not in path.read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["m.prom"]
@@ -123,7 +126,7 @@ def test_the_file_is_replaced_whole_readable_by_the_collector_and_no_temp_is_lef
 
 def test_a_failed_write_leaves_the_previous_file_and_no_temp(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "m.prom"
-    write_metrics(path, _summary(), job="j", last_success_unix=5)
+    write_metrics(path, summary_of_a_run(), job="j", last_success_unix=5)
 
     def broken(*_args: object, **_kwargs: object) -> str:
         raise RuntimeError("boom")
@@ -131,7 +134,7 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temp(tmp_path: Path, mon
     monkeypatch.setattr(metrics, "render_metrics", broken)
     before = path.read_text()
     with pytest.raises(RuntimeError):
-        write_metrics(path, _summary(), job="j", last_success_unix=None)
+        write_metrics(path, summary_of_a_run(), job="j", last_success_unix=None)
     assert path.read_text() == before
 
     def failing_replace(*_args: object) -> None:
@@ -140,6 +143,6 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temp(tmp_path: Path, mon
     monkeypatch.undo()
     monkeypatch.setattr(metrics.os, "replace", failing_replace)
     with pytest.raises(OSError):
-        write_metrics(path, _summary(), job="j", last_success_unix=None)
+        write_metrics(path, summary_of_a_run(), job="j", last_success_unix=None)
     assert path.read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.prom"]

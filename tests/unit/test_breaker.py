@@ -1,0 +1,128 @@
+"""The outage breaker's rules, asked directly with an injected clock: no server, no sleeping.
+
+As tenacity tests its stops and waits: build the state, then ask the policy what it would do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from batch_override.breaker import Breaker, OutageTooLong
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_breaker(clock: Clock, *, threshold: int = 3, rows_needed: int = 2, **kw: float) -> Breaker:
+    return Breaker(
+        threshold,
+        rows_needed=rows_needed,
+        max_outage=kw.get("max_outage", 60.0),
+        backoff_base=kw.get("backoff_base", 0.0),
+        clock=clock,
+        rng=random.Random(0),
+    )
+
+
+def test_failures_from_one_row_alone_never_open_the_breaker() -> None:
+    breaker = make_breaker(Clock())
+    for _ in range(10):
+        assert breaker.failed("server_error", probe=False, row=7) is False
+    assert not breaker.is_open
+
+
+def test_threshold_failures_in_a_row_from_two_rows_open_it() -> None:
+    breaker = make_breaker(Clock())
+    assert breaker.failed("server_error", probe=False, row=1) is False
+    assert breaker.failed("server_error", probe=False, row=2) is False
+    assert breaker.failed("server_error", probe=False, row=1) is True
+    assert breaker.is_open
+    assert breaker.outages == 1
+
+
+def test_a_real_answer_between_failures_resets_the_streak() -> None:
+    breaker = make_breaker(Clock())
+    breaker.failed("timeout", probe=False, row=1)
+    breaker.failed("timeout", probe=False, row=2)
+    breaker.succeeded(probe=False)
+    assert breaker.failed("timeout", probe=False, row=3) is False
+    assert not breaker.is_open
+
+
+def test_the_first_real_answer_closes_an_open_breaker() -> None:
+    breaker = make_breaker(Clock(), threshold=2)
+    breaker.failed("server_error", probe=False, row=1)
+    breaker.failed("server_error", probe=False, row=2)
+    assert breaker.is_open
+    breaker.succeeded(probe=False)
+    assert not breaker.is_open
+
+
+def test_an_outage_longer_than_max_outage_raises_with_its_length_and_reason() -> None:
+    clock = Clock()
+    breaker = make_breaker(clock, threshold=2, max_outage=30.0)
+    breaker.failed("connection_error", probe=False, row=1)
+    breaker.failed("connection_error", probe=False, row=2)
+    clock.now += 30.0
+    breaker.check()  # exactly max_outage: still allowed
+    clock.now += 0.5
+    with pytest.raises(OutageTooLong, match=r"unavailable for 30s \(connection_error\)"):
+        breaker.check()
+
+
+def test_a_closed_breaker_never_raises_however_long_ago_failures_were() -> None:
+    clock = Clock()
+    breaker = make_breaker(clock)
+    breaker.failed("server_error", probe=False, row=1)
+    clock.now += 10_000
+    breaker.check()
+
+
+async def test_wait_turn_returns_at_once_while_closed() -> None:
+    breaker = make_breaker(Clock())
+    assert await breaker.wait_turn() is False
+
+
+async def test_while_open_exactly_one_sender_goes_as_the_probe() -> None:
+    breaker = make_breaker(Clock(), threshold=2)
+    breaker.failed("server_error", probe=False, row=1)
+    breaker.failed("server_error", probe=False, row=2)
+    first = await breaker.wait_turn()
+    assert first is True
+    # A second sender waits while the probe is out; the probe's real answer releases it.
+    second = asyncio.ensure_future(breaker.wait_turn())
+    await asyncio.sleep(0)
+    assert not second.done()
+    breaker.succeeded(probe=True)
+    assert await asyncio.wait_for(second, 5) is False
+    assert not breaker.is_open
+
+
+async def test_a_failed_probe_keeps_it_open_and_hands_the_probe_on() -> None:
+    breaker = make_breaker(Clock(), threshold=2)
+    breaker.failed("server_error", probe=False, row=1)
+    breaker.failed("server_error", probe=False, row=2)
+    assert await breaker.wait_turn() is True
+    assert breaker.failed("server_error", probe=True, row=1) is True
+    assert await asyncio.wait_for(breaker.wait_turn(), 5) is True
+
+
+async def test_wait_turn_gives_up_at_once_when_the_run_stops() -> None:
+    stopped = asyncio.Event()
+    breaker = Breaker(2, max_outage=60.0, backoff_base=3600.0, clock=Clock(), stopped=stopped)
+    breaker.failed("server_error", probe=False, row=1)
+    breaker.failed("server_error", probe=False, row=2)
+    waiter = asyncio.ensure_future(breaker.wait_turn())
+    await asyncio.sleep(0)
+    stopped.set()
+    assert await asyncio.wait_for(waiter, 5) is False

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .csvblocks import record_batches
+from .csvblocks import file_batches
 from .errors import LedgerError, LedgerLocked, first_line
 from .keys import CLASS_CODES, MEDIA_CODES, GrowableKeys, hex_to_bytes
 from .outcome import DONE_OUTCOMES, Outcome
@@ -67,10 +67,7 @@ def utc_now() -> str:
 
 def carried_names(carried: Sequence[str], *, neutralize_names: bool = True) -> tuple[str, ...]:
     """Ledger names of carried input columns; a name the ledger uses itself gets ``input_``.
-
-    Names are header cells: one line, and neutralised like any cell (``=HYPERLINK(...)`` becomes
-    ``'=HYPERLINK(...)``) unless ``neutralize_names`` is off (``--raw-cells``).
-    """
+    Names are header cells: one line, neutralised like any cell unless ``--raw-cells``."""
     out = []
     for name in carried:
         clean = " ".join(name.split()) or "unnamed"
@@ -114,10 +111,7 @@ def check_ledger_path(path: Path) -> None:
 
 class LedgerLock:
     """An exclusive ``flock`` on ``LEDGER.lock``; the kernel releases it if the holder dies.
-
-    The lock sits beside the ledger's real file, so runs that reach one ledger through a
-    symlink and through its target exclude each other.
-    """
+    Beside the ledger's real file: a symlink and its target share one lock."""
 
     def __init__(self, ledger: Path) -> None:
         real = ledger.resolve()
@@ -355,18 +349,9 @@ def load_resume_index(path: Path, trusted_runs: dict[str, float], *, first_seen:
     try:
         # Threads: the job's own ledger has no ragged rows to locate, so pyarrow may parse
         # blocks ahead in parallel while this loop turns the previous one into entries.
-        convert = pacsv.ConvertOptions(
-            include_columns=wanted, column_types={c: pa.string() for c in wanted}, strings_can_be_null=False
-        )
-        reader = record_batches(
-            lambda block_size: pacsv.open_csv(
-                str(path),
-                read_options=pacsv.ReadOptions(use_threads=True, block_size=block_size),
-                convert_options=convert,
-            ),
-            size_limit=path.stat().st_size,
-            block_size=1 << 23,
-        )
+        types = {c: pa.string() for c in wanted}
+        convert = pacsv.ConvertOptions(include_columns=wanted, column_types=types, strings_can_be_null=False)
+        reader = file_batches(path, convert, use_threads=True, block_size=1 << 23)
         for batch in _read_ahead(reader):
             run = _codes(batch["run_id"], run_values)
             outcome = _codes(batch["outcome"], decisive)

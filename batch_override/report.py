@@ -34,7 +34,6 @@ about 50 bytes a line (its sort peaks near 130: a 10-million-line ledger needs ~
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 from collections import Counter
@@ -51,7 +50,7 @@ import pyarrow.csv as pacsv
 
 from . import runlog
 from .config import CLASSIFICATIONS, MEDIA
-from .csvblocks import record_batches
+from .csvblocks import file_batches
 from .errors import BatchOverrideError, ExitCode, LedgerError, first_line
 from .keys import KEY_DTYPE, KeyArray, make_keys
 from .ledger import COLUMNS, read_header
@@ -123,35 +122,10 @@ class _Ledger:
             strings_can_be_null=False,
             quoted_strings_can_be_null=False,
         )
-
-        def read(block_size: int) -> Iterator[pa.RecordBatch]:
-            with open(self.path, "rb") as fh:
-                options = pacsv.ReadOptions(block_size=block_size)
-                yield from pacsv.open_csv(
-                    _Prefix(fh, self.end), read_options=options, convert_options=convert
-                )
-
         try:
-            yield from record_batches(read, size_limit=self.end, block_size=_BLOCK)
+            yield from file_batches(self.path, convert, end=self.end, block_size=_BLOCK)
         except (pa.ArrowException, OSError) as exc:
             raise LedgerError(f"{self.path}: cannot read the ledger ({first_line(exc)})") from None
-
-
-class _Prefix(io.RawIOBase):
-    """The first ``size`` bytes of a file: what the ledger held when the report began."""
-
-    def __init__(self, fh: io.BufferedReader, size: int) -> None:
-        self._fh = fh
-        self._left = size
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        n = self._fh.readinto(view[: min(len(view), self._left)]) or 0
-        self._left -= n
-        return n
 
 
 def _complete_end(path: Path) -> int:

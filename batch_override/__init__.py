@@ -5,11 +5,15 @@ For orchestrators::
     from batch_override import RunConfig, run_job
     summary = run_job(RunConfig(input="corrections.parquet", ledger=Path("ledger.csv")), api_key="...")
     summary.exit_code, summary.outcomes
+
+``input`` may also be a pandas DataFrame; :func:`read_ledger` returns the ledger as a typed one.
 """
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
@@ -18,6 +22,9 @@ from .config import Rate, RunConfig
 from .errors import BatchOverrideError, ExitCode
 from .outcome import Outcome
 from .summary import Summary
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def run_job(config: RunConfig, api_key: ApiKey | str | None = None) -> Summary:
@@ -38,7 +45,20 @@ def run_job(config: RunConfig, api_key: ApiKey | str | None = None) -> Summary:
     return asyncio.run(run_job_async(config, key))
 
 
+def read_ledger(path: str | Path, latest: bool = False) -> pd.DataFrame:
+    """The ledger as a DataFrame: ``finished_at`` a UTC datetime, ``http_status`` and ``attempts``
+    nullable ``Int64``, ``outcome`` and ``error_code`` categoricals, the other columns text.
+
+    ``latest=True`` keeps each (media, hash, classification)'s latest line among those resume
+    would trust for the ledger's last run (same API URL and key, per the run log): the state a
+    rerun would act on.  Imports pandas (the command line never does).
+    """
+    from .frames import read_ledger as read
+
+    return read(path, latest)
+
+
 __all__ = [
     "ApiKey", "BatchOverrideError", "ExitCode", "Outcome", "Rate", "RunConfig", "Summary",
-    "__version__", "load_api_key", "run_job",
+    "__version__", "load_api_key", "read_ledger", "run_job",
 ]  # fmt: skip

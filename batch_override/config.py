@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 MEDIA = ("video", "image", "audio")
 CLASSIFICATIONS = ("human", "artificial")
@@ -148,9 +152,14 @@ def option_name(field: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class RunConfig:
-    """Everything a run needs except the API key, which travels separately (see :mod:`apikey`)."""
+    """Everything a run needs except the API key, which travels separately (see :mod:`apikey`).
 
-    input: str
+    ``input`` is a file path (``-`` for standard input), a ``pandas.DataFrame`` or a
+    ``pyarrow.Table``; it takes no part in equality and hashing (two configs differing only in
+    their input are the same job settings, and a DataFrame cannot be hashed).
+    """
+
+    input: str | pd.DataFrame | pa.Table = field(compare=False, hash=False)
     ledger: Path | None = None
     api_url: str = DEFAULT_API_URL
     media: str = "video"

@@ -11,13 +11,9 @@ differently, but the same file gives the same batches on every read.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
 #: The block size reads start with: 4 MiB holds thousands of ordinary rows.
 BLOCK_SIZE = 1 << 22
@@ -53,43 +49,3 @@ def record_batches(
             if not straddles(exc) or block_size > size_limit:
                 raise
             block_size *= 4
-
-
-def file_batches(
-    path: Path,
-    convert: pacsv.ConvertOptions,
-    *,
-    end: int | None = None,
-    use_threads: bool = False,
-    block_size: int = BLOCK_SIZE,
-) -> Iterator[pa.RecordBatch]:
-    """The record batches of the CSV file ``path`` (its first ``end`` bytes if given), header
-    included as column names, read with :func:`record_batches`."""
-    size = path.stat().st_size if end is None else end
-
-    def read(block: int) -> Iterator[pa.RecordBatch]:
-        options = pacsv.ReadOptions(block_size=block, use_threads=use_threads)
-        if end is None:  # pyarrow's own file reader: no Python call (and GIL) per block read
-            yield from pacsv.open_csv(str(path), read_options=options, convert_options=convert)
-            return
-        with open(path, "rb") as fh:
-            yield from pacsv.open_csv(_Prefix(fh, size), read_options=options, convert_options=convert)
-
-    return record_batches(read, size_limit=size, block_size=block_size)
-
-
-class _Prefix(io.RawIOBase):
-    """The first ``size`` bytes of a file (a ledger as it was when its reading began)."""
-
-    def __init__(self, fh: io.BufferedReader, size: int) -> None:
-        self._fh = fh
-        self._left = size
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        n = self._fh.readinto(view[: min(len(view), self._left)]) or 0
-        self._left -= n
-        return n

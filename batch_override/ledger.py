@@ -7,6 +7,8 @@ Contract:
 - No field contains a line break (they are folded to spaces), so "a line" is "a record" and
   ``pandas.read_csv(ledger)`` reads it with no options.
 - A ledger accumulates runs under one header; a row's state is its latest line.
+- This module only writes; :mod:`ledger_reader` reads ledgers back and :mod:`resume` builds the
+  resume index from them.
 - Text cells that a spreadsheet would run as a formula (starting with ``= + - @``, tab or CR)
   get a leading apostrophe, unless ``neutralize`` is off.
 """
@@ -18,12 +20,10 @@ import fcntl
 import io
 import json
 import os
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from queue import Full, Queue
 from typing import IO, Any
 
 import numpy as np
@@ -31,26 +31,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .csvblocks import file_batches
-from .errors import LedgerError, LedgerLocked, first_line
-from .keys import CLASS_CODES, MEDIA_CODES, GrowableKeys, hex_to_bytes
-from .outcome import DONE_OUTCOMES, Outcome
-from .plan import ENTRY_DTYPE, Prior, ResumeIndex
-
-COLUMNS = (
-    "row", "media", "hash", "classification", "outcome", "error_code",
-    "http_status", "attempts", "message", "run_id", "finished_at",
-)  # fmt: skip
+from .errors import LedgerError, LedgerLocked
+from .ledger_reader import COLUMNS, complete_end, read_header
+from .outcome import Outcome
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _FORMULA_PATTERN = r"^[=+\-@\t\r]"
-_PRIOR_OF = {
-    **{o.value: Prior.DONE for o in DONE_OUTCOMES},
-    Outcome.REJECTED.value: Prior.REJECTED,
-    Outcome.FAILED.value: Prior.RETRY,
-    Outcome.NOT_READY.value: Prior.RETRY,
-    Outcome.ABORTED.value: Prior.RETRY,
-}
 
 
 _second: list[Any] = [None, ""]  # the last whole second formatted, reused within that second
@@ -153,33 +139,11 @@ def repair_torn_tail(path: Path) -> int:
     if not path.exists():
         return 0
     size = path.stat().st_size
-    if size == 0:
-        return 0
-    with open(path, "rb+") as fh:
-        fh.seek(size - 1)
-        if fh.read(1) == b"\n":
-            return 0
-        chunk = 1 << 16
-        pos = size
-        while pos > 0:
-            start = max(0, pos - chunk)
-            fh.seek(start)
-            data = fh.read(pos - start)
-            cut = data.rfind(b"\n")
-            if cut >= 0:
-                keep = start + cut + 1
-                fh.truncate(keep)
-                return size - keep
-            pos = start
-        fh.truncate(0)
-        return size
-
-
-def read_header(path: Path) -> list[str] | None:
-    if not path.exists() or path.stat().st_size == 0:
-        return None
-    with open(path, encoding="utf-8", newline="") as fh:
-        return next(csv.reader([fh.readline()]))
+    keep = complete_end(path)
+    if keep < size:
+        with open(path, "rb+") as fh:
+            fh.truncate(keep)
+    return size - keep
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,178 +285,3 @@ class LedgerWriter:
         os.fsync(self._fd)
         os.close(self._fd)
         self._fd = None
-
-
-#: At most this many trusted runs are told apart by resume (2 bytes of run ordinal per entry).
-MAX_RUNS = 65_535
-_HASH_PATTERN = "^[0-9a-f]{64}$"
-_COMPACT_STEP = 1 << 20  # entries compared and moved at a time (bounds the temporaries)
-
-
-def load_resume_index(path: Path, trusted_runs: dict[str, float], *, first_seen: bool = False) -> ResumeIndex:
-    """The latest line per (media, hash, classification) among the runs the caller trusts.
-
-    The ledger is streamed; each decisive line becomes a 37-byte entry (key, run ordinal,
-    verdict) in one array that is sorted in place, so memory stays at ~38 bytes per line at the
-    peak and 37 per distinct key after.  A key has at most one decisive line per run (a run
-    sends each key once), so the entry of the latest run is the key's latest line.  With
-    ``first_seen`` the first run of each key is kept too (2 bytes per key).
-    """
-    if not trusted_runs or read_header(path) is None:
-        return ResumeIndex.empty()
-    runs = list(trusted_runs)[-MAX_RUNS:]
-    run_values = pa.array(runs, pa.string())
-    decisive = pa.array(list(_PRIOR_OF))
-    prior_of_code = np.array([int(p) for p in _PRIOR_OF.values()], np.uint8)
-    wanted = ["media", "hash", "classification", "outcome", "run_id"]
-    entries = GrowableKeys(_estimated_lines(path), dtype=ENTRY_DTYPE)
-    try:
-        # Threads: the job's own ledger has no ragged rows to locate, so pyarrow may parse
-        # blocks ahead in parallel while this loop turns the previous one into entries.
-        types = {c: pa.string() for c in wanted}
-        convert = pacsv.ConvertOptions(include_columns=wanted, column_types=types, strings_can_be_null=False)
-        reader = file_batches(path, convert, use_threads=True, block_size=1 << 23)
-        for batch in _read_ahead(reader):
-            run = _codes(batch["run_id"], run_values)
-            outcome = _codes(batch["outcome"], decisive)
-            media = _codes(batch["media"], MEDIA_CODES)
-            cls = _codes(batch["classification"], CLASS_CODES)
-            # A 64-character hash: the job wrote only validated ones (a hand-edited line that is
-            # not hex gives a key that matches nothing, which is harmless).
-            length = pc.binary_length(batch["hash"]).to_numpy(zero_copy_only=False)
-            keep = (run >= 0) & (outcome >= 0) & (media >= 0) & (cls >= 0) & (length == 64)
-            k = int(np.count_nonzero(keep))
-            if k == 0:
-                continue
-            raw = np.empty((k, 37), np.uint8)
-            if k < len(keep):  # usually every line is decisive and trusted: no copies then
-                run, outcome, media, cls = run[keep], outcome[keep], media[keep], cls[keep]
-                hashes = batch["hash"].filter(pa.array(keep))
-            else:
-                hashes = batch["hash"]
-            raw[:, :32] = hex_to_bytes(hashes)
-            raw[:, 32] = media + 1
-            raw[:, 33] = cls + 1
-            raw[:, 34] = run >> 8
-            raw[:, 35] = run & 0xFF
-            raw[:, 36] = prior_of_code[outcome]
-            block = raw.view(ENTRY_DTYPE).reshape(k)
-            block.sort()  # here, while the reader thread parses the next block (no GIL held)
-            entries.extend(block)
-    except (pa.ArrowException, OSError) as exc:
-        raise LedgerError(f"{path}: cannot read the ledger ({first_line(exc)})") from None
-    array = entries.finish()
-    # By key, then run ordinal. The blocks are sorted runs already: the stable sort (timsort)
-    # only merges them, which costs a fraction of sorting from scratch.
-    array.sort(kind="stable")
-    first_run = _compact_latest(array, keep_first_run=first_seen)
-    started = np.array([trusted_runs[r] for r in runs], np.float64) if first_seen else None
-    return ResumeIndex(array, first_run, started)
-
-
-def _read_ahead(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.RecordBatch]:
-    """Iterate ``batches`` with a thread parsing up to ``depth`` batches ahead.
-
-    pyarrow parses without the GIL, so the caller's work on one batch overlaps the parsing of
-    the next (the streaming reader alone parses only when asked).  Errors surface in order.
-    """
-    queue: Queue[pa.RecordBatch | BaseException | None] = Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for batch in batches:
-                while not stop.is_set():
-                    try:
-                        queue.put(batch, timeout=0.1)
-                        break
-                    except Full:
-                        continue
-                if stop.is_set():
-                    return
-            queue.put(None)
-        except BaseException as exc:  # handed to the consumer, raised there
-            queue.put(exc)
-
-    thread = threading.Thread(target=produce, name="ledger-reader", daemon=True)
-    thread.start()
-    try:
-        while (item := queue.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
-
-
-def _estimated_lines(path: Path) -> int:
-    """About how many lines the ledger has (from its size and its first MiB): the entries array
-    is sized once instead of grown, and untouched capacity costs no memory until written."""
-    with open(path, "rb") as fh:
-        head = fh.read(1 << 20)
-    per_line = len(head) / max(1, head.count(b"\n"))
-    return int(path.stat().st_size / per_line * 1.02) + 1024
-
-
-def _codes(values: pa.Array, vocabulary: pa.Array) -> np.ndarray[Any, np.dtype[np.int32]]:
-    """0-based positions of ``values`` in ``vocabulary``; -1 where absent."""
-    found = pc.fill_null(pc.index_in(values, value_set=vocabulary), -1)
-    return np.asarray(found.to_numpy(zero_copy_only=False), np.int32)
-
-
-#: An entry's key seen as four 8-byte words and two bytes: five vectorised comparisons instead
-#: of one over 34 separate bytes (and its 34-byte-per-entry temporary).
-_KEY_WORDS = np.dtype(
-    {
-        "names": ["a", "b", "c", "d", "e"],
-        "formats": ["<u8", "<u8", "<u8", "<u8", "<u2"],
-        "offsets": [0, 8, 16, 24, 32],
-        "itemsize": 37,
-    }
-)
-
-
-def _same_key(entries: np.ndarray[Any, Any], others: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    """Element-wise: does each entry hold the same 34-byte key as its counterpart?"""
-    a, b = entries.view(_KEY_WORDS), others.view(_KEY_WORDS)
-    same: np.ndarray[Any, Any] = a["a"] == b["a"]
-    for name in ("b", "c", "d", "e"):
-        same &= a[name] == b[name]
-    return same
-
-
-def _compact_latest(array: np.ndarray[Any, Any], *, keep_first_run: bool) -> np.ndarray[Any, Any] | None:
-    """Keep the last entry of each key, moving entries forward in place, chunk by chunk, and
-    shrink ``array`` to them; returns each kept key's first run ordinal if asked."""
-    n = len(array)
-    if n == 0:
-        return np.empty(0, np.uint16) if keep_first_run else None
-    raw = array.view(np.uint8).reshape(n, 37)
-    first_runs: list[np.ndarray[Any, Any]] = []
-    write = 0
-    step = _COMPACT_STEP
-    run_of_first = 0
-    for lo in range(0, n, step):
-        hi = min(n, lo + step)
-        last = np.ones(hi - lo, np.bool_)
-        nxt = min(n, hi + 1)
-        same_as_next = _same_key(array[lo + 1 : nxt], array[lo : nxt - 1])
-        last[: len(same_as_next)] = ~same_as_next
-        if keep_first_run:
-            first = np.ones(hi - lo, np.bool_)
-            if lo > 0:
-                first[0] = not (raw[lo, :34] == raw[lo - 1, :34]).all()
-            first[1:] = ~same_as_next[: hi - lo - 1]
-            ordinals = raw[lo:hi, 34].astype(np.uint16) << 8 | raw[lo:hi, 35]
-            # The first run of the group each kept (last) entry closes.
-            group_first = np.maximum.accumulate(np.where(first, np.arange(hi - lo), -1))
-            firsts = np.where(group_first >= 0, ordinals[np.maximum(group_first, 0)], run_of_first)
-            first_runs.append(firsts[last].astype(np.uint16))
-            if first.any():
-                run_of_first = int(ordinals[np.flatnonzero(first)[-1]])
-        kept = array[lo:hi][last]
-        array[write : write + len(kept)] = kept
-        write += len(kept)
-    array.resize(write, refcheck=False)
-    return np.concatenate(first_runs) if keep_first_run else None

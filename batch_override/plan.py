@@ -18,6 +18,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from .keys import GrowableKeys, KeyArray, make_keys
+from .resume import Prior, ResumeIndex
 from .source import Batch
 
 
@@ -30,15 +31,6 @@ class Plan(enum.IntEnum):
     REJECTED = 5  # the ledger shows it rejected for good (and --retry-rejected is off)
     LOCKED = 6  # the ledger shows the other classification accepted
     ABORTED = 7  # the run stopped before this row was sent
-
-
-class Prior(enum.IntEnum):
-    """What a trusted earlier ledger line says of a (media, hash, classification)."""
-
-    NONE = 0
-    DONE = 1
-    REJECTED = 2
-    RETRY = 3
 
 
 @dataclass(slots=True)
@@ -157,99 +149,6 @@ def _group_status(keys: KeyArray) -> npt.NDArray[np.uint8]:
     del same_item, changed
     status[order] = sorted_status
     return status
-
-
-#: A resume entry: the 34-byte key, the run's ordinal (2 bytes, big-endian), the :class:`Prior`.
-ENTRY_DTYPE = np.dtype("S37")
-
-
-@dataclass(slots=True)
-class ResumeIndex:
-    """The latest trusted ledger verdict per (media, hash, classification), sorted for lookup.
-
-    One 37-byte entry per key and nothing else (plus 2 bytes per key with ``first_run``), so a
-    ledger of millions of lines resumes in little memory: see :func:`ledger.load_resume_index`.
-    """
-
-    entries: npt.NDArray[np.bytes_]
-    #: The ordinal of the first trusted run that wrote a line for the key (``--give-up-after``).
-    first_run: npt.NDArray[np.uint16] | None = None
-    #: Unix start time of each trusted run, by ordinal.
-    run_started: npt.NDArray[np.float64] | None = None
-
-    #: The first 4 bytes of each entry as a big-endian integer: searching these is ~10x faster
-    #: than comparing 37-byte strings, and the few entries that share one are scanned after.
-    prefix: npt.NDArray[np.uint32] = field(default_factory=lambda: np.empty(0, np.uint32))
-
-    def __post_init__(self) -> None:
-        if len(self.prefix) != len(self.entries):
-            self.prefix = _prefix(self.entries.view(np.uint8).reshape(-1, 37))
-
-    @classmethod
-    def empty(cls) -> ResumeIndex:
-        return cls(np.empty(0, ENTRY_DTYPE))
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def _scan(
-        self, keys: KeyArray
-    ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8], npt.NDArray[np.intp]]:
-        """For each key: the prior of the key, the prior of the same (media, hash) with the other
-        classification, and the entry position of the key (-1 when absent)."""
-        k = len(keys)
-        same = np.zeros(k, np.uint8)
-        other = np.zeros(k, np.uint8)
-        where = np.full(k, -1, np.intp)
-        n = len(self.entries)
-        if n == 0 or k == 0:
-            return same, other, where
-        raw = self.entries.view(np.uint8).reshape(n, 37)
-        probe = keys.view(np.uint8).reshape(k, 34)
-        wanted = _prefix(probe)
-        pos = np.searchsorted(self.prefix, wanted)
-        active = np.arange(k)
-        while len(active):
-            at = pos[active]
-            inside = at < n
-            active, at = active[inside], at[inside]
-            sharing = self.prefix[at] == wanted[active]
-            active, at = active[sharing], at[sharing]
-            if not len(active):
-                break
-            entry = raw[at]
-            item = (entry[:, :33] == probe[active, :33]).all(axis=1)
-            exact = item & (entry[:, 33] == probe[active, 33])
-            same[active[exact]] = entry[exact, 36]
-            where[active[exact]] = at[exact]
-            flipped = item & ~exact
-            other[active[flipped]] = entry[flipped, 36]
-            pos[active] += 1
-        return same, other, where
-
-    def lookup(self, keys: KeyArray) -> npt.NDArray[np.uint8]:
-        """The :class:`Prior` of each key (NONE when the ledger has no trusted line for it)."""
-        return self._scan(keys)[0]
-
-    def lookup_both(self, keys: KeyArray) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
-        """The prior of each key and of the same (media, hash) with the other classification."""
-        same, other, _ = self._scan(keys)
-        return same, other
-
-    def first_seen_of(self, keys: KeyArray) -> npt.NDArray[np.float64]:
-        """When each key first appeared in the ledger (its first run's start; NaN: unknown)."""
-        if self.first_run is None or self.run_started is None or len(self.entries) == 0:
-            return np.full(len(keys), np.nan)
-        where = self._scan(keys)[2]
-        found = where >= 0
-        out = np.full(len(keys), np.nan)
-        out[found] = self.run_started[self.first_run[where[found]]]
-        return out
-
-
-def _prefix(raw: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:
-    """The first 4 bytes of each row as a big-endian uint32 (same order as the bytes)."""
-    return np.ascontiguousarray(raw[:, :4]).view(">u4").reshape(-1).astype(np.uint32)
 
 
 def plan_batch(

@@ -12,6 +12,7 @@ import math
 import os
 import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -82,3 +83,32 @@ def parse_time(text: object) -> float | None:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
+
+
+@dataclass(slots=True)
+class RunRecords:
+    """What the run log says of one run: its ``started`` and ``finished`` records, if any."""
+
+    started: dict[str, Any] | None = None
+    finished: dict[str, Any] | None = None
+
+    @property
+    def first(self) -> dict[str, Any]:
+        """The ``started`` record, else the ``finished`` one, else empty."""
+        return self.started or self.finished or {}
+
+
+def run_records(ledger: Path) -> dict[str, RunRecords]:
+    """The run log's records by run id, in the order the runs started; a missing or unreadable
+    log is empty, a torn or foreign line is skipped."""
+    out: dict[str, RunRecords] = {}
+    try:
+        for record in records(runlog_path(ledger)):
+            entry = out.setdefault(record["run_id"], RunRecords())
+            if record.get("event") == "started":
+                entry.started = record
+            elif record.get("event") == "finished":
+                entry.finished = record
+    except OSError:
+        return {}
+    return out

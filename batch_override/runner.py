@@ -43,14 +43,14 @@ from .ledger import (
     LedgerWriter,
     LineValues,
     check_ledger_path,
-    load_resume_index,
     repair_torn_tail,
     utc_now,
 )
 from .outcome import Action, Outcome, Verdict
 from .pacing import Pacer, retry_after_seconds
-from .plan import InputIndex, Plan, ResumeIndex, index_input, plan_batch
+from .plan import InputIndex, Plan, index_input, plan_batch
 from .progress import Progress
+from .resume import ResumeIndex, load_resume_index
 from .source import Batch, CorrectionsFile
 from .summary import Summary
 
@@ -269,17 +269,7 @@ async def run_job_async(config: RunConfig, api_key: ApiKey | None) -> Summary:
 
 
 async def _run_locked(config: RunConfig, api_key: ApiKey | None, run_id: str, started: float) -> Summary:
-    source = await asyncio.to_thread(
-        CorrectionsFile,
-        config.input,
-        hash_column=config.hash_column,
-        classification_column=config.classification_column,
-        media_column=config.media_column,
-        default_media=config.media,
-        batch_rows=config.batch_rows,
-        label_map=config.label_map,
-        encoding=config.encoding,
-    )
+    source = await asyncio.to_thread(_open_input, config)
     try:
         index, _ = await asyncio.gather(
             asyncio.to_thread(index_input, source.batches()), asyncio.to_thread(source.compute_sha256)
@@ -346,6 +336,23 @@ async def _run_locked(config: RunConfig, api_key: ApiKey | None, run_id: str, st
         source.close()
 
 
+def _open_input(config: RunConfig) -> CorrectionsFile:
+    if not isinstance(config.input, str):
+        from .frames import TableInput  # pandas only for a DataFrame or Table input
+
+        return TableInput(config.input, config)
+    return CorrectionsFile(
+        config.input,
+        hash_column=config.hash_column,
+        classification_column=config.classification_column,
+        media_column=config.media_column,
+        default_media=config.media,
+        batch_rows=config.batch_rows,
+        label_map=config.label_map,
+        encoding=config.encoding,
+    )
+
+
 def _run_record(run: _Run, source: CorrectionsFile, fingerprint: str, event: str) -> dict[str, Any]:
     return {
         "event": event,
@@ -354,8 +361,16 @@ def _run_record(run: _Run, source: CorrectionsFile, fingerprint: str, event: str
         "key_fingerprint": fingerprint,
         "tool_version": __version__,
         "user_host": runlog.user_at_host(),
-        "input": str(Path(source.display).resolve()) if source.display != "<stdin>" else "<stdin>",
+        # A path resolved; "<stdin>", "<DataFrame>" and "<pyarrow.Table>" as they are.
+        "input": source.display if source.display.startswith("<") else str(Path(source.display).resolve()),
         "input_sha256": source.sha256,
+        "input_rows": run.summary.rows,
+        # The input's own names for these columns: the retry file reuses them (report.py).
+        "columns": {
+            "hash": source.columns.hash,
+            "classification": source.columns.classification,
+            "media": source.columns.media or run.config.media_column or "media",
+        },
         "dry_run": run.config.dry_run,
         "at": utc_now(),
     }

@@ -25,7 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .cells import as_text, describe_size, hash_text, oversized, replace_cells
+from .cells import as_text as _as_text  # non-text cells: one rule for Parquet and DataFrames
+from .cellsize import describe_size, oversized, replace_cells
 from .config import CLASSIFICATIONS, MEDIA
 from .csvblocks import BLOCK_SIZE, straddles
 from .errors import InputError, first_line
@@ -143,8 +144,7 @@ class CorrectionsFile:
         self._ragged: list[tuple[int | None, str, int]] = []
         self._spooled: Path | None = None
         self._default_media = default_media
-        self._words = pa.array([word for word, _ in label_map], pa.string())
-        self._targets = pa.array([target for _, target in label_map], pa.string())
+        self._label_map = label_map
         self._batch_rows = batch_rows
         try:
             self.path = self._spool_stdin() if path == "-" else Path(path)
@@ -327,9 +327,9 @@ class CorrectionsFile:
 
     def _normalise(self, record: pa.RecordBatch, start: int) -> Batch:
         cols = self.columns
-        raw_hash = hash_text(record.column(cols.hash))
-        raw_class = as_text(record.column(cols.classification))
-        raw_media = as_text(record.column(cols.media)) if cols.media is not None else None
+        raw_hash = _hash_text(record.column(cols.hash))
+        raw_class = _as_text(record.column(cols.classification))
+        raw_media = _as_text(record.column(cols.media)) if cols.media is not None else None
         hashes = normalise(raw_hash)
         classes = self._mapped(normalise(raw_class))
         if raw_media is not None:
@@ -338,17 +338,18 @@ class CorrectionsFile:
         else:
             media = pa.array(np.full(record.num_rows, self._default_media, dtype=object), pa.string())
         valid = validity(hashes, classes, media)
-        carried = [as_text(record.column(name)) for name in cols.carried]
+        carried = [_as_text(record.column(name)) for name in cols.carried]
         batch = Batch(start, media, hashes, classes, raw_hash, raw_class, raw_media, valid, carried)
         _drop_oversized_cells(batch, cols)
         return batch
 
     def _mapped(self, classes: pa.Array) -> pa.Array:
         """``--label-map`` applied as one mapping: ``a=b,b=a`` swaps, whatever the order."""
-        if len(self._words) == 0:
+        if not self._label_map:
             return classes
-        found = pc.index_in(classes, value_set=self._words)
-        return pc.coalesce(pc.take(self._targets, found), classes)
+        words = pa.array([word for word, _ in self._label_map], pa.string())
+        targets = pa.array([target for _, target in self._label_map], pa.string())
+        return pc.coalesce(pc.take(targets, pc.index_in(classes, value_set=words)), classes)
 
 
 def _drop_oversized_cells(batch: Batch, cols: Columns) -> None:
@@ -367,6 +368,31 @@ def _drop_oversized_cells(batch: Batch, cols: Columns) -> None:
             )
             batch.valid[i] = False
         batch.carried[j] = replace_cells(values, sizes)
+
+
+def _hash_text(values: pa.Array) -> pa.Array:
+    """A hash column as text: binary values of 32 bytes become hex (others stay flagged invalid)."""
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
+    if not (
+        pa.types.is_binary(values.type)
+        or pa.types.is_large_binary(values.type)
+        or pa.types.is_fixed_size_binary(values.type)
+    ):
+        return _as_text(values)
+    from .keys import bytes_to_hex  # local: keys imports config only, but keep source light
+
+    lengths = pc.fill_null(pc.binary_length(values), -1).to_numpy(zero_copy_only=False)
+    good = lengths == 32
+    out = np.empty(len(values), dtype=object)
+    out[:] = ""
+    if good.any():
+        picked = values.filter(pa.array(good))
+        raw = np.frombuffer(b"".join(picked.cast(pa.binary()).to_pylist()), np.uint8).reshape(-1, 32)
+        out[good] = np.asarray(bytes_to_hex(raw).to_pylist(), dtype=object)
+    for i in np.flatnonzero(~good & (lengths >= 0)).tolist():
+        out[i] = f"<{lengths[i]}-byte binary>"
+    return pa.array(out, pa.string())
 
 
 __all__ = ["Batch", "Columns", "CorrectionsFile", "spreadsheet_line"]

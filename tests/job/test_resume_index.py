@@ -10,10 +10,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from batch_override import ledger as ledger_module
+from batch_override import resume as resume_module
 from batch_override.keys import make_keys
-from batch_override.ledger import COLUMNS, load_resume_index
-from batch_override.plan import Prior
+from batch_override.ledger import COLUMNS
+from batch_override.resume import Prior, load_resume_index
 from tests.support import sha
 
 PRIOR = {
@@ -60,7 +60,7 @@ def _ledger(path: Path, seed: int) -> pd.DataFrame:
 def test_the_index_holds_each_keys_latest_trusted_decisive_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, step: int
 ) -> None:
-    monkeypatch.setattr(ledger_module, "_COMPACT_STEP", step)
+    monkeypatch.setattr(resume_module, "_COMPACT_STEP", step)
     frame = _ledger(tmp_path / "l.csv", seed)
     trusted = {"run-0": 1.0e9, "run-2": 1.1e9, "run-3": 1.2e9, "run-5": 1.3e9}  # runs 1 and 4: elsewhere
     index = load_resume_index(tmp_path / "l.csv", trusted, first_seen=True)

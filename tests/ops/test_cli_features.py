@@ -282,6 +282,39 @@ async def test_retry_file_of_an_aborted_run_sends_exactly_the_rows_left_unsent(
     assert dict(state["outcome"].value_counts()) == {"submitted": 16, "rejected": 4}
 
 
+async def test_the_retry_file_of_a_run_with_mapped_columns_reads_with_the_same_command_line(
+    tmp_path: Path, emulator_factory
+) -> None:
+    emulator = await emulator_factory(
+        unknown="classified", states={("image", sha(i)): "expired" for i in range(4)}
+    )
+    corrections = write_csv(
+        tmp_path / "c.csv",
+        [(f"  {sha(i).upper()}", "human", "image", f"T-{i}") for i in range(12)],
+        ("SHA256", "label", "kind", "ticket"),
+    )
+    ledger = tmp_path / "l.csv"
+    mapped = ("--hash-column", "sha256", "--classification-column", "label", "--media-column", "kind")
+    aborted = await _run(
+        emulator, corrections, ledger, *mapped, "--concurrency", "1", "--failure-window", "4"
+    )
+    assert aborted.returncode == 3, aborted.stdout + aborted.stderr
+
+    retry = tmp_path / "retry.csv"
+    report = await run_cli("report", str(ledger), "--retry-file", str(retry))
+    assert report.returncode == 0, report.stderr
+    assert "--hash-column SHA256 --classification-column label --media-column kind" in report.stdout
+    assert list(pd.read_csv(retry).columns) == ["SHA256", "label", "kind", "ticket"]
+
+    again = await _run(emulator, retry, ledger, *mapped)  # the same command line, the retry file
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert sorted(o["hash"] for o in emulator.overrides()) == sorted(sha(i) for i in range(4, 12))
+    assert {o["media"] for o in emulator.overrides()} == {"image"}
+    state = read_ledger(ledger).drop_duplicates("hash", keep="last")
+    assert dict(state["outcome"].value_counts()) == {"submitted": 8, "rejected": 4}
+    assert set(state["ticket"]) == {f"T-{i}" for i in range(12)}
+
+
 async def test_rows_left_by_limit_are_not_in_the_retry_file_and_the_report_says_so(
     tmp_path: Path, emulator_factory
 ) -> None:

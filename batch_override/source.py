@@ -10,10 +10,10 @@ Row numbers: ``row`` is the 0-based position among data rows; messages for peopl
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import sys
 import tempfile
+import weakref
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -172,16 +172,18 @@ class CorrectionsFile:
         return InputError(f"{self.display}: {problem}")
 
     def _spool_stdin(self) -> Path:
-        fd, name = tempfile.mkstemp(prefix="batch-override-stdin-", suffix=".csv")
-        self._spooled = Path(name)
-        with os.fdopen(fd, "wb") as out:
+        """Copy standard input to a private folder (both passes read it), removed by :meth:`close`
+        or, at the latest, when this object is collected or the interpreter exits: a cancel or
+        Ctrl-C while the copy is made or checked never leaves the whole input behind."""
+        folder = tempfile.mkdtemp(prefix="batch-override-stdin-")
+        self._spooled = Path(folder)
+        self._remove_spool = weakref.finalize(self, shutil.rmtree, folder, True)
+        path = self._spooled / "stdin.csv"
+        with open(path, "wb") as out:
             shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
-        with open(name, "rb") as fh:
-            if fh.read(2) == b"\x1f\x8b":
-                gz = Path(name + ".gz")
-                os.replace(name, gz)
-                self._spooled = gz
-        return self._spooled
+        with open(path, "rb") as fh:
+            gzipped = fh.read(2) == b"\x1f\x8b"
+        return path.rename(path.with_name("stdin.csv.gz")) if gzipped else path
 
     def compute_sha256(self) -> str:
         """SHA-256 of the input file's bytes (for the run log); cached."""
@@ -196,7 +198,7 @@ class CorrectionsFile:
     def close(self) -> None:
         """Remove the spooled copy of standard input, if any."""
         if self._spooled is not None:
-            self._spooled.unlink(missing_ok=True)
+            self._remove_spool()
             self._spooled = None
 
     def _resolve(self, hash_column: str, classification_column: str, media_column: str | None) -> Columns:

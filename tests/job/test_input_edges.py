@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import gc
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -194,6 +195,21 @@ def test_the_stdin_copy_is_removed_whatever_fails_while_opening_it(
         monkeypatch.setattr("sys.stdin", _Stdin(data))
         with pytest.raises(InputError):
             CorrectionsFile("-")
+    assert list(spool.iterdir()) == []
+
+
+def test_the_stdin_copy_is_removed_even_if_nobody_closes_the_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancel or Ctrl-C can drop the reader before the run closes it: the copy goes anyway."""
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(spool))
+    monkeypatch.setattr("sys.stdin", _Stdin(f"hash,classification\n{sha(0)},human\n".encode()))
+    source = CorrectionsFile("-")
+    assert len(list(source.batches())) == 1 and list(spool.iterdir())
+    del source
+    gc.collect()
     assert list(spool.iterdir()) == []
 
 

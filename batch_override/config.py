@@ -221,7 +221,7 @@ class RunConfig:
 
 def parse_label_map(text: str) -> tuple[tuple[str, str], ...]:
     """``ai=artificial,real=human`` -> pairs; words are matched after trimming and lowercasing."""
-    pairs = []
+    pairs: list[tuple[str, str]] = []
     for part in text.split(","):
         if not part.strip():
             continue
@@ -231,7 +231,10 @@ def parse_label_map(text: str) -> tuple[tuple[str, str], ...]:
         target = target.strip().lower()
         if target not in CLASSIFICATIONS:
             raise UsageError(f"--label-map: {target!r} is not human or artificial")
-        pairs.append((word.strip().lower(), target))
+        word = word.strip().lower()
+        if any(w == word and t != target for w, t in pairs):  # one mapping: a word means one thing
+            raise UsageError(f"--label-map: {word!r} is mapped to both human and artificial")
+        pairs.append((word, target))
     return tuple(pairs)
 
 
@@ -241,6 +244,8 @@ def parse_outcomes(text: str) -> frozenset[str]:
 
 def check_api_url(url: str) -> None:
     """HTTPS only, except a loopback host (the emulator): the key must never travel in clear."""
+    if not isinstance(url, str):
+        raise UsageError("--api-url must be text, such as https://backend.identifai.net")
     parts = urlsplit(url)
     if "@" in parts.netloc:
         # Never echo the URL: it holds a password. The key travels in a header, never in the URL.

@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch_override.apikey import ApiKey
-from batch_override.config import Rate, RunConfig
+from batch_override.config import Rate, RunConfig, parse_label_map
 from batch_override.emulator import DEMO_API_KEY, Emulator
-from batch_override.errors import InputError
+from batch_override.errors import InputError, UsageError
 from batch_override.plan import index_input
 from batch_override.report import build_report, write_retry_file
 from batch_override.runner import run_job_async
@@ -155,6 +155,12 @@ async def test_a_label_map_is_one_simultaneous_mapping_so_a_swap_swaps(
     summary = await run(path, emulator, label_map=swap)
     assert summary.exit_code == 0
     assert received(emulator) == sorted([(sha(0), "artificial"), (sha(1), "human"), (sha(2), "human")])
+
+
+def test_a_label_map_giving_one_word_both_classifications_is_refused() -> None:
+    with pytest.raises(UsageError, match="'ai' is mapped to both"):
+        parse_label_map("ai=human, AI=artificial")
+    assert parse_label_map("ai=human,ai=human") == (("ai", "human"), ("ai", "human"))
 
 
 async def test_a_media_column_named_but_missing_exits_2_while_the_default_one_is_optional(

@@ -255,6 +255,27 @@ async def test_a_carried_cell_over_1_mib_makes_its_row_invalid_and_stays_out_of_
     assert build_report(tmp_path / "ledger.csv").summary.rows == 3
 
 
+def _big_cell_csv(path: Path, mib: int) -> Path:
+    rows = [(sha(i), "human", "x" * (mib * MIB) if i == 1 else "ok") for i in range(3)]
+    return write_csv(path, rows, ("hash", "classification", "note"))
+
+
+async def test_a_csv_cell_over_1_mib_is_an_invalid_row_that_validate_names_by_its_line(
+    tmp_path: Path,
+) -> None:
+    result = await run_cli("validate", str(_big_cell_csv(tmp_path / "c.csv", 3)))
+    assert result.returncode == 1, result.stderr
+    assert "c.csv: line 3: column 'note' holds a 3.0 MiB cell" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+async def test_a_csv_row_longer_than_the_readers_blocks_exits_2_in_one_line(tmp_path: Path) -> None:
+    result = await run_cli("validate", str(_big_cell_csv(tmp_path / "c.csv", 20)))
+    assert result.returncode == 2
+    (message,) = result.stderr.strip().splitlines()
+    assert "c.csv" in message and "cells that large are not supported" in message
+
+
 def _csv_rows(path: Path) -> list[list[str]]:
     with open(path, encoding="utf-8", newline="") as fh:
         return list(csv.reader(fh))

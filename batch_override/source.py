@@ -10,10 +10,6 @@ Row numbers: ``row`` is the 0-based position among data rows; messages for peopl
 from __future__ import annotations
 
 import hashlib
-import shutil
-import sys
-import tempfile
-import weakref
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +26,7 @@ from .cellsize import describe_size, oversized, replace_cells
 from .config import CLASSIFICATIONS, MEDIA
 from .csvblocks import BLOCK_SIZE, straddles
 from .errors import InputError, first_line
+from .stdin_copy import StdinCopy
 from .table import open_table
 
 _TRIM = " \t\r\n\u00a0\u2007\u202f\u200b\ufeff"
@@ -142,12 +139,14 @@ class CorrectionsFile:
         self.display = "<stdin>" if path == "-" else path
         self.sha256: str | None = None
         self._ragged: list[tuple[int | None, str, int]] = []
-        self._spooled: Path | None = None
+        self._spooled: StdinCopy | None = None
         self._default_media = default_media
         self._label_map = label_map
         self._batch_rows = batch_rows
         try:
-            self.path = self._spool_stdin() if path == "-" else Path(path)
+            if path == "-":
+                self._spooled = StdinCopy()
+            self.path = self._spooled.path if self._spooled is not None else Path(path)
             self._table = open_table(
                 self.path,
                 display=self.display,
@@ -171,20 +170,6 @@ class CorrectionsFile:
     def _fail(self, problem: str) -> InputError:
         return InputError(f"{self.display}: {problem}")
 
-    def _spool_stdin(self) -> Path:
-        """Copy standard input to a private folder (both passes read it), removed by :meth:`close`
-        or, at the latest, when this object is collected or the interpreter exits: a cancel or
-        Ctrl-C while the copy is made or checked never leaves the whole input behind."""
-        folder = tempfile.mkdtemp(prefix="batch-override-stdin-")
-        self._spooled = Path(folder)
-        self._remove_spool = weakref.finalize(self, shutil.rmtree, folder, True)
-        path = self._spooled / "stdin.csv"
-        with open(path, "wb") as out:
-            shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
-        with open(path, "rb") as fh:
-            gzipped = fh.read(2) == b"\x1f\x8b"
-        return path.rename(path.with_name("stdin.csv.gz")) if gzipped else path
-
     def compute_sha256(self) -> str:
         """SHA-256 of the input file's bytes (for the run log); cached."""
         if self.sha256 is None:
@@ -198,7 +183,7 @@ class CorrectionsFile:
     def close(self) -> None:
         """Remove the spooled copy of standard input, if any."""
         if self._spooled is not None:
-            self._remove_spool()
+            self._spooled.close()
             self._spooled = None
 
     def _resolve(self, hash_column: str, classification_column: str, media_column: str | None) -> Columns:
@@ -333,7 +318,7 @@ class CorrectionsFile:
         raw_class = _as_text(record.column(cols.classification))
         raw_media = _as_text(record.column(cols.media)) if cols.media is not None else None
         hashes = normalise(raw_hash)
-        classes = self._mapped(normalise(raw_class))
+        classes = apply_label_map(normalise(raw_class), self._label_map)
         if raw_media is not None:
             media = normalise(raw_media)
             media = pc.if_else(pc.equal(media, ""), self._default_media, media)
@@ -345,13 +330,14 @@ class CorrectionsFile:
         _drop_oversized_cells(batch, cols)
         return batch
 
-    def _mapped(self, classes: pa.Array) -> pa.Array:
-        """``--label-map`` applied as one mapping: ``a=b,b=a`` swaps, whatever the order."""
-        if not self._label_map:
-            return classes
-        words = pa.array([word for word, _ in self._label_map], pa.string())
-        targets = pa.array([target for _, target in self._label_map], pa.string())
-        return pc.coalesce(pc.take(targets, pc.index_in(classes, value_set=words)), classes)
+
+def apply_label_map(classes: pa.Array, label_map: tuple[tuple[str, str], ...]) -> pa.Array:
+    """``--label-map`` applied as one mapping: ``a=b,b=a`` swaps, whatever the order."""
+    if not label_map:
+        return classes
+    words = pa.array([word for word, _ in label_map], pa.string())
+    targets = pa.array([target for _, target in label_map], pa.string())
+    return pc.coalesce(pc.take(targets, pc.index_in(classes, value_set=words)), classes)
 
 
 def _drop_oversized_cells(batch: Batch, cols: Columns) -> None:

@@ -19,6 +19,8 @@ MEDIA = ("video", "image", "audio")
 CLASSIFICATIONS = ("human", "artificial")
 DEFAULT_API_URL = "https://backend.identifai.net"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+#: More requests in flight than this is a typo, not a plan (one connection and task each).
+MAX_CONCURRENCY = 1024
 
 _PERIODS = {
     "s": 1.0, "sec": 1.0, "second": 1.0,
@@ -76,10 +78,13 @@ class Allowed:
     low_open: bool = False  # ``low`` itself is not allowed
     high_open: bool = False
     optional: bool = False  # None (unset) is allowed
+    auto: bool = False  # the word "auto" is allowed (the job decides)
 
     def accepts(self, value: object) -> bool:
         if value is None:
             return self.optional
+        if value == "auto":
+            return self.auto
         if self.kind is bool or isinstance(value, bool):
             return self.kind is bool and isinstance(value, bool)
         if self.kind is int and not isinstance(value, int):
@@ -98,7 +103,8 @@ class Allowed:
             bounds.append(f"{'>' if self.low_open else '>='} {_number(self.low)}")
         if self.high is not None:
             bounds.append(f"{'<' if self.high_open else '<='} {_number(self.high)}")
-        return " ".join(["an integer" if self.kind is int else "a number", " and ".join(bounds)]).strip()
+        number = " ".join(["an integer" if self.kind is int else "a number", " and ".join(bounds)]).strip()
+        return f"auto or {number}" if self.auto else number
 
     def check(self, name: str, value: object) -> None:
         if not self.accepts(value):
@@ -116,7 +122,7 @@ _DAY = 86_400.0
 #: options are range-checked, whether they come from flags, a job file or the Python API.
 #: The upper bounds keep values inside what the event loop and the counters can hold.
 _RANGES: dict[str, Allowed] = {
-    "concurrency": Allowed(int, 1, 1000),
+    "concurrency": Allowed(int, 1, MAX_CONCURRENCY),
     "headroom": Allowed(float, 0, 1, high_open=True),
     "max_retries": Allowed(int, 0, 100),
     "timeout": Allowed(float, 0, _DAY, low_open=True),

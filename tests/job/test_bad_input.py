@@ -298,7 +298,7 @@ OUT_OF_RANGE = [
     ("--timeout", "inf", "> 0"),
     ("--timeout", "0", "> 0"),
     ("--concurrency", "0", ">= 1"),
-    ("--concurrency", "100000", "<= 1000"),
+    ("--concurrency", "100000", "<= 1024"),
     ("--max-retries", "-1", ">= 0"),
     ("--max-wait", "-5", ">= 0"),
     ("--max-outage", "0", "> 0"),

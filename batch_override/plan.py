@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from .errors import BatchOverrideError, ExitCode
 from .keys import GrowableKeys, KeyArray, make_keys
 from .resume import Prior, ResumeIndex
 from .source import Batch
@@ -31,6 +32,17 @@ class Plan(enum.IntEnum):
     REJECTED = 5  # the ledger shows it rejected for good (and --retry-rejected is off)
     LOCKED = 6  # the ledger shows the other classification accepted
     ABORTED = 7  # the run stopped before this row was sent
+
+
+class InputChanged(BatchOverrideError):
+    """The input changed between the run's two reads: its plan no longer fits the rows.
+
+    Exit 2 when no row had been handed out for sending yet (so none can have been sent), else 3.
+    """
+
+    def __init__(self, display: str, *, handed_out: bool) -> None:
+        super().__init__(f"{display}: the input changed while the run read it; rerun to plan it again")
+        self.exit_code = ExitCode.ABORTED if handed_out else ExitCode.USAGE
 
 
 @dataclass(slots=True)
@@ -49,6 +61,13 @@ class InputIndex:
     def planned(self, number: int, batch: Batch) -> bool:
         """Is ``batch`` the ``number``-th batch exactly as pass one read it?"""
         return number < len(self.digests) and self.digests[number] == batch_digest(batch)
+
+    def check_batch(self, number: int, batch: Batch | None, *, display: str, handed_out: bool) -> None:
+        """Raise :class:`InputChanged` unless pass two's ``number``-th batch is pass one's
+        (``batch`` None: pass two has ended, and must have read as many batches)."""
+        same = self.planned(number, batch) if batch is not None else number == len(self.digests)
+        if not same:
+            raise InputChanged(display, handed_out=handed_out)
 
     @property
     def duplicates(self) -> int:

@@ -48,7 +48,7 @@ from .ledger import (
 )
 from .outcome import Action, Outcome, Verdict
 from .pacing import Pacer, retry_after_seconds
-from .plan import InputIndex, Plan, index_input, plan_batch
+from .plan import InputChanged, InputIndex, Plan, index_input, plan_batch
 from .progress import Progress
 from .resume import ResumeIndex, load_resume_index
 from .source import Batch, CorrectionsFile
@@ -457,14 +457,14 @@ async def _produce(
     # Read one batch ahead: pyarrow reads and normalises the next batch (in a thread, mostly
     # outside the GIL) while this one is planned and ledgered.
     ahead = asyncio.ensure_future(_next_batch(iterator))
-    number = read = 0
+    number = 0
     try:
         while (batch := await ahead) is not None:
             ahead = asyncio.ensure_future(_next_batch(iterator))
-            if not index.planned(number, batch):
-                _input_changed(run, index, batch.start, sent=queue is not None and to_send > 0)
-                break
-            number, read = number + 1, batch.start + len(batch)
+            index.check_batch(
+                number, batch, display=run.source.display, handed_out=queue is not None and to_send > 0
+            )
+            number += 1
             if limit_reached:
                 run.summary.not_attempted += len(batch)
                 continue
@@ -493,24 +493,17 @@ async def _produce(
                     _abort_items(run, [item])
                     continue
                 await queue.put(item)
-        else:
-            if number < len(index.digests):  # the file shrank
-                _input_changed(run, index, read, sent=queue is not None and to_send > 0)
+        index.check_batch(
+            number, None, display=run.source.display, handed_out=queue is not None and to_send > 0
+        )
+    except InputChanged as exc:  # the rows from here on are not the rows planned: none gets a line
+        run.request_stop(exc.exit_code, str(exc))
     finally:
         if not ahead.done():
             ahead.cancel()
         if queue is not None:
             for _ in range(config.concurrency):
                 await queue.put(None)
-
-
-def _input_changed(run: _Run, index: InputIndex, read: int, *, sent: bool) -> None:
-    """Stop: rows from ``read`` on are not the rows planned, so none of them gets a line."""
-    run.summary.not_attempted += max(0, index.rows - read)
-    run.request_stop(
-        ExitCode.ABORTED if sent else ExitCode.USAGE,
-        f"{run.source.display}: the input changed while the run read it; rerun to plan it again",
-    )
 
 
 def _abort_items(run: _Run, items: Sequence[Item]) -> None:

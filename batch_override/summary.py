@@ -70,7 +70,7 @@ class Summary:
             codes = ", ".join(f"{k}={v}" for k, v in sorted(self.error_codes.items()))
             lines.append(f"  error codes: {codes}")
         if self.not_attempted:
-            lines.append(f"  not attempted: {self.not_attempted} rows, for a later run (--limit or a stop)")
+            lines.append(f"  not attempted (--limit): {self.not_attempted} rows left for a later run")
         lines.append(
             f"  requests: {self.requests} ({self.sent_rate:.1f}/s), 429 answers: {self.throttled}, "
             f"ledger: {self.ledger or '-'}"

@@ -88,8 +88,8 @@ def env_proxy(api_url: str) -> tuple[str | None, aiohttp.BasicAuth | None]:
 
 async def _read_capped(resp: aiohttp.ClientResponse) -> bytes | None:
     """The body of ``resp``, or None when it is over :data:`MAX_BODY` (the rest is never read)."""
-    if resp.content_length is not None and resp.content_length > MAX_BODY:
-        return None
+    if resp.content_length is not None:  # the usual case: one read, as without a cap
+        return await resp.read() if resp.content_length <= MAX_BODY else None
     chunks: list[bytes] = []
     size = 0
     while chunk := await resp.content.read(MAX_BODY + 1 - size):

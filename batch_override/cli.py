@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 from . import __version__, hashing, report, validate
 from .apikey import ENV_VAR, load_api_key
 from .config import DEFAULT_API_URL, Rate, RunConfig, parse_label_map, parse_outcomes
-from .errors import BatchOverrideError, ExitCode, UsageError, first_line
+from .errors import BatchOverrideError, ExitCode, UsageError, first_line, report_internal_error
 from .jobfile import load_job
 from .logs import current_format, json_line, setup_logging
 from .metrics import check_pushgateway_url, push_metrics, read_last_success, write_metrics
@@ -35,7 +35,11 @@ exit codes:
        input changed while rows were being sent
   4    another run holds the ledger
   5    outage: the server stayed unavailable past --max-outage, or asked to wait past --max-wait
+  6    the ledger could not be written (disk full, quota, I/O error); a rerun resumes
+  70   internal error (a bug); -v shows the traceback
   130  interrupted (SIGINT)   143  terminated (SIGTERM)
+  when several apply: 70, then 6, then the first reason the run stopped (3, 5, 130, 143: a signal
+  after a 401 stop exits 3), then 1, then 0
 """
 
 
@@ -280,6 +284,16 @@ def _add_log_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more detail")
 
 
+def _add_error_options(p: argparse.ArgumentParser) -> None:
+    """How an internal error is shown, for commands without the run's log options."""
+    p.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="error line format (default text)"
+    )
+    p.add_argument(
+        "-v", "--verbose", action="count", default=0, help="show the traceback of an internal error"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="batch-override",
@@ -312,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_parser(sub, _add_log_options)
     report.add_parser(sub)
     hashing.add_parser(sub)
+    for name in ("report", "hash"):
+        _add_error_options(sub.choices[name])
     sub.add_parser(
         "emulator",
         help="serve the bundled API emulator (see: batch-override emulator --help)",
@@ -440,6 +456,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("batch-override: interrupted", file=sys.stderr)
         return ExitCode.SIGINT
+    except Exception as exc:  # a bug: one line, the traceback only when asked for
+        json_format = current_format() == "json" or getattr(args, "log_format", None) == "json"
+        # run's -v may come from its job file: the log level set up for this command says.
+        set_up = args.command in ("run", "validate") and log.isEnabledFor(logging.DEBUG)
+        verbose = bool(getattr(args, "verbose", 0)) or set_up
+        return report_internal_error(exc, json_format=json_format, verbose=verbose)
 
 
 if __name__ == "__main__":

@@ -190,12 +190,18 @@ async def test_the_stdin_copy_of_run_dash_is_removed_when_its_header_is_bad(tmp_
     assert list(spool.iterdir()) == []
 
 
+@pytest.fixture
+def spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty temporary directory where this process puts its temporary files."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(folder))
+    return folder
+
+
 def test_the_stdin_copy_is_removed_whatever_fails_while_opening_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    spool: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spool = tmp_path / "tmp"
-    spool.mkdir()
-    monkeypatch.setattr("tempfile.tempdir", str(spool))
     for data in (b"", b"\x00\xff\xfe binary\n", b"id,label\n1,human\n"):
         monkeypatch.setattr("sys.stdin", _Stdin(data))
         with pytest.raises(InputError):
@@ -204,12 +210,9 @@ def test_the_stdin_copy_is_removed_whatever_fails_while_opening_it(
 
 
 def test_the_stdin_copy_is_removed_even_if_nobody_closes_the_reader(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    spool: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A cancel or Ctrl-C can drop the reader before the run closes it: the copy goes anyway."""
-    spool = tmp_path / "tmp"
-    spool.mkdir()
-    monkeypatch.setattr("tempfile.tempdir", str(spool))
     monkeypatch.setattr("sys.stdin", _Stdin(f"hash,classification\n{sha(0)},human\n".encode()))
     source = CorrectionsFile("-")
     assert len(list(source.batches())) == 1 and list(spool.iterdir())

@@ -29,8 +29,10 @@ EXIT_CODES = """\
 exit codes:
   0    every row succeeded (submitted, already_submitted, duplicate, skipped, planned)
   1    the run finished but some rows did not (invalid, conflict, rejected, not_ready, failed)
-  2    usage error or unreadable input; nothing was sent
-  3    aborted: key refused (401/403), wrong --api-url, or --max-failure-rate exceeded
+  2    usage error (an option out of range), unreadable input, or an input changed before
+       any row was handed out; nothing was sent
+  3    aborted: key refused (401/403), wrong --api-url, --max-failure-rate exceeded, or the
+       input changed while rows were being sent
   4    another run holds the ledger
   5    outage: the server stayed unavailable past --max-outage, or asked to wait past --max-wait
   6    the ledger could not be written (disk full, quota, I/O error); a rerun resumes
@@ -55,13 +57,6 @@ def _rate(text: str) -> Rate | str:
         return Rate.parse(text)
     except UsageError as exc:  # argparse turns this into its one-line usage error (exit 2)
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise ValueError(text)
-    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +90,12 @@ _OPTS = (
         "text encoding of a CSV without a byte-order mark, e.g. cp1252 or latin-1 (default utf-8)",
         metavar="NAME",
     ),
-    _Opt("media_column", str, "name of the optional per-row media column (default media)", metavar="NAME"),
+    _Opt(
+        "media_column",
+        str,
+        "name of the per-row media column; a name given must exist (default: media, when present)",
+        metavar="NAME",
+    ),
     _Opt(
         "concurrency",
         parse_concurrency,
@@ -117,7 +117,7 @@ _OPTS = (
     ),
     _Opt("headroom", float, "auto rate: share of the server's limit left unused (default 0.1)", metavar="F"),
     _Opt("max_retries", int, "retries per row for transient answers (default 5)", metavar="N"),
-    _Opt("timeout", _positive_float, "seconds per request (default 30)", metavar="S"),
+    _Opt("timeout", float, "seconds per request (default 30)", metavar="S"),
     _Opt(
         "limit",
         int,
@@ -126,13 +126,13 @@ _OPTS = (
     ),
     _Opt(
         "max_outage",
-        _positive_float,
+        float,
         "seconds of server-wide trouble before exit 5 (default 1800)",
         metavar="S",
     ),
     _Opt(
         "max_wait",
-        _positive_float,
+        float,
         "longest Retry-After to wait for before exit 5 (default 900)",
         metavar="S",
     ),
@@ -146,15 +146,16 @@ _OPTS = (
     _Opt("failure_window", int, "rows the failure rate is measured over (default 200)", metavar="N"),
     _Opt(
         "grace",
-        _positive_float,
+        float,
         "seconds in-flight requests get after SIGINT/SIGTERM (default 10)",
         metavar="S",
     ),
+    _Opt("backoff_base", float, "first retry delay in seconds, doubling (default 0.5)", metavar="S"),
     _Opt(
-        "backoff_base", _positive_float, "first retry delay in seconds, doubling (default 0.5)", metavar="S"
-    ),
-    _Opt(
-        "ca_bundle", str, "PEM file of extra certificate authorities (or set SSL_CERT_FILE)", metavar="PATH"
+        "ca_bundle",
+        str,
+        "PEM file of certificate authorities added to the system's (SSL_CERT_FILE replaces those)",
+        metavar="PATH",
     ),
     _Opt(
         "label_map",
@@ -171,7 +172,7 @@ _OPTS = (
     ),
     _Opt(
         "give_up_after_days",
-        _positive_float,
+        float,
         "a row still not_ready this many days after it was first seen (the start of the first run that "
         "ledgered it) becomes rejected / gave_up",
         flag="--give-up-after",

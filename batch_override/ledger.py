@@ -56,12 +56,14 @@ def utc_now() -> str:
     return f"{_second[1]}.{int((now - second) * 1000):03d}Z"
 
 
-def carried_names(carried: Sequence[str]) -> tuple[str, ...]:
-    """Ledger names of carried input columns; a name the ledger uses itself gets ``input_``."""
+def carried_names(carried: Sequence[str], *, neutralize_names: bool = True) -> tuple[str, ...]:
+    """Ledger names of carried input columns; a name the ledger uses itself gets ``input_``.
+    Names are header cells: one line, neutralised like any cell unless ``--raw-cells``."""
     out = []
     for name in carried:
         clean = " ".join(name.split()) or "unnamed"
-        out.append(f"input_{clean}" if clean in COLUMNS else clean)
+        clean = f"input_{clean}" if clean in COLUMNS else clean
+        out.append(neutralize(clean) if neutralize_names else clean)
     return tuple(out)
 
 
@@ -99,10 +101,12 @@ def check_ledger_path(path: Path) -> None:
 
 
 class LedgerLock:
-    """An exclusive ``flock`` on ``LEDGER.lock``; the kernel releases it if the holder dies."""
+    """An exclusive ``flock`` on ``LEDGER.lock``; the kernel releases it if the holder dies.
+    Beside the ledger's real file: a symlink and its target share one lock."""
 
     def __init__(self, ledger: Path) -> None:
-        self.path = ledger.with_name(ledger.name + ".lock")
+        real = ledger.resolve()
+        self.path = real.with_name(real.name + ".lock")
         self._fh: IO[str] | None = None
 
     def acquire(self, holder: dict[str, Any]) -> None:
@@ -175,7 +179,7 @@ class LedgerWriter:
         fsync_interval: float = 2.0,
     ) -> None:
         self.path = path
-        self.columns = COLUMNS + carried_names(carried)
+        self.columns = COLUMNS + carried_names(carried, neutralize_names=neutralize)
         self._run_id = run_id
         self._neutralize = neutralize
         self._fsync_interval = fsync_interval

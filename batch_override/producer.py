@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from .config import RunConfig
-from .errors import BatchOverrideError
+from .errors import BatchOverrideError, InputError
 from .keys import make_keys
 from .plan import InputIndex, Plan, plan_batch
 from .recorder import Item, Recorder
@@ -26,7 +26,12 @@ from .stopping import Stopper
 
 
 async def _next_batch(iterator: Iterator[Batch]) -> Batch | None:
-    return await asyncio.to_thread(next, iterator, None)
+    """The next batch of pass two; None at the end, or when the input cannot be read any more:
+    pass one read it whole, so the check of the batch count finds it changed."""
+    try:
+        return await asyncio.to_thread(next, iterator, None)
+    except InputError:
+        return None
 
 
 async def produce(
@@ -72,11 +77,18 @@ async def _produce(
     # Read one batch ahead: pyarrow reads and normalises the next batch (in a thread, mostly
     # outside the GIL) while this one is planned and ledgered.
     ahead = asyncio.ensure_future(_next_batch(iterator))
+    number = 0
     try:
         while (batch := await ahead) is not None:
             if recorder.failed:
                 return  # the ledger failed: nothing more can be recorded
             ahead = asyncio.ensure_future(_next_batch(iterator))
+            # The plan applies to rows by position: a batch that reads otherwise than in pass one
+            # stops the run (InputChanged, exit 2 or 3) before any of its rows is handed out.
+            index.check_batch(
+                number, batch, display=source.display, handed_out=queue is not None and to_send > 0
+            )
+            number += 1
             if limit_reached:
                 recorder.summary.not_attempted += len(batch)
                 continue
@@ -105,6 +117,7 @@ async def _produce(
                     recorder.abort(item)
                 else:
                     await queue.put(item)
+        index.check_batch(number, None, display=source.display, handed_out=queue is not None and to_send > 0)
     finally:
         if not ahead.done():
             # The thread reading the next batch cannot be cancelled: let it end (one batch)

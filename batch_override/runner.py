@@ -224,7 +224,7 @@ def _log_run(job: _Job, source: CorrectionsFile, fingerprint: str, event: str, s
         "columns": {
             "hash": source.columns.hash,
             "classification": source.columns.classification,
-            "media": source.columns.media or job.config.media_column,
+            "media": source.columns.media or job.config.media_column or "media",
         },
         "dry_run": job.config.dry_run,
         "at": utc_now(),

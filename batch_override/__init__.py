@@ -31,7 +31,8 @@ def run_job(config: RunConfig, api_key: ApiKey | str | None = None) -> Summary:
     """Run a job to the end (blocking) and return its :class:`Summary`.
 
     ``api_key`` defaults to ``$IDENTIFAI_API_KEY``; a dry run needs none.  Problems found before
-    anything is sent raise :class:`BatchOverrideError` (``.exit_code`` tells which).
+    anything is sent raise :class:`BatchOverrideError` (``.exit_code`` tells which).  A bug raises
+    its own exception, but only after the run has ended cleanly (rows recorded, lock released).
     """
     from .runner import run_job_async
 

@@ -10,7 +10,7 @@ numbers, times and missing values.  Their carried columns reach the ledger as:
 - datetimes in ISO 8601 with a ``T``, the fraction without trailing zeros
   (``2026-11-28T09:15:49.5``); a timezone-aware one in UTC with ``Z``; dates as ``2026-11-28``;
 - booleans as ``true`` / ``false``, categorical values as their value, anything else as Arrow
-  casts it to text (else Python's ``str``).
+  casts it to text (else Python's ``str``); binary as UTF-8, value by value (bad bytes as ``\\xNN``).
 
 The trap: a float column loses its ``.0`` (``2.0`` is written ``2``), and an integer column with a
 missing value is a float column in pandas unless it has the ``Int64`` dtype.
@@ -38,8 +38,18 @@ def as_text(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     try:
         text = values.cast(pa.string())
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
-        text = pa.array([None if v is None else str(v) for v in values.to_pylist()], pa.string())
+        text = pa.array([_one_text(v) for v in values.to_pylist()], pa.string())
     return pc.fill_null(text, "")
+
+
+def _one_text(value: object) -> str | None:
+    """One value the vectorised cast refused: bytes that are not all UTF-8 are decoded on their
+    own, with ``\\xNN`` for the bad bytes, so the other values of the column stay plain text."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return str(value)
 
 
 def _iso_8601(values: pa.Array) -> pa.Array:

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 from . import __version__, hashing, report, validate
 from .apikey import ENV_VAR, load_api_key
 from .config import DEFAULT_API_URL, Rate, RunConfig, parse_concurrency, parse_label_map, parse_outcomes
-from .errors import BatchOverrideError, ExitCode, UsageError, first_line
+from .errors import BatchOverrideError, ExitCode, UsageError, first_line, report_internal_error
 from .jobfile import load_job
 from .logs import current_format, json_line, setup_logging
 from .metrics import check_pushgateway_url, push_metrics, read_last_success, write_metrics
@@ -29,11 +29,17 @@ EXIT_CODES = """\
 exit codes:
   0    every row succeeded (submitted, already_submitted, duplicate, skipped, planned)
   1    the run finished but some rows did not (invalid, conflict, rejected, not_ready, failed)
-  2    usage error or unreadable input; nothing was sent
-  3    aborted: key refused (401/403), wrong --api-url, or --max-failure-rate exceeded
+  2    usage error (an option out of range), unreadable input, or an input changed before
+       any row was handed out; nothing was sent
+  3    aborted: key refused (401/403), wrong --api-url, --max-failure-rate exceeded, or the
+       input changed while rows were being sent
   4    another run holds the ledger
   5    outage: the server stayed unavailable past --max-outage, or asked to wait past --max-wait
+  6    the ledger could not be written (disk full, quota, I/O error); a rerun resumes
+  70   internal error (a bug); -v shows the traceback
   130  interrupted (SIGINT)   143  terminated (SIGTERM)
+  when several apply: 70, then 6, then the first reason the run stopped (3, 5, 130, 143: a signal
+  after a 401 stop exits 3), then 1, then 0
 """
 
 
@@ -51,13 +57,6 @@ def _rate(text: str) -> Rate | str:
         return Rate.parse(text)
     except UsageError as exc:  # argparse turns this into its one-line usage error (exit 2)
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise ValueError(text)
-    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +90,12 @@ _OPTS = (
         "text encoding of a CSV without a byte-order mark, e.g. cp1252 or latin-1 (default utf-8)",
         metavar="NAME",
     ),
-    _Opt("media_column", str, "name of the optional per-row media column (default media)", metavar="NAME"),
+    _Opt(
+        "media_column",
+        str,
+        "name of the per-row media column; a name given must exist (default: media, when present)",
+        metavar="NAME",
+    ),
     _Opt(
         "concurrency",
         parse_concurrency,
@@ -113,7 +117,7 @@ _OPTS = (
     ),
     _Opt("headroom", float, "auto rate: share of the server's limit left unused (default 0.1)", metavar="F"),
     _Opt("max_retries", int, "retries per row for transient answers (default 5)", metavar="N"),
-    _Opt("timeout", _positive_float, "seconds per request (default 30)", metavar="S"),
+    _Opt("timeout", float, "seconds per request (default 30)", metavar="S"),
     _Opt(
         "limit",
         int,
@@ -122,13 +126,13 @@ _OPTS = (
     ),
     _Opt(
         "max_outage",
-        _positive_float,
+        float,
         "seconds of server-wide trouble before exit 5 (default 1800)",
         metavar="S",
     ),
     _Opt(
         "max_wait",
-        _positive_float,
+        float,
         "longest Retry-After to wait for before exit 5 (default 900)",
         metavar="S",
     ),
@@ -142,15 +146,16 @@ _OPTS = (
     _Opt("failure_window", int, "rows the failure rate is measured over (default 200)", metavar="N"),
     _Opt(
         "grace",
-        _positive_float,
+        float,
         "seconds in-flight requests get after SIGINT/SIGTERM (default 10)",
         metavar="S",
     ),
+    _Opt("backoff_base", float, "first retry delay in seconds, doubling (default 0.5)", metavar="S"),
     _Opt(
-        "backoff_base", _positive_float, "first retry delay in seconds, doubling (default 0.5)", metavar="S"
-    ),
-    _Opt(
-        "ca_bundle", str, "PEM file of extra certificate authorities (or set SSL_CERT_FILE)", metavar="PATH"
+        "ca_bundle",
+        str,
+        "PEM file of certificate authorities added to the system's (SSL_CERT_FILE replaces those)",
+        metavar="PATH",
     ),
     _Opt(
         "label_map",
@@ -167,7 +172,7 @@ _OPTS = (
     ),
     _Opt(
         "give_up_after_days",
-        _positive_float,
+        float,
         "a row still not_ready this many days after it was first seen (the start of the first run that "
         "ledgered it) becomes rejected / gave_up",
         flag="--give-up-after",
@@ -292,6 +297,16 @@ def _add_log_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more detail")
 
 
+def _add_error_options(p: argparse.ArgumentParser) -> None:
+    """How an internal error is shown, for commands without the run's log options."""
+    p.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="error line format (default text)"
+    )
+    p.add_argument(
+        "-v", "--verbose", action="count", default=0, help="show the traceback of an internal error"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="batch-override",
@@ -324,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_parser(sub, _add_log_options)
     report.add_parser(sub)
     hashing.add_parser(sub)
+    for name in ("report", "hash"):
+        _add_error_options(sub.choices[name])
     sub.add_parser(
         "emulator",
         help="serve the bundled API emulator (see: batch-override emulator --help)",
@@ -452,6 +469,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("batch-override: interrupted", file=sys.stderr)
         return ExitCode.SIGINT
+    except Exception as exc:  # a bug: one line, the traceback only when asked for
+        json_format = current_format() == "json" or getattr(args, "log_format", None) == "json"
+        # run's -v may come from its job file: the log level set up for this command says.
+        set_up = args.command in ("run", "validate") and log.isEnabledFor(logging.DEBUG)
+        verbose = bool(getattr(args, "verbose", 0)) or set_up
+        return report_internal_error(exc, json_format=json_format, verbose=verbose)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from yarl import URL
 
 from .apikey import ApiKey
 from .config import CLASSIFICATIONS
+from .errors import UsageError, first_line
 from .outcome import Action, Outcome, Verdict, classify_response, transport_failure
 
 ENDPOINTS = {"image": "classification", "video": "classification_video", "audio": "classification_audio"}
@@ -26,6 +27,11 @@ BODIES = {c: json.dumps({"classification": c}, separators=(",", ":")).encode() f
 EMPTY_BODY = b"{}"
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 _NO_HEADERS: Mapping[str, str] = {}
+#: The largest answer body read: the API's answers are under 1 KB, a proxy's error page ~10 KB.
+MAX_BODY = 1 << 20
+_TOO_BIG = Verdict(
+    Outcome.FAILED, "http", Action.DONE, f"the answer's body is over {MAX_BODY >> 20} MiB: not read"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +52,13 @@ def make_session(
 ) -> aiohttp.ClientSession:
     ssl_context: ssl.SSLContext | bool = True
     if ca_bundle:
-        ssl_context = ssl.create_default_context(cafile=ca_bundle)
+        # Added to the system's authorities (create_default_context(cafile=...) would load the
+        # bundle *instead*, and a proxy or API certificate from a public CA would stop verifying).
+        ssl_context = ssl.create_default_context()
+        try:
+            ssl_context.load_verify_locations(cafile=ca_bundle)
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"--ca-bundle {ca_bundle}: cannot load ({first_line(exc)})") from None
     connector = aiohttp.TCPConnector(limit=concurrency, ssl=ssl_context, enable_cleanup_closed=True)
     return aiohttp.ClientSession(
         connector=connector,
@@ -74,6 +86,20 @@ def env_proxy(api_url: str) -> tuple[str | None, aiohttp.BasicAuth | None]:
     return str(proxy), auth
 
 
+async def _read_capped(resp: aiohttp.ClientResponse) -> bytes | None:
+    """The body of ``resp``, or None when it is over :data:`MAX_BODY` (the rest is never read)."""
+    if resp.content_length is not None:  # the usual case: one read, as without a cap
+        return await resp.read() if resp.content_length <= MAX_BODY else None
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await resp.content.read(MAX_BODY + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+    return b"".join(chunks)
+
+
 class Client:
     def __init__(self, session: aiohttp.ClientSession, api_url: str) -> None:
         self._session = session
@@ -91,7 +117,10 @@ class Client:
             async with self._session.post(
                 url, data=body, allow_redirects=False, proxy=self._proxy, proxy_auth=self._proxy_auth
             ) as resp:
-                payload = await resp.read()
+                payload = await _read_capped(resp)
+                if payload is None:  # a 201 says all by its status; anything else needs its body
+                    verdict = classify_response(201, b"") if resp.status == 201 else _TOO_BIG
+                    return Answer(verdict, resp.status, resp.headers)
                 return Answer(classify_response(resp.status, payload), resp.status, resp.headers)
         except TimeoutError:
             return Answer(transport_failure("timeout", "no answer within --timeout"), None, _NO_HEADERS)

@@ -207,9 +207,10 @@ class Concurrency:
             self._waiters.append(waiter)
             try:
                 await waiter
-            finally:
-                if not waiter.done():
-                    waiter.cancel()
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake(1)  # woken, then cancelled: pass the free slot on, or it is lost
+                raise
 
     def release(self) -> None:
         self._held -= 1

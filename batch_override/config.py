@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,9 @@ _PERIODS = {
     "m": 60.0, "min": 60.0, "minute": 60.0,
     "h": 3600.0, "hour": 3600.0,
 }  # fmt: skip
+#: Requests per period at most: the pacer keeps one timestamp per request of a window.
+MAX_RATE = 1_000_000
+MAX_PERIOD = 100 * 86_400.0
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*\.?\d*)\s*([a-z]+)\s*$")
 
 
@@ -42,10 +46,15 @@ class Rate:
         match = _RATE.match(text.lower())
         if not match or match.group(3) not in _PERIODS or int(match.group(1)) < 1:
             raise UsageError(f"--rate {text!r}: expected N/PERIOD such as 60/min, 5/s, 3600/h, or 'auto'")
-        count = float(match.group(2)) if match.group(2) else 1.0
-        if count <= 0:
-            raise UsageError(f"--rate {text!r}: the period must be positive")
+        number = match.group(2)
+        count = float(number) if number.strip(".") else 1.0  # "60/min" and "60/.min" alike
         return cls(int(match.group(1)), count * _PERIODS[match.group(3)])
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.limit, int) and 1 <= self.limit <= MAX_RATE):
+            raise UsageError(f"--rate: N must be an integer >= 1 and <= {MAX_RATE}")
+        if not (isinstance(self.period, int | float) and 0 < self.period <= MAX_PERIOD):
+            raise UsageError("--rate: the period must be > 0 and <= 100 days")
 
     @property
     def interval(self) -> float:
@@ -53,6 +62,99 @@ class Rate:
 
     def __str__(self) -> str:
         return f"{self.limit}/{self.period:g}s"
+
+
+@dataclass(frozen=True, slots=True)
+class Allowed:
+    """The values one option accepts: a kind and, for numbers, bounds (``None``: unbounded).
+
+    The trap: NaN compares false with everything, so bounds are checked as "inside", never as
+    "not outside", and infinities are refused (an infinite timeout overflows the event loop's timer).
+    """
+
+    kind: type[bool] | type[int] | type[float]
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # ``low`` itself is not allowed
+    high_open: bool = False
+    optional: bool = False  # None (unset) is allowed
+    auto: bool = False  # the word "auto" is allowed (the job decides)
+
+    def accepts(self, value: object) -> bool:
+        if value is None:
+            return self.optional
+        if value == "auto":
+            return self.auto
+        if self.kind is bool or isinstance(value, bool):
+            return self.kind is bool and isinstance(value, bool)
+        if self.kind is int and not isinstance(value, int):
+            return False
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            return False
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def describe(self) -> str:
+        if self.kind is bool:
+            return "true or false"
+        bounds = []
+        if self.low is not None:
+            bounds.append(f"{'>' if self.low_open else '>='} {_number(self.low)}")
+        if self.high is not None:
+            bounds.append(f"{'<' if self.high_open else '<='} {_number(self.high)}")
+        number = " ".join(["an integer" if self.kind is int else "a number", " and ".join(bounds)]).strip()
+        return f"auto or {number}" if self.auto else number
+
+    def check(self, name: str, value: object) -> None:
+        if not self.accepts(value):
+            shown = repr(value)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise UsageError(f"{option_name(name)} must be {self.describe()} (got {shown})")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+_DAY = 86_400.0
+#: Every numeric and boolean field of :class:`RunConfig` and what it accepts: the one place
+#: options are range-checked, whether they come from flags, a job file or the Python API.
+#: The upper bounds keep values inside what the event loop and the counters can hold.
+_RANGES: dict[str, Allowed] = {
+    "concurrency": Allowed(int, 1, MAX_CONCURRENCY, auto=True),
+    "max_concurrency": Allowed(int, 1, MAX_CONCURRENCY),
+    "headroom": Allowed(float, 0, 1, high_open=True),
+    "max_retries": Allowed(int, 0, 100),
+    "timeout": Allowed(float, 0, _DAY, low_open=True),
+    "limit": Allowed(int, 0, None, optional=True),
+    "max_outage": Allowed(float, 0, 100 * _DAY, low_open=True),
+    "max_wait": Allowed(float, 0, 100 * _DAY),
+    "max_failure_rate": Allowed(float, 0, 1, low_open=True),
+    "failure_window": Allowed(int, 1, 1_000_000),
+    "grace": Allowed(float, 0, _DAY),
+    "give_up_after_days": Allowed(float, 0, 36_500, low_open=True, optional=True),
+    "backoff_base": Allowed(float, 0, 3600, low_open=True),
+    "backoff_cap": Allowed(float, 0, _DAY, low_open=True),
+    "fsync_interval": Allowed(float, 0, 3600, low_open=True),
+    "batch_rows": Allowed(int, 1, 10_000_000),
+    "dry_run": Allowed(bool),
+    "retry_rejected": Allowed(bool),
+    "preflight": Allowed(bool),
+    "neutralize_formulas": Allowed(bool),
+    "progress": Allowed(bool, optional=True),
+}
+#: Fields whose flag is not ``--`` plus the field name (the negated booleans: their job-file key).
+_FLAGS = {
+    "give_up_after_days": "--give-up-after",
+    "neutralize_formulas": "neutralize_formulas",
+    "preflight": "preflight",
+}
+
+
+def option_name(field: str) -> str:
+    """How a message names a :class:`RunConfig` field: its flag (job-file keys are the same words)."""
+    return _FLAGS.get(field, "--" + field.replace("_", "-"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +172,8 @@ class RunConfig:
     media: str = "video"
     hash_column: str = "hash"
     classification_column: str = "classification"
-    media_column: str = "media"
+    #: None: use a column named ``media`` when the input has one; a name given must exist.
+    media_column: str | None = None
     concurrency: int | Literal["auto"] = "auto"
     max_concurrency: int = 64
     rate: Rate | Literal["auto"] = "auto"
@@ -105,24 +208,19 @@ class RunConfig:
         return self.max_concurrency if self.concurrency == "auto" else self.concurrency
 
     def __post_init__(self) -> None:
+        for name, allowed in _RANGES.items():
+            allowed.check(name, getattr(self, name))
+        for name in ("hash_column", "classification_column"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise UsageError(f"{option_name(name)} must name a column")
+        if self.media_column is not None and (
+            not isinstance(self.media_column, str) or not self.media_column.strip()
+        ):
+            raise UsageError("--media-column must name a column")
         if self.media not in MEDIA:
             raise UsageError(f"--media {self.media!r}: expected one of {', '.join(MEDIA)}")
-        if self.concurrency != "auto" and (
-            not isinstance(self.concurrency, int) or not 1 <= self.concurrency <= MAX_CONCURRENCY
-        ):
-            raise UsageError(f"--concurrency must be auto or a whole number from 1 to {MAX_CONCURRENCY}")
-        if not isinstance(self.max_concurrency, int) or not 1 <= self.max_concurrency <= MAX_CONCURRENCY:
-            raise UsageError(f"--max-concurrency must be a whole number from 1 to {MAX_CONCURRENCY}")
-        if self.max_retries < 0:
-            raise UsageError("--max-retries must be 0 or more")
-        if self.timeout <= 0:
-            raise UsageError("--timeout must be positive")
-        if self.limit is not None and self.limit < 0:
-            raise UsageError("--limit must be 0 or more")
-        if not 0 <= self.headroom < 1:
-            raise UsageError("--headroom must be in [0, 1)")
-        if not 0 < self.max_failure_rate <= 1:
-            raise UsageError("--max-failure-rate must be in (0, 1]")
+        if not (self.rate == "auto" or isinstance(self.rate, Rate)):
+            raise UsageError("--rate: expected N/PERIOD such as 60/min, 5/s, 3600/h, or 'auto'")
         check_api_url(self.api_url)
         for _, target in self.label_map:
             if target not in CLASSIFICATIONS:
@@ -133,8 +231,6 @@ class RunConfig:
             unknown = sorted(set(self.ok_outcomes) - {o.value for o in Outcome})
             if unknown:
                 raise UsageError(f"--ok-outcomes: unknown outcome(s) {', '.join(unknown)}")
-        if self.give_up_after_days is not None and self.give_up_after_days <= 0:
-            raise UsageError("--give-up-after must be a positive number of days")
 
 
 def parse_concurrency(text: str) -> int | Literal["auto"]:
@@ -149,7 +245,7 @@ def parse_concurrency(text: str) -> int | Literal["auto"]:
 
 def parse_label_map(text: str) -> tuple[tuple[str, str], ...]:
     """``ai=artificial,real=human`` -> pairs; words are matched after trimming and lowercasing."""
-    pairs = []
+    pairs: list[tuple[str, str]] = []
     for part in text.split(","):
         if not part.strip():
             continue
@@ -159,7 +255,10 @@ def parse_label_map(text: str) -> tuple[tuple[str, str], ...]:
         target = target.strip().lower()
         if target not in CLASSIFICATIONS:
             raise UsageError(f"--label-map: {target!r} is not human or artificial")
-        pairs.append((word.strip().lower(), target))
+        word = word.strip().lower()
+        if any(w == word and t != target for w, t in pairs):  # one mapping: a word means one thing
+            raise UsageError(f"--label-map: {word!r} is mapped to both human and artificial")
+        pairs.append((word, target))
     return tuple(pairs)
 
 
@@ -169,7 +268,15 @@ def parse_outcomes(text: str) -> frozenset[str]:
 
 def check_api_url(url: str) -> None:
     """HTTPS only, except a loopback host (the emulator): the key must never travel in clear."""
+    if not isinstance(url, str):
+        raise UsageError("--api-url must be text, such as https://backend.identifai.net")
     parts = urlsplit(url)
+    if "@" in parts.netloc:
+        # Never echo the URL: it holds a password. The key travels in a header, never in the URL.
+        raise UsageError(
+            "--api-url must not carry credentials (user:password@); the API key comes from "
+            "IDENTIFAI_API_KEY or --api-key-file"
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"--api-url {url!r}: expected https://HOST")
     if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:

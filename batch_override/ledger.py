@@ -11,6 +11,11 @@ Contract:
   resume index from them.
 - Text cells that a spreadsheet would run as a formula (starting with ``= + - @``, tab or CR)
   get a leading apostrophe, unless ``neutralize`` is off.
+- After the first failed write or fsync (any ``OSError``: ENOSPC, EDQUOT, EIO, EFBIG) the
+  writer is *broken*: it raises :class:`~.errors.LedgerWriteError` and writes nothing more, ever.
+  The trap it avoids: a partial line followed by a later successful append would join two lines
+  in the middle of the file, where no repair reaches; a torn *last* line is cut off by the next
+  run (:func:`repair_torn_tail`), exactly as after a kill.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .errors import LedgerError, LedgerLocked
+from .errors import LedgerError, LedgerLocked, LedgerWriteError
 from .ledger_reader import COLUMNS, complete_end, read_header
 from .outcome import Outcome
 
@@ -51,12 +56,14 @@ def utc_now() -> str:
     return f"{_second[1]}.{int((now - second) * 1000):03d}Z"
 
 
-def carried_names(carried: Sequence[str]) -> tuple[str, ...]:
-    """Ledger names of carried input columns; a name the ledger uses itself gets ``input_``."""
+def carried_names(carried: Sequence[str], *, neutralize_names: bool = True) -> tuple[str, ...]:
+    """Ledger names of carried input columns; a name the ledger uses itself gets ``input_``.
+    Names are header cells: one line, neutralised like any cell unless ``--raw-cells``."""
     out = []
     for name in carried:
         clean = " ".join(name.split()) or "unnamed"
-        out.append(f"input_{clean}" if clean in COLUMNS else clean)
+        clean = f"input_{clean}" if clean in COLUMNS else clean
+        out.append(neutralize(clean) if neutralize_names else clean)
     return tuple(out)
 
 
@@ -94,10 +101,12 @@ def check_ledger_path(path: Path) -> None:
 
 
 class LedgerLock:
-    """An exclusive ``flock`` on ``LEDGER.lock``; the kernel releases it if the holder dies."""
+    """An exclusive ``flock`` on ``LEDGER.lock``; the kernel releases it if the holder dies.
+    Beside the ledger's real file: a symlink and its target share one lock."""
 
     def __init__(self, ledger: Path) -> None:
-        self.path = ledger.with_name(ledger.name + ".lock")
+        real = ledger.resolve()
+        self.path = real.with_name(real.name + ".lock")
         self._fh: IO[str] | None = None
 
     def acquire(self, holder: dict[str, Any]) -> None:
@@ -170,7 +179,7 @@ class LedgerWriter:
         fsync_interval: float = 2.0,
     ) -> None:
         self.path = path
-        self.columns = COLUMNS + carried_names(carried)
+        self.columns = COLUMNS + carried_names(carried, neutralize_names=neutralize)
         self._run_id = run_id
         self._neutralize = neutralize
         self._fsync_interval = fsync_interval
@@ -180,6 +189,7 @@ class LedgerWriter:
                 f"{path}: the ledger's columns ({', '.join(header)}) differ from what this input "
                 f"writes ({', '.join(self.columns)}); use another --ledger for this input"
             )
+        self.failure: OSError | None = None  # the first failed write or sync: nothing is written after it
         # A raw O_APPEND descriptor: each line is one write() straight to the kernel, so a line is
         # never split across two writes, and there is no buffer layer to flush per row.
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -218,7 +228,7 @@ class LedgerWriter:
         self._buf.seek(0)
         self._buf.truncate()
         self.lines += 1
-        self._maybe_sync()
+        self._sync(unless_recent=True)
 
     def write_table(self, table: pa.Table) -> None:
         """Append many finished rows at once (see :meth:`bulk_table`); same quoting as :meth:`write`."""
@@ -228,7 +238,7 @@ class LedgerWriter:
         pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
         self._append(sink.getbuffer())
         self.lines += table.num_rows
-        self._maybe_sync()
+        self._sync(unless_recent=True)
 
     def bulk_table(
         self,
@@ -263,21 +273,44 @@ class LedgerWriter:
         """Input text made safe for a ledger cell (one line; formulas neutralised if enabled)."""
         return neutralize_array(values, self._neutralize)
 
+    def _broken(self, exc: OSError) -> LedgerWriteError:
+        if self.failure is None:
+            self.failure = exc
+        why = self.failure.strerror or type(self.failure).__name__
+        return LedgerWriteError(f"{self.path}: cannot write the ledger ({why}); a rerun resumes from it")
+
     def _append(self, data: bytes | memoryview) -> None:
+        if self.failure is not None:
+            raise self._broken(self.failure)
         assert self._fd is not None, "ledger closed"
         view = memoryview(data)
-        while view:  # a regular file takes it all at once; a full disk raises
-            view = view[os.write(self._fd, view) :]
+        try:
+            while view:  # a regular file takes it all at once; a full disk raises
+                view = view[self._write_some(self._fd, view) :]
+        except OSError as exc:
+            raise self._broken(exc) from None
 
-    def _maybe_sync(self) -> None:
-        now = time.monotonic()
-        if now - self._last_sync >= self._fsync_interval and self._fd is not None:
+    def _write_some(self, fd: int, data: memoryview) -> int:
+        """One ``write(2)``; the seam where tests make the disk fill up."""
+        return os.write(fd, data)
+
+    def _sync(self, *, unless_recent: bool = False) -> None:
+        if self._fd is None or self.failure is not None:
+            return
+        if unless_recent and time.monotonic() - self._last_sync < self._fsync_interval:
+            return
+        try:
             os.fsync(self._fd)
-            self._last_sync = now
+        except OSError as exc:
+            raise self._broken(exc) from None
+        self._last_sync = time.monotonic()
 
     def close(self) -> None:
+        """Sync and close; raises :class:`LedgerWriteError` if that last sync fails (closed anyway)."""
         if self._fd is None:
             return
-        os.fsync(self._fd)
-        os.close(self._fd)
-        self._fd = None
+        try:
+            self._sync()
+        finally:
+            os.close(self._fd)
+            self._fd = None

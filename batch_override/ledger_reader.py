@@ -26,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from .csvblocks import record_batches
 from .errors import LedgerError, first_line
 
 COLUMNS = (
@@ -113,15 +114,21 @@ class LedgerFile:
             column_types={c: types.get(c, pa.string()) for c in columns},
             strings_can_be_null=False,  # a quoted "" in a number column is null (http_status)
         )
-        read = pacsv.ReadOptions(use_threads=ahead, block_size=block_size or BLOCK)
-        try:
+
+        def read(size: int) -> Iterator[pa.RecordBatch]:
+            options = pacsv.ReadOptions(use_threads=ahead, block_size=size)
             with open(self.path, "rb") as fh:
                 # The whole file when it ends with its last line (a path lets pyarrow read it
                 # natively); otherwise only the prefix up to it.
                 whole = self.path.stat().st_size == self.end
                 source: Any = str(self.path) if whole else _Prefix(fh, self.end)
-                reader = pacsv.open_csv(source, read_options=read, convert_options=convert)
-                yield from read_ahead(reader) if ahead else reader
+                yield from pacsv.open_csv(source, read_options=options, convert_options=convert)
+
+        try:
+            # A line longer than the blocks (a cell of many MiB) makes the reader start again
+            # with bigger blocks: every ledger reads, whatever its cell sizes.
+            reader = record_batches(read, size_limit=self.end, block_size=block_size or BLOCK)
+            yield from read_ahead(reader) if ahead else reader
         except (pa.ArrowException, OSError) as exc:
             raise LedgerError(f"{self.path}: cannot read the ledger ({first_line(exc)})") from None
 

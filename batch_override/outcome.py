@@ -54,6 +54,9 @@ class Verdict:
     message: str = ""
 
 
+#: Said of every already_submitted row: the server keeps the first override of a hash and its
+#: answer does not say which classification that was (it may be the other one).
+ALREADY_SUBMITTED_NOTE = " (the server does not report which classification it holds)"
 _SUBMITTED = Verdict(Outcome.SUBMITTED, "", Action.DONE)
 
 # The 400 ``error`` texts, matched after folding case, punctuation and the media word, so
@@ -121,6 +124,8 @@ def classify_response(status: int, body: bytes) -> Verdict:
             folded = _fold(parsed["error"])
             for needle, outcome, code, action in _ERROR_TEXTS:
                 if needle in folded:
+                    if outcome is Outcome.ALREADY_SUBMITTED:
+                        message += ALREADY_SUBMITTED_NOTE
                     return Verdict(outcome, code, action, message)
         if _is_validation_body(parsed):
             return Verdict(Outcome.REJECTED, "validation_error", Action.DONE, message)

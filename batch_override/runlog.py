@@ -19,7 +19,9 @@ from typing import Any
 
 
 def runlog_path(ledger: Path) -> Path:
-    return ledger.with_name(ledger.name + ".runs.jsonl")
+    """The run log beside the ledger's real file: a symlink and its target share one log."""
+    real = ledger.resolve()
+    return real.with_name(real.name + ".runs.jsonl")
 
 
 def normalise_url(url: str) -> str:

@@ -10,10 +10,6 @@ Row numbers: ``row`` is the 0-based position among data rows; messages for peopl
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import sys
-import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,8 +22,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .cells import as_text as _as_text  # non-text cells: one rule for Parquet and DataFrames
+from .cellsize import describe_size, oversized, replace_cells
 from .config import CLASSIFICATIONS, MEDIA
+from .csvblocks import BLOCK_SIZE, straddles
 from .errors import InputError, first_line
+from .stdin_copy import StdinCopy
 from .table import open_table
 
 _TRIM = " \t\r\n\u00a0\u2007\u202f\u200b\ufeff"
@@ -131,7 +130,7 @@ class CorrectionsFile:
         *,
         hash_column: str = "hash",
         classification_column: str = "classification",
-        media_column: str = "media",
+        media_column: str | None = None,
         default_media: str = "video",
         batch_rows: int = 65_536,
         label_map: tuple[tuple[str, str], ...] = (),
@@ -140,22 +139,28 @@ class CorrectionsFile:
         self.display = "<stdin>" if path == "-" else path
         self.sha256: str | None = None
         self._ragged: list[tuple[int | None, str, int]] = []
-        self._spooled: Path | None = None
-        self.path = self._spool_stdin() if path == "-" else Path(path)
+        self._spooled: StdinCopy | None = None
         self._default_media = default_media
         self._label_map = label_map
         self._batch_rows = batch_rows
-        self._table = open_table(
-            self.path,
-            display=self.display,
-            encoding=encoding,
-            extensions=".csv, .csv.gz, .tsv, .parquet (or - for CSV on stdin)",
-        )
-        self.kind = self._table.kind
-        self._names = self._table.names
-        if self._table.parquet is not None:
-            self._parquet = self._table.parquet
-        self.columns = self._resolve(hash_column, classification_column, media_column)
+        try:
+            if path == "-":
+                self._spooled = StdinCopy()
+            self.path = self._spooled.path if self._spooled is not None else Path(path)
+            self._table = open_table(
+                self.path,
+                display=self.display,
+                encoding=encoding,
+                extensions=".csv, .csv.gz, .tsv, .parquet (or - for CSV on stdin)",
+            )
+            self.kind = self._table.kind
+            self._names = self._table.names
+            if self._table.parquet is not None:
+                self._parquet = self._table.parquet
+            self.columns = self._resolve(hash_column, classification_column, media_column)
+        except BaseException:
+            self.close()  # the stdin copy holds the whole input: never leave it behind
+            raise
 
     # -- opening ---------------------------------------------------------------------------
     def physical_lines(self, rows: list[int]) -> dict[int, int]:
@@ -164,18 +169,6 @@ class CorrectionsFile:
 
     def _fail(self, problem: str) -> InputError:
         return InputError(f"{self.display}: {problem}")
-
-    def _spool_stdin(self) -> Path:
-        fd, name = tempfile.mkstemp(prefix="batch-override-stdin-", suffix=".csv")
-        with os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
-        self._spooled = Path(name)
-        with open(name, "rb") as fh:
-            if fh.read(2) == b"\x1f\x8b":
-                gz = Path(name + ".gz")
-                os.replace(name, gz)
-                self._spooled = gz
-        return self._spooled
 
     def compute_sha256(self) -> str:
         """SHA-256 of the input file's bytes (for the run log); cached."""
@@ -190,10 +183,10 @@ class CorrectionsFile:
     def close(self) -> None:
         """Remove the spooled copy of standard input, if any."""
         if self._spooled is not None:
-            self._spooled.unlink(missing_ok=True)
+            self._spooled.close()
             self._spooled = None
 
-    def _resolve(self, hash_column: str, classification_column: str, media_column: str) -> Columns:
+    def _resolve(self, hash_column: str, classification_column: str, media_column: str | None) -> Columns:
         folded: dict[str, str] = {}
         for name in self._names:
             key = name.strip().lower()
@@ -215,7 +208,10 @@ class CorrectionsFile:
                 "use --hash-column / --classification-column to map other names"
             )
         assert found_hash is not None and found_class is not None
-        found_media = find(media_column)
+        found_media = find(media_column or "media")
+        if media_column is not None and found_media is None:
+            have = ", ".join(repr(n) for n in self._names)
+            raise self._fail(f"no column {media_column!r} named by --media-column (header has {have})")
         used = {found_hash, found_class, found_media}
         carried = tuple(n for n in self._names if n not in used)
         return Columns(found_hash, found_class, found_media, carried)
@@ -303,6 +299,11 @@ class CorrectionsFile:
 
     def _read_error(self, exc: BaseException, start: int) -> InputError:
         text = first_line(exc)
+        if straddles(exc):
+            return self._fail(
+                f"a row after line {spreadsheet_line(start)} is longer than the reader's block of "
+                f"{describe_size(BLOCK_SIZE)}: cells that large are not supported ({text})"
+            )
         if self.kind != "parquet" and self._table.is_decode_error(exc):
             return self._table.decode_error()
         if self.kind == "csv.gz" and (
@@ -313,14 +314,11 @@ class CorrectionsFile:
 
     def _normalise(self, record: pa.RecordBatch, start: int) -> Batch:
         cols = self.columns
-        raw_hash_col = record.column(cols.hash)
-        raw_hash = _hash_text(raw_hash_col)
+        raw_hash = _hash_text(record.column(cols.hash))
         raw_class = _as_text(record.column(cols.classification))
         raw_media = _as_text(record.column(cols.media)) if cols.media is not None else None
         hashes = normalise(raw_hash)
-        classes = normalise(raw_class)
-        for word, target in self._label_map:
-            classes = pc.if_else(pc.equal(classes, word), target, classes)
+        classes = apply_label_map(normalise(raw_class), self._label_map)
         if raw_media is not None:
             media = normalise(raw_media)
             media = pc.if_else(pc.equal(media, ""), self._default_media, media)
@@ -328,7 +326,36 @@ class CorrectionsFile:
             media = pa.array(np.full(record.num_rows, self._default_media, dtype=object), pa.string())
         valid = validity(hashes, classes, media)
         carried = [_as_text(record.column(name)) for name in cols.carried]
-        return Batch(start, media, hashes, classes, raw_hash, raw_class, raw_media, valid, carried)
+        batch = Batch(start, media, hashes, classes, raw_hash, raw_class, raw_media, valid, carried)
+        _drop_oversized_cells(batch, cols)
+        return batch
+
+
+def apply_label_map(classes: pa.Array, label_map: tuple[tuple[str, str], ...]) -> pa.Array:
+    """``--label-map`` applied as one mapping: ``a=b,b=a`` swaps, whatever the order."""
+    if not label_map:
+        return classes
+    words = pa.array([word for word, _ in label_map], pa.string())
+    targets = pa.array([target for _, target in label_map], pa.string())
+    return pc.coalesce(pc.take(targets, pc.index_in(classes, value_set=words)), classes)
+
+
+def _drop_oversized_cells(batch: Batch, cols: Columns) -> None:
+    """Make a row with a cell over the size limit invalid, and keep that cell out of the ledger."""
+    # The key columns of a valid row are written normalised (64 hex, a word): only an invalid
+    # row copies them as read, and its message already says what is wrong with them.
+    batch.raw_hash = replace_cells(batch.raw_hash, oversized(batch.raw_hash))
+    batch.raw_classification = replace_cells(batch.raw_classification, oversized(batch.raw_classification))
+    if batch.raw_media is not None:
+        batch.raw_media = replace_cells(batch.raw_media, oversized(batch.raw_media))
+    for j, (name, values) in enumerate(zip(cols.carried, batch.carried, strict=True)):
+        sizes = oversized(values)
+        for i, size in sizes.items():
+            batch.notes.setdefault(
+                i, f"column {name!r} holds a {describe_size(size)} cell, over the 1 MiB limit"
+            )
+            batch.valid[i] = False
+        batch.carried[j] = replace_cells(values, sizes)
 
 
 def _hash_text(values: pa.Array) -> pa.Array:

@@ -27,7 +27,7 @@ import csv
 import gzip
 import re
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -40,6 +40,7 @@ from .errors import InputError, UsageError, first_line
 
 DELIMITERS = (",", ";", "\t")
 _HEAD_BYTES = 1 << 16
+_FIELD_LIMIT = (1 << 31) - 1  # the largest the csv module takes on every platform
 #: Longest BOMs first: UTF-32 LE's starts with UTF-16 LE's.
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
@@ -173,7 +174,8 @@ class Table:
             return {row: row + 2 for row in wanted}
         out: dict[int, int] = {}
         encoding = "utf-8-sig" if self.encoding == "utf-8" else self.encoding
-        with self._open_text(encoding) as fh:
+        # Python's csv refuses fields over 128 KiB by default; pyarrow read them, so must this.
+        with _field_size_limit(_FIELD_LIMIT), self._open_text(encoding) as fh:
             reader = csv.reader(fh, delimiter=self.delimiter)
             next(reader, None)  # the header
             row, k, before = 0, 0, reader.line_num
@@ -192,6 +194,16 @@ class Table:
         if self.kind == "csv.gz":
             return gzip.open(self.path, "rt", encoding=encoding, errors="replace", newline="")
         return open(self.path, encoding=encoding, errors="replace", newline="")
+
+
+@contextlib.contextmanager
+def _field_size_limit(limit: int) -> Iterator[None]:
+    """The csv module's field size limit (process-wide state) raised to ``limit``, then restored."""
+    before = csv.field_size_limit(limit)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(before)
 
 
 def _count_newlines(text: str) -> int:

@@ -53,7 +53,7 @@ def main_validate(args: argparse.Namespace) -> int:
         args.input,
         hash_column=getattr(args, "hash_column", "hash"),
         classification_column=getattr(args, "classification_column", "classification"),
-        media_column=getattr(args, "media_column", "media"),
+        media_column=getattr(args, "media_column", None),
         default_media=media,
         encoding=getattr(args, "encoding", None),
     )

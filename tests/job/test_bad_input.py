@@ -12,7 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from batch_override import cli
+from batch_override.config import RunConfig
 from batch_override.emulator import Emulator
+from batch_override.errors import UsageError
 from tests.support import Result, cli_env, run_cli, sha, write_csv
 
 
@@ -291,3 +294,88 @@ async def test_ledger_that_is_a_directory_exits_2_with_one_line(tmp_path: Path, 
         str(tmp_path / "ledger-dir"),
     )
     assert_refused(result, emulator, "directory", "ledger")
+
+
+# -- every option is range-checked, in one place ----------------------------------------------------------
+
+OUT_OF_RANGE = [
+    ("--failure-window", "0", ">= 1"),
+    ("--failure-window", "-1", ">= 1"),
+    ("--grace", "-1", ">= 0"),
+    ("--grace", "nan", ">= 0"),
+    ("--backoff-base", "0", "> 0"),
+    ("--timeout", "inf", "> 0"),
+    ("--timeout", "0", "> 0"),
+    ("--concurrency", "0", ">= 1"),
+    ("--concurrency", "100000", "<= 1024"),
+    ("--max-retries", "-1", ">= 0"),
+    ("--max-wait", "-5", ">= 0"),
+    ("--max-outage", "0", "> 0"),
+    ("--max-failure-rate", "0", "> 0"),
+    ("--max-failure-rate", "1.5", "<= 1"),
+    ("--headroom", "1", "< 1"),
+    ("--limit", "-1", ">= 0"),
+    ("--give-up-after", "0", "> 0"),
+    ("--rate", "99999999999/s", "<= 1000000"),
+    ("--rate", "1/100000h", "period"),
+]
+
+
+@pytest.mark.parametrize(("flag", "value", "allowed"), OUT_OF_RANGE, ids=lambda v: str(v))
+def test_an_option_out_of_its_range_exits_2_with_one_line_naming_it_and_the_range(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, allowed: str
+) -> None:
+    corrections = write_csv(tmp_path / "c.csv", rows(3))
+    try:
+        code = cli.main(
+            ["run", str(corrections), "--ledger", str(tmp_path / "l.csv"), "--dry-run", flag, value]
+        )
+    except SystemExit as exc:  # a value the flag's own parser refuses: argparse's one-line usage error
+        code = int(exc.code or 0)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    (message,) = err.strip().splitlines()
+    assert flag in message and allowed in message
+    assert not (tmp_path / "l.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "flag"),
+    [("failure_window = 0", "--failure-window"), ("grace = -0.5", "--grace"),
+     ("concurrency = \"eight\"", "--concurrency"), ("dry_run = \"yes\"", "--dry-run")],
+)  # fmt: skip
+def test_a_job_file_value_out_of_range_is_refused_the_same_way(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], setting: str, flag: str
+) -> None:
+    corrections = write_csv(tmp_path / "c.csv", rows(3))
+    job = tmp_path / "job.toml"
+    job.write_text(f'[run]\nledger = "{tmp_path / "l.csv"}"\n{setting}\n', encoding="utf-8")
+    code = cli.main(["run", str(corrections), "--job", str(job)])
+    (message,) = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and flag in message
+
+
+def test_the_python_api_checks_the_same_ranges() -> None:
+    checks = [
+        ("failure_window", 0),
+        ("grace", -1.0),
+        ("batch_rows", 0),
+        ("backoff_cap", 0.0),
+        ("fsync_interval", 0),
+    ]
+    for field, value in checks:
+        with pytest.raises(UsageError, match="must be"):
+            RunConfig(input="c.csv", **{field: value})
+
+
+async def test_an_api_url_with_credentials_exits_2_and_never_shows_them(tmp_path: Path) -> None:
+    ledger = tmp_path / "l.csv"
+    result = await run_cli(
+        "run", str(write_csv(tmp_path / "c.csv", rows(3))), "--ledger", str(ledger),
+        "--api-url", "https://ops:s3cr3t-pass@127.0.0.1:9", env=cli_env(),
+    )  # fmt: skip
+    assert result.returncode == 2
+    (message,) = result.stderr.strip().splitlines()
+    assert "credentials" in message
+    assert "s3cr3t" not in result.stdout + result.stderr
+    assert not ledger.exists() and not (tmp_path / "l.csv.runs.jsonl").exists()

@@ -67,3 +67,15 @@ async def test_senders_wait_for_a_slot_and_wake_when_one_frees() -> None:
     meter.release()
     await asyncio.wait_for(waiting, 1)
     assert meter.report()["mode"] == "fixed"
+
+
+async def test_a_sender_cancelled_as_it_is_woken_passes_the_slot_on() -> None:
+    meter = Concurrency(1, 64)
+    await meter.acquire()
+    first = asyncio.ensure_future(meter.acquire())
+    second = asyncio.ensure_future(meter.acquire())
+    await asyncio.sleep(0)
+    meter.release()  # wakes `first`...
+    first.cancel()  # ...which is cancelled before it runs
+    await asyncio.wait_for(second, 1)
+    assert first.cancelled()

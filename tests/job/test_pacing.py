@@ -146,15 +146,15 @@ async def test_a_retry_after_http_date_is_waited_for(tmp_path: Path) -> None:
 
 
 async def test_auto_concurrency_reaches_the_rate_of_a_far_server(tmp_path: Path, emulator_factory) -> None:
-    emulator = await emulator_factory(unknown="classified", latency_ms=100)
+    emulator = await emulator_factory(unknown="classified", latency_ms=200)
     summary, _ = await run_rows(
         tmp_path,
         emulator.url,
-        [(sha(i), "human") for i in range(240)],
-        rate=Rate(120, 1.0),
+        [(sha(i), "human") for i in range(300)],
+        rate=Rate(150, 1.0),
         concurrency="auto",
     )
     assert summary.exit_code == 0
-    assert summary.requests / summary.duration >= 80  # a fixed 8 in flight at 100 ms: 80/s at most
+    assert summary.requests / summary.duration >= 60  # a fixed 8 in flight at 200 ms: 40/s at most
     assert summary.concurrency["mode"] == "auto"
-    assert 8 < summary.concurrency["peak_in_flight"] <= 64
+    assert 16 < summary.concurrency["peak_in_flight"] <= 64

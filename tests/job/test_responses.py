@@ -23,6 +23,7 @@ from aiohttp import web
 from batch_override.apikey import ApiKey
 from batch_override.config import Rate, RunConfig
 from batch_override.emulator import DEMO_API_KEY
+from batch_override.outcome import ALREADY_SUBMITTED_NOTE
 from batch_override.runner import run_job_async
 from batch_override.summary import Summary
 from tests.support import cli_env, read_ledger, run_cli, sha, write_csv
@@ -163,7 +164,7 @@ async def test_accepted_override_is_ledgered_submitted_with_201_and_exit_0(
     assert sorted(o["hash"] for o in emulator.overrides()) == sorted(sha(i) for i in range(3))
 
 
-async def test_override_the_server_already_holds_is_already_submitted_and_a_success(
+async def test_override_the_server_already_holds_is_already_submitted_a_success_and_says_the_class_is_unknown(
     tmp_path: Path, emulator_factory
 ) -> None:
     emulator = await emulator_factory(unknown="classified")
@@ -173,9 +174,11 @@ async def test_override_the_server_already_holds_is_already_submitted_and_a_succ
     # A fresh ledger knows nothing of the first run: every row is sent again and answered 400.
     second, ledger = await run_rows(tmp_path, emulator.url, rows, ledger=tmp_path / "second.csv")
     assert second.exit_code == 0
-    assert (
-        cells(ledger, "outcome", "error_code", "http_status", "message")
-        == [("already_submitted", "", 400, "You have already submitted a report for this content.")] * 4
+    assert cells(ledger, "outcome", "error_code", "http_status") == [("already_submitted", "", 400)] * 4
+    # The server keeps the first override of a hash and does not say which classification it was.
+    assert all(
+        m.startswith("You have already submitted a report") and "does not report which classification" in m
+        for m in ledger["message"]
     )
     assert len(emulator.overrides()) == 4
 
@@ -587,6 +590,47 @@ async def test_201_is_submitted_whatever_its_body(tmp_path: Path) -> None:
     assert cells(ledger, "outcome", "http_status", "attempts") == [("submitted", 201, 1)]
 
 
+def huge(status: int, *, chunked: bool) -> Answer:
+    """A JSON answer of 4 MiB, with a Content-Length or (``chunked``) without one."""
+    body = (
+        b'{"error": "You have already submitted a report for this content.", "pad": "'
+        + b"x" * (4 << 20)
+        + b'"}'
+    )
+
+    async def answer(request: web.Request, _hit: Hit, _n: int) -> web.StreamResponse:
+        if not chunked:
+            return web.Response(status=status, body=body, content_type="application/json")
+        resp = web.StreamResponse(status=status, headers={"Content-Type": "application/json"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        with contextlib.suppress(ConnectionError):  # the client stops reading past its cap
+            for at in range(0, len(body), 1 << 16):
+                await resp.write(body[at : at + (1 << 16)])
+            await resp.write_eof()
+        return resp
+
+    return answer
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_an_answer_body_over_1_mib_is_not_parsed_and_fails_the_row_as_http(
+    tmp_path: Path, chunked: bool
+) -> None:
+    async with scripted(huge(400, chunked=chunked)) as server:
+        summary, ledger = await run_rows(tmp_path, server.url, [(sha(0), "human")], preflight=False)
+    assert summary.exit_code == 1
+    assert cells(ledger, "outcome", "error_code", "http_status", "attempts") == [("failed", "http", 400, 1)]
+    assert "1 MiB" in line(ledger, 0)["message"]
+
+
+async def test_a_201_with_a_body_over_1_mib_is_still_submitted(tmp_path: Path) -> None:
+    async with scripted(huge(201, chunked=True)) as server:
+        summary, ledger = await run_rows(tmp_path, server.url, [(sha(0), "human")], preflight=False)
+    assert summary.exit_code == 0
+    assert cells(ledger, "outcome", "http_status") == [("submitted", 201)]
+
+
 async def test_multi_line_server_message_stays_on_one_ledger_line(tmp_path: Path) -> None:
     text = 'Something went wrong:\nfirst reason,\r\nsecond "reason"'
     async with scripted(always(400, {"error": text})) as server:
@@ -652,7 +696,8 @@ async def test_refusal_texts_match_whatever_case_punctuation_and_media_word(tmp_
             tmp_path, server.url, rows, header=("hash", "classification", "media"), preflight=False
         )
     assert cells(ledger, "media", "outcome", "error_code", "message") == [
-        (media, outcome, code, text) for media, text, outcome, code in VARIANTS
+        (media, outcome, code, text + (ALREADY_SUBMITTED_NOTE if outcome == "already_submitted" else ""))
+        for media, text, outcome, code in VARIANTS
     ]
     assert [h.media for h in server.hits] == [media for media, *_rest in VARIANTS]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,17 @@ from batch_override.ledger import LedgerLock
 from tests.support import cli_env, latest, read_ledger, run_cli, sha, write_csv
 
 FAST = ("--rate", "1000/s", "--backoff-base", "0.01")
+
+
+@contextlib.contextmanager
+def held_lock(ledger: Path) -> Iterator[None]:
+    """The ledger's lock, held as another run on cron-1 would hold it."""
+    lock = LedgerLock(ledger)
+    lock.acquire({"pid": 4242, "host": "ops@cron-1", "run_id": "R1", "started_at": "2026-11-28T00:00:00Z"})
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 async def test_a_rerun_skips_accepted_rows_and_resends_only_the_not_ready(
@@ -101,18 +114,33 @@ async def test_a_second_run_on_a_held_ledger_exits_4_naming_the_holder(
     emulator = await emulator_factory(unknown="classified")
     corrections = write_csv(tmp_path / "c.csv", [(sha(1), "human")])
     ledger = tmp_path / "l.csv"
-    lock = LedgerLock(ledger)
-    lock.acquire({"pid": 4242, "host": "ops@cron-1", "run_id": "R1", "started_at": "2026-11-28T00:00:00Z"})
-    try:
+    with held_lock(ledger):
         result = await run_cli(
             "run", str(corrections), "--ledger", str(ledger), "--api-url", emulator.url, *FAST
         )
-    finally:
-        lock.release()
     assert result.returncode == 4
     assert result.stderr.strip().count("\n") == 0
     assert "pid 4242 on ops@cron-1" in result.stderr
     assert emulator.stats()["requests"] == 0
+
+
+async def test_a_ledger_reached_through_a_symlink_shares_its_targets_lock_and_run_log(
+    tmp_path: Path, emulator_factory
+) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    corrections = write_csv(tmp_path / "c.csv", [(sha(1), "human")])
+    target = tmp_path / "real" / "l.csv"
+    target.parent.mkdir()
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    with held_lock(target):
+        held = await run_cli("run", str(corrections), "--ledger", str(link), "--api-url", emulator.url, *FAST)
+    assert held.returncode == 4, held.stderr
+    assert emulator.stats()["requests"] == 0
+    done = await run_cli("run", str(corrections), "--ledger", str(link), "--api-url", emulator.url, *FAST)
+    assert done.returncode == 0, done.stderr
+    assert (target.parent / "l.csv.runs.jsonl").exists()
+    assert not (tmp_path / "link.csv.runs.jsonl").exists() and not (tmp_path / "link.csv.lock").exists()
 
 
 async def test_a_lock_file_left_by_a_dead_run_does_not_block(tmp_path: Path, emulator_factory) -> None:

@@ -283,6 +283,35 @@ async def test_ssl_cert_file_in_the_environment_makes_it_trusted_too(
     assert len(await tls_emulator.overrides()) == 5
 
 
+async def test_ca_bundle_adds_to_the_system_authorities_instead_of_replacing_them(
+    tmp_path: Path, tls_emulator: TlsServer
+) -> None:
+    """The server's certificate is trusted by the system store (SSL_CERT_FILE); --ca-bundle names
+    another, unrelated authority: the run must still trust the server, as the help says "extra"."""
+    other = tmp_path / "other-ca.pem"
+    made = await asyncio.create_subprocess_exec(
+        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "other.key"),
+        "-out", str(other), "-days", "1", "-subj", "/CN=Other CA",
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert await made.wait() == 0
+    env = _env(SSL_CERT_FILE=str(tls_emulator.cert))
+    result = await _run(tls_emulator.url, tmp_path, env, *FAST, "--ca-bundle", str(other))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(await tls_emulator.overrides()) == 5
+
+
+async def test_a_ca_bundle_that_cannot_be_loaded_exits_2_with_one_line(
+    tmp_path: Path, tls_emulator: TlsServer
+) -> None:
+    result = await _run(tls_emulator.url, tmp_path, _env(), *FAST, "--ca-bundle", str(tmp_path / "none.pem"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    (message,) = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert "--ca-bundle" in message and "none.pem" in message
+    assert await tls_emulator.requests() == 0
+
+
 async def test_https_goes_through_the_https_proxy_as_a_connect_tunnel(
     tmp_path: Path, tls_emulator: TlsServer
 ) -> None:

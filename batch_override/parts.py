@@ -1,0 +1,49 @@
+"""The run's replaceable parts: the seam tests use to make one stage fail on purpose.
+
+Production runs use the defaults.  A test passes, say, a ledger writer whose third write raises
+``ENOSPC``, or a client whose k-th request raises, and checks that the run still ends cleanly;
+nothing in the package is monkeypatched for that.  Each factory takes the same arguments as the
+class it stands for (``source`` takes the run's config).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+
+from .client import Client
+from .config import RunConfig
+from .ledger import LedgerWriter
+from .pacing import Pacer
+from .source import CorrectionsFile
+
+
+def open_input(config: RunConfig) -> CorrectionsFile:
+    """The run's input: a file (or ``-``), or a DataFrame / pyarrow Table given from Python."""
+    if not isinstance(config.input, str):
+        from .frames import TableInput  # pandas only for a DataFrame or Table input
+
+        return TableInput(config.input, config)
+    return CorrectionsFile(
+        config.input,
+        hash_column=config.hash_column,
+        classification_column=config.classification_column,
+        media_column=config.media_column,
+        default_media=config.media,
+        batch_rows=config.batch_rows,
+        label_map=config.label_map,
+        encoding=config.encoding,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    source: Callable[[RunConfig], CorrectionsFile] = open_input
+    ledger_writer: Callable[..., LedgerWriter] = LedgerWriter
+    pacer: Callable[..., Pacer] = Pacer
+    client: Callable[[aiohttp.ClientSession, str], Client] = Client
+
+
+DEFAULT_PARTS = Parts()

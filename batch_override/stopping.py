@@ -1,0 +1,179 @@
+"""Stopping a run: why it stopped, which exit code wins, and the grace period that bounds it.
+
+Contract: the first :meth:`Stopper.request` stops the run: ``stopped`` is set (the pacer, the
+breaker and backoff sleeps wake on it, so no new request starts), ``halted`` tells reader threads
+to end at their next batch, and ``grace`` seconds later every sender still busy with a row is
+cancelled (:meth:`Stopper.cut_off`) and records that row itself.  Later stops are kept: they
+can only change the exit code (:meth:`Stopper.decisive`: 70, then 6, then the first stop).
+
+The trap: only *busy* senders may be cut off.  A sender waiting on the queue is what drains it
+after a stop; cancelling it could leave the producer blocked on a full queue forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple, TypeVar
+
+from .errors import ExitCode, first_line
+
+log = logging.getLogger("batch_override")
+
+T = TypeVar("T")
+
+
+class Stop(NamedTuple):
+    exit_code: int
+    reason: str
+
+
+class Halted(Exception):
+    """Raised in a reader thread at a batch boundary once the run has stopped."""
+
+
+class Stopper:
+    """The run's stops, in order, and the grace-period cut-off (see the module docstring)."""
+
+    def __init__(self, grace: float) -> None:
+        self.stops: list[Stop] = []
+        self.stopped = asyncio.Event()
+        self.halted = threading.Event()
+        self.error: BaseException | None = None  # the first unexpected error, for the caller
+        self.grace_over = False
+        self._grace = grace
+        self._busy: set[asyncio.Task[Any]] = set()
+        self._cut: set[asyncio.Task[Any]] = set()  # cancelled by cut_off, not yet seen by the task
+        self._signalled = False
+
+    @property
+    def reason(self) -> str:
+        """The first stop's reason (what an ``aborted`` line says)."""
+        return self.stops[0].reason if self.stops else "stopped"
+
+    def decisive(self) -> Stop | None:
+        """The stop that sets the exit code: a bug (70), then an unwritable ledger (6), then the first."""
+        for worst in (ExitCode.INTERNAL, ExitCode.LEDGER_WRITE):
+            for stop in self.stops:
+                if stop.exit_code == worst:
+                    return stop
+        return self.stops[0] if self.stops else None
+
+    def request(self, exit_code: int, reason: str) -> None:
+        self.stops.append(Stop(exit_code, reason))
+        if exit_code == ExitCode.INTERNAL:
+            pass  # the caller re-raises the error: the command line reports it in one line
+        elif len(self.stops) == 1:
+            log.error("stopping: %s", reason)
+        elif exit_code == ExitCode.LEDGER_WRITE:
+            log.error("%s", reason)
+        if len(self.stops) > 1:
+            return
+        self.stopped.set()
+        self.halted.set()
+        asyncio.get_running_loop().call_later(self._grace, self.cut_off)
+
+    def fail(self, exc: BaseException) -> None:
+        """An unexpected error (a bug): stop with exit 70; the run re-raises ``exc`` at its end."""
+        if self.error is None:
+            self.error = exc
+        else:  # only the first is re-raised: show this one here
+            log.error("another internal error: %s: %s", type(exc).__name__, first_line(exc))
+            log.debug("its traceback:", exc_info=exc)
+        self.request(ExitCode.INTERNAL, f"internal error: {type(exc).__name__}: {first_line(exc)}")
+
+    def on_signal(self, signum: int) -> bool:
+        """React to SIGINT/SIGTERM; True when the process must exit at once (a second signal).
+
+        The first signal stops the run, or, when it has stopped already (401, outage...), cuts the
+        grace period short; the exit code stays the first stop's.
+        """
+        if self._signalled:
+            return True
+        self._signalled = True
+        name = signal.Signals(signum).name
+        if not self.stops:
+            code = ExitCode.SIGINT if signum == signal.SIGINT else ExitCode.SIGTERM
+            self.request(code, f"signal {name}: finishing in-flight rows, recording the rest as aborted")
+        else:
+            log.error("signal %s while stopping (%s): cutting off the rows in flight", name, self.reason)
+            self.cut_off()
+        return False
+
+    def cut_off(self) -> None:
+        """The grace period is over: cancel every sender still busy with a row."""
+        if self.grace_over:
+            return
+        self.grace_over = True
+        for task in list(self._busy):
+            task.cancel()
+            self._cut.add(task)
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[asyncio.Task[Any]]:
+        """Mark the current task as working on a row: :meth:`cut_off` may cancel it."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._busy.add(task)
+        try:
+            yield task
+        finally:
+            self._busy.discard(task)
+
+    def was_cut_off(self, task: asyncio.Task[Any]) -> bool:
+        """Whether ``task``'s CancelledError came from :meth:`cut_off` alone; if so it is consumed
+        (the task goes on), else it must propagate (someone cancelled the run itself)."""
+        if task not in self._cut:
+            return False
+        self._cut.discard(task)
+        return task.uncancel() == 0
+
+    def interruptible(self, batches: Iterable[T]) -> Iterator[T]:
+        """``batches``, raising :class:`Halted` between two of them once the run has stopped."""
+        for batch in batches:
+            if self.halted.is_set():
+                raise Halted
+            yield batch
+
+    async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in a worker thread.  A cancel stops the run and waits for the thread to
+        end (it checks ``halted`` between batches), then propagates: nothing outlives the run."""
+        future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if not self.stops:
+                self.request(ExitCode.SIGINT, "cancelled by the caller")
+            await asyncio.wait({future})
+            if not future.cancelled():
+                future.exception()  # retrieved: a Halted there is the expected end
+            raise
+
+
+@contextlib.contextmanager
+def signals_handled(stopper: Stopper, exit_now: Callable[[int], None]) -> Iterator[None]:
+    """SIGINT/SIGTERM go to ``stopper`` while the block runs; a second one calls ``exit_now(code)``."""
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+
+    def on_signal(signum: int) -> None:
+        if stopper.on_signal(signum):
+            log.error("second signal: exiting at once")
+            stop = stopper.decisive()
+            exit_now(stop.exit_code if stop is not None else 128 + signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, on_signal, signum)
+            installed.append(signum)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not the main thread, or no signal support: the caller handles signals
+    try:
+        yield
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)

@@ -145,6 +145,8 @@ class Pacer:
         self._backoff = (backoff_base, backoff_cap)
         self._lock = asyncio.Lock()
         self._answered = asyncio.Event()
+        self._repaced = asyncio.Event()  # set (and cleared) when an answer changes the pace
+        self.repaces = 0  # how often it did (a simulation on a virtual clock reads this)
         self._headers = HeaderReader()
         learner = WindowLearner(rate.period if rate is not None else DEFAULT_WINDOW)
         self.model = PaceModel(rate, headroom, learner)
@@ -179,6 +181,11 @@ class Pacer:
         if [(m.limit, m.period) for m in old] != wanted:
             recent = max((m.recent for m in old), key=len, default=self._probe_sent)
             self._meters = [SlidingLog(limit, period, recent) for limit, period in wanted]
+            # A sender asleep on the old pace (1.33 s apart while a 1 s window is still a
+            # minute's guess) must not sleep through the new one: wake it to ask again.
+            self.repaces += 1
+            self._repaced.set()
+            self._repaced.clear()
             if old and self.model.fixed is None:
                 log.info("pacing %s", self.describe())
 
@@ -218,7 +225,7 @@ class Pacer:
                     if not answered and self._meters:
                         self.window.assume_ended(self._seq + 1)  # the opener's answer was lost
                 elif wait > 0:
-                    await self._sleep(wait)
+                    await self._sleep(wait, until=self._repaced)
                 else:
                     return self.grant(now)
             return None

@@ -83,14 +83,19 @@ def simulate(
     sent: list[float] = []
     statuses: list[int] = []
     order = 0
+    asleep = (-math.inf, 0)  # as Pacer.acquire sleeps: until this time, unless the pace changes
     while len(sent) < sends and now[0] < until:
         while answers and answers[0][0] <= now[0]:
             _, _, ticket, status, headers = heapq.heappop(answers)
             statuses.append(status)
             pacer.observe(ticket, status, headers)
+        if now[0] < asleep[0] and pacer.repaces == asleep[1]:
+            now[0] = min(asleep[0], answers[0][0] if answers else math.inf)
+            continue
         wait = pacer.wait(now[0])
         if wait is None or wait > 0:
             step = math.inf if wait is None else now[0] + wait
+            asleep = (step, pacer.repaces) if wait is not None else (-math.inf, 0)
             now[0] = min(step, answers[0][0] if answers else math.inf)
             assert math.isfinite(now[0]), "the pacer waits for an answer that cannot come"
             continue

@@ -41,6 +41,23 @@ def test_a_one_second_window_shows_itself_within_two_requests() -> None:
     assert run.sends[1] - run.sends[0] == pytest.approx(60 / 45)  # paced as if a minute until then
 
 
+@pytest.mark.parametrize(
+    ("limit", "decay", "floor", "full"),
+    [(50, 1.0, False, 45), (40, 15.0, True, 36), (100, 1.0, False, 73)],
+    ids=["1s", "15s-laravel-floor", "1s-200ms-away"],
+)
+def test_the_window_after_the_one_that_shows_the_length_is_paced_in_full(
+    limit: int, decay: float, floor: bool, full: int
+) -> None:
+    # A sender asleep on the minute's guess wakes as soon as an answer sets the pace: it must not
+    # sleep 60 / 45 s through the next window.  200 ms away the window opens a round trip before
+    # its pace is known: 0.8 s of it at 90/s.
+    server = Throttle(limit, decay, floor=floor)
+    latency = 0.2 if full == 73 else 0.05
+    simulate(None, server, sends=limit * 3, latency=latency)
+    assert min(len(w) for w in server.windows[1:3]) >= full
+
+
 def test_a_minute_window_is_paced_right_from_the_first_request() -> None:
     server = Throttle(60, 60.0)
     run = simulate(None, server, sends=10)

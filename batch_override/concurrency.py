@@ -8,6 +8,12 @@ request, :meth:`~Concurrency.started` / :meth:`~Concurrency.finished` around the
   seconds, ``rate * latency`` must be in flight; the limit is that times 1.5 (latency varies) plus
   two slots waiting at the pacer, so the pacer always has a sender ready.  A server 200 ms away
   needs 18 in flight for 90/s, which a fixed 8 caps at 40/s.
+* **The jump**: once the pace and the latency of a request sent alone (the preflight) are known,
+  the limit goes straight to what Little's law needs (a server 200 ms away would otherwise spend
+  its first seconds doubling from 8).  The batch after a jump is checked against that unloaded
+  latency: when its typical latency rose beyond the noise, the server queues, and the limit drops
+  to what it served without a queue (its throughput times the unloaded latency, Netflix's
+  gradient ``limit * minRTT / RTT``), from where the gradient below takes over.
 * **The gradient** keeps it from pushing a struggling server harder (the idea of Netflix's
   concurrency-limits and Envoy's adaptive concurrency, measured on throughput): while the pace is
   not reached, each batch of answers gives the mean in flight and, by Little's law, the
@@ -64,13 +70,39 @@ class Batch(NamedTuple):
         return self.in_flight / self.typical
 
 
+class Alone:
+    """Latencies (logs) of requests answered while nothing else was in flight: the server
+    unloaded.  The trap: one or three samples of a long tail say little of its median, so a queue
+    is told by the *fastest* answer of a batch: in a queue every request waits, on a long-tailed
+    network most are fast."""
+
+    __slots__ = ("count", "logs", "slowest")
+
+    def __init__(self) -> None:
+        self.count, self.logs, self.slowest = 0, 0.0, -math.inf
+
+    def add(self, ln: float) -> None:
+        self.count, self.logs, self.slowest = self.count + 1, self.logs + ln, max(self.slowest, ln)
+
+    def queued(self, batch: Batch, fastest: float) -> float | None:
+        """How many times the batch's typical latency exceeds the unloaded one, when even its
+        fastest answer (a log) took twice as long as every unloaded one; else None (a milder
+        queue is the gradient's to find)."""
+        if fastest <= self.slowest + math.log(2):
+            return None
+        return batch.typical / math.exp(self.logs / self.count)
+
+
 class AutoLimit:
     """The auto policy: Little's law for what the pace needs, the gradient for what the server
     takes.  Fed one answer at a time with the in-flight integral; no clock, no slots."""
 
     __slots__ = (
+        "_alone",
         "_batch",
         "_best",
+        "_check",
+        "_drain",
         "_grad",
         "_settling",
         "_slow_start",
@@ -88,35 +120,81 @@ class AutoLimit:
         self.target: float | None = None  # the pace, requests per second
         self.latency: float | None = None  # mean latency (a slow EWMA), for Little's law
         self._grad = float(self.limit)  # the gradient's limit: grows while it is used
-        self._batch = (0, 0.0, 0.0, 0.0)  # answers; sums of latency, its log, its log squared
+        self._batch = (0, 0.0, 0.0, 0.0, math.inf)  # answers; sums of latency, log, log squared; least log
         self._start = (0.0, 0.0)  # the batch's start: time, in-flight integral
         self._stalls = 0
         self._slow_start = self._settling = True
         self._best = Batch(0.0, math.inf, math.inf, 0.0)  # the batch of best throughput below the pace
+        self._alone = Alone()
+        self._check = False  # the batch after a jump: compare its latency with the unloaded one
+        self._drain = 0  # after a cut: the old level, whose answers the settling batch waits out
+
+    def retarget(self, target: float | None) -> None:
+        """The pace changed (requests per second; None: not known yet)."""
+        self.target = target
+        self._jump()
+
+    def _jump(self) -> bool:
+        """In slow start, with a pace and an unloaded latency known: straight to Little's law."""
+        if not self._slow_start or self.target is None or self.latency is None or not self._alone.count:
+            return False
+        needed = math.ceil(min(self.maximum, self.target * self.latency * 1.5 + 2))
+        if needed <= self.limit:
+            return False
+        self._grad = max(self._grad, float(needed))
+        self.limit, self._settling, self._check = needed, True, True
+        return True
 
     def answered(self, latency: float, now: float, area: float, peak: int) -> bool:
         """One answer's ``latency``; ``area`` is the in-flight integral at ``now`` and ``peak`` the
         most in flight since the last batch.  True when a batch closed (the limit may change)."""
         # A slow average: a long tail (a 1.5 s p99) would make a fast one jump about.
         self.latency = latency if self.latency is None else 0.98 * self.latency + 0.02 * latency
-        count, total, logs, squares = self._batch
+        count, total, logs, squares, fastest = self._batch
         ln = math.log(max(latency, 1e-6))
         count, total, logs, squares = count + 1, total + latency, logs + ln, squares + ln * ln
+        fastest = min(fastest, ln)
+        if peak <= 1 and self._slow_start:
+            self._alone.add(ln)
+            self._jump()
         if count < self._batch_size():
-            self._batch = (count, total, logs, squares)
+            self._batch = (count, total, logs, squares, fastest)
             return False
         started, started_area = self._start
         if now > started:
             mean_log = logs / count
             spread = math.sqrt(max(0.0, squares / count - mean_log * mean_log) / count)
             in_flight = (area - started_area) / (now - started)
-            self._update(Batch(in_flight, total / count, math.exp(mean_log), spread), peak)
-        self._batch, self._start = (0, 0.0, 0.0, 0.0), (now, area)
+            batch = Batch(in_flight, total / count, math.exp(mean_log), spread)
+            if not self._queued(batch, fastest):
+                self._update(batch, peak)
+        self._batch, self._start = (0, 0.0, 0.0, 0.0, math.inf), (now, area)
+        return True
+
+    def _queued(self, batch: Batch, fastest: float) -> bool:
+        """After a jump: True when the server queues (the limit then drops to what it served
+        unqueued, times the tolerance, and the gradient goes on from there)."""
+        if not self._check or self._settling:
+            return False  # the batch right after the jump mixes the levels (a queue building up)
+        if self.target is not None and batch.throughput >= 0.95 * self.target:
+            self._check = False
+            return False
+        self._check = False
+        over = self._alone.queued(batch, fastest)
+        if over is None:
+            return False
+        unqueued = batch.in_flight / over
+        self._best = Batch(unqueued, batch.latency / over, batch.typical / over, batch.spread)
+        self._grad, self._stalls, self._slow_start = max(1.0, TOLERANCE * unqueued), 0, False
+        self._drain, self._settling = self.limit, True
+        self.limit = max(1, min(self.maximum, math.ceil(self._grad)))
         return True
 
     def _batch_size(self) -> int:
-        if self._settling:
-            return max(8, self.limit)  # the requests sent before the change, about
+        if self._settling or self._check:
+            # The requests sent before the change, about; after a jump, as few answers as show
+            # a queue, as a queue costs the server while it lasts.
+            return max(8 if self._settling else 16, self.limit, self._drain)
         # In slow start a doubling shows even through a long tail's noise: judge it sooner.
         return max(16 if self._slow_start else BATCH, 2 * self.limit)
 
@@ -149,7 +227,7 @@ class AutoLimit:
         if target is not None and self.latency is not None:
             needed = target * self.latency * 1.5 + 2
         before, self.limit = self.limit, max(1, min(self.maximum, math.ceil(min(needed, self._grad))))
-        self._settling = self.limit != before
+        self._settling, self._drain = self.limit != before, 0
 
 
 class Concurrency:
@@ -239,6 +317,19 @@ class Concurrency:
         before = auto.limit
         if auto.answered(latency, self._since, self._area, self._peak_batch):
             self._peak_batch = self.in_flight
+        self._changed(before)
+
+    def pace(self, rate: float | None) -> None:
+        """The pacer's current rate in requests per second (None: not known yet)."""
+        auto = self._auto
+        if auto is not None and auto.target != rate:
+            before = auto.limit
+            auto.retarget(rate)
+            self._changed(before)
+
+    def _changed(self, before: int) -> None:
+        auto = self._auto
+        assert auto is not None
         if auto.limit > before:
             self._wake(auto.limit - before)
         if auto.limit != before:
@@ -249,11 +340,6 @@ class Concurrency:
                 (auto.latency or 0.0) * 1000,
                 "?" if auto.target is None else f"{auto.target:.3g}",
             )
-
-    def pace(self, rate: float | None) -> None:
-        """The pacer's current rate in requests per second (None: not known yet)."""
-        if self._auto is not None:
-            self._auto.target = rate
 
     # -- what the people see -------------------------------------------------------------------
     @property

@@ -40,9 +40,11 @@ def simulate(
     seconds: float = 30.0,
     fixed: int | None = None,
     maximum: int = 64,
+    probe: bool = False,
 ) -> Outcome:
     """Send at ``rate`` per second for ``seconds`` through the meter.  The server answers after
-    ``latency`` (network), or serves ``capacity`` requests at once for ``service`` s each, FIFO."""
+    ``latency`` (network), or serves ``capacity`` requests at once for ``service`` s each, FIFO.
+    ``probe``: the first request goes alone (the job's preflight), the others after its answer."""
     now = [0.0]
     meter = Concurrency(fixed, maximum, clock=lambda: now[0])
     meter.pace(rate)
@@ -72,5 +74,5 @@ def simulate(
             free_at = now[0] if len(busy) < capacity else sorted(busy)[len(busy) - capacity]
             busy.append(free_at + service)
             heapq.heappush(done, (free_at + service, ident))
-        next_tick = now[0] + 1 / rate
+        next_tick = now[0] + 1 / rate if not probe or sent > 1 else done[0][0]
     return Outcome(sent, seconds, meter.mean_in_flight, meter.limit)

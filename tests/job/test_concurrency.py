@@ -18,15 +18,27 @@ def test_a_far_server_gets_what_the_pace_needs_in_flight() -> None:
     assert 18 <= auto.limit <= 64
 
 
+def test_a_far_server_gets_the_whole_pace_from_the_preflight_on() -> None:
+    # The preflight's latency and the pace give Little's law at once: no seconds of doubling.
+    run = simulate(90, latency=network(0.2), seconds=2, probe=True)
+    assert run.sent >= 0.95 * 90 * (2 - 0.2)
+    assert 29 <= run.limit <= 32
+
+
+@pytest.mark.parametrize("probe", [False, True], ids=["doubling", "jump"])
 @pytest.mark.parametrize("seed", range(1, 5))
-def test_a_long_tailed_network_is_not_mistaken_for_a_queue(seed: int) -> None:
-    run = simulate(90, latency=network(0.15, 1.5, seed=seed), seconds=30)
+def test_a_long_tailed_network_is_not_mistaken_for_a_queue(seed: int, probe: bool) -> None:
+    run = simulate(90, latency=network(0.15, 1.5, seed=seed), seconds=30, probe=probe)
     assert run.throughput >= 0.9 * 90
     assert run.limit >= 25
 
 
-def test_a_server_that_queues_is_not_pushed_harder() -> None:
-    run = simulate(1000, capacity=16, service=0.05, seconds=20)
+@pytest.mark.parametrize("probe", [False, True], ids=["doubling", "jump"])
+@pytest.mark.parametrize("seconds", [8, 20])
+def test_a_server_that_queues_is_not_pushed_harder(probe: bool, seconds: float) -> None:
+    # With a preflight the limit jumps to the maximum (1000/s x 50 ms); the batch after it
+    # shows every answer waiting in the queue, and the limit drops to what the server serves.
+    run = simulate(1000, capacity=16, service=0.05, seconds=seconds, probe=probe)
     assert run.throughput >= 0.9 * 320  # the server's 16 / 50 ms
     assert run.mean_in_flight <= 24
     assert run.limit < 30

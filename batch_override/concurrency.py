@@ -103,6 +103,7 @@ class AutoLimit:
         "_best",
         "_check",
         "_drain",
+        "_seen",
         "_grad",
         "_settling",
         "_slow_start",
@@ -127,6 +128,7 @@ class AutoLimit:
         self._best = Batch(0.0, math.inf, math.inf, 0.0)  # the batch of best throughput below the pace
         self._alone = Alone()
         self._check = False  # the batch after a jump: compare its latency with the unloaded one
+        self._seen = 0  # answers averaged into :attr:`latency`
         self._drain = 0  # after a cut: the old level, whose answers the settling batch waits out
 
     def retarget(self, target: float | None) -> None:
@@ -148,8 +150,11 @@ class AutoLimit:
     def answered(self, latency: float, now: float, area: float, peak: int) -> bool:
         """One answer's ``latency``; ``area`` is the in-flight integral at ``now`` and ``peak`` the
         most in flight since the last batch.  True when a batch closed (the limit may change)."""
-        # A slow average: a long tail (a 1.5 s p99) would make a fast one jump about.
-        self.latency = latency if self.latency is None else 0.98 * self.latency + 0.02 * latency
+        # A slow average: a long tail (a 1.5 s p99) would make a fast one jump about.  Until 50
+        # answers it is their plain mean: a few fast first answers must not hold the limit low.
+        self._seen += 1
+        mean = self.latency if self.latency is not None else latency
+        self.latency = mean + (latency - mean) * max(0.02, 1 / self._seen)
         count, total, logs, squares, fastest = self._batch
         ln = math.log(max(latency, 1e-6))
         count, total, logs, squares = count + 1, total + latency, logs + ln, squares + ln * ln
@@ -226,6 +231,8 @@ class AutoLimit:
         needed: float = self.maximum
         if target is not None and self.latency is not None:
             needed = target * self.latency * 1.5 + 2
+            if self._slow_start and self._alone.count:
+                self._grad = max(self._grad, needed)  # until a cut, Little's law (the jump)
         before, self.limit = self.limit, max(1, min(self.maximum, math.ceil(min(needed, self._grad))))
         self._settling, self._drain = self.limit != before, 0
 

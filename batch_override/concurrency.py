@@ -232,7 +232,10 @@ class AutoLimit:
         if target is not None and self.latency is not None:
             needed = target * self.latency * 1.5 + 2
             if self._slow_start and self._alone.count:
-                self._grad = max(self._grad, needed)  # until a cut, Little's law (the jump)
+                # Until a cut, Little's law (the jump), and never down: the first answers of a
+                # long tail are its fast ones, so the first batches' latency is low.
+                self._grad = max(self._grad, needed)
+                needed = max(needed, self.limit)
         before, self.limit = self.limit, max(1, min(self.maximum, math.ceil(min(needed, self._grad))))
         self._settling, self._drain = self.limit != before, 0
 

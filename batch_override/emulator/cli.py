@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_latency,
         default=(0.0, None),
         metavar="MEDIAN[:P99]",
-        help="network delay before each answer, in ms: fixed, or lognormal with that median and "
+        help="network round trip per request, in ms (half before it is counted, half after): fixed, "
+        "or lognormal with that median and "
         "99th percentile (drawn from --seed)",
     )
     parser.add_argument(

@@ -8,8 +8,10 @@ latency grows with load exactly as in front of a pool of PHP workers. ``InFlight
 many requests the server holds over time, so a benchmark can report a client's mean concurrency
 (Little's law) without instrumenting the client.
 
-Trap: the delay is served before the request is processed, all of it (as ``--latency-ms`` always
-did); a throttle window is therefore stamped when the whole round trip is over, not half-way.
+The delay is a round trip: half of it before the request is processed (the request travelling
+out), half after (the answer travelling back), so a throttle counts a request half-way, as a
+server that far away would.  Trap: before issue 10 all of it came first, which let a long tail's
+stragglers reach the throttle up to a whole round trip after the client's last send.
 """
 
 from __future__ import annotations
@@ -117,10 +119,13 @@ class Network:
 
     @contextlib.asynccontextmanager
     async def carry(self) -> AsyncIterator[None]:
-        """Delay the request, wait for and hold a worker, then run the block (which answers it)."""
+        """Delay the request half its round trip, wait for and hold a worker, run the block (which
+        answers it), then delay the answer the other half."""
         with self.in_flight.track():
             delay = self.latency.draw()
             if delay:
-                await asyncio.sleep(delay)
+                await asyncio.sleep(delay / 2)
             async with self.workers.slot():
                 yield
+            if delay:
+                await asyncio.sleep(delay / 2)

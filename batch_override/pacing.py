@@ -152,6 +152,8 @@ class Pacer:
         self.model = PaceModel(rate, headroom, learner)
         self.window = ServerWindow(learner, exact=rate is not None)
         self._meters: list[SlidingLog] = []
+        self._shape: tuple[object, ...] = ()  # what the meters were built from (see _rebuild)
+        self.rate: float | None = None  # requests per second (None before the first answer in auto)
         self._seq = 0
         self._blocked_until = -math.inf
         self._bare_429s = 0  # 429s in a row that said nothing of when to come back
@@ -168,19 +170,21 @@ class Pacer:
     def fallback(self) -> bool:
         return self.model.fallback
 
-    @property
-    def rate(self) -> float | None:
-        """The pace in requests per second (None before the first answer in auto mode)."""
-        return min((m.limit / m.period for m in self._meters), default=None)
-
     def describe(self) -> str:
         return self.model.describe()
 
     def _rebuild(self) -> None:
-        wanted, old = self.model.meters(), self._meters
+        model = self.model
+        # Called on every answer: most answers change nothing the meters are built from.
+        shape = (model.server_limit, model.learner.estimate, model.fallback)
+        if shape == self._shape:
+            return
+        self._shape = shape
+        wanted, old = model.meters(), self._meters
         if [(m.limit, m.period) for m in old] != wanted:
             recent = max((m.recent for m in old), key=len, default=self._probe_sent)
             self._meters = [SlidingLog(limit, period, recent) for limit, period in wanted]
+            self.rate = min(limit / period for limit, period in wanted) if wanted else None
             # A sender asleep on the old pace (1.33 s apart while a 1 s window is still a
             # minute's guess) must not sleep through the new one: wake it to ask again.
             self.repaces += 1

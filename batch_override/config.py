@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 MEDIA = ("video", "image", "audio")
+#: The input's column names unless told otherwise (a media column is optional).
+HASH_COLUMN, CLASSIFICATION_COLUMN, MEDIA_COLUMN = "hash", "classification", "media"
 CLASSIFICATIONS = ("human", "artificial")
 DEFAULT_API_URL = "https://backend.identifai.net"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -170,8 +172,8 @@ class RunConfig:
     ledger: Path | None = None
     api_url: str = DEFAULT_API_URL
     media: str = "video"
-    hash_column: str = "hash"
-    classification_column: str = "classification"
+    hash_column: str = HASH_COLUMN
+    classification_column: str = CLASSIFICATION_COLUMN
     #: None: use a column named ``media`` when the input has one; a name given must exist.
     media_column: str | None = None
     concurrency: int | Literal["auto"] = "auto"

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from .batch_source import BatchSource
 from .client import Client
 from .config import RunConfig
 from .ledger import LedgerWriter
@@ -20,7 +21,7 @@ from .pacing import Pacer
 from .source import CorrectionsFile
 
 
-def open_input(config: RunConfig) -> CorrectionsFile:
+def open_input(config: RunConfig) -> BatchSource:
     """The run's input: a file (or ``-``), or a DataFrame / pyarrow Table given from Python."""
     if not isinstance(config.input, str):
         from .frames import TableInput  # pandas only for a DataFrame or Table input
@@ -40,7 +41,7 @@ def open_input(config: RunConfig) -> CorrectionsFile:
 
 @dataclass(frozen=True, slots=True)
 class Parts:
-    source: Callable[[RunConfig], CorrectionsFile] = open_input
+    source: Callable[[RunConfig], BatchSource] = open_input
     ledger_writer: Callable[..., LedgerWriter] = LedgerWriter
     pacer: Callable[..., Pacer] = Pacer
     client: Callable[[aiohttp.ClientSession, str], Client] = Client

@@ -15,13 +15,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from .batch import Batch
+from .batch_source import BatchSource
 from .config import RunConfig
 from .errors import BatchOverrideError, InputError
 from .keys import make_keys
 from .plan import InputIndex, Plan, plan_batch
 from .recorder import Item, Recorder
 from .resume import ResumeIndex
-from .source import Batch, CorrectionsFile
 from .stopping import Stopper
 
 
@@ -36,7 +37,7 @@ async def _next_batch(iterator: Iterator[Batch]) -> Batch | None:
 
 async def produce(
     config: RunConfig,
-    source: CorrectionsFile,
+    source: BatchSource,
     index: InputIndex,
     resume: ResumeIndex,
     recorder: Recorder,
@@ -63,7 +64,7 @@ async def produce(
 
 async def _produce(
     config: RunConfig,
-    source: CorrectionsFile,
+    source: BatchSource,
     index: InputIndex,
     resume: ResumeIndex,
     recorder: Recorder,

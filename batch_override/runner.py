@@ -29,6 +29,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import __version__, runlog
 from .apikey import ApiKey
+from .batch_source import BatchSource
 from .breaker import Breaker
 from .client import make_session
 from .concurrency import Concurrency
@@ -42,7 +43,6 @@ from .progress import Progress
 from .recorder import Item, Recorder
 from .resume import ResumeIndex, load_resume_index
 from .sender import Requester, Sender
-from .source import CorrectionsFile
 from .stopping import Halted, Stopper, signals_handled
 from .summary import Summary
 
@@ -126,7 +126,7 @@ async def _run_locked(job: _Job) -> Summary:
         source.close()
 
 
-async def _run_planned(job: _Job, source: CorrectionsFile, index: InputIndex, summary: Summary) -> None:
+async def _run_planned(job: _Job, source: BatchSource, index: InputIndex, summary: Summary) -> None:
     config, stopper = job.config, job.stopper
     ledger = _open_ledger(job, source) if config.ledger is not None else None
     job.recorder = recorder = Recorder(summary, stopper, ledger, None)
@@ -162,7 +162,7 @@ async def _run_planned(job: _Job, source: CorrectionsFile, index: InputIndex, su
                 _log_run(job, source, fingerprint, "finished", summary)
 
 
-def _open_ledger(job: _Job, source: CorrectionsFile) -> LedgerWriter:
+def _open_ledger(job: _Job, source: BatchSource) -> LedgerWriter:
     config = job.config
     assert config.ledger is not None
     torn = repair_torn_tail(config.ledger)
@@ -188,7 +188,7 @@ def _conclude(summary: Summary, stopper: Stopper, started: float) -> None:
         summary.exit_code = ExitCode.OK if summary.all_succeeded else ExitCode.SOME_ROWS_FAILED
 
 
-def _log_start(job: _Job, source: CorrectionsFile, index: InputIndex, resume: ResumeIndex) -> None:
+def _log_start(job: _Job, source: BatchSource, index: InputIndex, resume: ResumeIndex) -> None:
     log.info(
         "run %s: %s -> %s (%s); %d rows: %d valid, %d invalid, %d duplicate, %d conflict; "
         "%d already in the ledger index",
@@ -205,7 +205,7 @@ def _log_start(job: _Job, source: CorrectionsFile, index: InputIndex, resume: Re
     )
 
 
-def _log_run(job: _Job, source: CorrectionsFile, fingerprint: str, event: str, summary: Summary) -> None:
+def _log_run(job: _Job, source: BatchSource, fingerprint: str, event: str, summary: Summary) -> None:
     """Append the run's ``started`` or ``finished`` record to the run log beside the ledger."""
     assert job.config.ledger is not None
     path = runlog.runlog_path(job.config.ledger)
@@ -240,7 +240,7 @@ def _log_run(job: _Job, source: CorrectionsFile, fingerprint: str, event: str, s
 
 
 async def _send_all(
-    job: _Job, source: CorrectionsFile, index: InputIndex, resume: ResumeIndex, recorder: Recorder
+    job: _Job, source: BatchSource, index: InputIndex, resume: ResumeIndex, recorder: Recorder
 ) -> None:
     config, stopper = job.config, job.stopper
     if config.dry_run or job.api_key is None:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from .batch import Batch
 from .config import MEDIA
 from .errors import ExitCode, UsageError
 from .logs import setup_logging
-from .source import Batch, CorrectionsFile
+from .source import CorrectionsFile
 
 
 def add_parser(

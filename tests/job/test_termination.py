@@ -26,6 +26,7 @@ from aiohttp import web
 
 from batch_override import runlog
 from batch_override.apikey import ApiKey
+from batch_override.batch import Batch
 from batch_override.client import Answer, Client
 from batch_override.config import Rate, RunConfig
 from batch_override.emulator import DEMO_API_KEY
@@ -33,7 +34,7 @@ from batch_override.ledger import LedgerLock, LedgerWriter
 from batch_override.pacing import Pacer, Ticket
 from batch_override.parts import Parts
 from batch_override.runner import run_job_async
-from batch_override.source import Batch, CorrectionsFile
+from batch_override.source import CorrectionsFile
 from batch_override.summary import Summary
 from tests.support import latest, read_ledger, sha, write_csv
 

@@ -18,8 +18,8 @@ import pyarrow.compute as pc
 
 from .cells import as_text as _as_text  # non-text cells: one rule for Parquet and DataFrames
 from .cellsize import describe_size, oversized, replace_cells
-from .config import CLASSIFICATIONS, MEDIA
-from .keys import HASH_PATTERN, bytes_to_hex
+from .config import CLASSIFICATIONS, HASH_PATTERN, MEDIA
+from .keys import bytes_to_hex
 
 _TRIM = " \t\r\n\u00a0\u2007\u202f\u200b\ufeff"
 _MEDIA_SET = pa.array(MEDIA)

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 MEDIA = ("video", "image", "audio")
+#: A valid hash, once normalised: a SHA-256 as 64 lowercase hex digits.
+HASH_PATTERN = "^[0-9a-f]{64}$"
 #: The input's column names unless told otherwise (a media column is optional).
 HASH_COLUMN, CLASSIFICATION_COLUMN, MEDIA_COLUMN = "hash", "classification", "media"
 CLASSIFICATIONS = ("human", "artificial")

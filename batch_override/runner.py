@@ -38,7 +38,7 @@ from .errors import BatchOverrideError, ExitCode, LedgerWriteError
 from .ledger import LedgerLock, LedgerWriter, check_ledger_path, repair_torn_tail, utc_now
 from .parts import DEFAULT_PARTS, Parts
 from .plan import InputIndex, index_input
-from .producer import produce
+from .producer import PassTwo, produce
 from .progress import Progress
 from .recorder import Item, Recorder
 from .resume import ResumeIndex, load_resume_index
@@ -244,7 +244,7 @@ async def _send_all(
 ) -> None:
     config, stopper = job.config, job.stopper
     if config.dry_run or job.api_key is None:
-        await produce(config, source, index, resume, recorder, stopper, None)
+        await produce(PassTwo(config, source, index, resume, recorder, stopper, None))
         return
     rate = None if config.rate == "auto" else config.rate
     assert rate is None or isinstance(rate, Rate)
@@ -274,7 +274,7 @@ async def _send_all(
     ) as session:
         requester = Requester(job.parts.client(session, config.api_url), pacer, stopper, slots)
         sender = Sender(config, requester, breaker, recorder, stopper)
-        producer = produce(config, source, index, resume, recorder, stopper, queue, senders)
+        producer = produce(PassTwo(config, source, index, resume, recorder, stopper, queue), senders)
         workers = [sender.work(queue) for _ in range(senders)]
         pipeline = asyncio.ensure_future(_pipeline(stopper, producer, workers))
         try:

@@ -9,7 +9,8 @@ the *line* a spreadsheet shows (the header is line 1, so row 0 is line 2).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -18,12 +19,35 @@ import pyarrow.compute as pc
 
 from .cells import as_text as _as_text  # non-text cells: one rule for Parquet and DataFrames
 from .cellsize import describe_size, oversized, replace_cells
-from .config import CLASSIFICATIONS, HASH_PATTERN, MEDIA
+from .config import CLASSIFICATION_COLUMN, CLASSIFICATIONS, HASH_COLUMN, HASH_PATTERN, MEDIA
 from .keys import bytes_to_hex
+
+if TYPE_CHECKING:
+    from .config import RunConfig
 
 _TRIM = " \t\r\n\u00a0\u2007\u202f\u200b\ufeff"
 _MEDIA_SET = pa.array(MEDIA)
 _CLASS_SET = pa.array(CLASSIFICATIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class InputOptions:
+    """How to read an input: the :class:`~.config.RunConfig` fields of the same names.
+
+    ``media`` is the default media (of rows without one); ``encoding`` None detects it (files only).
+    """
+
+    hash_column: str = HASH_COLUMN
+    classification_column: str = CLASSIFICATION_COLUMN
+    media_column: str | None = None
+    media: str = "video"
+    batch_rows: int = 65_536
+    label_map: tuple[tuple[str, str], ...] = ()
+    encoding: str | None = None
+
+    @classmethod
+    def of(cls, config: RunConfig) -> InputOptions:
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
 
 
 def spreadsheet_line(row: int) -> int:
@@ -109,28 +133,22 @@ def validity(hashes: pa.Array, classes: pa.Array, media: pa.Array) -> npt.NDArra
     return np.asarray(pc.fill_null(ok, False).to_numpy(zero_copy_only=False), dtype=np.bool_)
 
 
-def normalise_record(
-    record: pa.RecordBatch,
-    start: int,
-    columns: Columns,
-    default_media: str,
-    label_map: tuple[tuple[str, str], ...],
-) -> Batch:
+def normalise_record(record: pa.RecordBatch, start: int, columns: Columns, options: InputOptions) -> Batch:
     """One record batch of the input as a :class:`Batch`: normalised, validated, oversized cells out.
 
-    The trap: an empty media cell takes ``default_media`` (as a missing media column does), so
+    The trap: an empty media cell takes ``options.media`` (as a missing media column does), so
     it is never a reason for a row to be invalid.
     """
     raw_hash = _hash_text(record.column(columns.hash))
     raw_class = _as_text(record.column(columns.classification))
     raw_media = _as_text(record.column(columns.media)) if columns.media is not None else None
     hashes = normalise(raw_hash)
-    classes = apply_label_map(normalise(raw_class), label_map)
+    classes = apply_label_map(normalise(raw_class), options.label_map)
     if raw_media is not None:
         media = normalise(raw_media)
-        media = pc.if_else(pc.equal(media, ""), default_media, media)
+        media = pc.if_else(pc.equal(media, ""), options.media, media)
     else:
-        media = pa.array(np.full(record.num_rows, default_media, dtype=object), pa.string())
+        media = pa.array(np.full(record.num_rows, options.media, dtype=object), pa.string())
     valid = validity(hashes, classes, media)
     carried = [_as_text(record.column(name)) for name in columns.carried]
     batch = Batch(start, media, hashes, classes, raw_hash, raw_class, raw_media, valid, carried)
@@ -191,6 +209,7 @@ def _hash_text(values: pa.Array) -> pa.Array:
 __all__ = [
     "Batch",
     "Columns",
+    "InputOptions",
     "apply_label_map",
     "normalise",
     "normalise_record",

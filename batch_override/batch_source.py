@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from .batch import Batch, Columns, normalise_record
-from .config import CLASSIFICATION_COLUMN, HASH_COLUMN, MEDIA_COLUMN
+from .batch import Batch, Columns, InputOptions, normalise_record
+from .config import MEDIA_COLUMN
 from .errors import InputError, first_line
 
 
@@ -66,24 +66,14 @@ class BatchSource:
     path: Path
     kind: str
 
-    def __init__(
-        self,
-        display: str,
-        names: list[str],
-        *,
-        hash_column: str = HASH_COLUMN,
-        classification_column: str = CLASSIFICATION_COLUMN,
-        media_column: str | None = None,
-        default_media: str = "video",
-        batch_rows: int = 65_536,
-        label_map: tuple[tuple[str, str], ...] = (),
-    ) -> None:
+    def __init__(self, display: str, names: list[str], options: InputOptions) -> None:
         self.display = display
         self.sha256: str | None = None
-        self._default_media = default_media
-        self._label_map = label_map
-        self._batch_rows = batch_rows
-        self.columns = resolve_columns(names, display, hash_column, classification_column, media_column)
+        self._options = options
+        self._batch_rows = options.batch_rows
+        self.columns = resolve_columns(
+            names, display, options.hash_column, options.classification_column, options.media_column
+        )
 
     def _fail(self, problem: str) -> InputError:
         return InputError(f"{self.display}: {problem}")
@@ -123,7 +113,7 @@ class BatchSource:
             record, notes = self._repair(record, start)
             for offset in range(0, record.num_rows, self._batch_rows):
                 part = record.slice(offset, self._batch_rows)
-                batch = normalise_record(part, start, self.columns, self._default_media, self._label_map)
+                batch = normalise_record(part, start, self.columns, self._options)
                 for i, note in notes.items():
                     if offset <= i < offset + part.num_rows:
                         batch.notes[i - offset] = note

@@ -23,13 +23,14 @@ import pandas as pd
 import pyarrow as pa
 
 from . import runlog
+from .batch import InputOptions
 from .batch_source import BatchSource
 from .errors import InputError, first_line
 from .ledger_reader import LedgerFile
 from .resume import trusted_lines
 
 if TYPE_CHECKING:
-    from .config import RunConfig
+    pass
 
 #: Ledger columns that are not text, as :func:`read_ledger` reads them.
 _TYPES = {
@@ -102,21 +103,12 @@ class TableInput(BatchSource):
     The trap: the table stays in memory for the run (both passes read it), as the caller holds it.
     """
 
-    def __init__(self, data: object, config: RunConfig) -> None:
+    def __init__(self, data: object, options: InputOptions) -> None:
         self._arrow = to_table(data)
         display = "<DataFrame>" if isinstance(data, pd.DataFrame) else "<pyarrow.Table>"
         self.path = Path(display)
         self.kind = "table"
-        super().__init__(
-            display,
-            list(self._arrow.column_names),
-            hash_column=config.hash_column,
-            classification_column=config.classification_column,
-            media_column=config.media_column,
-            default_media=config.media,
-            batch_rows=config.batch_rows,
-            label_map=config.label_map,
-        )
+        super().__init__(display, list(self._arrow.column_names), options)
 
     def _record_batches(self) -> Iterator[pa.RecordBatch]:
         yield from self._arrow.to_batches(max_chunksize=self._batch_rows)

@@ -14,14 +14,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from .batch import spreadsheet_line
+from .batch import InputOptions, spreadsheet_line
 from .batch_source import BatchSource
 from .cellsize import describe_size
-from .config import CLASSIFICATION_COLUMN, HASH_COLUMN
 from .csvblocks import BLOCK_SIZE, straddles
 from .errors import InputError, first_line
 from .stdin_copy import StdinCopy
 from .table import open_table
+
+_DEFAULTS = InputOptions()
 
 
 class CorrectionsFile(BatchSource):
@@ -31,18 +32,7 @@ class CorrectionsFile(BatchSource):
     :meth:`close` removes; an error while opening removes it too.
     """
 
-    def __init__(
-        self,
-        path: str,
-        *,
-        hash_column: str = HASH_COLUMN,
-        classification_column: str = CLASSIFICATION_COLUMN,
-        media_column: str | None = None,
-        default_media: str = "video",
-        batch_rows: int = 65_536,
-        label_map: tuple[tuple[str, str], ...] = (),
-        encoding: str | None = None,
-    ) -> None:
+    def __init__(self, path: str, options: InputOptions = _DEFAULTS) -> None:
         display = "<stdin>" if path == "-" else path
         self._ragged: list[tuple[int | None, str, int]] = []
         self._spooled: StdinCopy | None = None
@@ -53,22 +43,13 @@ class CorrectionsFile(BatchSource):
             self._table = open_table(
                 self.path,
                 display=display,
-                encoding=encoding,
+                encoding=options.encoding,
                 extensions=".csv, .csv.gz, .tsv, .parquet (or - for CSV on stdin)",
             )
             self.kind = self._table.kind
             if self._table.parquet is not None:
                 self._parquet = self._table.parquet
-            super().__init__(
-                display,
-                self._table.names,
-                hash_column=hash_column,
-                classification_column=classification_column,
-                media_column=media_column,
-                default_media=default_media,
-                batch_rows=batch_rows,
-                label_map=label_map,
-            )
+            super().__init__(display, self._table.names, options)
         except BaseException:
             self.close()  # the stdin copy holds the whole input: never leave it behind
             raise

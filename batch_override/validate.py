@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from .batch import Batch
-from .config import MEDIA
+from .batch import Batch, InputOptions
+from .config import CLASSIFICATION_COLUMN, HASH_COLUMN, MEDIA
 from .errors import ExitCode, UsageError
 from .logs import setup_logging
 from .source import CorrectionsFile
@@ -50,14 +50,14 @@ def main_validate(args: argparse.Namespace) -> int:
     media = getattr(args, "media", "video")
     if media not in MEDIA:
         raise UsageError(f"--media {media!r}: expected one of {', '.join(MEDIA)}")
-    source = CorrectionsFile(
-        args.input,
-        hash_column=getattr(args, "hash_column", "hash"),
-        classification_column=getattr(args, "classification_column", "classification"),
+    options = InputOptions(
+        hash_column=getattr(args, "hash_column", HASH_COLUMN),
+        classification_column=getattr(args, "classification_column", CLASSIFICATION_COLUMN),
         media_column=getattr(args, "media_column", None),
-        default_media=media,
+        media=media,
         encoding=getattr(args, "encoding", None),
     )
+    source = CorrectionsFile(args.input, options)
     problems: list[tuple[int, str]] = []
 
     def collect(batch: Batch) -> Batch:

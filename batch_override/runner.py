@@ -33,7 +33,7 @@ from .batch_source import BatchSource
 from .breaker import Breaker
 from .client import make_session
 from .concurrency import Concurrency
-from .config import Rate, RunConfig
+from .config import RunConfig
 from .errors import BatchOverrideError, ExitCode, LedgerWriteError
 from .ledger import LedgerLock, LedgerWriter, check_ledger_path, repair_torn_tail, utc_now
 from .parts import DEFAULT_PARTS, Parts
@@ -246,10 +246,8 @@ async def _send_all(
     if config.dry_run or job.api_key is None:
         await produce(PassTwo(config, source, index, resume, recorder, stopper, None))
         return
-    rate = None if config.rate == "auto" else config.rate
-    assert rate is None or isinstance(rate, Rate)
     pacer = job.parts.pacer(
-        rate,
+        config.fixed_rate,
         headroom=config.headroom,
         stopped=stopper.stopped,
         backoff_base=config.backoff_base,
@@ -258,7 +256,7 @@ async def _send_all(
     # The senders, the pool, the queue and the breaker size from the most that may be in flight;
     # the slots (auto: Little's law and the gradient) decide how many are.
     senders = config.senders
-    slots = Concurrency(None if config.concurrency == "auto" else config.concurrency, config.max_concurrency)
+    slots = Concurrency(config.fixed_concurrency, config.max_concurrency)
     breaker = Breaker(
         max(3, senders),
         rows_needed=min(3, max(2, senders)),

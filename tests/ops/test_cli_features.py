@@ -18,6 +18,7 @@ import pytest
 from batch_override import cli
 from batch_override.errors import UsageError
 from batch_override.jobfile import load_job
+from batch_override.run_options import JOB_KEYS, config_from
 from tests.support import REPO, Result, cli_env, latest, read_ledger, run_cli, sha, write_csv
 
 FAST = ("--rate", "1000/s", "--backoff-base", "0.01")
@@ -536,7 +537,7 @@ _JOB_FILE_GAPS: set[str] = set()  # options a job file cannot take (none now)
 def _mark_gaps(params: list[Any]) -> list[Any]:
     reason = (
         "BUG: job files take 'any run option' (jobfile docstring, jobs/demo.toml, jobs/reference.toml), "
-        "but verbose = 1 is refused: 'unknown option' (not in cli._JOB_KEYS)"
+        "but verbose = 1 is refused: 'unknown option' (not in JOB_KEYS)"
     )
     return [
         pytest.param(
@@ -554,9 +555,9 @@ def _toml(value: object) -> str:
     return json.dumps(value)  # a JSON string or number is a TOML one
 
 
-def _config(*argv: str) -> tuple[Any, dict[str, Any]]:
-    """What ``run ARGV`` would run with: the RunConfig and the CLI's extras (summary, quiet, ...)."""
-    return cli._config_from(cli.build_parser().parse_args(["run", *argv]))
+def _config(*argv: str) -> tuple[Any, Any]:
+    """What ``run ARGV`` would run with: the RunConfig and the OutputOptions (summary, quiet, ...)."""
+    return config_from(cli.build_parser().parse_args(["run", *argv]))
 
 
 @pytest.mark.parametrize(("flags", "key", "value"), _mark_gaps(_run_options()))
@@ -566,7 +567,7 @@ def test_every_run_option_is_accepted_in_a_job_file_under_its_name(
     job = tmp_path / "job.toml"
     ledger = 'ledger = "l.csv"\n' if key != "ledger" else ""
     job.write_text(f'[run]\ninput = "c.csv"\n{ledger}{key} = {_toml(value)}\n', encoding="utf-8")
-    assert key in load_job(job, cli._JOB_KEYS)
+    assert key in load_job(job, JOB_KEYS)
     by_flag = _config("c.csv", *(["--ledger", "l.csv"] if key != "ledger" else []), *flags)
     assert _config("--job", str(job)) == by_flag  # the same run as the flag's
 
@@ -581,7 +582,7 @@ _SHIPPED = sorted(
 
 @pytest.mark.parametrize("path", _SHIPPED, ids=lambda p: p.name)
 def test_the_shipped_job_files_load_with_the_clis_keys(path: Path) -> None:
-    values = load_job(path, cli._JOB_KEYS)
+    values = load_job(path, JOB_KEYS)
     # The examples name their own input and ledger; a reference file may leave them to the flags.
     config, _ = _config("--job", str(path), *(() if "input" in values else ("c.csv",)),
                            *(() if "ledger" in values else ("--ledger", "l.csv")))  # fmt: skip

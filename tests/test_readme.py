@@ -114,3 +114,10 @@ def test_the_shipped_job_files_load() -> None:
     for name in ("demo", "nightly", "backfill", "reference"):
         load_job(REPO / "jobs" / f"{name}.toml", JOB_KEYS)
     assert os.path.exists(REPO / "jobs" / "demo.toml")
+
+
+def test_the_development_map_names_every_module_of_the_package() -> None:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    development = text[text.index("## Development") :]
+    modules = sorted(p.name for p in (REPO / "batch_override").glob("*.py"))
+    assert [name for name in modules if f"`{name}`" not in development] == []

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from .cells import as_text as _as_text  # non-text cells: one rule for Parquet and DataFrames
 from .cellsize import describe_size, oversized, replace_cells
-from .config import CLASSIFICATION_COLUMN, CLASSIFICATIONS, HASH_COLUMN, HASH_PATTERN, MEDIA
+from .config import CLASSIFICATION_COLUMN, CLASSIFICATIONS, HASH_COLUMN, HASH_PATTERN, MEDIA, check_media
 from .keys import bytes_to_hex
 
 if TYPE_CHECKING:
@@ -44,6 +44,9 @@ class InputOptions:
     batch_rows: int = 65_536
     label_map: tuple[tuple[str, str], ...] = ()
     encoding: str | None = None
+
+    def __post_init__(self) -> None:
+        check_media(self.media)
 
     @classmethod
     def of(cls, config: RunConfig) -> InputOptions:

@@ -118,6 +118,12 @@ class Allowed:
             raise UsageError(f"{option_name(name)} must be {self.describe()} (got {shown})")
 
 
+def check_media(media: object) -> None:
+    """Raise :class:`UsageError` unless ``media`` is one of :data:`MEDIA` (the default media)."""
+    if media not in MEDIA:
+        raise UsageError(f"--media {media!r}: expected one of {', '.join(MEDIA)}")
+
+
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
@@ -250,8 +256,7 @@ class RunConfig:
             not isinstance(self.media_column, str) or not self.media_column.strip()
         ):
             raise UsageError("--media-column must name a column")
-        if self.media not in MEDIA:
-            raise UsageError(f"--media {self.media!r}: expected one of {', '.join(MEDIA)}")
+        check_media(self.media)
         if not (self.rate == "auto" or isinstance(self.rate, Rate)):
             raise UsageError("--rate: expected N/PERIOD such as 60/min, 5/s, 3600/h, or 'auto'")
         check_api_url(self.api_url)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,11 +145,12 @@ def _shown(default: object) -> str:
     return f"{default:g}" if isinstance(default, float) else str(default)
 
 
-def add_config_options(p: argparse.ArgumentParser) -> None:
-    """A flag for each run option of :data:`HELP`, in :class:`RunConfig`'s field order."""
+def add_config_options(p: argparse.ArgumentParser, names: Collection[str] = HELP.keys()) -> None:
+    """A flag for each run option of :data:`HELP` (or those of ``names``), in :class:`RunConfig`'s
+    field order.  A flag not given leaves no attribute: the job file's value or the default applies."""
     for field in dataclasses.fields(RunConfig):
         about = HELP.get(field.name)
-        if about is None:
+        if about is None or field.name not in names:
             continue
         flag = about.flag or "--" + field.name.replace("_", "-")
         text = about.text.format(default=_shown(field.default))

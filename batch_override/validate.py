@@ -14,10 +14,13 @@ import argparse
 from collections.abc import Callable
 
 from .batch import Batch, InputOptions
-from .config import CLASSIFICATION_COLUMN, HASH_COLUMN, MEDIA
-from .errors import ExitCode, UsageError
+from .errors import ExitCode
 from .logs import setup_logging
+from .run_options import add_config_options
 from .source import CorrectionsFile
+
+#: The run options that say how to read the input: ``validate`` takes them as ``run`` does.
+_READING = ("hash_column", "classification_column", "media_column", "media", "encoding")
 
 
 def add_parser(
@@ -30,14 +33,7 @@ def add_parser(
         help="check INPUT and report problems; send nothing (exit 0 clean, 1 problems, 2 unreadable)",
     )
     p.add_argument("input", metavar="INPUT")
-    for name in ("hash_column", "classification_column", "media_column", "media"):
-        p.add_argument("--" + name.replace("_", "-"), dest=name, default=argparse.SUPPRESS)
-    p.add_argument(
-        "--encoding",
-        metavar="NAME",
-        default=None,
-        help="text encoding of a CSV without a byte-order mark, e.g. cp1252 (default utf-8)",
-    )
+    add_config_options(p, _READING)
     p.add_argument("--max-problems", type=int, default=20, help="problem lines to print (default 20)")
     add_log_options(p)
 
@@ -47,17 +43,7 @@ def main_validate(args: argparse.Namespace) -> int:
     from .plan import Plan, index_input
 
     setup_logging(getattr(args, "log_format", "text"), args.verbose, bool(getattr(args, "quiet", False)))
-    media = getattr(args, "media", "video")
-    if media not in MEDIA:
-        raise UsageError(f"--media {media!r}: expected one of {', '.join(MEDIA)}")
-    options = InputOptions(
-        hash_column=getattr(args, "hash_column", HASH_COLUMN),
-        classification_column=getattr(args, "classification_column", CLASSIFICATION_COLUMN),
-        media_column=getattr(args, "media_column", None),
-        media=media,
-        encoding=getattr(args, "encoding", None),
-    )
-    source = CorrectionsFile(args.input, options)
+    source = CorrectionsFile(args.input, InputOptions(**{k: getattr(args, k) for k in _READING if k in args}))
     problems: list[tuple[int, str]] = []
 
     def collect(batch: Batch) -> Batch:

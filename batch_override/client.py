@@ -18,14 +18,14 @@ from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
 from .apikey import ApiKey
-from .config import CLASSIFICATIONS
+from .config import CLASSIFICATIONS, HASH_PATTERN
 from .errors import UsageError, first_line
 from .outcome import Action, Outcome, Verdict, classify_response, transport_failure
 
 ENDPOINTS = {"image": "classification", "video": "classification_video", "audio": "classification_audio"}
 BODIES = {c: json.dumps({"classification": c}, separators=(",", ":")).encode() for c in CLASSIFICATIONS}
 EMPTY_BODY = b"{}"
-_HASH = re.compile(r"^[0-9a-f]{64}$")
+_HASH = re.compile(HASH_PATTERN)
 _NO_HEADERS: Mapping[str, str] = {}
 #: The largest answer body read: the API's answers are under 1 KB, a proxy's error page ~10 KB.
 MAX_BODY = 1 << 20

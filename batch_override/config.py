@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from .errors import UsageError
@@ -16,6 +17,10 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 MEDIA = ("video", "image", "audio")
+#: A valid hash, once normalised: a SHA-256 as 64 lowercase hex digits.
+HASH_PATTERN = "^[0-9a-f]{64}$"
+#: The input's column names unless told otherwise (a media column is optional).
+HASH_COLUMN, CLASSIFICATION_COLUMN, MEDIA_COLUMN = "hash", "classification", "media"
 CLASSIFICATIONS = ("human", "artificial")
 DEFAULT_API_URL = "https://backend.identifai.net"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -113,6 +118,12 @@ class Allowed:
             raise UsageError(f"{option_name(name)} must be {self.describe()} (got {shown})")
 
 
+def check_media(media: object) -> None:
+    """Raise :class:`UsageError` unless ``media`` is one of :data:`MEDIA` (the default media)."""
+    if media not in MEDIA:
+        raise UsageError(f"--media {media!r}: expected one of {', '.join(MEDIA)}")
+
+
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
@@ -170,8 +181,8 @@ class RunConfig:
     ledger: Path | None = None
     api_url: str = DEFAULT_API_URL
     media: str = "video"
-    hash_column: str = "hash"
-    classification_column: str = "classification"
+    hash_column: str = HASH_COLUMN
+    classification_column: str = CLASSIFICATION_COLUMN
     #: None: use a column named ``media`` when the input has one; a name given must exist.
     media_column: str | None = None
     concurrency: int | Literal["auto"] = "auto"
@@ -201,11 +212,39 @@ class RunConfig:
     fsync_interval: float = 2.0
     batch_rows: int = 65_536
 
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> RunConfig:
+        """A config from options as a job file or the command line gives them (field names as keys).
+
+        Text becomes the field's value by the option's parser (a TOML list or table is joined
+        into text first), a number the field's kind (a job file's ``30`` for a float option),
+        ``ledger`` a Path; then every check of the class applies.  Raises :class:`UsageError`
+        (one line) for a value it cannot use.  The trap: ``give_up_after`` (the job-file
+        spelling) and ``give_up_after_days`` are one option; the one later in ``values`` wins.
+        """
+        out = {
+            _ALIASES.get(key, key): _convert(_ALIASES.get(key, key), value) for key, value in values.items()
+        }
+        try:
+            return cls(**out)
+        except TypeError as exc:
+            raise UsageError(f"bad option value: {exc}") from None
+
+    @property
+    def fixed_rate(self) -> Rate | None:
+        """The rate given, or None for ``auto`` (learnt from the server's headers)."""
+        return None if self.rate == "auto" else self.rate
+
+    @property
+    def fixed_concurrency(self) -> int | None:
+        """The concurrency given, or None for ``auto`` (the controller decides)."""
+        return None if self.concurrency == "auto" else self.concurrency
+
     @property
     def senders(self) -> int:
         """Requests in flight at most: ``--concurrency N``, else ``--max-concurrency``.  The
         connection pool, the queue and the outage breaker size from it."""
-        return self.max_concurrency if self.concurrency == "auto" else self.concurrency
+        return self.fixed_concurrency or self.max_concurrency
 
     def __post_init__(self) -> None:
         for name, allowed in _RANGES.items():
@@ -217,8 +256,7 @@ class RunConfig:
             not isinstance(self.media_column, str) or not self.media_column.strip()
         ):
             raise UsageError("--media-column must name a column")
-        if self.media not in MEDIA:
-            raise UsageError(f"--media {self.media!r}: expected one of {', '.join(MEDIA)}")
+        check_media(self.media)
         if not (self.rate == "auto" or isinstance(self.rate, Rate)):
             raise UsageError("--rate: expected N/PERIOD such as 60/min, 5/s, 3600/h, or 'auto'")
         check_api_url(self.api_url)
@@ -233,14 +271,29 @@ class RunConfig:
                 raise UsageError(f"--ok-outcomes: unknown outcome(s) {', '.join(unknown)}")
 
 
+_T = TypeVar("_T")
+
+
+def _auto_or(parse: Callable[[str], _T], text: str) -> _T | Literal["auto"]:
+    """``auto`` (any case, spaces around it) or what ``parse`` makes of ``text``."""
+    return "auto" if text.strip().lower() == "auto" else parse(text)
+
+
+def parse_rate(text: str) -> Rate | Literal["auto"]:
+    """``auto`` or N/PERIOD (see :meth:`Rate.parse`)."""
+    return _auto_or(Rate.parse, text)
+
+
 def parse_concurrency(text: str) -> int | Literal["auto"]:
     """``auto`` or a whole number (range-checked by :class:`RunConfig`)."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise UsageError(f"--concurrency {text!r}: expected auto or a whole number") from None
+
+    def whole(text: str) -> int:
+        try:
+            return int(text.strip())
+        except ValueError:
+            raise UsageError(f"--concurrency {text!r}: expected auto or a whole number") from None
+
+    return _auto_or(whole, text)
 
 
 def parse_label_map(text: str) -> tuple[tuple[str, str], ...]:
@@ -283,3 +336,42 @@ def check_api_url(url: str) -> None:
         raise UsageError(f"--api-url {url!r}: plain http is allowed only for loopback hosts (the emulator)")
     if parts.query or parts.fragment:
         raise UsageError(f"--api-url {url!r}: must not carry a query or fragment")
+
+
+#: Options whose text needs more than ``str``, ``int`` or ``float`` to become a value.
+PARSERS: dict[str, Callable[[str], Any]] = {
+    "rate": parse_rate,
+    "concurrency": parse_concurrency,
+    "label_map": parse_label_map,
+    "ok_outcomes": parse_outcomes,
+}
+#: Other spellings of a field's name (job files say ``give_up_after``, as the flag does).
+_ALIASES = {"give_up_after": "give_up_after_days"}
+
+
+def text_parser(name: str) -> Callable[[str], Any] | None:
+    """How the text of field ``name``'s flag becomes its value; None for a switch (a boolean)."""
+    if name in PARSERS:
+        return PARSERS[name]
+    allowed = _RANGES.get(name)
+    if allowed is None:
+        return str
+    return None if allowed.kind is bool else allowed.kind
+
+
+def _convert(name: str, value: Any) -> Any:
+    """One option's value as its field holds it; a value it cannot convert is left to the checks."""
+    if name in PARSERS:
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        elif isinstance(value, dict):
+            value = ",".join(f"{k}={v}" for k, v in value.items())
+        return PARSERS[name](value) if isinstance(value, str) else value
+    if name == "ledger" and isinstance(value, str):
+        return Path(value)
+    allowed = _RANGES.get(name)
+    plain_number = allowed is not None and allowed.kind is not bool and not (allowed.optional or allowed.auto)
+    if plain_number and isinstance(value, int | float):
+        assert allowed is not None
+        return allowed.kind(value)
+    return value

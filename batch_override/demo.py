@@ -43,9 +43,9 @@ async def _preload(url: str, path: Path) -> int:
 async def main_async() -> int:
     import argparse
 
-    from .cli import _JOB_KEYS, _config_from  # the job file is read exactly as `run --job` reads it
+    from .run_options import JOB_KEYS, config_from  # the job file is read exactly as `run --job` reads it
 
-    job = load_job(ROOT / "jobs" / "demo.toml", _JOB_KEYS)
+    job = load_job(ROOT / "jobs" / "demo.toml", JOB_KEYS)
     ledger = ROOT / job["ledger"]
     ledger.parent.mkdir(parents=True, exist_ok=True)
     for stale in (ledger, runlog_path(ledger)):
@@ -58,7 +58,7 @@ async def main_async() -> int:
             f"demo: emulator at {emulator.url} (50 requests/s per key); "
             f"{preloaded} corrections were already made in the web app"
         )
-        config, _ = _config_from(argparse.Namespace(job=str(ROOT / "jobs" / "demo.toml")))
+        config, _ = config_from(argparse.Namespace(job=str(ROOT / "jobs" / "demo.toml")))
         config = dataclasses.replace(config, api_url=emulator.url)
         summary = await run_job_async(config, ApiKey(DEMO_API_KEY))
         stats = emulator.stats()

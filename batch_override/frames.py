@@ -23,13 +23,14 @@ import pandas as pd
 import pyarrow as pa
 
 from . import runlog
+from .batch import InputOptions
+from .batch_source import BatchSource
 from .errors import InputError, first_line
 from .ledger_reader import LedgerFile
 from .resume import trusted_lines
-from .source import CorrectionsFile
 
 if TYPE_CHECKING:
-    from .config import RunConfig
+    pass
 
 #: Ledger columns that are not text, as :func:`read_ledger` reads them.
 _TYPES = {
@@ -96,44 +97,26 @@ class _Digest:
         pass
 
 
-class TableInput(CorrectionsFile):
-    """A DataFrame or Table as the job's input: the file reader's columns, batches and checks.
+class TableInput(BatchSource):
+    """A DataFrame or Table as the job's input: the same columns, batches and checks as a file.
 
     The trap: the table stays in memory for the run (both passes read it), as the caller holds it.
     """
 
-    def __init__(self, data: object, config: RunConfig) -> None:
-        # No file to open: set what the file reader's shared methods use, then resolve the
-        # columns by its rules (names folded, required ones checked, the rest carried).
+    def __init__(self, data: object, options: InputOptions) -> None:
         self._arrow = to_table(data)
-        self.display = "<DataFrame>" if isinstance(data, pd.DataFrame) else "<pyarrow.Table>"
-        self.path = Path(self.display)
+        display = "<DataFrame>" if isinstance(data, pd.DataFrame) else "<pyarrow.Table>"
+        self.path = Path(display)
         self.kind = "table"
-        self.sha256 = None
-        self._ragged = []
-        self._spooled = None
-        self._default_media = config.media
-        self._label_map = config.label_map
-        self._batch_rows = config.batch_rows
-        self._names = list(self._arrow.column_names)
-        self.columns = self._resolve(config.hash_column, config.classification_column, config.media_column)
+        super().__init__(display, list(self._arrow.column_names), options)
 
     def _record_batches(self) -> Iterator[pa.RecordBatch]:
         yield from self._arrow.to_batches(max_chunksize=self._batch_rows)
-
-    def _read_error(self, exc: BaseException, start: int) -> InputError:
-        return self._fail(f"cannot read row {start} on: {first_line(exc)}")
-
-    def physical_lines(self, rows: list[int]) -> dict[int, int]:
-        return {row: row for row in rows}  # no lines: a row is its position
 
     def compute_sha256(self) -> str:
         if self.sha256 is None:
             self.sha256 = content_sha256(self._arrow)
         return self.sha256
-
-    def close(self) -> None:
-        pass
 
 
 def read_ledger(path: str | Path, latest: bool = False) -> pd.DataFrame:

@@ -42,7 +42,7 @@ import pyarrow.csv as pacsv
 
 from .config import CLASSIFICATIONS, MEDIA
 from .errors import BatchOverrideError, ExitCode, InputError, UsageError, first_line
-from .metrics import atomic_writer
+from .files import atomic_writer
 from .pathlist import read_paths, shown
 from .progress import Progress
 from .table import open_table

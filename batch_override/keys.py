@@ -17,8 +17,6 @@ import pyarrow.compute as pc
 from .config import CLASSIFICATIONS, MEDIA
 
 KEY_DTYPE = np.dtype("S34")
-#: A valid hash: 64 lowercase hex digits (after normalising).
-HASH_PATTERN = "^[0-9a-f]{64}$"
 MEDIA_CODES = pa.array(MEDIA)
 CLASS_CODES = pa.array(CLASSIFICATIONS)
 

@@ -37,7 +37,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .errors import LedgerError, LedgerLocked, LedgerWriteError
-from .ledger_reader import COLUMNS, complete_end, read_header
+from .files import complete_end
+from .ledger_reader import COLUMNS, read_header
 from .outcome import Outcome
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

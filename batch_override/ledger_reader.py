@@ -28,6 +28,7 @@ import pyarrow.csv as pacsv
 
 from .csvblocks import record_batches
 from .errors import LedgerError, first_line
+from .files import complete_end
 
 COLUMNS = (
     "row", "media", "hash", "classification", "outcome", "error_code",
@@ -43,22 +44,6 @@ def read_header(path: Path) -> list[str] | None:
         return None
     with open(path, encoding="utf-8", newline="") as fh:
         return next(csv.reader([fh.readline()]))
-
-
-def complete_end(path: Path) -> int:
-    """The size of ``path`` up to and including its last line break (0 if it has none)."""
-    size = path.stat().st_size
-    chunk = 1 << 16
-    with open(path, "rb") as fh:
-        pos = size
-        while pos > 0:
-            start = max(0, pos - chunk)
-            fh.seek(start)
-            cut = fh.read(pos - start).rfind(b"\n")
-            if cut >= 0:
-                return start + cut + 1
-            pos = start
-    return 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,13 +25,10 @@ Traps:
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
@@ -44,6 +41,7 @@ from prometheus_client.exposition import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from .errors import ExitCode, UsageError
+from .files import atomic_writer
 from .outcome import Outcome
 from .summary import Summary
 
@@ -53,27 +51,6 @@ LAST_SUCCESS = _PREFIX + "last_success_timestamp_seconds"
 PUSH_TIMEOUT = 10.0
 USERNAME_VAR = "PUSHGATEWAY_USERNAME"
 PASSWORD_VAR = "PUSHGATEWAY_PASSWORD"
-
-
-@contextlib.contextmanager
-def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[IO[bytes]]:
-    """Yield a binary file that replaces ``path`` only when the block ends without an exception.
-
-    The data is fsynced before the rename, so after a crash ``path`` holds the old or the new
-    content, never a mix; on an exception the temporary file is removed and ``path`` is untouched.
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def build_registry(
@@ -196,7 +173,6 @@ def push_metrics(gateway: str, summary: Summary, *, job: str, now: float | None 
 __all__ = [
     "LAST_SUCCESS",
     "PUSH_TIMEOUT",
-    "atomic_writer",
     "build_registry",
     "check_pushgateway_url",
     "push_metrics",

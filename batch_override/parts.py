@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from .batch import InputOptions
+from .batch_source import BatchSource
 from .client import Client
 from .config import RunConfig
 from .ledger import LedgerWriter
@@ -20,27 +22,18 @@ from .pacing import Pacer
 from .source import CorrectionsFile
 
 
-def open_input(config: RunConfig) -> CorrectionsFile:
+def open_input(config: RunConfig) -> BatchSource:
     """The run's input: a file (or ``-``), or a DataFrame / pyarrow Table given from Python."""
     if not isinstance(config.input, str):
         from .frames import TableInput  # pandas only for a DataFrame or Table input
 
-        return TableInput(config.input, config)
-    return CorrectionsFile(
-        config.input,
-        hash_column=config.hash_column,
-        classification_column=config.classification_column,
-        media_column=config.media_column,
-        default_media=config.media,
-        batch_rows=config.batch_rows,
-        label_map=config.label_map,
-        encoding=config.encoding,
-    )
+        return TableInput(config.input, InputOptions.of(config))
+    return CorrectionsFile(config.input, InputOptions.of(config))
 
 
 @dataclass(frozen=True, slots=True)
 class Parts:
-    source: Callable[[RunConfig], CorrectionsFile] = open_input
+    source: Callable[[RunConfig], BatchSource] = open_input
     ledger_writer: Callable[..., LedgerWriter] = LedgerWriter
     pacer: Callable[..., Pacer] = Pacer
     client: Callable[[aiohttp.ClientSession, str], Client] = Client

@@ -17,10 +17,10 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from .batch import Batch
 from .errors import BatchOverrideError, ExitCode
 from .keys import GrowableKeys, KeyArray, make_keys
 from .resume import Prior, ResumeIndex
-from .source import Batch
 
 
 class Plan(enum.IntEnum):

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from .batch import Batch
+from .batch_source import BatchSource
 from .config import RunConfig
 from .errors import BatchOverrideError, InputError
 from .keys import make_keys
 from .plan import InputIndex, Plan, plan_batch
 from .recorder import Item, Recorder
 from .resume import ResumeIndex
-from .source import Batch, CorrectionsFile
 from .stopping import Stopper
 
 
@@ -34,42 +36,40 @@ async def _next_batch(iterator: Iterator[Batch]) -> Batch | None:
         return None
 
 
-async def produce(
-    config: RunConfig,
-    source: CorrectionsFile,
-    index: InputIndex,
-    resume: ResumeIndex,
-    recorder: Recorder,
-    stopper: Stopper,
-    queue: asyncio.Queue[Item | None] | None,
-    senders: int = 0,
-) -> None:
-    """Pass two over ``source``; ``queue`` None is a dry run (every sendable row is ``planned``).
+@dataclass(frozen=True, slots=True)
+class PassTwo:
+    """What pass two reads from and hands on to; ``queue`` None is a dry run."""
+
+    config: RunConfig
+    source: BatchSource
+    index: InputIndex
+    resume: ResumeIndex
+    recorder: Recorder
+    stopper: Stopper
+    queue: asyncio.Queue[Item | None] | None
+
+
+async def produce(work: PassTwo, senders: int = 0) -> None:
+    """Pass two over ``work.source``; without a queue every sendable row is ``planned``.
 
     An error here stops the run (a :class:`BatchOverrideError` with its exit code, anything else
     as a bug, exit 70); the rows in the queue are then aborted by the senders, and the rows not
     read yet get no line, as after a kill.
     """
     try:
-        await _produce(config, source, index, resume, recorder, stopper, queue)
+        await _produce(work)
     except BatchOverrideError as exc:
-        stopper.request(exc.exit_code, str(exc))
+        work.stopper.request(exc.exit_code, str(exc))
     except Exception as exc:
-        stopper.fail(exc)
-    if queue is not None:
+        work.stopper.fail(exc)
+    if work.queue is not None:
         for _ in range(senders):
-            await queue.put(None)  # the senders drain the queue, even after a stop
+            await work.queue.put(None)  # the senders drain the queue, even after a stop
 
 
-async def _produce(
-    config: RunConfig,
-    source: CorrectionsFile,
-    index: InputIndex,
-    resume: ResumeIndex,
-    recorder: Recorder,
-    stopper: Stopper,
-    queue: asyncio.Queue[Item | None] | None,
-) -> None:
+async def _produce(work: PassTwo) -> None:
+    config, source, index, resume = work.config, work.source, work.index, work.resume
+    recorder, stopper, queue = work.recorder, work.stopper, work.queue
     iterator = iter(source.batches())
     first_valid = 0
     to_send = 0

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from .batch import Batch
 from .errors import ExitCode, LedgerWriteError
 from .ledger import LedgerWriter, LineValues
 from .outcome import Outcome
 from .plan import Plan
 from .progress import Progress
-from .source import Batch
 from .stopping import Stopper
 from .summary import Summary
 

@@ -46,8 +46,8 @@ import numpy.typing as npt
 
 from . import runlog
 from .errors import BatchOverrideError, ExitCode, LedgerError, first_line
+from .files import atomic_writer
 from .ledger_reader import LedgerFile
-from .metrics import atomic_writer
 from .outcome import Outcome
 from .report_scan import RETRY_OUTCOMES, Scan, scan_ledger, state_lines
 from .resume import DECISIVE_OUTCOMES

@@ -15,8 +15,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .config import CLASSIFICATIONS, MEDIA
-from .keys import HASH_PATTERN, KEY_DTYPE, KeyArray, make_keys
+from .config import CLASSIFICATIONS, HASH_PATTERN, MEDIA
+from .keys import KEY_DTYPE, KeyArray, make_keys
 from .ledger_reader import LedgerFile
 from .outcome import Outcome
 from .resume import DECISIVE_OUTCOMES

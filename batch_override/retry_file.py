@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from .errors import LedgerError, first_line
+from .files import atomic_writer
 from .ledger_reader import LedgerFile
-from .metrics import atomic_writer
 from .runlog import RunRecords
 
 #: The ledger columns a retry file is made of, and their default input names.

@@ -29,20 +29,20 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import __version__, runlog
 from .apikey import ApiKey
+from .batch_source import BatchSource
 from .breaker import Breaker
 from .client import make_session
 from .concurrency import Concurrency
-from .config import Rate, RunConfig
+from .config import RunConfig
 from .errors import BatchOverrideError, ExitCode, LedgerWriteError
 from .ledger import LedgerLock, LedgerWriter, check_ledger_path, repair_torn_tail, utc_now
 from .parts import DEFAULT_PARTS, Parts
 from .plan import InputIndex, index_input
-from .producer import produce
+from .producer import PassTwo, produce
 from .progress import Progress
 from .recorder import Item, Recorder
 from .resume import ResumeIndex, load_resume_index
 from .sender import Requester, Sender
-from .source import CorrectionsFile
 from .stopping import Halted, Stopper, signals_handled
 from .summary import Summary
 
@@ -126,7 +126,7 @@ async def _run_locked(job: _Job) -> Summary:
         source.close()
 
 
-async def _run_planned(job: _Job, source: CorrectionsFile, index: InputIndex, summary: Summary) -> None:
+async def _run_planned(job: _Job, source: BatchSource, index: InputIndex, summary: Summary) -> None:
     config, stopper = job.config, job.stopper
     ledger = _open_ledger(job, source) if config.ledger is not None else None
     job.recorder = recorder = Recorder(summary, stopper, ledger, None)
@@ -162,7 +162,7 @@ async def _run_planned(job: _Job, source: CorrectionsFile, index: InputIndex, su
                 _log_run(job, source, fingerprint, "finished", summary)
 
 
-def _open_ledger(job: _Job, source: CorrectionsFile) -> LedgerWriter:
+def _open_ledger(job: _Job, source: BatchSource) -> LedgerWriter:
     config = job.config
     assert config.ledger is not None
     torn = repair_torn_tail(config.ledger)
@@ -188,7 +188,7 @@ def _conclude(summary: Summary, stopper: Stopper, started: float) -> None:
         summary.exit_code = ExitCode.OK if summary.all_succeeded else ExitCode.SOME_ROWS_FAILED
 
 
-def _log_start(job: _Job, source: CorrectionsFile, index: InputIndex, resume: ResumeIndex) -> None:
+def _log_start(job: _Job, source: BatchSource, index: InputIndex, resume: ResumeIndex) -> None:
     log.info(
         "run %s: %s -> %s (%s); %d rows: %d valid, %d invalid, %d duplicate, %d conflict; "
         "%d already in the ledger index",
@@ -205,7 +205,7 @@ def _log_start(job: _Job, source: CorrectionsFile, index: InputIndex, resume: Re
     )
 
 
-def _log_run(job: _Job, source: CorrectionsFile, fingerprint: str, event: str, summary: Summary) -> None:
+def _log_run(job: _Job, source: BatchSource, fingerprint: str, event: str, summary: Summary) -> None:
     """Append the run's ``started`` or ``finished`` record to the run log beside the ledger."""
     assert job.config.ledger is not None
     path = runlog.runlog_path(job.config.ledger)
@@ -240,16 +240,14 @@ def _log_run(job: _Job, source: CorrectionsFile, fingerprint: str, event: str, s
 
 
 async def _send_all(
-    job: _Job, source: CorrectionsFile, index: InputIndex, resume: ResumeIndex, recorder: Recorder
+    job: _Job, source: BatchSource, index: InputIndex, resume: ResumeIndex, recorder: Recorder
 ) -> None:
     config, stopper = job.config, job.stopper
     if config.dry_run or job.api_key is None:
-        await produce(config, source, index, resume, recorder, stopper, None)
+        await produce(PassTwo(config, source, index, resume, recorder, stopper, None))
         return
-    rate = None if config.rate == "auto" else config.rate
-    assert rate is None or isinstance(rate, Rate)
     pacer = job.parts.pacer(
-        rate,
+        config.fixed_rate,
         headroom=config.headroom,
         stopped=stopper.stopped,
         backoff_base=config.backoff_base,
@@ -258,7 +256,7 @@ async def _send_all(
     # The senders, the pool, the queue and the breaker size from the most that may be in flight;
     # the slots (auto: Little's law and the gradient) decide how many are.
     senders = config.senders
-    slots = Concurrency(None if config.concurrency == "auto" else config.concurrency, config.max_concurrency)
+    slots = Concurrency(config.fixed_concurrency, config.max_concurrency)
     breaker = Breaker(
         max(3, senders),
         rows_needed=min(3, max(2, senders)),
@@ -274,7 +272,7 @@ async def _send_all(
     ) as session:
         requester = Requester(job.parts.client(session, config.api_url), pacer, stopper, slots)
         sender = Sender(config, requester, breaker, recorder, stopper)
-        producer = produce(config, source, index, resume, recorder, stopper, queue, senders)
+        producer = produce(PassTwo(config, source, index, resume, recorder, stopper, queue), senders)
         workers = [sender.work(queue) for _ in range(senders)]
         pipeline = asyncio.ensure_future(_pipeline(stopper, producer, workers))
         try:

@@ -13,10 +13,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from .config import MEDIA
-from .errors import ExitCode, UsageError
+from .batch import Batch, InputOptions
+from .errors import ExitCode
 from .logs import setup_logging
-from .source import Batch, CorrectionsFile
+from .run_options import add_config_options
+from .source import CorrectionsFile
+
+#: The run options that say how to read the input: ``validate`` takes them as ``run`` does.
+_READING = ("hash_column", "classification_column", "media_column", "media", "encoding")
 
 
 def add_parser(
@@ -29,14 +33,7 @@ def add_parser(
         help="check INPUT and report problems; send nothing (exit 0 clean, 1 problems, 2 unreadable)",
     )
     p.add_argument("input", metavar="INPUT")
-    for name in ("hash_column", "classification_column", "media_column", "media"):
-        p.add_argument("--" + name.replace("_", "-"), dest=name, default=argparse.SUPPRESS)
-    p.add_argument(
-        "--encoding",
-        metavar="NAME",
-        default=None,
-        help="text encoding of a CSV without a byte-order mark, e.g. cp1252 (default utf-8)",
-    )
+    add_config_options(p, _READING)
     p.add_argument("--max-problems", type=int, default=20, help="problem lines to print (default 20)")
     add_log_options(p)
 
@@ -46,17 +43,7 @@ def main_validate(args: argparse.Namespace) -> int:
     from .plan import Plan, index_input
 
     setup_logging(getattr(args, "log_format", "text"), args.verbose, bool(getattr(args, "quiet", False)))
-    media = getattr(args, "media", "video")
-    if media not in MEDIA:
-        raise UsageError(f"--media {media!r}: expected one of {', '.join(MEDIA)}")
-    source = CorrectionsFile(
-        args.input,
-        hash_column=getattr(args, "hash_column", "hash"),
-        classification_column=getattr(args, "classification_column", "classification"),
-        media_column=getattr(args, "media_column", None),
-        default_media=media,
-        encoding=getattr(args, "encoding", None),
-    )
+    source = CorrectionsFile(args.input, InputOptions(**{k: getattr(args, k) for k in _READING if k in args}))
     problems: list[tuple[int, str]] = []
 
     def collect(batch: Batch) -> Batch:

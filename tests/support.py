@@ -16,6 +16,8 @@ import pandas as pd
 from batch_override.emulator import DEMO_API_KEY
 
 REPO = Path(__file__).resolve().parent.parent
+#: Flags for a quick run against the emulator: a rate no test's rows reach, short retry delays.
+FAST = ("--rate", "1000/s", "--backoff-base", "0.01")
 
 
 def sha(i: int | str) -> str:
@@ -91,3 +93,12 @@ async def run_cli(
         raise
     assert proc.returncode is not None
     return Result(proc.returncode, out.decode(), err.decode())
+
+
+async def run_against(
+    url: str, corrections: Path, ledger: Path, *flags: str, env: Mapping[str, str] | None = None
+) -> Result:
+    """``batch-override run CORRECTIONS --ledger LEDGER --api-url URL`` with :data:`FAST` and
+    ``flags`` (later flags win), to its end, with the demo key unless ``env`` says otherwise."""
+    args = ("run", str(corrections), "--ledger", str(ledger), "--api-url", url, *FAST, *flags)
+    return await run_cli(*args, env=env if env is not None else cli_env())

@@ -19,7 +19,8 @@ import sys
 import tomllib
 from pathlib import Path
 
-from batch_override.cli import _JOB_KEYS, build_parser
+from batch_override.cli import build_parser
+from batch_override.run_options import JOB_KEYS
 from tests.support import REPO, cli_env
 
 EXIT = re.compile(r"#\s*exit\s+(\d+)")
@@ -91,7 +92,7 @@ def test_the_reference_job_file_lists_every_run_option() -> None:
         line[2:] if line.startswith("# ") and " = " in line else line for line in text.splitlines()
     )
     listed = set(tomllib.loads(uncommented)["run"])
-    assert listed <= _JOB_KEYS
+    assert listed <= JOB_KEYS
     run = next(
         action.choices["run"] for action in build_parser()._actions if getattr(action, "choices", None)
     )
@@ -111,5 +112,12 @@ def test_the_shipped_job_files_load() -> None:
     from batch_override.jobfile import load_job
 
     for name in ("demo", "nightly", "backfill", "reference"):
-        load_job(REPO / "jobs" / f"{name}.toml", _JOB_KEYS)
+        load_job(REPO / "jobs" / f"{name}.toml", JOB_KEYS)
     assert os.path.exists(REPO / "jobs" / "demo.toml")
+
+
+def test_the_development_map_names_every_module_of_the_package() -> None:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    development = text[text.index("## Development") :]
+    modules = sorted(p.name for p in (REPO / "batch_override").glob("*.py"))
+    assert [name for name in modules if f"`{name}`" not in development] == []

@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 
 from batch_override.table import open_table, sniff_encoding
-from tests.support import Result, cli_env, read_ledger, run_cli, sha
+from tests.support import FAST, Result, cli_env, read_ledger, run_cli, sha
 
 NOTES = ["Café crème", "Ünïcödé – naïve", "Señor €5", "Ø plain"]
-FAST = ("--rate", "1000/s", "--backoff-base", "0.01")
 
 
 def _text(delimiter: str, newline: str = "\r\n") -> str:

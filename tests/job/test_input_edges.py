@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch_override.apikey import ApiKey
+from batch_override.batch import InputOptions
 from batch_override.config import Rate, RunConfig, parse_label_map
 from batch_override.emulator import DEMO_API_KEY, Emulator
 from batch_override.errors import InputError, UsageError
@@ -123,7 +124,7 @@ async def test_an_input_that_grew_between_the_passes_stops_cleanly_without_a_tra
 
 def test_a_batch_read_again_after_a_change_no_longer_matches_its_plan(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(4)])
-    source = CorrectionsFile(str(path), batch_rows=2)
+    source = CorrectionsFile(str(path), InputOptions(batch_rows=2))
     index = index_input(source.batches())
     assert all(index.planned(n, b) for n, b in enumerate(source.batches()))
     write_csv(path, [(sha(i), "human") for i in range(3)] + [(sha(3), "artificial")])

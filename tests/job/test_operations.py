@@ -11,9 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from batch_override.emulator import DEMO_API_KEY
-from tests.support import cli_env, latest, read_ledger, run_cli, sha, start_cli, write_csv
-
-FAST = ("--rate", "1000/s", "--backoff-base", "0.01")
+from tests.support import FAST, cli_env, latest, read_ledger, run_cli, sha, start_cli, write_csv
 
 
 async def _wait_for_line(stream: asyncio.StreamReader, needle: str, limit: int = 10_000) -> list[str]:

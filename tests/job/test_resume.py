@@ -10,9 +10,7 @@ import pytest
 
 from batch_override.emulator import DEMO_API_KEY
 from batch_override.ledger import LedgerLock
-from tests.support import cli_env, latest, read_ledger, run_cli, sha, write_csv
-
-FAST = ("--rate", "1000/s", "--backoff-base", "0.01")
+from tests.support import FAST, cli_env, latest, read_ledger, run_cli, sha, write_csv
 
 
 @contextlib.contextmanager

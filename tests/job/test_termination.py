@@ -26,6 +26,7 @@ from aiohttp import web
 
 from batch_override import runlog
 from batch_override.apikey import ApiKey
+from batch_override.batch import Batch, InputOptions
 from batch_override.client import Answer, Client
 from batch_override.config import Rate, RunConfig
 from batch_override.emulator import DEMO_API_KEY
@@ -33,7 +34,7 @@ from batch_override.ledger import LedgerLock, LedgerWriter
 from batch_override.pacing import Pacer, Ticket
 from batch_override.parts import Parts
 from batch_override.runner import run_job_async
-from batch_override.source import Batch, CorrectionsFile
+from batch_override.source import CorrectionsFile
 from batch_override.summary import Summary
 from tests.support import latest, read_ledger, sha, write_csv
 
@@ -242,9 +243,7 @@ async def test_cancelling_the_run_while_it_reads_the_input_ends_reading_at_the_n
 
     def source(config: RunConfig) -> SlowSource:
         paused_now = lambda: loop.call_soon_threadsafe(paused.set)  # noqa: E731 - called from the reader thread
-        sources.append(
-            SlowSource(str(config.input), batch_rows=config.batch_rows, at=1, paused=paused_now, go=go)
-        )
+        sources.append(SlowSource(str(config.input), InputOptions.of(config), at=1, paused=paused_now, go=go))
         return sources[-1]
 
     async with serve() as server:
@@ -272,9 +271,7 @@ async def test_a_sigterm_while_the_input_is_read_ends_the_run_before_anything_is
 
     def source(config: RunConfig) -> SlowSource:
         paused_now = lambda: loop.call_soon_threadsafe(paused.set)  # noqa: E731 - called from the reader thread
-        sources.append(
-            SlowSource(str(config.input), batch_rows=config.batch_rows, at=1, paused=paused_now, go=go)
-        )
+        sources.append(SlowSource(str(config.input), InputOptions.of(config), at=1, paused=paused_now, go=go))
         return sources[-1]
 
     async with serve() as server:
@@ -345,7 +342,7 @@ STAGES = {
     "sender": lambda k: Parts(client=functools.partial(FailingClient, at=k)),
     "pacer": lambda k: Parts(pacer=functools.partial(FailingPacer, at=k)),
     "producer": lambda k: Parts(
-        source=lambda config: FailingSource(str(config.input), batch_rows=config.batch_rows, at=k)
+        source=lambda config: FailingSource(str(config.input), InputOptions.of(config), at=k)
     ),
     "ledger writer": lambda k: Parts(
         ledger_writer=functools.partial(MarkingWriter, at=k, error=RuntimeError("a bug in the writer"))

@@ -19,9 +19,9 @@ from aiohttp import web
 
 from batch_override import cli, hashing, plan, report, runner
 from batch_override.ledger import LedgerLock
-from tests.support import REPO, cli_env, latest, read_ledger, run_cli, sha, write_csv
+from tests.support import FAST, REPO, cli_env, latest, read_ledger, run_cli, sha, write_csv
 
-FAST = ("--rate", "1000/s", "--backoff-base", "0.01", "--no-preflight")
+QUICK = (*FAST, "--no-preflight")
 
 
 async def test_a_ledger_that_cannot_grow_exits_6_at_once_releases_the_lock_and_the_rerun_completes(
@@ -37,7 +37,7 @@ async def test_a_ledger_that_cannot_grow_exits_6_at_once_releases_the_lock_and_t
         str(ledger),
         "--api-url",
         emulator.url,
-        *FAST,
+        *QUICK,
         "--grace",
         "0.2",
     )
@@ -104,7 +104,7 @@ async def test_sigterm_after_a_401_stop_cuts_the_grace_short_and_still_exits_3(t
     async with refusing_the_third_request() as (url, refused):
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "batch_override", "run", str(corrections), "--ledger", str(ledger),
-            "--api-url", url, *FAST, "--concurrency", "3", "--grace", "60", "--timeout", "60",
+            "--api-url", url, *QUICK, "--concurrency", "3", "--grace", "60", "--timeout", "60",
             env=cli_env(), cwd=str(REPO), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         try:

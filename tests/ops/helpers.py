@@ -1,5 +1,6 @@
-"""Helpers for the ops commands' tests: hand-written ledgers and run logs, and the subcommands'
-own parsers (they are not wired into the main CLI yet)."""
+"""Helpers for the ops commands' tests: hand-written ledgers and run logs, and one subcommand run
+in-process through a parser holding only it (no subprocess; the whole command line, in a
+subprocess against the emulator, is :func:`tests.support.run_cli` and :func:`~tests.support.run_against`)."""
 
 from __future__ import annotations
 

@@ -18,17 +18,10 @@ import pytest
 from batch_override import cli
 from batch_override.errors import UsageError
 from batch_override.jobfile import load_job
-from tests.support import REPO, Result, cli_env, latest, read_ledger, run_cli, sha, write_csv
+from batch_override.run_options import JOB_KEYS, config_from
+from tests.support import REPO, Result, latest, read_ledger, run_against, run_cli, sha, write_csv
 
-FAST = ("--rate", "1000/s", "--backoff-base", "0.01")
 OK_WITH_NOT_READY = "submitted,already_submitted,duplicate,skipped,planned,not_ready"
-
-
-async def _run(emulator: Any, corrections: Path, ledger: Path, *extra: str, env: Any = None) -> Result:
-    return await run_cli(
-        "run", str(corrections), "--ledger", str(ledger), "--api-url", emulator.url, *FAST, *extra,
-        env=env if env is not None else cli_env(),
-    )  # fmt: skip
 
 
 def _one_line(result: Result) -> str:
@@ -52,7 +45,7 @@ async def test_progress_draws_a_bar_with_rows_done_of_total_even_into_a_pipe(
     tmp_path: Path, one_not_ready
 ) -> None:
     emulator, corrections = one_not_ready
-    result = await _run(emulator, corrections, tmp_path / "l.csv", "--progress")
+    result = await run_against(emulator.url, corrections, tmp_path / "l.csv", "--progress")
     assert result.returncode == 1, result.stderr
     assert "\r" in result.stderr and "%|" in result.stderr
     final = result.stderr.split("\r")[-1]
@@ -62,7 +55,7 @@ async def test_progress_draws_a_bar_with_rows_done_of_total_even_into_a_pipe(
 
 async def test_without_a_terminal_no_bar_is_drawn(tmp_path: Path, one_not_ready) -> None:
     emulator, corrections = one_not_ready
-    result = await _run(emulator, corrections, tmp_path / "l.csv")
+    result = await run_against(emulator.url, corrections, tmp_path / "l.csv")
     assert result.returncode == 1, result.stderr
     assert "preflight" in result.stderr  # the log is there...
     for mark in ("\r", "%|", "row/s"):
@@ -72,7 +65,7 @@ async def test_without_a_terminal_no_bar_is_drawn(tmp_path: Path, one_not_ready)
 async def test_quiet_success_prints_nothing_at_all(tmp_path: Path, emulator_factory) -> None:
     emulator = await emulator_factory(unknown="classified")
     corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(5)])
-    result = await _run(emulator, corrections, tmp_path / "l.csv", "--quiet")
+    result = await run_against(emulator.url, corrections, tmp_path / "l.csv", "--quiet")
     assert result.returncode == 0
     assert (result.stdout, result.stderr) == ("", "")
     assert len(emulator.overrides()) == 5
@@ -80,7 +73,7 @@ async def test_quiet_success_prints_nothing_at_all(tmp_path: Path, emulator_fact
 
 async def test_quiet_failure_prints_the_summary_and_no_info_lines(tmp_path: Path, one_not_ready) -> None:
     emulator, corrections = one_not_ready
-    result = await _run(emulator, corrections, tmp_path / "l.csv", "--quiet")
+    result = await run_against(emulator.url, corrections, tmp_path / "l.csv", "--quiet")
     assert result.returncode == 1
     out = result.stdout + result.stderr
     assert "-> exit 1" in out and "not_ready" in out and "not_classified=1" in out
@@ -95,8 +88,8 @@ async def test_json_logs_are_one_object_per_line_with_ts_level_and_msg(
         unknown="classified", states={("video", sha(i)): "expired" for i in range(4)}
     )
     corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(8)])
-    result = await _run(
-        emulator, corrections, tmp_path / "l.csv", "--log-format", "json", "-v",
+    result = await run_against(
+        emulator.url, corrections, tmp_path / "l.csv", "--log-format", "json", "-v",
         "--concurrency", "1", "--failure-window", "4",
     )  # fmt: skip
     assert result.returncode == 3  # an error line ("stopping: ...") is among them
@@ -125,7 +118,9 @@ async def test_json_logs_stay_json_when_the_run_fails(tmp_path: Path, one_not_re
     emulator, corrections = one_not_ready
     if case == "missing-input":
         corrections = tmp_path / "missing.csv"
-    result = await _run(emulator, corrections, tmp_path / "l.csv", "--log-format", "json", "--quiet")
+    result = await run_against(
+        emulator.url, corrections, tmp_path / "l.csv", "--log-format", "json", "--quiet"
+    )
     assert result.returncode == (2 if case == "missing-input" else 1)
     assert result.stderr.strip()
     assert _not_json_records(result.stderr) == []
@@ -133,7 +128,7 @@ async def test_json_logs_stay_json_when_the_run_fails(tmp_path: Path, one_not_re
 
 async def test_verbose_logs_each_request(tmp_path: Path, one_not_ready) -> None:
     emulator, corrections = one_not_ready
-    result = await _run(emulator, corrections, tmp_path / "l.csv", "-v")
+    result = await run_against(emulator.url, corrections, tmp_path / "l.csv", "-v")
     assert result.returncode == 1
     posts = [line for line in result.stderr.splitlines() if "POST " in line]
     for i in range(6):
@@ -148,7 +143,7 @@ async def test_summary_file_holds_outcomes_error_codes_exit_code_and_request_cou
 ) -> None:
     emulator, corrections = one_not_ready
     path = tmp_path / "summary.json"
-    result = await _run(emulator, corrections, tmp_path / "l.csv", "--summary", str(path))
+    result = await run_against(emulator.url, corrections, tmp_path / "l.csv", "--summary", str(path))
     assert result.returncode == 1
     summary = json.loads(path.read_text())
     assert summary["outcomes"] == {"submitted": 5, "not_ready": 1}
@@ -191,7 +186,7 @@ async def test_metrics_file_is_prometheus_text_replaced_atomically(tmp_path: Pat
     prom = textfile / "batch_override.prom"
     ledger = tmp_path / "nightly.ledger.csv"
     for _ in range(2):  # the second run replaces the first one's file
-        result = await _run(emulator, corrections, ledger, "--metrics-file", str(prom))
+        result = await run_against(emulator.url, corrections, ledger, "--metrics-file", str(prom))
         assert result.returncode == 1, result.stderr
     assert [p.name for p in textfile.iterdir()] == ["batch_override.prom"]  # no temporary left
     samples = _metrics(prom)
@@ -210,16 +205,15 @@ async def test_a_failed_run_keeps_the_last_success_time_so_a_staleness_alert_fir
     emulator, corrections = one_not_ready
     prom = tmp_path / "m.prom"
     good = write_csv(tmp_path / "good.csv", [(sha(i), "human") for i in range(3)])
-    ok = await _run(emulator, good, tmp_path / "good.ledger.csv", "--metrics-file", str(prom),
-                    "--metrics-job", "nightly")  # fmt: skip
+    metrics = ("--metrics-file", str(prom), "--metrics-job", "nightly")
+    ok = await run_against(emulator.url, good, tmp_path / "good.ledger.csv", *metrics)
     assert ok.returncode == 0, ok.stderr
     first = _metrics(prom)
     success = first[_gauge("last_success_timestamp_seconds", "nightly")]
     assert abs(success - datetime.now(UTC).timestamp()) < 600
     assert first[_rows("nightly", "submitted")] == 3
 
-    failed = await _run(emulator, corrections, tmp_path / "bad.ledger.csv", "--metrics-file", str(prom),
-                        "--metrics-job", "nightly")  # fmt: skip
+    failed = await run_against(emulator.url, corrections, tmp_path / "bad.ledger.csv", *metrics)
     assert failed.returncode == 1
     second = _metrics(prom)
     assert second[_gauge("exit_code", "nightly")] == 1
@@ -246,7 +240,7 @@ async def test_report_prints_the_counts_the_run_printed(tmp_path: Path, emulator
     rows = [(sha(i), "human") for i in range(6)] + [("not-a-hash", "human"), (sha(0), "human")]
     corrections = write_csv(tmp_path / "c.csv", rows)
     ledger = tmp_path / "l.csv"
-    result = await _run(emulator, corrections, ledger)
+    result = await run_against(emulator.url, corrections, ledger)
     assert result.returncode == 1
     report = await run_cli("report", str(ledger))
     assert report.returncode == 0, report.stderr
@@ -264,7 +258,9 @@ async def test_retry_file_of_an_aborted_run_sends_exactly_the_rows_left_unsent(
     )
     corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(20)])
     ledger = tmp_path / "l.csv"
-    aborted = await _run(emulator, corrections, ledger, "--concurrency", "1", "--failure-window", "4")
+    aborted = await run_against(
+        emulator.url, corrections, ledger, "--concurrency", "1", "--failure-window", "4"
+    )
     assert aborted.returncode == 3, aborted.stdout + aborted.stderr
     assert emulator.overrides() == []
     unsent = set(latest(read_ledger(ledger)).query("outcome == 'aborted'")["hash"])
@@ -277,7 +273,7 @@ async def test_retry_file_of_an_aborted_run_sends_exactly_the_rows_left_unsent(
     assert set(pd.read_csv(retry)["hash"]) == unsent  # not the rejected rows
 
     before = emulator.stats()["requests"]
-    again = await _run(emulator, retry, ledger)
+    again = await run_against(emulator.url, retry, ledger)
     assert again.returncode == 0, again.stdout + again.stderr
     assert sorted(o["hash"] for o in emulator.overrides()) == sorted(unsent)
     assert emulator.stats()["requests"] - before in (16, 17)  # those rows (and the preflight), no more
@@ -298,8 +294,8 @@ async def test_the_retry_file_of_a_run_with_mapped_columns_reads_with_the_same_c
     )
     ledger = tmp_path / "l.csv"
     mapped = ("--hash-column", "sha256", "--classification-column", "label", "--media-column", "kind")
-    aborted = await _run(
-        emulator, corrections, ledger, *mapped, "--concurrency", "1", "--failure-window", "4"
+    aborted = await run_against(
+        emulator.url, corrections, ledger, *mapped, "--concurrency", "1", "--failure-window", "4"
     )
     assert aborted.returncode == 3, aborted.stdout + aborted.stderr
 
@@ -309,7 +305,7 @@ async def test_the_retry_file_of_a_run_with_mapped_columns_reads_with_the_same_c
     assert "--hash-column SHA256 --classification-column label --media-column kind" in report.stdout
     assert list(pd.read_csv(retry).columns) == ["SHA256", "label", "kind", "ticket"]
 
-    again = await _run(emulator, retry, ledger, *mapped)  # the same command line, the retry file
+    again = await run_against(emulator.url, retry, ledger, *mapped)  # the same command line, the retry file
     assert again.returncode == 0, again.stdout + again.stderr
     assert sorted(o["hash"] for o in emulator.overrides()) == sorted(sha(i) for i in range(4, 12))
     assert {o["media"] for o in emulator.overrides()} == {"image"}
@@ -324,14 +320,14 @@ async def test_rows_left_by_limit_are_not_in_the_retry_file_and_the_report_says_
     emulator = await emulator_factory(unknown="classified")
     corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(6)])
     ledger = tmp_path / "l.csv"
-    canary = await _run(emulator, corrections, ledger, "--limit", "2")
+    canary = await run_against(emulator.url, corrections, ledger, "--limit", "2")
     assert canary.returncode == 0, canary.stderr
     retry = tmp_path / "retry.csv"
     report = await run_cli("report", str(ledger), "--retry-file", str(retry))
     assert report.returncode == 0
     assert "left 4 rows unattempted" in report.stderr
     assert "nothing to retry" in report.stdout
-    rest = await _run(emulator, corrections, ledger)  # the note's advice: run the input again
+    rest = await run_against(emulator.url, corrections, ledger)  # the note's advice: run the input again
     assert rest.returncode == 0
     assert len(emulator.overrides()) == 6
 
@@ -344,7 +340,7 @@ async def test_label_map_accepts_other_words_and_sends_the_mapped_classification
     rows = [(sha(0), "AI"), (sha(1), "Real "), (sha(2), "human"), (sha(3), "robot")]
     corrections = write_csv(tmp_path / "c.csv", rows)
     ledger = tmp_path / "l.csv"
-    result = await _run(emulator, corrections, ledger, "--label-map", "ai=artificial,real=human")
+    result = await run_against(emulator.url, corrections, ledger, "--label-map", "ai=artificial,real=human")
     assert result.returncode == 1, result.stderr  # "robot" is in no map: still invalid
     assert sorted((o["hash"], o["classification"]) for o in emulator.overrides()) == sorted(
         [(sha(0), "artificial"), (sha(1), "human"), (sha(2), "human")]
@@ -358,7 +354,7 @@ async def test_label_map_accepts_other_words_and_sends_the_mapped_classification
 async def test_a_bad_label_map_exits_2_with_one_line(tmp_path: Path, emulator_factory, mapping: str) -> None:
     emulator = await emulator_factory(unknown="classified")
     corrections = write_csv(tmp_path / "c.csv", [(sha(0), "ai")])
-    result = await _run(emulator, corrections, tmp_path / "l.csv", "--label-map", mapping)
+    result = await run_against(emulator.url, corrections, tmp_path / "l.csv", "--label-map", mapping)
     assert result.returncode == 2
     assert "--label-map" in _one_line(result)
     assert emulator.stats()["requests"] == 0
@@ -369,16 +365,20 @@ async def test_ok_outcomes_with_not_ready_lets_a_run_waiting_on_the_server_exit_
     tmp_path: Path, one_not_ready
 ) -> None:
     emulator, corrections = one_not_ready
-    strict = await _run(emulator, corrections, tmp_path / "a.csv")
+    strict = await run_against(emulator.url, corrections, tmp_path / "a.csv")
     assert strict.returncode == 1
-    lenient = await _run(emulator, corrections, tmp_path / "b.csv", "--ok-outcomes", OK_WITH_NOT_READY)
+    lenient = await run_against(
+        emulator.url, corrections, tmp_path / "b.csv", "--ok-outcomes", OK_WITH_NOT_READY
+    )
     assert lenient.returncode == 0, lenient.stdout
     assert "not_ready" in lenient.stdout  # still counted, just not a failure
 
 
 async def test_an_unknown_ok_outcome_exits_2_with_one_line(tmp_path: Path, one_not_ready) -> None:
     emulator, corrections = one_not_ready
-    result = await _run(emulator, corrections, tmp_path / "l.csv", "--ok-outcomes", "submitted,finished")
+    result = await run_against(
+        emulator.url, corrections, tmp_path / "l.csv", "--ok-outcomes", "submitted,finished"
+    )
     assert result.returncode == 2
     assert "finished" in _one_line(result)
     assert emulator.stats()["requests"] == 0
@@ -412,12 +412,12 @@ async def test_a_row_not_ready_for_longer_than_give_up_after_becomes_rejected_an
     )
     ledger = tmp_path / "l.csv"
     early = write_csv(tmp_path / "early.csv", [(sha(0), "human")])
-    first = await _run(emulator, early, ledger)
+    first = await run_against(emulator.url, early, ledger)
     assert first.returncode == 1
     _age_run(ledger, days=10)  # row 0 has waited since 10 days
 
     corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(3)])
-    second = await _run(emulator, corrections, ledger, "--give-up-after", "5")
+    second = await run_against(emulator.url, corrections, ledger, "--give-up-after", "5")
     assert second.returncode == 1
     state = latest(read_ledger(ledger)).set_index("row")
     assert (state.loc[0, "outcome"], state.loc[0, "error_code"]) == ("rejected", "gave_up")
@@ -426,7 +426,9 @@ async def test_a_row_not_ready_for_longer_than_give_up_after_becomes_rejected_an
     assert state.loc[2, "outcome"] == "submitted"
 
     before = emulator.stats()["requests"]
-    third = await _run(emulator, corrections, ledger, "--give-up-after", "5", "--no-preflight", "-v")
+    third = await run_against(
+        emulator.url, corrections, ledger, "--give-up-after", "5", "--no-preflight", "-v"
+    )
     assert third.returncode == 1
     assert sha(0) not in "".join(line for line in third.stderr.splitlines() if "POST" in line)
     assert emulator.stats()["requests"] - before == 1  # row 1 only
@@ -434,7 +436,7 @@ async def test_a_row_not_ready_for_longer_than_give_up_after_becomes_rejected_an
     assert (state.loc[0, "outcome"], state.loc[0, "error_code"]) == ("rejected", "previously_rejected")
     assert state.loc[1, "outcome"] == "not_ready"
 
-    again = await _run(emulator, corrections, ledger, "--retry-rejected", "--no-preflight", "-v")
+    again = await run_against(emulator.url, corrections, ledger, "--retry-rejected", "--no-preflight", "-v")
     assert again.returncode == 1
     assert sha(0) in "".join(line for line in again.stderr.splitlines() if "POST" in line)
     assert latest(read_ledger(ledger)).set_index("row").loc[0, "outcome"] == "not_ready"
@@ -462,7 +464,7 @@ async def test_hash_writes_the_sha256_of_each_file_and_run_sends_those_hashes(
     expected = [hashlib.sha256(data).hexdigest() for data in contents.values()]
     assert list(table["hash"]) == expected
 
-    result = await _run(emulator, out, tmp_path / "l.csv")
+    result = await run_against(emulator.url, out, tmp_path / "l.csv")
     assert result.returncode == 0, result.stdout + result.stderr
     sent = {o["hash"]: o["classification"] for o in emulator.overrides()}
     assert sent == {expected[0]: "human", expected[1]: "artificial", expected[2]: "artificial"}
@@ -536,7 +538,7 @@ _JOB_FILE_GAPS: set[str] = set()  # options a job file cannot take (none now)
 def _mark_gaps(params: list[Any]) -> list[Any]:
     reason = (
         "BUG: job files take 'any run option' (jobfile docstring, jobs/demo.toml, jobs/reference.toml), "
-        "but verbose = 1 is refused: 'unknown option' (not in cli._JOB_KEYS)"
+        "but verbose = 1 is refused: 'unknown option' (not in JOB_KEYS)"
     )
     return [
         pytest.param(
@@ -554,9 +556,9 @@ def _toml(value: object) -> str:
     return json.dumps(value)  # a JSON string or number is a TOML one
 
 
-def _config(*argv: str) -> tuple[Any, dict[str, Any]]:
-    """What ``run ARGV`` would run with: the RunConfig and the CLI's extras (summary, quiet, ...)."""
-    return cli._config_from(cli.build_parser().parse_args(["run", *argv]))
+def _config(*argv: str) -> tuple[Any, Any]:
+    """What ``run ARGV`` would run with: the RunConfig and the OutputOptions (summary, quiet, ...)."""
+    return config_from(cli.build_parser().parse_args(["run", *argv]))
 
 
 @pytest.mark.parametrize(("flags", "key", "value"), _mark_gaps(_run_options()))
@@ -566,7 +568,7 @@ def test_every_run_option_is_accepted_in_a_job_file_under_its_name(
     job = tmp_path / "job.toml"
     ledger = 'ledger = "l.csv"\n' if key != "ledger" else ""
     job.write_text(f'[run]\ninput = "c.csv"\n{ledger}{key} = {_toml(value)}\n', encoding="utf-8")
-    assert key in load_job(job, cli._JOB_KEYS)
+    assert key in load_job(job, JOB_KEYS)
     by_flag = _config("c.csv", *(["--ledger", "l.csv"] if key != "ledger" else []), *flags)
     assert _config("--job", str(job)) == by_flag  # the same run as the flag's
 
@@ -581,7 +583,7 @@ _SHIPPED = sorted(
 
 @pytest.mark.parametrize("path", _SHIPPED, ids=lambda p: p.name)
 def test_the_shipped_job_files_load_with_the_clis_keys(path: Path) -> None:
-    values = load_job(path, cli._JOB_KEYS)
+    values = load_job(path, JOB_KEYS)
     # The examples name their own input and ledger; a reference file may leave them to the flags.
     config, _ = _config("--job", str(path), *(() if "input" in values else ("c.csv",)),
                            *(() if "ledger" in values else ("--ledger", "l.csv")))  # fmt: skip

@@ -18,9 +18,8 @@ import pytest
 from aiohttp import web
 
 from batch_override.emulator import EmulatorConfig, build_app
-from tests.support import Result, cli_env, read_ledger, run_cli, sha, start_cli, write_csv
+from tests.support import FAST, Result, cli_env, read_ledger, run_cli, sha, start_cli, write_csv
 
-FAST = ("--rate", "1000/s", "--backoff-base", "0.01")
 _NETWORK_VARS = {
     "http_proxy", "https_proxy", "all_proxy", "no_proxy", "ssl_cert_file", "ssl_cert_dir",
     "requests_ca_bundle", "curl_ca_bundle",

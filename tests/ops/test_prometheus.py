@@ -13,7 +13,6 @@ import subprocess
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import web
@@ -22,9 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from batch_override.metrics import build_registry, write_metrics
 from tests.binaries import debian_binary
 from tests.ops.test_metrics import summary_of_a_run
-from tests.support import cli_env, run_cli, sha, write_csv
-
-FAST = ("--rate", "1000/s", "--backoff-base", "0.01")
+from tests.support import cli_env, run_against, run_cli, sha, write_csv
 
 
 def _promtool(text: bytes) -> subprocess.CompletedProcess[bytes]:
@@ -89,19 +86,12 @@ def _key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
     return (f"batch_override_{name}", frozenset(labels.items()))
 
 
-async def _run(emulator: Any, corrections: Path, ledger: Path, *extra: str, env: Any = None) -> Any:
-    return await run_cli(
-        "run", str(corrections), "--ledger", str(ledger), "--api-url", emulator.url, *FAST, *extra,
-        env=env if env is not None else cli_env(),
-    )  # fmt: skip
-
-
 async def test_a_run_shows_its_metrics_on_the_pushgateway_and_a_failed_run_keeps_the_last_success(
     tmp_path: Path, emulator_factory, pushgateway: str
 ) -> None:
     emulator = await emulator_factory(unknown="classified", states={("video", sha(9)): "not_classified"})
     good = write_csv(tmp_path / "good.csv", [(sha(i), "human") for i in range(3)])
-    ok = await _run(emulator, good, tmp_path / "nightly.ledger.csv", "--pushgateway", pushgateway)
+    ok = await run_against(emulator.url, good, tmp_path / "nightly.ledger.csv", "--pushgateway", pushgateway)
     assert ok.returncode == 0, ok.stderr
     first = _scrape(pushgateway)
     job = "nightly.ledger"  # the ledger's file name, as for --metrics-file
@@ -110,7 +100,7 @@ async def test_a_run_shows_its_metrics_on_the_pushgateway_and_a_failed_run_keeps
     success = first[_key("last_success_timestamp_seconds", job=job)]
 
     bad = write_csv(tmp_path / "bad.csv", [(sha(9), "human")])
-    failed = await _run(emulator, bad, tmp_path / "other.csv", "--pushgateway", pushgateway,
+    failed = await run_against(emulator.url, bad, tmp_path / "other.csv", "--pushgateway", pushgateway,
                         "--metrics-job", job)  # fmt: skip
     assert failed.returncode == 1
     second = _scrape(pushgateway)
@@ -125,8 +115,8 @@ async def test_an_unreachable_pushgateway_is_one_warning_and_never_changes_the_e
 ) -> None:
     emulator = await emulator_factory(unknown="classified")
     good = write_csv(tmp_path / "good.csv", [(sha(i), "human") for i in range(2)])
-    result = await _run(
-        emulator, good, tmp_path / "l.csv", "--pushgateway", f"http://127.0.0.1:{unused_tcp_port}"
+    result = await run_against(
+        emulator.url, good, tmp_path / "l.csv", "--pushgateway", f"http://127.0.0.1:{unused_tcp_port}"
     )
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if "pushgateway" in line.lower()]
@@ -157,8 +147,8 @@ async def test_pushes_authenticate_from_the_environment_put_on_success_post_othe
         good = write_csv(tmp_path / "good.csv", [(sha(1), "human")])
         bad = write_csv(tmp_path / "bad.csv", [(sha(9), "human")])
         push = ("--pushgateway", gateway, "--metrics-job", "j")
-        ok = await _run(emulator, good, tmp_path / "a.csv", *push, env=env)
-        failed = await _run(emulator, bad, tmp_path / "b.csv", *push, env=env)
+        ok = await run_against(emulator.url, good, tmp_path / "a.csv", *push, env=env)
+        failed = await run_against(emulator.url, bad, tmp_path / "b.csv", *push, env=env)
     finally:
         await runner.cleanup()
     assert (ok.returncode, failed.returncode) == (0, 1)

@@ -15,6 +15,7 @@ import pytest
 
 from batch_override import cli
 from batch_override.jobfile import load_job
+from batch_override.run_options import JOB_KEYS
 from tests.support import REPO
 
 JOBS = REPO / "jobs"
@@ -41,7 +42,7 @@ def _check_run_command(argv: list[str]) -> object:
     # The job file it names is one of ours (installed elsewhere), and loads.
     shipped = JOBS / Path(args.job).name  # type: ignore[attr-defined]
     assert shipped.exists(), f"{args.job} names no file in jobs/"  # type: ignore[attr-defined]
-    values = load_job(shipped, cli._JOB_KEYS)
+    values = load_job(shipped, JOB_KEYS)
     assert values.get("input") and values.get("ledger")
     assert getattr(args, "quiet", False), "--quiet: cron and the journal get output only on failure"
     assert getattr(args, "api_key_file", None), "the key comes from a file"
@@ -221,7 +222,7 @@ def test_the_service_is_hardened_and_may_write_only_the_ledger_and_metrics_direc
     assert _one(service, "ProtectSystem") == "strict"
     writable = {Path(p) for value in service.get("ReadWritePaths", []) for p in value.split()}
     argv = _exec_argv(unit)
-    ledger = Path(load_job(JOBS / Path(argv[argv.index("--job") + 1]).name, cli._JOB_KEYS)["ledger"])
+    ledger = Path(load_job(JOBS / Path(argv[argv.index("--job") + 1]).name, JOB_KEYS)["ledger"])
     # The ledger, its run log and its lock live side by side: the whole directory must be writable.
     assert ledger.parent in writable, f"{ledger.parent} not in ReadWritePaths {sorted(map(str, writable))}"
     if "--metrics-file" in argv:

@@ -174,10 +174,8 @@ class Pacer:
         return self.model.describe()
 
     def _rebuild(self) -> None:
-        model = self.model
-        # Called on every answer: most answers change nothing the meters are built from.
-        shape = (model.server_limit, model.learner.estimate, model.fallback)
-        if shape == self._shape:
+        model = self.model  # called on every answer: most change nothing the meters come from
+        if (shape := (model.server_limit, model.learner.estimate, model.fallback)) == self._shape:
             return
         self._shape = shape
         wanted, old = model.meters(), self._meters

@@ -157,6 +157,18 @@ async def test_faults_apply_only_after_auth_throttle_and_validation(
     assert (await post(session, emulator.url, "image", "h")).status == 429
 
 
+async def test_latency_is_a_round_trip_the_throttle_counts_half_way(
+    serve: Serve, session: aiohttp.ClientSession
+) -> None:
+    # A far server counts a request when it arrives, half a round trip after the send, and the
+    # answer takes the other half back: stragglers of a long tail reach the throttle no later.
+    emulator = await serve(EmulatorConfig(unknown="classified", latency_ms=200, rate_limit=(10, 60.0)))
+    await post(session, emulator.url, "image", HASHES[0])
+    answered = time.time()
+    counted = emulator.stats()["windows"][0]["start"]
+    assert answered - counted >= 0.09  # a lower bound only: a busy machine adds, never takes
+
+
 async def test_latency_delays_every_answer(serve: Serve, session: aiohttp.ClientSession) -> None:
     emulator = await serve(EmulatorConfig(latency_ms=60))
     for key in ("demo-key-0000", None):

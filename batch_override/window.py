@@ -9,10 +9,13 @@ lasts between ``D - 1`` and ``D`` seconds.  Answers bound the length of the wind
 * a new window opening, answered ``x`` seconds after the previous opener was sent: the previous
   window lasted at most ``x`` (:meth:`WindowLearner.shorter`).
 
-The estimate stays while the bounds allow it (``lo < D < hi + 1``: Laravel's floor); when they
-exclude it, it moves to the smallest whole second they allow.  Before any window has reopened it
-is ``guess`` (Laravel's default decay, 60 s), doubled each time a window outlives it (an hour in
-six steps).
+Once a window has ended, the estimate is the longest whole second up to the upper bound, when
+that is above the lower bound (pacing the budget over it is safe: a window at most ``hi`` long
+gets at most the budget), else the smallest whole second above the lower bound; both bounds
+only tighten, so it settles.  (The smallest whole second the bounds allow put a 15 s Laravel
+window, first seen to last between 13.3 and 15 s, at 14 s: 38 requests a window on 36.)
+Before any window has reopened it is ``guess`` (Laravel's default decay, 60 s), doubled each
+time a window outlives it (an hour in six steps).
 
 The trap: bounds come from other windows than the current one, and the server may change its
 throttle (or share the key with other traffic): when the bounds contradict each other, the
@@ -49,10 +52,13 @@ class WindowLearner:
         lo, hi = self.lo, self.hi
         if not self.known:
             self.estimate = max(self.estimate, hint, math.floor(lo) + 1.0)
-        elif not lo < self.estimate < hi + 1:
-            # Past the bounds: the smallest whole second they allow (a loose lower bound errs
-            # short, which the next windows correct), but not far below the upper bound.
+        else:
             self.estimate = max(1.0, math.floor(lo) + 1.0)
+            # hi is loose by a send's spacing (an exact 15 s window may first show as 16 s, until
+            # a later window tightens it): a second too long costs little, a second short costs
+            # the headroom.
+            if math.floor(hi) > lo:
+                self.estimate = max(self.estimate, float(math.floor(hi)))
             if lo >= hi / 2:  # the lower bound came from a search (an hour window): not far below hi
                 self.estimate = max(self.estimate, float(math.floor(0.9 * hi)))
             if self.estimate >= hi + 1:

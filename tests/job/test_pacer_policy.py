@@ -152,3 +152,13 @@ def test_the_learner_follows_a_server_that_shortens_its_window() -> None:
     assert learner.estimate == 60.0
     learner.shorter(10.1)  # contradicts the old lower bound: the newest evidence wins
     assert learner.estimate <= 11.0
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.35, 0.65, 0.95])
+def test_a_laravel_window_is_not_learned_a_second_short(fraction: float) -> None:
+    # A 15 s window that expires at floor(first hit + 15) first shows as lasting between 13.3 and
+    # 15 s; pacing it as 14 s puts 38 into a window on a budget of 36.
+    server = Throttle(40, 15.0, floor=True)
+    simulate(None, server, sends=112, epoch=1_700_000_000 + fraction)
+    windows = _complete(server)
+    assert sum(windows) / len(windows) / 40 <= 0.925

@@ -2,11 +2,12 @@
 
 Each case gets a fresh emulator process (``--rate-limit 50/s --unknown classified``) and sends the
 same rows.  The emulator keeps every throttle window (start, accepted, throttled); a window is
-*complete* when it ended before the client exited, and the last window (the partial one the run
-ends in) never counts.  Utilisation = accepted requests per complete window / 50.  Because a
-window opens only at the first request after the previous one ended, idle time between windows
-does not show in that figure; "rate used" (accepted over the span of the complete windows, per
-second, / 50) shows it.
+*complete* when it ended before the client exited; as issue 10 defines utilisation, neither the
+first window (the one the preflight opens, where auto learns the window's length) nor the last
+(the partial one the run ends in) counts.  Utilisation = accepted requests per complete window
+/ 50.  Because a window opens only at the first request after the previous one ended, idle time
+between windows does not show in that figure; "rate used" (accepted over the span of the
+complete windows, per second, / 50) shows it.
 """
 
 from __future__ import annotations
@@ -93,8 +94,8 @@ class PacingResult:
 
 
 def complete_windows(windows: list[dict[str, Any]], ended_unix: float) -> list[dict[str, Any]]:
-    """Windows that ended before the client did, never counting the last (partial) one."""
-    return [w for w in windows[:-1] if w["start"] + PERIOD <= ended_unix]
+    """Windows that ended before the client did, never counting the first nor the last one."""
+    return [w for w in windows[1:-1] if w["start"] + PERIOD <= ended_unix]
 
 
 def _attempt(argv: Callable[[str, Path], list[str]], rows: int, workdir: Path) -> Attempt:

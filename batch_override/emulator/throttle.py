@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 
 @dataclass(slots=True)
@@ -43,14 +43,9 @@ class Window:
 
     def stats(self) -> dict[str, object]:
         """The window as ``GET /_emulator/stats`` lists it (the key only as its label)."""
-        return {
-            "key": self.key_id,
-            "start": self.start,
-            "end": self.end,
-            "accepted": self.accepted,
-            "throttled": self.throttled,
-            "tenths": list(self.tenths),
-        }
+        stats = asdict(self)  # a copy: the lists handed out never alias the live window
+        stats["key"] = stats.pop("key_id")
+        return stats
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,7 @@ class Decision:
     reset: int = 0
 
 
+@dataclass(slots=True)
 class FixedWindowThrottle:
     """Counts requests per key in fixed windows, reading time only from the injected ``clock``.
 
@@ -70,34 +71,24 @@ class FixedWindowThrottle:
     Single-threaded by design: ``hit`` never awaits, so on one event loop it is atomic.
     """
 
-    __slots__ = ("_clock", "_current", "_key_id", "laravel_windows", "limit", "period", "windows")
-
-    def __init__(
-        self,
-        limit: int,
-        period: float,
-        clock: Callable[[], float],
-        key_id: Callable[[str], str],
-        laravel_windows: str | None = None,
-    ) -> None:
-        self.limit = limit
-        self.period = period
-        self.laravel_windows = laravel_windows
-        self._clock = clock
-        self._key_id = key_id
-        self._current: dict[str, Window] = {}
-        # Appended as windows open, so it is in order of start for a clock that never goes back.
-        self.windows: list[Window] = []
+    limit: int
+    period: float
+    clock: Callable[[], float]
+    key_id: Callable[[str], str]
+    laravel_windows: str | None = None
+    _current: dict[str, Window] = field(default_factory=dict, init=False, repr=False)
+    # Appended as windows open, so it is in order of start for a clock that never goes back.
+    windows: list[Window] = field(default_factory=list, init=False)
 
     def hit(self, key: str) -> Decision:
         """Count one request for ``key`` now, unless the key's current window is spent."""
-        now = self._clock()
+        now = self.clock()
         window = self._current.get(key)
         if window is None or now >= window.end:
             end = now + self.period
             if self.laravel_windows == "file":
                 end = math.floor(end)
-            window = Window(self._key_id(key), now, end)
+            window = Window(self.key_id(key), now, end)
             self._current[key] = window
             self.windows.append(window)
         if window.accepted < self.limit:

@@ -191,6 +191,7 @@ def laravel_app(
             "OVERRIDE_DECAY_MINUTES": decay_minutes,
             "OVERRIDE_API_KEY": api_key,
             "OVERRIDE_LOG": str(tmp / "requests.log"),
+            "OVERRIDE_STORAGE": str(tmp),
         }
         port = _free_port()
         php = _Server(

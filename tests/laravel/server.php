@@ -96,6 +96,10 @@ final class OverrideKernel extends Kernel
 }
 
 $app = new Application(__DIR__);
+// Laravel writes its logs (and nothing else here) under storage/: keep them out of the checkout.
+if (getenv('OVERRIDE_STORAGE')) {
+    $app->useStoragePath((string) getenv('OVERRIDE_STORAGE'));
+}
 $app->instance('config', new Repository([
     'app' => ['debug' => false, 'env' => 'production'],
     'cache' => [

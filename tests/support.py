@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import hashlib
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from aiohttp import web
 
 from batch_override.emulator import DEMO_API_KEY
 
@@ -102,3 +104,15 @@ async def run_against(
     ``flags`` (later flags win), to its end, with the demo key unless ``env`` says otherwise."""
     args = ("run", str(corrections), "--ledger", str(ledger), "--api-url", url, *FAST, *flags)
     return await run_cli(*args, env=env if env is not None else cli_env())
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: web.Application, *, shutdown_timeout: float = 1.0) -> AsyncIterator[str]:
+    """Serve ``app`` on an ephemeral loopback port; yields its base URL and stops it at the end."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()

@@ -26,7 +26,7 @@ from batch_override.emulator import DEMO_API_KEY
 from batch_override.outcome import ALREADY_SUBMITTED_NOTE
 from batch_override.runner import run_job_async
 from batch_override.summary import Summary
-from tests.support import cli_env, read_ledger, run_cli, sha, write_csv
+from tests.support import cli_env, read_ledger, run_cli, serve_app, sha, write_csv
 
 MEDIA_OF_ENDPOINT = {
     "classification": "image",
@@ -88,15 +88,11 @@ async def scripted(answer: Answer):
     app = web.Application()
     app[SERVER] = server
     app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    server.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
-        yield server
-    finally:
-        server.release.set()
-        await runner.cleanup()
+    async with serve_app(app) as server.url:
+        try:
+            yield server
+        finally:
+            server.release.set()
 
 
 def always(status: int, body: object = None, headers: dict[str, str] | None = None) -> Answer:

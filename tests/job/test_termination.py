@@ -36,7 +36,7 @@ from batch_override.parts import Parts
 from batch_override.runner import run_job_async
 from batch_override.source import CorrectionsFile
 from batch_override.summary import Summary
-from tests.support import latest, read_ledger, sha, write_csv
+from tests.support import latest, read_ledger, serve_app, sha, write_csv
 
 ROWS = 40
 GRACE = 0.2
@@ -81,15 +81,11 @@ async def serve(**kw: Any) -> AsyncIterator[Server]:
     server = Server(**kw)
     app = web.Application()
     app.router.add_post("/api/{endpoint}/{hash}/override", server.handle)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    server.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
-        yield server
-    finally:
-        server._release.set()
-        await runner.cleanup()
+    async with serve_app(app, shutdown_timeout=0.5) as server.url:
+        try:
+            yield server
+        finally:
+            server._release.set()
 
 
 def make_config(tmp_path: Path, url: str, **kw: Any) -> RunConfig:
@@ -145,6 +141,14 @@ async def ends_within_deadline(run: asyncio.Future[Summary], started: float) -> 
     return result
 
 
+async def cancel_when(event: asyncio.Event, run: asyncio.Future[Summary]) -> Summary | BaseException:
+    """Cancel ``run`` as soon as ``event`` is set; what it ended with, within the deadline."""
+    await asyncio.wait_for(event.wait(), 10)
+    started = time.monotonic()
+    run.cancel()
+    return await ends_within_deadline(run, started)
+
+
 # -- a cancel from the Python API ---------------------------------------------------------------
 
 
@@ -154,11 +158,7 @@ async def test_cancelling_the_run_after_the_kth_request_records_every_row_and_re
 ) -> None:
     async with serve(latency=0.05) as server:
         config = make_config(tmp_path, server.url)
-        run = asyncio.ensure_future(run_job_async(config, KEY))
-        await asyncio.wait_for(server.reached(k).wait(), 10)
-        started = time.monotonic()
-        run.cancel()
-        result = await ends_within_deadline(run, started)
+        result = await cancel_when(server.reached(k), asyncio.ensure_future(run_job_async(config, KEY)))
     assert isinstance(result, asyncio.CancelledError)
     assert_lock_released(config.ledger)  # type: ignore[arg-type]
     assert_every_row_once(config.ledger)  # type: ignore[arg-type]
@@ -192,11 +192,7 @@ async def test_cancelling_the_run_after_the_kth_ledger_write_records_every_row_a
     parts = Parts(ledger_writer=functools.partial(MarkingWriter, at=k, then=written.set))
     async with serve(latency=0.05) as server:
         config = make_config(tmp_path, server.url)
-        run = asyncio.ensure_future(run_job_async(config, KEY, parts))
-        await asyncio.wait_for(written.wait(), 10)
-        started = time.monotonic()
-        run.cancel()
-        result = await ends_within_deadline(run, started)
+        result = await cancel_when(written, asyncio.ensure_future(run_job_async(config, KEY, parts)))
     assert isinstance(result, asyncio.CancelledError)
     assert_lock_released(config.ledger)  # type: ignore[arg-type]
     assert_every_row_once(config.ledger)  # type: ignore[arg-type]
@@ -234,9 +230,18 @@ class SlowSource(CorrectionsFile):
             yield batch
 
 
-async def test_cancelling_the_run_while_it_reads_the_input_ends_reading_at_the_next_batch(
-    tmp_path: Path,
-) -> None:
+@dataclass
+class PausedRead:
+    """A run started on a 20-batch input and held inside pass 1, after its second batch."""
+
+    run: asyncio.Future[Summary]
+    config: RunConfig
+    source: SlowSource
+    go: threading.Event
+
+
+@contextlib.asynccontextmanager
+async def run_paused_in_pass_one(tmp_path: Path, server: Server) -> AsyncIterator[PausedRead]:
     loop = asyncio.get_running_loop()
     paused, go = asyncio.Event(), threading.Event()
     sources: list[SlowSource] = []
@@ -246,54 +251,51 @@ async def test_cancelling_the_run_while_it_reads_the_input_ends_reading_at_the_n
         sources.append(SlowSource(str(config.input), InputOptions.of(config), at=1, paused=paused_now, go=go))
         return sources[-1]
 
-    async with serve() as server:
-        config = make_config(tmp_path, server.url, batch_rows=2)
-        run = asyncio.ensure_future(run_job_async(config, KEY, Parts(source=source)))
+    config = make_config(tmp_path, server.url, batch_rows=2)
+    run = asyncio.ensure_future(run_job_async(config, KEY, Parts(source=source)))
+    try:
         await asyncio.wait_for(paused.wait(), 10)
+        yield PausedRead(run, config, sources[0], go)
+    finally:
+        go.set()
+
+
+async def test_cancelling_the_run_while_it_reads_the_input_ends_reading_at_the_next_batch(
+    tmp_path: Path,
+) -> None:
+    async with serve() as server, run_paused_in_pass_one(tmp_path, server) as paused:
         started = time.monotonic()
-        run.cancel()
+        paused.run.cancel()
         for _ in range(3):  # loop turns, not time: the cancel reaches the reader's task first
             await asyncio.sleep(0)
-        go.set()
-        result = await ends_within_deadline(run, started)
+        paused.go.set()
+        result = await ends_within_deadline(paused.run, started)
         assert server.hits == 0
     assert isinstance(result, asyncio.CancelledError)
-    assert sources[0].read <= 3  # of 20 batches: reading stopped at once
-    assert_lock_released(config.ledger)  # type: ignore[arg-type]
+    assert paused.source.read <= 3  # of 20 batches: reading stopped at once
+    assert_lock_released(paused.config.ledger)  # type: ignore[arg-type]
 
 
 async def test_a_sigterm_while_the_input_is_read_ends_the_run_before_anything_is_sent_or_written(
     tmp_path: Path,
 ) -> None:
-    loop = asyncio.get_running_loop()
-    paused, go = asyncio.Event(), threading.Event()
-    sources: list[SlowSource] = []
-
-    def source(config: RunConfig) -> SlowSource:
-        paused_now = lambda: loop.call_soon_threadsafe(paused.set)  # noqa: E731 - called from the reader thread
-        sources.append(SlowSource(str(config.input), InputOptions.of(config), at=1, paused=paused_now, go=go))
-        return sources[-1]
-
-    async with serve() as server:
-        config = make_config(tmp_path, server.url, batch_rows=2)
-        run = asyncio.ensure_future(run_job_async(config, KEY, Parts(source=source)))
-        await asyncio.wait_for(paused.wait(), 10)
+    async with serve() as server, run_paused_in_pass_one(tmp_path, server) as paused:
         if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, signal.SIG_IGN, None):
-            go.set()
-            await run
+            paused.go.set()
+            await paused.run
             pytest.skip("the run could not install its signal handlers here (not the main thread)")
         started = time.monotonic()
         signal.raise_signal(signal.SIGTERM)  # handled by the run's loop, not by the default action
         for _ in range(5):  # loop turns, not time: the handler runs before reading goes on
             await asyncio.sleep(0)
-        go.set()
-        result = await ends_within_deadline(run, started)
+        paused.go.set()
+        result = await ends_within_deadline(paused.run, started)
         assert server.hits == 0
     assert isinstance(result, Summary), result
     assert result.exit_code == 143
-    assert sources[0].read <= 3
-    assert not config.ledger.exists()  # type: ignore[union-attr]
-    assert_lock_released(config.ledger)  # type: ignore[arg-type]
+    assert paused.source.read <= 3
+    assert not paused.config.ledger.exists()  # type: ignore[union-attr]
+    assert_lock_released(paused.config.ledger)  # type: ignore[arg-type]
 
 
 # -- a stage that raises ----------------------------------------------------------------------

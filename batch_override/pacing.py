@@ -43,6 +43,10 @@ log = logging.getLogger("batch_override")
 #: Auto mode's pace when the server sends no X-RateLimit headers (a proxy may strip them):
 #: Laravel's default throttle, 60 requests per minute, paced exactly.
 FALLBACK_RATE = Rate(60, 60.0)
+#: The budget is paced over the learned window stretched by this share.  A real window can outlast
+#: its whole-second estimate (Laravel on Redis: a 15 s window lasted 15.02 s) and arrivals jitter,
+#: so an exact ``budget`` per ``estimate`` can land ``budget + 1`` in one server window.
+WINDOW_MARGIN = 0.01
 
 __all__ = ["FALLBACK_RATE", "Pacer", "SlidingLog", "Ticket", "retry_after_seconds"]
 
@@ -103,7 +107,7 @@ class PaceModel:
             wanted.append((FALLBACK_RATE.limit, FALLBACK_RATE.period))
         budget = self.budget
         if budget is not None:
-            wanted.append((budget, self.learner.estimate))
+            wanted.append((budget, self.learner.estimate * (1 + WINDOW_MARGIN)))
         return wanted
 
     def no_headers(self) -> None:

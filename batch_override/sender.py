@@ -45,12 +45,10 @@ INTERRUPTED = Answer(
 class Requester:
     """One request at a time under a concurrency slot and the pacer; counts what was sent."""
 
-    def __init__(
-        self, client: Client, pacer: Pacer, stopper: Stopper, slots: Concurrency | None = None
-    ) -> None:
+    def __init__(self, client: Client, pacer: Pacer, stopper: Stopper, slots: Concurrency) -> None:
         self.client = client
         self.pacer = pacer
-        self.slots = slots if slots is not None else Concurrency(None, 64)
+        self.slots = slots
         self.requests = 0
         self._stopper = stopper
 

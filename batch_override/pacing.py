@@ -61,6 +61,15 @@ async def _first(*events: asyncio.Event) -> None:
             waiter.cancel()
 
 
+async def _sleep(stopped: asyncio.Event, seconds: float, until: asyncio.Event | None = None) -> bool:
+    """Sleep, but wake at once when the run stops (or ``until`` is set: then True)."""
+    events = (stopped,) if until is None else (stopped, until)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(_first(*events), seconds)
+        return until is not None and until.is_set()
+    return False
+
+
 class Ticket(NamedTuple):
     """A granted turn: the send's sequence number and time, handed back to :meth:`Pacer.observe`."""
 
@@ -208,14 +217,6 @@ class Pacer:
                 return hold
         return max(m.wait(now) for m in self._meters)
 
-    async def _sleep(self, seconds: float, until: asyncio.Event | None = None) -> bool:
-        """Sleep, but wake at once when the run stops (or ``until`` is set: then True)."""
-        events = (self._stopped,) if until is None else (self._stopped, until)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(_first(*events), seconds)
-            return until is not None and until.is_set()
-        return False
-
     # -- the two calls -------------------------------------------------------------------------
     async def acquire(self) -> Ticket | None:
         """Wait for a turn; the ticket goes back to :meth:`observe` with the answer.  None when the
@@ -227,11 +228,11 @@ class Pacer:
                 now = self._clock()
                 wait = self.wait(now)
                 if wait is None:
-                    answered = await self._sleep(self.period, until=self._answered)
+                    answered = await _sleep(self._stopped, self.period, until=self._answered)
                     if not answered and self._meters:
                         self.window.assume_ended(self._seq + 1)  # the opener's answer was lost
                 elif wait > 0:
-                    await self._sleep(wait, until=self._repaced)
+                    await _sleep(self._stopped, wait, until=self._repaced)
                 else:
                     return self.grant(now)
             return None
@@ -249,6 +250,7 @@ class Pacer:
 
     def observe(self, ticket: Ticket, status: int | None, headers: Mapping[str, str]) -> None:
         """Learn from an answer (``status`` None: no answer, nothing to learn)."""
+        self.window.answered(ticket.seq)
         if status is not None:
             self._learn(ticket, status, headers, self._clock())
         self._probing = False  # only one request is in flight while probing: this one

@@ -25,11 +25,12 @@ newest wins rather than the learner getting stuck.
 from __future__ import annotations
 
 import math
-from collections import deque
 from typing import NamedTuple
 
 #: The window assumed before answers tell: Laravel's default throttle is 60 per minute.
 DEFAULT_WINDOW = 60.0
+#: Unanswered sends remembered at most (more than any concurrency; a stop leaves some unanswered).
+_FLYING_MAX = 4096
 
 
 class WindowLearner:
@@ -104,11 +105,17 @@ class ServerWindow:
 
     Contract: :meth:`hold` says how long the next send must wait once ``cap`` sends are counted
     in the current window; the counts and times of the answers feed :attr:`learner`.  The trap:
-    answers arrive out of order and after later sends went out, so a count is this request's
-    place in its window plus the sends made after it while the window lasts, an upper bound.
+    answers arrive out of order and after later sends went out.  A count ``c`` covers what the
+    server had counted by then, including later sends that overtook this request; of the later
+    sends, only those still unanswered may yet be counted.  So the window holds about ``c`` plus
+    the later sends still in flight, the most by any answer.  (Adding every later send counts the
+    ones that overtook twice: on a long-tailed network, 150 ms median and 1.5 s p99, that put
+    110 into windows holding 90 and held the pacer for nothing.)  What it leaves out, earlier
+    sends still in flight that are counted later, are a long tail's few stragglers: the cap has
+    the headroom for them.
     """
 
-    __slots__ = ("_assumed_from", "_exact", "_sends", "learner", "opener", "used")
+    __slots__ = ("_assumed_from", "_exact", "_flying", "learner", "opener", "used")
 
     def __init__(self, learner: WindowLearner, *, exact: bool = False) -> None:
         self.learner = learner
@@ -116,7 +123,7 @@ class ServerWindow:
         self.opener: Opener | None = None
         self.used = 0  # sends counted (or assumed counted) in the current window
         self._assumed_from: int | None = None  # first send after we assumed the window ended
-        self._sends: deque[tuple[int, float]] = deque(maxlen=4096)  # recent (seq, sent)
+        self._flying: dict[int, float] = {}  # sends not answered yet: seq -> sent
 
     def _end(self) -> float:
         """When the current window ends by a known estimate (opener sent + length), else inf.
@@ -128,17 +135,19 @@ class ServerWindow:
 
     def sent(self, seq: int, at: float) -> None:
         self.used += at < self._end()
-        self._sends.append((seq, at))
+        flying = self._flying
+        if len(flying) >= _FLYING_MAX:  # sends cut off by a stop are never answered
+            del flying[next(iter(flying))]
+        flying[seq] = at
+
+    def answered(self, seq: int) -> None:
+        """Send ``seq`` was answered (or given up): the server counts it no more."""
+        self._flying.pop(seq, None)
 
     def _later(self, seq: int) -> int:
-        """Sends after ``seq`` that may count in the current window."""
+        """Sends after ``seq``, still in flight, that may count in the current window."""
         end = self._end()
-        later = 0
-        for other, at in reversed(self._sends):
-            if other <= seq:
-                break
-            later += at < end
-        return later
+        return sum(other > seq and at < end for other, at in self._flying.items())
 
     def hold(self, now: float, cap: int, next_seq: int) -> float | None:
         """Seconds the next send must wait for the window to end (0: go now); None: wait for
@@ -159,32 +168,38 @@ class ServerWindow:
         self.used = 0
         self._assumed_from = next_seq
 
-    def counted(self, seq: int, sent: float, counted: int, now: float) -> None:
-        """The answer to send ``seq`` says it was the ``counted``-th of its window."""
+    def counted(self, seq: int, sent: float, counted: int, now: float) -> bool:
+        """The answer to send ``seq`` says it was the ``counted``-th of its window.  True when
+        this send opened a window and showed, for the first time, how long windows last."""
         opener, learner = self.opener, self.learner
-        later = self._later(seq)
         if counted == 1:
+            known = learner.known
             if opener is not None and opener.sent is not None and seq > opener.seq:
                 learner.shorter(now - opener.sent)  # the previous window ended before this one opened
             if opener is None or seq >= opener.seq:
-                self.opener, self.used, self._assumed_from = Opener(seq, sent, now), 1 + later, None
-            return
+                self.opener, self._assumed_from = Opener(seq, sent, now), None
+                self.used = 1 + self._later(seq)
+                return not known and learner.known and not self._exact
+            return False
         first = seq - counted + 1  # the window's opener, counting only our own sends
         if opener is None or first > opener.seq:
             # A newer window whose opener has not answered yet (or other traffic opened it).
-            self.opener, self.used, self._assumed_from = Opener(first, None, None), counted + later, None
-            return
+            self.opener, self._assumed_from = Opener(first, None, None), None
+            self.used = counted + self._later(seq)
+            return False
         if seq < opener.seq:
-            return  # an answer from an earlier window says nothing of the current one
+            return False  # an answer from an earlier window says nothing of the current one
         if opener.answered is not None:
             if self._assumed_from is not None and seq >= self._assumed_from:
                 learner.outlived(sent - opener.answered)  # we thought it over: it was not
             else:
                 learner.longer(sent - opener.answered)
         fresh = self._assumed_from is not None and seq >= self._assumed_from
-        self.used = counted + later if fresh else max(self.used, counted + later)
+        held = counted + self._later(seq)
+        self.used = held if fresh else max(self.used, held)
         if fresh:
             self._assumed_from = None
+        return False
 
     def throttled(self, seq: int, sent: float, wait: float, now: float) -> None:
         """A 429 asked to wait ``wait`` whole seconds: the window ends then (to a second either

@@ -70,46 +70,58 @@ def simulate(
     server: Throttle | Answer | None,
     *,
     sends: int,
-    latency: float = 0.05,
+    latency: float | Callable[[], float] = 0.05,
     headroom: float = 0.1,
     epoch: float = 1_700_000_000.3,
     backoff_base: float = 0.5,
     until: float = math.inf,
 ) -> Run:
-    """Send ``sends`` requests as fast as the pacer allows (or until virtual time ``until``)."""
+    """Send ``sends`` requests as fast as the pacer allows (or until virtual time ``until``).
+    ``latency`` is each round trip (a function: drawn per request), half of it before the server
+    counts the request."""
+    trip = latency if callable(latency) else lambda: latency
     now = [0.0]
     pacer = Pacer(rate, headroom=headroom, clock=lambda: now[0], backoff_base=backoff_base)
-    answers: list[tuple[float, int, Ticket, int, Mapping[str, str]]] = []
+    # Arrivals at the server and answers at the client, in time order (a long tail reorders both).
+    events: list[tuple[float, int, Ticket, float, tuple[int, Mapping[str, str]] | None]] = []
     sent: list[float] = []
     statuses: list[int] = []
     order = 0
     asleep = (-math.inf, 0)  # as Pacer.acquire sleeps: until this time, unless the pace changes
+
+    def happen(at: float, *, answers: bool = True) -> None:
+        nonlocal order
+        while events and events[0][0] <= at:
+            when, _, ticket, answered_at, answer = heapq.heappop(events)
+            if answer is None:  # the request reaches the server
+                if isinstance(server, Throttle):
+                    answer = server.hit(when, epoch)
+                else:
+                    answer = (201, {}) if server is None else server(when, ticket.seq)
+                order += 1
+                heapq.heappush(events, (answered_at, order, ticket, answered_at, answer))
+            elif answers:
+                statuses.append(answer[0])
+                pacer.observe(ticket, *answer)
+
     while len(sent) < sends and now[0] < until:
-        while answers and answers[0][0] <= now[0]:
-            _, _, ticket, status, headers = heapq.heappop(answers)
-            statuses.append(status)
-            pacer.observe(ticket, status, headers)
+        happen(now[0])
         if now[0] < asleep[0] and pacer.repaces == asleep[1]:
-            now[0] = min(asleep[0], answers[0][0] if answers else math.inf)
+            now[0] = min(asleep[0], events[0][0] if events else math.inf)
             continue
         wait = pacer.wait(now[0])
         if wait is None or wait > 0:
             step = math.inf if wait is None else now[0] + wait
             asleep = (step, pacer.repaces) if wait is not None else (-math.inf, 0)
-            now[0] = min(step, answers[0][0] if answers else math.inf)
+            now[0] = min(step, events[0][0] if events else math.inf)
             assert math.isfinite(now[0]), "the pacer waits for an answer that cannot come"
             continue
         ticket = pacer.grant(now[0])
         sent.append(now[0])
-        arrival = now[0] + latency / 2
-        if isinstance(server, Throttle):
-            status, headers = server.hit(arrival, epoch)
-        elif server is None:
-            status, headers = 201, {}
-        else:
-            status, headers = server(arrival, len(sent))
+        delay = trip()
         order += 1
-        heapq.heappush(answers, (now[0] + latency, order, ticket, status, headers))
+        heapq.heappush(events, (now[0] + delay / 2, order, ticket, now[0] + delay, None))
+    happen(math.inf, answers=False)  # the requests still on their way are counted all the same
     return Run(pacer, sent, statuses, server if isinstance(server, Throttle) else None)
 
 

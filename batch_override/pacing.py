@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 from .config import Rate
 from .rate_headers import HeaderReader, retry_after_seconds
-from .sliding_log import SlidingLog
+from .sliding_log import CatchUp, SlidingLog
 from .window import DEFAULT_WINDOW, ServerWindow, WindowLearner
 
 log = logging.getLogger("batch_override")
@@ -165,6 +165,7 @@ class Pacer:
         self.model = PaceModel(rate, headroom, learner)
         self.window = ServerWindow(learner, exact=rate is not None)
         self._meters: list[SlidingLog] = []
+        self._catch_up = CatchUp()
         self._shape: tuple[object, ...] = ()  # what the meters were built from (see _rebuild)
         self.rate: float | None = None  # requests per second (None before the first answer in auto)
         self._seq = 0
@@ -215,7 +216,8 @@ class Pacer:
             hold = self.window.hold(now, cap, self._seq + 1)
             if hold is None or hold > 0:
                 return hold
-        return max(m.wait(now) for m in self._meters)
+        catching_up = self._catch_up.wait(now)
+        return max(m.wait(now) for m in self._meters) if catching_up is None else catching_up
 
     # -- the two calls -------------------------------------------------------------------------
     async def acquire(self) -> Ticket | None:
@@ -239,8 +241,9 @@ class Pacer:
 
     def grant(self, sent: float) -> Ticket:
         """Record a send at ``sent`` (when :meth:`wait` said 0); :meth:`acquire` is the async way."""
-        for meter in self._meters:
-            meter.record(sent)
+        if not self._catch_up.record(sent):
+            for meter in self._meters:
+                meter.record(sent)
         self._probing = not self._meters
         if self._probing:
             self._probe_sent.append(sent)  # counts against the pace the answer will set
@@ -276,8 +279,10 @@ class Pacer:
             self._bare_429s = 0
             if found.limit is not None and found.remaining is not None:
                 counted = found.limit - found.remaining
-                if counted >= 1:
-                    self.window.counted(ticket.seq, ticket.sent_at, counted, now)
+                if counted >= 1 and self.window.counted(ticket.seq, ticket.sent_at, counted, now):
+                    self._rebuild()  # the window's length just showed: catch up in the window it opened
+                    budget, used = self.model.budget or 0, self.window.used
+                    self._catch_up.start(now, ticket.sent_at, budget - used, self._meters[-1])
             else:
                 self.model.no_headers()
         self._rebuild()

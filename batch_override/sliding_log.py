@@ -46,3 +46,49 @@ class SlidingLog:
     @property
     def recent(self) -> deque[float]:
         return self._sends
+
+
+class CatchUp:
+    """The rest of one server window's budget, evenly spaced over the rest of that window.
+
+    When auto pacing first learns the window's length, the window in progress has gone by at the
+    minute's guess: its budget is still almost whole.  The steady meter would spend it over a
+    full period from now, a round trip after the window opened (200 ms away a 1 s window then got
+    73 of 90).  This meter spends it by the window's end instead, at most :attr:`PACE` times the
+    steady pace (evenly spaced all the same); from that end on the steady meter starts afresh, so
+    the sends caught up do not push the next window's back.  The trap: the window opened when the
+    request that showed it *arrived*, somewhere in its round trip; but a send reaches the server
+    as much later as that request did, so the window's end for sends is that request's *send*
+    time plus the window's length.
+    """
+
+    __slots__ = ("_meter", "until")
+
+    #: At most this many times the steady pace.
+    PACE = 1.25
+
+    def __init__(self) -> None:
+        self._meter: SlidingLog | None = None
+        self.until = -math.inf  # the window's likely end: the steady meter takes over then
+
+    def start(self, now: float, opened: float, left: int, steady: SlidingLog) -> None:
+        """The send that opened the window went at ``opened``; ``left`` sends of its budget are
+        left; ``steady`` paces the budget over the window's length."""
+        end = opened + steady.period
+        left = min(left, math.floor(self.PACE * steady.limit / steady.period * (end - now)))
+        if left > 0:
+            self._meter, self.until = SlidingLog(left, end - now), end
+
+    def wait(self, now: float) -> float | None:
+        """Seconds until the next send may go; None when not catching up (the steady meter's turn)."""
+        if self._meter is None or now >= self.until:
+            self._meter = None
+            return None
+        return self._meter.wait(now)
+
+    def record(self, now: float) -> bool:
+        """Take a send made at ``now``; False when not catching up."""
+        if self._meter is None or now >= self.until:
+            return False
+        self._meter.record(now)
+        return True

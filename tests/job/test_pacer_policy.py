@@ -47,7 +47,7 @@ def test_a_one_second_window_shows_itself_within_two_requests() -> None:
 @pytest.mark.parametrize(
     ("limit", "decay", "floor", "full"),
     # The budget less one: the window margin paces 45 over 1.01 s, not 1 s.
-    [(50, 1.0, False, 44), (40, 15.0, True, 35), (100, 1.0, False, 73)],
+    [(50, 1.0, False, 44), (40, 15.0, True, 35), (100, 1.0, False, 88)],
     ids=["1s", "15s-laravel-floor", "1s-200ms-away"],
 )
 def test_the_window_after_the_one_that_shows_the_length_is_paced_in_full(
@@ -55,14 +55,27 @@ def test_the_window_after_the_one_that_shows_the_length_is_paced_in_full(
 ) -> None:
     # A sender asleep on the minute's guess wakes as soon as an answer sets the pace: it must not
     # sleep 60 / 45 s through the next window.  200 ms away the window opens a round trip before
-    # its pace is known: 0.8 s of it at 90/s.
+    # its pace is known: the pacer catches up in it (73 of 90 without).
     server = Throttle(limit, decay, floor=floor)
     latency = 0.2 if limit == 100 else 0.05
     simulate(None, server, sends=limit * 3, latency=latency)
     assert min(len(w) for w in server.windows[1:3]) >= full
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("latency", [0.2, 0.43])
+def test_the_window_that_shows_the_length_is_caught_up_evenly_and_spills_nothing(latency: float) -> None:
+    # 0.43 s away, 0.58 s of the window are left when its length shows: 1.25 times the pace
+    # fits 64 of the 89 in them.  The next window is paced in full from the first one's end.
+    server = Throttle(100, 1.0)
+    run = simulate(None, server, sends=400, latency=latency)
+    second, third = (len(w) for w in server.windows[1:3])
+    assert second >= (88 if latency == 0.2 else 64)
+    assert 88 <= third <= 91
+    assert server.throttled == 0
+    assert max_in_tenth(run.sends, 1.0) <= 15
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
 def test_a_long_tailed_network_fills_its_windows_without_holding(seed: int) -> None:
     # 150 ms median, 1.5 s p99: counts arrive far out of order.  Counting the later sends that
     # overtook a request twice (in its count and as still to come) put 110 into windows of 90

@@ -8,7 +8,11 @@ The server counts: the emulator keeps every throttle window (start, end, accepte
 accepted per tenth of the window) and the arrival times and request-seconds it held; the Laravel
 app (``tests/laravel/server.php``) logs every request, from which the harness rebuilds its windows.
 
-- Complete windows leave out the first and the last window of a run.
+- Complete windows leave out the first window of a run and the last: the one in which the
+  client sent its last request, and any opened after it by answers still on their way (a long
+  tail's stragglers reach the server after the last send: 150 ms median / 1.5 s p99 away, one
+  more window of 1-2 requests).  The emulator dates a request's send as it enters the server,
+  before its simulated network delay.
 - **Utilisation** = accepted requests per complete window / L.
 - **Rate used** = accepted requests in the complete windows / the time from the first complete
   window's start to the start of the window after the last complete one, divided by L/D. A pacer
@@ -69,7 +73,7 @@ class Run:
     accepted: int
     windows: list[dict[str, Any]]  # start, end, accepted, throttled, tenths; in order
     first: float
-    last: float
+    last: float  # the last request's arrival (the emulator: before its network delay, i.e. its send)
     held_seconds: float | None  # request-seconds in the server (None: the Laravel app)
     foreign_cores: float
     limit: int | None = None
@@ -77,7 +81,11 @@ class Run:
 
     @property
     def complete(self) -> list[dict[str, Any]]:
-        return self.windows[1:-1]
+        """The windows after the first that ended before the client's last send: the first (the
+        preflight's, and the pacer's before it knows the window) is partial, so is the one in
+        which the rows ran out, and so are any that a long tail's stragglers opened after it."""
+        period = self.period or 0.0
+        return [w for w in self.windows[1:] if float(w.get("end", w["start"] + period)) <= self.last]
 
     @property
     def share_429(self) -> float:
@@ -93,7 +101,8 @@ class Run:
     def rate_used(self) -> float | None:
         if not self.complete or self.limit is None or self.period is None:
             return None
-        span = float(self.windows[-1]["start"]) - float(self.complete[0]["start"])
+        after = self.windows[1 + len(self.complete)]  # the window in which the last send went
+        span = float(after["start"]) - float(self.complete[0]["start"])
         return float(sum(w["accepted"] for w in self.complete)) / span / (self.limit / self.period)
 
     @property

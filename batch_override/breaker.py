@@ -26,7 +26,7 @@ class OutageTooLong(Exception):
 class Breaker:
     def __init__(
         self,
-        threshold: int,
+        threshold: int | Callable[[], int],
         *,
         rows_needed: int = 2,
         max_outage: float,
@@ -37,7 +37,9 @@ class Breaker:
         stopped: asyncio.Event | None = None,
     ) -> None:
         self._stopped = stopped or asyncio.Event()
-        self._threshold = max(1, threshold)
+        # A number, or a function asked at each failure: under auto concurrency, what may be in
+        # flight now (a streak as long as one round trip's worth of requests).
+        self._threshold = threshold if callable(threshold) else (lambda: threshold)
         self._rows_needed = rows_needed
         self._max_outage = max_outage
         self._base = backoff_base
@@ -111,6 +113,8 @@ class Breaker:
 
         An outage needs ``threshold`` failures in a row *from at least two rows* (three with
         more senders): one row failing again and again is that row's problem, not the server's.
+        The trap: a threshold of the most that may ever be in flight (64 under auto) lets a
+        failing server take 64 failures, and the rows their retries, where 4 were in flight.
         """
         self._streak += 1
         self._streak_rows.add(row)
@@ -118,7 +122,7 @@ class Breaker:
             self._probe.release()
         if (
             self._opened_at is None
-            and self._streak >= self._threshold
+            and self._streak >= max(1, self._threshold())
             and len(self._streak_rows) >= self._rows_needed
         ):
             self._opened_at = self._clock()

@@ -243,7 +243,7 @@ class RunConfig:
     @property
     def senders(self) -> int:
         """Requests in flight at most: ``--concurrency N``, else ``--max-concurrency``.  The
-        connection pool, the queue and the outage breaker size from it."""
+        connection pool and the queue size from it."""
         return self.fixed_concurrency or self.max_concurrency
 
     def __post_init__(self) -> None:

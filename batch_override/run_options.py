@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -113,14 +114,28 @@ class OutputOptions:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> OutputOptions:
-        """From a job file's or the flags' values; the trap: any value counts, as its truth or text."""
-        text = {k: None if v is None else str(v) for k, v in values.items()}
-        return cls(
-            **{k: v for k, v in text.items() if k not in ("quiet", "verbose", "log_format")},
-            quiet=bool(values.get("quiet")),
-            verbose=int(values.get("verbose") or 0),
-            log_format=text.get("log_format") or "text",
-        )
+        """From a job file's or the flags' values, each checked (exit 2 naming the key).  The
+        trap: taken by its truth, a job file's ``quiet = "no"`` meant yes."""
+        checked = {k: _output_value(k, v) for k, v in values.items() if v is not None}
+        return cls(**checked)
+
+
+def _output_value(key: str, value: Any) -> Any:
+    name = "--" + key.replace("_", "-")
+    if key == "quiet":
+        if not isinstance(value, bool):
+            raise UsageError(f"{name} must be true or false, not {value!r}")
+    elif key == "verbose":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UsageError(f"{name} must be a whole number of 0 or more, not {value!r}")
+    elif key == "log_format":
+        if value not in ("text", "json"):
+            raise UsageError(f"{name} must be text or json, not {value!r}")
+    elif isinstance(value, os.PathLike):
+        return os.fspath(value)
+    elif not isinstance(value, str):
+        raise UsageError(f"{name} must be text, not {value!r}")
+    return value
 
 
 OUTPUT_KEYS = frozenset(f.name for f in dataclasses.fields(OutputOptions))

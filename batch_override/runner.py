@@ -253,12 +253,13 @@ async def _send_all(
         backoff_base=config.backoff_base,
         backoff_cap=config.backoff_cap,
     )
-    # The senders, the pool, the queue and the breaker size from the most that may be in flight;
-    # the slots (auto: Little's law and the gradient) decide how many are.
+    # The senders, the pool and the queue size from the most that may be in flight; the slots
+    # (auto: Little's law and the gradient) decide how many are, and the breaker's streak is
+    # that many (a round trip's worth of failures from a failing server).
     senders = config.senders
     slots = Concurrency(config.fixed_concurrency, config.max_concurrency)
     breaker = Breaker(
-        max(3, senders),
+        lambda: max(3, slots.limit),
         rows_needed=min(3, max(2, senders)),
         max_outage=config.max_outage,
         backoff_base=config.backoff_base,

@@ -126,3 +126,12 @@ async def test_wait_turn_gives_up_at_once_when_the_run_stops() -> None:
     await asyncio.sleep(0)
     stopped.set()
     assert await asyncio.wait_for(waiter, 5) is False
+
+
+def test_the_streak_follows_a_threshold_asked_at_each_failure() -> None:
+    # Under auto concurrency the breaker sizes its streak from what may be in flight now, not
+    # from --max-concurrency: 4 in flight, 4 failures from several rows are an outage.
+    in_flight = [64]
+    breaker = Breaker(lambda: in_flight[0], rows_needed=3, max_outage=60.0, clock=Clock())
+    in_flight[0] = 4
+    assert [breaker.failed("server_error", probe=False, row=r) for r in range(4)] == [False] * 3 + [True]

@@ -71,6 +71,24 @@ def test_auto_means_the_job_decides_and_a_value_is_fixed() -> None:
     assert RunConfig(input="x", max_concurrency=7).senders == 7
 
 
-def test_output_options_take_a_job_files_values_as_their_truth_or_text() -> None:
+def test_output_options_take_a_job_files_values_as_they_are() -> None:
     output = OutputOptions.from_mapping({"quiet": True, "verbose": 2, "summary": Path("s.json")})
     assert output == OutputOptions(quiet=True, verbose=2, summary="s.json")
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"quiet": "no"}, "--quiet must be true or false, not 'no'"),
+        ({"verbose": "2"}, "--verbose must be a whole number of 0 or more, not '2'"),
+        ({"verbose": True}, "--verbose must be a whole number of 0 or more, not True"),
+        ({"log_format": "xml"}, "--log-format must be text or json, not 'xml'"),
+        ({"summary": 5}, "--summary must be text, not 5"),
+    ],
+)
+def test_output_options_refuse_a_value_of_the_wrong_kind_by_its_flag(
+    values: dict[str, object], message: str
+) -> None:
+    with pytest.raises(UsageError) as caught:
+        OutputOptions.from_mapping(values)
+    assert str(caught.value) == message

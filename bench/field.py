@@ -9,7 +9,7 @@ accepted per tenth of the window) and the arrival times and request-seconds it h
 app (``tests/laravel/server.php``) logs every request, from which the harness rebuilds its windows.
 
 - Complete windows leave out the first window of a run and the last: the one in which the
-  client sent its last request, and any opened after it by answers still on their way (a long
+  client sent its last request, and any opened after it by requests still on their way (a long
   tail's stragglers reach the server after the last send: 150 ms median / 1.5 s p99 away, one
   more window of 1-2 requests).  The emulator dates a request's send as it enters the server,
   before its simulated network delay.

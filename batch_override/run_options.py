@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .apikey import ENV_VAR
-from .config import MEDIA_COLUMN, RunConfig, text_parser
+from .config import MEDIA_COLUMN, Allowed, RunConfig, option_name, text_parser
 from .errors import UsageError
 from .jobfile import load_job
 from .outcome import SUCCESS_OUTCOMES, Outcome
@@ -120,21 +120,20 @@ class OutputOptions:
         return cls(**checked)
 
 
+#: The output options checked as the run options are (:class:`~.config.Allowed`).
+_OUTPUT_RANGES = {"quiet": Allowed(bool), "verbose": Allowed(int, 0)}
+
+
 def _output_value(key: str, value: Any) -> Any:
-    name = "--" + key.replace("_", "-")
-    if key == "quiet":
-        if not isinstance(value, bool):
-            raise UsageError(f"{name} must be true or false, not {value!r}")
-    elif key == "verbose":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise UsageError(f"{name} must be a whole number of 0 or more, not {value!r}")
+    if key in _OUTPUT_RANGES:
+        _OUTPUT_RANGES[key].check(key, value)
     elif key == "log_format":
         if value not in ("text", "json"):
-            raise UsageError(f"{name} must be text or json, not {value!r}")
+            raise UsageError(f"{option_name(key)} must be text or json (got {value!r})")
     elif isinstance(value, os.PathLike):
         return os.fspath(value)
     elif not isinstance(value, str):
-        raise UsageError(f"{name} must be text, not {value!r}")
+        raise UsageError(f"{option_name(key)} must be text (got {value!r})")
     return value
 
 

@@ -79,11 +79,12 @@ def test_output_options_take_a_job_files_values_as_they_are() -> None:
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"quiet": "no"}, "--quiet must be true or false, not 'no'"),
-        ({"verbose": "2"}, "--verbose must be a whole number of 0 or more, not '2'"),
-        ({"verbose": True}, "--verbose must be a whole number of 0 or more, not True"),
-        ({"log_format": "xml"}, "--log-format must be text or json, not 'xml'"),
-        ({"summary": 5}, "--summary must be text, not 5"),
+        ({"quiet": "no"}, "--quiet must be true or false (got 'no')"),
+        ({"verbose": "2"}, "--verbose must be an integer >= 0 (got '2')"),
+        ({"verbose": True}, "--verbose must be an integer >= 0 (got True)"),
+        ({"verbose": -1}, "--verbose must be an integer >= 0 (got -1)"),
+        ({"log_format": "xml"}, "--log-format must be text or json (got 'xml')"),
+        ({"summary": 5}, "--summary must be text (got 5)"),
     ],
 )
 def test_output_options_refuse_a_value_of_the_wrong_kind_by_its_flag(

@@ -282,7 +282,8 @@ class Pacer:
                 if counted >= 1 and self.window.counted(ticket.seq, ticket.sent_at, counted, now):
                     self._rebuild()  # the window's length just showed: catch up in the window it opened
                     budget, used = self.model.budget or 0, self.window.used
-                    self._catch_up.start(now, ticket.sent_at, budget - used, self._meters[-1])
+                    steady = self._meters[-1]  # the budget's meter (PaceModel.meters puts it last)
+                    self._catch_up.start(now, ticket.sent_at, budget - used, steady)
             else:
                 self.model.no_headers()
         self._rebuild()

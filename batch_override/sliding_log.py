@@ -79,16 +79,20 @@ class CatchUp:
         if left > 0:
             self._meter, self.until = SlidingLog(left, end - now), end
 
+    def _active(self, now: float) -> SlidingLog | None:
+        """The meter while catching up; None once the window has ended (or never started)."""
+        if now >= self.until:
+            self._meter = None
+        return self._meter
+
     def wait(self, now: float) -> float | None:
         """Seconds until the next send may go; None when not catching up (the steady meter's turn)."""
-        if self._meter is None or now >= self.until:
-            self._meter = None
-            return None
-        return self._meter.wait(now)
+        meter = self._active(now)
+        return None if meter is None else meter.wait(now)
 
     def record(self, now: float) -> bool:
         """Take a send made at ``now``; False when not catching up."""
-        if self._meter is None or now >= self.until:
-            return False
-        self._meter.record(now)
-        return True
+        meter = self._active(now)
+        if meter is not None:
+            meter.record(now)
+        return meter is not None

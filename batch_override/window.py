@@ -141,7 +141,7 @@ class ServerWindow:
         flying[seq] = at
 
     def answered(self, seq: int) -> None:
-        """Send ``seq`` was answered (or given up): the server counts it no more."""
+        """Send ``seq`` has its answer (or none will come): no longer in flight."""
         self._flying.pop(seq, None)
 
     def _later(self, seq: int) -> int:

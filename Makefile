@@ -16,14 +16,14 @@ $(STAMP): pyproject.toml requirements.lock
 
 ## Run the main job on sample_data/ against the bundled emulator (ledger in out/demo.ledger.csv).
 demo: $(STAMP)
-	$(BIN)/python -m batch_override.demo
+	$(BIN)/python examples/demo.py
 
 ## Lint, type-check, then the whole test suite.
 test: lint unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check batch_override tests bench
-	$(BIN)/ruff format --check batch_override tests bench
+	$(BIN)/ruff check batch_override tests bench examples
+	$(BIN)/ruff format --check batch_override tests bench examples
 	$(BIN)/mypy
 
 unit: $(STAMP)

@@ -34,7 +34,7 @@ def run_job(config: RunConfig, api_key: ApiKey | str | None = None) -> Summary:
     anything is sent raise :class:`BatchOverrideError` (``.exit_code`` tells which).  A bug raises
     its own exception, but only after the run has ended cleanly (rows recorded, lock released).
     """
-    from .runner import run_job_async
+    from .job.runner import run_job_async
 
     key: ApiKey | None
     if isinstance(api_key, str):
@@ -54,7 +54,7 @@ def read_ledger(path: str | Path, latest: bool = False) -> pd.DataFrame:
     would trust for the ledger's last run (same API URL and key, per the run log): the state a
     rerun would act on.  Imports pandas (the command line never does).
     """
-    from .frames import read_ledger as read
+    from .ledger.frames import read_ledger as read
 
     return read(path, latest)
 

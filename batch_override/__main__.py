@@ -4,10 +4,10 @@ import sys
 
 
 def main() -> int:
-    from .nopandas import keep_pandas_out
+    from .cli.nopandas import keep_pandas_out
 
     keep_pandas_out()  # before the command line's modules import pyarrow and use it
-    from .cli import main as cli_main
+    from .cli.main import main as cli_main
 
     return cli_main()
 

@@ -5,9 +5,6 @@ Messages are one line and name the file, row and problem; they never contain the
 
 from __future__ import annotations
 
-import sys
-import traceback
-
 
 class ExitCode:
     OK = 0
@@ -59,24 +56,3 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's text (pyarrow's run to several), or its type's name."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-def report_internal_error(exc: BaseException, *, json_format: bool, verbose: bool) -> int:
-    """Report a bug as one line on stderr and return 70 (EX_SOFTWARE).
-
-    The traceback goes to stderr only with ``verbose``, and into the JSON line with ``json_format``
-    (log shippers keep it; a person at a terminal or cron mail gets one line).
-    """
-    from .logs import json_line
-
-    line = (
-        f"batch-override: internal error: {type(exc).__name__}: {first_line(exc)}; rerun with -v for details"
-    )
-    trace = "".join(traceback.format_exception(exc))
-    if json_format:
-        print(json_line("error", line, exit_code=ExitCode.INTERNAL, traceback=trace), file=sys.stderr)
-        return ExitCode.INTERNAL
-    if verbose:
-        print(trace, end="", file=sys.stderr)
-    print(line, file=sys.stderr)
-    return ExitCode.INTERNAL

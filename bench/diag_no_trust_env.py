@@ -1,6 +1,6 @@
 """Diagnostic, not the shipped job: ``batch-override`` with aiohttp's ``trust_env`` forced off.
 
-Up to commit 1a13892 ``batch_override.client.make_session`` built its session with
+Up to commit 1a13892 ``batch_override.sending.client.make_session`` built its session with
 ``trust_env=True`` (to honour ``HTTPS_PROXY``); aiohttp then looks up ``~/.netrc`` and the proxy
 environment *per request*, each in a worker thread (``run_in_executor`` / ``to_thread``): two
 thread round trips per row, ~3x the job's CPU per row.  The overhead benchmark runs the job through
@@ -27,6 +27,6 @@ def _init(self: aiohttp.ClientSession, *args: Any, **kwargs: Any) -> None:
 
 if __name__ == "__main__":
     aiohttp.ClientSession.__init__ = _init  # type: ignore[method-assign]
-    from batch_override.cli import main
+    from batch_override.cli.main import main
 
     sys.exit(main(sys.argv[1:]))

@@ -138,9 +138,9 @@ def _self_cpu() -> float:
 def _resume(rows: int) -> tuple[Table, Check, list[str]]:
     """Loading a ``rows``-line ledger's resume index beside pyarrow reading the same file."""
     # The job's own loader, given the trusted runs the way the job computes them.
-    from batch_override import runlog
     from batch_override.apikey import ApiKey
-    from batch_override.resume import load_resume_index
+    from batch_override.ledger import runlog
+    from batch_override.ledger.resume import load_resume_index
 
     notes: list[str] = []
     corrections = OUT / f"corrections-v1-{rows}-narrow.csv"
@@ -188,7 +188,9 @@ def _resume(rows: int) -> tuple[Table, Check, list[str]]:
     table = Table(["step", "seconds (best of 5)", "vs pyarrow.csv.read_csv"])
     table.add("`pyarrow.csv.read_csv(ledger)` (baseline)", f"{t_read:.3f}", "1.00x")
     table.add(
-        "`batch_override.resume.load_resume_index(ledger, trusted)`", f"{t_load:.3f}", ratio(t_load, t_read)
+        "`batch_override.ledger.resume.load_resume_index(ledger, trusted)`",
+        f"{t_load:.3f}",
+        ratio(t_load, t_read),
     )
     table.add(
         "CLI: 10-row `--dry-run` with this ledger minus with a header-only ledger",
@@ -298,7 +300,7 @@ The small size is run 3 times and its median peak RSS kept; the big size once (a
 takes ~100 s).  Peak RSS varies by up to ~100 MiB from run to run (pyarrow's read-ahead buffers,
 the allocator), i.e. about +-10 B/row on the slope: differences under ~15 B/row are noise.
 
-Resume: `load_resume_index` imported from `batch_override.resume` and timed in-process on a
+Resume: `load_resume_index` imported from `batch_override.ledger.resume` and timed in-process on a
 {resume_rows:,}-line ledger (all lines trusted), beside `pyarrow.csv.read_csv` of the same file
 (all columns); best of 5 each, interleaved.  The CLI line is the end-to-end cost a user waits for.
 """

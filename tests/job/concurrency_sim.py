@@ -9,7 +9,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from batch_override.concurrency import Concurrency
+from batch_override.pacing.concurrency import Concurrency
 
 
 @dataclass

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from batch_override.config import Rate
-from batch_override.pacing import Pacer, Ticket
+from batch_override.pacing.pacer import Pacer, Ticket
 
 
 @dataclass

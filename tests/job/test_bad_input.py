@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batch_override import cli
+from batch_override.cli import main as cli
 from batch_override.config import RunConfig
 from batch_override.emulator import Emulator
 from batch_override.errors import UsageError

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from batch_override.concurrency import Concurrency
+from batch_override.pacing.concurrency import Concurrency
 from tests.job.concurrency_sim import network, simulate
 
 

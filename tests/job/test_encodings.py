@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from batch_override.table import open_table, sniff_encoding
+from batch_override.input.table import open_table, sniff_encoding
 from tests.support import FAST, Result, cli_env, read_ledger, run_cli, sha
 
 NOTES = ["Café crème", "Ünïcödé – naïve", "Señor €5", "Ø plain"]

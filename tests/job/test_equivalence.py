@@ -13,7 +13,7 @@ import pytest
 from batch_override.apikey import ApiKey
 from batch_override.config import Rate, RunConfig
 from batch_override.emulator import DEMO_API_KEY, Emulator, EmulatorConfig
-from batch_override.runner import run_job_async
+from batch_override.job.runner import run_job_async
 from tests.support import cli_env, read_ledger, run_cli
 
 ROWS = 10_000

@@ -19,14 +19,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch_override.apikey import ApiKey
-from batch_override.batch import InputOptions
 from batch_override.config import Rate, RunConfig, parse_label_map
 from batch_override.emulator import DEMO_API_KEY, Emulator
 from batch_override.errors import InputError, UsageError
-from batch_override.plan import index_input
-from batch_override.report import build_report, write_retry_file
-from batch_override.runner import run_job_async
-from batch_override.source import CorrectionsFile
+from batch_override.input.batch import InputOptions
+from batch_override.input.file_input import CorrectionsFile
+from batch_override.job.plan import index_input
+from batch_override.job.runner import run_job_async
+from batch_override.report.run_report import build_report, write_retry_file
 from batch_override.summary import Summary
 from tests.support import cli_env, read_ledger, run_cli, sha, write_csv
 

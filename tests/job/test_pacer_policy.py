@@ -8,9 +8,9 @@ import pytest
 
 from batch_override.config import Rate
 from batch_override.emulator.network import Latency
-from batch_override.pacing import WINDOW_MARGIN
-from batch_override.rate_headers import HeaderReader, retry_after_seconds
-from batch_override.window import WindowLearner
+from batch_override.pacing.pacer import WINDOW_MARGIN
+from batch_override.pacing.rate_headers import HeaderReader, retry_after_seconds
+from batch_override.pacing.window import WindowLearner
 from tests.job.pacer_sim import Throttle, max_in_tenth, simulate
 
 

@@ -23,8 +23,8 @@ from aiohttp import web
 from batch_override.apikey import ApiKey
 from batch_override.config import Rate, RunConfig
 from batch_override.emulator import DEMO_API_KEY
+from batch_override.job.runner import run_job_async
 from batch_override.outcome import ALREADY_SUBMITTED_NOTE
-from batch_override.runner import run_job_async
 from batch_override.summary import Summary
 from tests.support import cli_env, read_ledger, run_cli, serve_app, sha, write_csv
 

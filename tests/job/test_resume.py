@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from batch_override.emulator import DEMO_API_KEY
-from batch_override.ledger import LedgerLock
+from batch_override.ledger.writer import LedgerLock
 from tests.support import FAST, cli_env, latest, read_ledger, run_cli, sha, write_csv
 
 

@@ -10,10 +10,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from batch_override import resume as resume_module
 from batch_override.keys import make_keys
-from batch_override.ledger import COLUMNS
-from batch_override.resume import Prior, load_resume_index
+from batch_override.ledger import resume as resume_module
+from batch_override.ledger.resume import Prior, load_resume_index
+from batch_override.ledger.writer import COLUMNS
 from tests.support import sha
 
 PRIOR = {

@@ -1,7 +1,7 @@
 """No path through the job waits forever: every failure ends the run within --grace plus 2 s.
 
 Each case runs the job in-process against a small loopback server, with a fault injected
-through :class:`~batch_override.parts.Parts` (a ledger writer whose k-th write fails, a client,
+through :class:`~batch_override.job.parts.Parts` (a ledger writer whose k-th write fails, a client,
 pacer or input whose k-th call raises) or a cancel at the k-th request or ledger write.  Every
 case must return within 2 s with the lock released and the run log's finish record written; and,
 unless the ledger itself failed, every row must have exactly one line.
@@ -24,17 +24,17 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from batch_override import runlog
 from batch_override.apikey import ApiKey
-from batch_override.batch import Batch, InputOptions
-from batch_override.client import Answer, Client
 from batch_override.config import Rate, RunConfig
 from batch_override.emulator import DEMO_API_KEY
-from batch_override.ledger import LedgerLock, LedgerWriter
-from batch_override.pacing import Pacer, Ticket
-from batch_override.parts import Parts
-from batch_override.runner import run_job_async
-from batch_override.source import CorrectionsFile
+from batch_override.input.batch import Batch, InputOptions
+from batch_override.input.file_input import CorrectionsFile
+from batch_override.job.parts import Parts
+from batch_override.job.runner import run_job_async
+from batch_override.ledger import runlog
+from batch_override.ledger.writer import LedgerLock, LedgerWriter
+from batch_override.pacing.pacer import Pacer, Ticket
+from batch_override.sending.client import Answer, Client
 from batch_override.summary import Summary
 from tests.support import latest, read_ledger, serve_app, sha, write_csv
 

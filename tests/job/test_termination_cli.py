@@ -17,8 +17,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from batch_override import cli, hashing, plan, report, runner
-from batch_override.ledger import LedgerLock
+from batch_override.cli import hash_command as hashing
+from batch_override.cli import main as cli
+from batch_override.job import plan, runner
+from batch_override.ledger.writer import LedgerLock
+from batch_override.report import run_report as report
 from tests.support import FAST, REPO, cli_env, latest, read_ledger, run_cli, sha, write_csv
 
 QUICK = (*FAST, "--no-preflight")

@@ -15,10 +15,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from batch_override import cli
+from batch_override.cli import main as cli
+from batch_override.cli.jobfile import load_job
+from batch_override.cli.options import JOB_KEYS, config_from
 from batch_override.errors import UsageError
-from batch_override.jobfile import load_job
-from batch_override.run_options import JOB_KEYS, config_from
 from tests.support import REPO, Result, latest, read_ledger, run_against, run_cli, sha, write_csv
 
 OK_WITH_NOT_READY = "submitted,already_submitted,duplicate,skipped,planned,not_ready"

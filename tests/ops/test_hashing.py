@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batch_override.hashing import add_parser, hash_corrections, sha256_file
-from batch_override.source import CorrectionsFile
+from batch_override.cli.hash_command import add_parser, hash_corrections, sha256_file
+from batch_override.input.file_input import CorrectionsFile
 from tests.ops.helpers import run_command
 from tests.support import cli_env, run_cli, write_csv
 

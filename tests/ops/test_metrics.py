@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from batch_override import metrics
-from batch_override.metrics import read_last_success, write_metrics
+from batch_override.cli import metrics
+from batch_override.cli.metrics import read_last_success, write_metrics
 from batch_override.outcome import Outcome
 from batch_override.summary import Summary
 

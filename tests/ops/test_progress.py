@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from batch_override import progress
-from batch_override.progress import Progress
+from batch_override.job import progress
+from batch_override.job.progress import Progress
 
 
 class FakeTty(io.StringIO):

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from batch_override import ledger_reader
 from batch_override.emulator.faults import Fault, FaultPlan
-from batch_override.report import add_parser, build_report, summarize, write_retry_file
+from batch_override.ledger import reader as ledger_reader
+from batch_override.report.run_report import add_parser, build_report, summarize, write_retry_file
 from tests.ops.helpers import line, run_command, write_ledger, write_runlog
 from tests.support import cli_env, read_ledger, run_cli, sha, write_csv
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from batch_override import cli
-from batch_override.jobfile import load_job
-from batch_override.run_options import JOB_KEYS
+from batch_override.cli import main as cli
+from batch_override.cli.jobfile import load_job
+from batch_override.cli.options import JOB_KEYS
 from tests.support import REPO
 
 JOBS = REPO / "jobs"

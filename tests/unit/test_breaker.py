@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from batch_override.breaker import Breaker, OutageTooLong
+from batch_override.sending.breaker import Breaker, OutageTooLong
 
 
 class Clock:

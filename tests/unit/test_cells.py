@@ -7,7 +7,7 @@ import datetime as dt
 import pandas as pd
 import pyarrow as pa
 
-from batch_override.cells import as_text
+from batch_override.input.cells import as_text
 
 
 def text(values: object, kind: pa.DataType | None = None) -> list[str]:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from batch_override import RunConfig
-from batch_override.cli import build_parser
+from batch_override.cli.main import build_parser
+from batch_override.cli.options import HELP, JOB_KEYS, OutputOptions
 from batch_override.config import Rate
 from batch_override.errors import UsageError
-from batch_override.run_options import HELP, JOB_KEYS, OutputOptions
 
 
 def _run_help() -> str:

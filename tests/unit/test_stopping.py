@@ -10,9 +10,9 @@ import signal
 import pytest
 
 from batch_override.errors import ExitCode
-from batch_override.failures import FailureWindow
 from batch_override.outcome import Action
-from batch_override.retry import Step, backoff_delay, decide
+from batch_override.sending.failures import FailureWindow
+from batch_override.sending.retry import Step, backoff_delay, decide
 from batch_override.stopping import Halted, Stopper
 
 

@@ -1,0 +1,336 @@
+"""``batch-override hash INPUT -o corrections.csv``: media files to a corrections file, by SHA-256.
+
+INPUT (CSV, gzip CSV, TSV or Parquet, like the job's inputs) names each media file in a path
+column instead of giving its hash.  The output is INPUT with a ``hash`` column first and an
+``error`` column last, every other column kept in order (the path too), so a person can review
+it and then ``batch-override run`` it.
+
+Contract:
+- Relative paths resolve against INPUT's directory, not the working directory: the input and its
+  media travel together, and cron's working directory is not the user's.
+- Files are hashed in a thread pool (``hashlib`` releases the GIL), streamed in 1 MiB reads, and
+  INPUT is read in chunks with at most a few chunks in flight, so memory stays bounded however
+  many rows there are; output rows keep INPUT's order.
+- The output is written to a temporary file and renamed at the end: an interrupted command
+  leaves no half file behind.
+
+Traps:
+- A file that cannot be read gives its row an empty hash and a reason in ``error`` (the job marks
+  the row invalid), and the command exits 1: check the count on stderr before running the file.
+- The ``error`` column is always written, empty when all went well, so every output of the same
+  INPUT layout has the same columns (a ledger refuses an input whose columns changed); the job
+  carries it into the ledger like any other column.
+- An INPUT that already has a ``hash`` or ``error`` column gets it replaced, with a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import zlib
+from collections import deque
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import BinaryIO
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from ..config import CLASSIFICATIONS, MEDIA
+from ..errors import BatchOverrideError, ExitCode, InputError, UsageError, first_line
+from ..files import atomic_writer
+from ..input.table import open_table
+from ..job.progress import Progress
+from .pathlist import read_paths, shown
+
+CHUNK_BYTES = 1 << 20
+_DELIMITERS = (",", ";", "\t")
+
+
+def sha256_file(path: Path) -> tuple[str, str]:
+    """``(hex digest, "")`` of the file's bytes, or ``("", reason)`` when it cannot be read."""
+    digest = hashlib.sha256()
+    buffer = bytearray(CHUNK_BYTES)
+    view = memoryview(buffer)
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            while n := fh.readinto(buffer):
+                digest.update(view[:n])
+    except IsADirectoryError:
+        return "", f"{path}: is a directory, not a file"
+    except FileNotFoundError:
+        return "", f"{path}: no such file"
+    except OSError as exc:
+        return "", f"{path}: {exc.strerror or type(exc).__name__}"
+    return digest.hexdigest(), ""
+
+
+class _Input:
+    """INPUT opened through :func:`~batch_override.input.table.open_table`; :meth:`batches` streams it."""
+
+    def __init__(self, path: Path, path_column: str, chunk_rows: int, encoding: str | None = None) -> None:
+        self.table = open_table(path, encoding=encoding)
+        self.chunk_rows = chunk_rows
+        self.base = path.resolve().parent
+        folded: dict[str, str] = {}
+        for column in self.table.names:
+            key = column.strip().lower()
+            if key in folded:
+                raise self.table.fail(f"column {column.strip()!r} appears twice in the header")
+            folded[key] = column
+        found = folded.get(path_column.strip().lower())
+        if found is None:
+            have = ", ".join(repr(n) for n in self.table.names)
+            raise self.table.fail(f"no {path_column!r} column (header has {have}); use --path-column NAME")
+        self.path_column = found
+        self.replaced = [folded[k] for k in ("hash", "error") if k in folded]
+        self.kept = [n for n in self.table.names if n not in self.replaced]
+        parquet = self.table.parquet
+        self.total: int | None = parquet.metadata.num_rows if parquet is not None else None
+
+    def batches(self) -> Iterator[tuple[pa.RecordBatch, list[str]]]:
+        """Chunks of at most ``chunk_rows`` rows, every column as text (null becomes empty), and
+        their paths."""
+        table = self.table
+        try:
+            records: Iterator[pa.RecordBatch] = (
+                table.parquet.iter_batches(batch_size=self.chunk_rows)
+                if table.parquet is not None
+                else table.csv_reader(use_threads=True)
+            )
+            for record in records:
+                for offset in range(0, record.num_rows, self.chunk_rows):
+                    chunk = _as_text(record.slice(offset, self.chunk_rows))
+                    yield chunk, chunk.column(self.path_column).to_pylist()
+        except (pa.ArrowException, OSError, EOFError, zlib.error, UnicodeError) as exc:
+            if table.kind != "parquet" and table.is_decode_error(exc):
+                raise table.decode_error() from None
+            raise table.fail(f"cannot read ({first_line(exc)})") from None
+
+
+class _PathList:
+    """Paths on standard input (``hash -``), one per line or NUL-separated; relative to the cwd."""
+
+    def __init__(self, stream: BinaryIO, *, nul: bool, chunk_rows: int) -> None:
+        self.path_column = "path"
+        self.kept = ["path"]
+        self.replaced: list[str] = []
+        self.total: int | None = None
+        self.base = Path.cwd()
+        self._chunks = read_paths(stream, nul=nul, chunk=chunk_rows)
+
+    def batches(self) -> Iterator[tuple[pa.RecordBatch, list[str]]]:
+        for paths in self._chunks:
+            column = pa.array([shown(p) for p in paths], pa.string())
+            yield pa.RecordBatch.from_arrays([column], names=["path"]), paths
+
+
+def _as_text(record: pa.RecordBatch) -> pa.RecordBatch:
+    columns = []
+    for column in record.columns:
+        if pa.types.is_dictionary(column.type):
+            column = column.dictionary_decode()
+        if not pa.types.is_string(column.type):
+            try:
+                column = column.cast(pa.string())
+            except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+                column = pa.array([None if v is None else str(v) for v in column.to_pylist()], pa.string())
+        columns.append(pc.fill_null(column, ""))
+    return pa.RecordBatch.from_arrays(columns, names=record.schema.names)
+
+
+def hash_corrections(
+    input_path: Path,
+    output: Path,
+    *,
+    path_column: str = "path",
+    workers: int | None = None,
+    chunk_rows: int = 1024,
+    encoding: str | None = None,
+    fill: Mapping[str, str] | None = None,
+    paths_from: BinaryIO | None = None,
+    nul: bool = False,
+    progress: bool | None = None,
+) -> tuple[int, int]:
+    """Hash every file INPUT names and write the corrections file; returns ``(rows, failed)``.
+
+    With ``paths_from`` (``hash -``), the paths are read from that stream instead (see
+    :mod:`.pathlist`; NUL-separated when ``nul``), relative to the working directory, and
+    ``input_path`` only names them in messages.  ``fill`` adds columns with one value on every
+    row (``--classification human``).  Raises :class:`InputError` for an unreadable INPUT or one
+    without the path column (nothing is written then), :class:`UsageError` for ``output`` naming
+    INPUT itself or a ``fill`` column INPUT already has.
+    """
+    source: _Input | _PathList
+    if paths_from is not None:
+        source = _PathList(paths_from, nul=nul, chunk_rows=chunk_rows)
+    else:
+        if output.resolve() == input_path.resolve():
+            raise UsageError(f"-o {output}: would overwrite INPUT; write the corrections to another file")
+        source = _Input(input_path, path_column, chunk_rows, encoding)
+    fill = dict(fill or {})
+    for column in fill:
+        if column.lower() in {n.strip().lower() for n in source.kept}:
+            raise UsageError(f"--{column}: {input_path} already has a {column!r} column")
+    for column in source.replaced:
+        print(
+            f"batch-override: note: {input_path}: its {column!r} column is replaced by the computed one",
+            file=sys.stderr,
+        )
+    names = ["hash", *source.kept, *fill, "error"]
+    schema = pa.schema([(n, pa.string()) for n in names])
+    rows = failed = 0
+    threads = workers or min(8, os.cpu_count() or 1)
+    # Two chunks queued keep every worker busy while the oldest chunk's slowest file finishes.
+    max_pending = max(2 * chunk_rows, 4 * threads)
+    pending: deque[tuple[pa.RecordBatch, list[Future[tuple[str, str]]]]] = deque()
+    queued = 0
+    with (
+        ThreadPoolExecutor(max_workers=threads) as pool,
+        atomic_writer(output) as fh,
+        Progress(source.total, unit="file", retries=False, enabled=progress) as bar,
+    ):
+        writer = pacsv.CSVWriter(fh, schema, write_options=pacsv.WriteOptions(quoting_style="needed"))
+
+        def flush_oldest() -> None:
+            nonlocal rows, failed, queued
+            batch, futures = pending.popleft()
+            queued -= len(futures)
+            results = []
+            for future in futures:  # in order, so the bar moves while the chunk finishes
+                results.append(future.result())
+                bar.tally(not results[-1][1])
+            hashes = pa.array([h for h, _ in results], pa.string())
+            errors = pa.array([e for _, e in results], pa.string())
+            filled = [pa.array([value] * batch.num_rows, pa.string()) for value in fill.values()]
+            columns = [hashes, *(batch.column(n) for n in source.kept), *filled, errors]
+            writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=schema))
+            rows += batch.num_rows
+            failed += sum(1 for _, e in results if e)
+
+        try:
+            for batch, paths in source.batches():
+                futures = [pool.submit(_hash_cell, source.base, p) for p in paths]
+                pending.append((batch, futures))
+                queued += len(futures)
+                while queued > max_pending:
+                    flush_oldest()
+            while pending:
+                flush_oldest()
+        except BaseException:
+            for _, futures in pending:
+                for future in futures:
+                    future.cancel()
+            raise
+        if rows == 0:
+            raise InputError(
+                f"{input_path}: no paths"
+                if paths_from is not None
+                else f"{input_path}: has a header but no data rows"
+            )
+        writer.close()
+    return rows, failed
+
+
+def _hash_cell(base: Path, cell: str) -> tuple[str, str]:
+    text = cell.strip()
+    if not text:
+        return "", "path is empty"
+    return sha256_file(base / text)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``hash INPUT|- -o OUTPUT [-0] [--classification LABEL] [--media MEDIA] ...``."""
+    p = sub.add_parser(
+        "hash",
+        help="compute the SHA-256 of the media files INPUT lists, writing a corrections file",
+        description="Read INPUT (.csv, .csv.gz, .tsv, .parquet) with a path column naming media files "
+        "(relative to INPUT's directory), or - for paths on standard input, one per line (relative to "
+        "the current directory), and write OUTPUT: a hash column, then INPUT's columns, then an error "
+        "column (empty when the file was hashed).  Example: find media -type f -print0 | "
+        "batch-override hash - -0 --classification human -o corrections.csv",
+        epilog="exit codes: 0 every file hashed; 1 some files unreadable (empty hash, reason in the "
+        "error column); 2 unreadable INPUT, no path column, or an unwritable OUTPUT",
+    )
+    p.add_argument("input", metavar="INPUT", help="file listing the media files, one per row, or - (stdin)")
+    p.add_argument("-o", "--output", metavar="PATH", required=True, help="corrections CSV to write")
+    p.add_argument(
+        "-0",
+        "--null",
+        dest="nul",
+        action="store_true",
+        help="with -: paths are NUL-separated, as find -print0 writes them",
+    )
+    p.add_argument(
+        "--path-column", metavar="NAME", default="path", help="column naming each media file (default path)"
+    )
+    p.add_argument(
+        "--classification",
+        metavar="LABEL",
+        choices=CLASSIFICATIONS,
+        help="add a classification column with LABEL (human or artificial) on every row",
+    )
+    p.add_argument("--media", choices=MEDIA, help="add a media column with this value on every row")
+    p.add_argument(
+        "--encoding",
+        metavar="NAME",
+        help="text encoding of a CSV INPUT without a byte-order mark, e.g. cp1252 (default utf-8)",
+    )
+    p.add_argument(
+        "--workers",
+        metavar="N",
+        type=int,
+        default=None,
+        help="files hashed at once (default: CPUs, at most 8)",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="draw a progress bar (default: only when stderr is a terminal)",
+    )
+    p.set_defaults(handler=main_hash)
+
+
+def main_hash(args: argparse.Namespace) -> int:
+    """Run ``hash`` with parsed ``args``: exit 0 all hashed, 1 some files unreadable, 2 cannot run."""
+    from_stdin = args.input == "-"
+    fill = {k: v for k, v in (("classification", args.classification), ("media", args.media)) if v}
+    try:
+        if args.workers is not None and args.workers < 1:
+            raise UsageError("--workers must be at least 1")
+        if args.nul and not from_stdin:
+            raise UsageError("-0 reads NUL-separated paths from standard input: use it with INPUT -")
+        rows, failed = hash_corrections(
+            Path("<stdin>" if from_stdin else args.input),
+            Path(args.output),
+            path_column=args.path_column,
+            workers=args.workers,
+            encoding=args.encoding,
+            fill=fill,
+            paths_from=sys.stdin.buffer if from_stdin else None,
+            nul=args.nul,
+            progress=args.progress,
+        )
+    except BatchOverrideError as exc:
+        print(f"batch-override: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        print(f"batch-override: error: {args.output}: cannot write ({first_line(exc)})", file=sys.stderr)
+        return ExitCode.USAGE
+    if failed:
+        print(
+            f"batch-override: {failed} of {rows} files could not be hashed; their rows have an empty "
+            f"hash and the reason in the error column of {args.output}",
+            file=sys.stderr,
+        )
+        return ExitCode.SOME_ROWS_FAILED
+    print(f"hashed {rows} files into {args.output}")
+    return ExitCode.OK
+
+
+__all__ = ["CHUNK_BYTES", "add_parser", "hash_corrections", "main_hash", "sha256_file"]

@@ -1,0 +1,195 @@
+"""Finishing rows: each finished row is counted in the summary and the progress bar, and ledgered.
+
+Contract: :meth:`Recorder.finish` never raises for the ledger's sake.  A write or sync that
+fails with an ``OSError`` stops the run with exit 6 and nothing more is written (rows still
+finish, unrecorded: the rerun sends them again and the server answers "already submitted"); any
+other error in the writer is a bug, which stops the run with exit 70 and likewise ends writing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import ExitCode, LedgerWriteError
+from ..input.batch import Batch
+from ..ledger.writer import LedgerWriter, LineValues
+from ..outcome import Outcome
+from ..stopping import Stopper
+from ..summary import Summary
+from .plan import Plan
+from .progress import Progress
+
+log = logging.getLogger("batch_override")
+
+_PLAN_LINE = {
+    Plan.INVALID: (Outcome.INVALID, "invalid_row", ""),
+    Plan.DUPLICATE: (Outcome.DUPLICATE, "", "repeats an earlier row of this input; sent once"),
+    Plan.CONFLICT: (
+        Outcome.CONFLICT,
+        "conflicting_classifications",
+        "this (media, hash) appears with both classifications in the input; none sent",
+    ),
+    Plan.SKIPPED: (Outcome.SKIPPED, "", "accepted in an earlier run"),
+    Plan.REJECTED: (
+        Outcome.REJECTED,
+        "previously_rejected",
+        "rejected in an earlier run; --retry-rejected sends it again",
+    ),
+    Plan.LOCKED: (
+        Outcome.REJECTED,
+        "classification_locked",
+        "an earlier run had the other classification accepted; the server keeps the first",
+    ),
+}
+
+
+@dataclass(slots=True)
+class Item:
+    """A row handed to a sender."""
+
+    row: int
+    media: str
+    hash: str
+    classification: str
+    carried: tuple[str, ...]
+    first_seen: float = math.nan  # unix time of the key's first ledger line (--give-up-after)
+    done: bool = False  # finished (counted, and ledgered if the ledger works)
+
+
+class Recorder:
+    """The summary, the progress bar and the ledger writer (None in tests of planning alone)."""
+
+    def __init__(
+        self, summary: Summary, stopper: Stopper, ledger: LedgerWriter | None, progress: Progress | None
+    ) -> None:
+        self.summary = summary
+        self.ledger = ledger
+        self.progress = progress
+        self._stopper = stopper
+        self._writable = ledger is not None
+        self._retrying: set[int] = set()  # rows waiting on a retry, for the progress bar
+
+    @property
+    def failed(self) -> bool:
+        """True once the ledger failed: the run has stopped and nothing more is recorded."""
+        return self.ledger is not None and not self._writable
+
+    def _write(self, write: Any, *args: Any) -> None:
+        if not self._writable:
+            return
+        try:
+            write(*args)
+        except LedgerWriteError as exc:
+            self._writable = False
+            self._stopper.request(ExitCode.LEDGER_WRITE, str(exc))
+        except Exception as exc:
+            self._writable = False
+            self._stopper.fail(exc)
+
+    def retrying(self, row: int) -> None:
+        """The row waits for another try (shown in the progress bar until it finishes)."""
+        if row not in self._retrying:
+            self._retrying.add(row)
+            if self.progress is not None:
+                self.progress.retrying(+1)
+
+    def finish(
+        self, item: Item, outcome: Outcome, code: str, status: int | None, attempts: int, msg: str
+    ) -> None:
+        item.done = True
+        self.summary.count(outcome, code)
+        if self.progress is not None:
+            if item.row in self._retrying:
+                self._retrying.discard(item.row)
+                self.progress.retrying(-1)
+            self.progress.advance(outcome.value)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "row %d: %s %s (HTTP %s, %d attempts) %s",
+                item.row,
+                outcome.value,
+                code,
+                status,
+                attempts,
+                msg,
+            )
+        if self.ledger is not None:
+            line = LineValues(
+                item.row, item.media, item.hash, item.classification, outcome, code, status, attempts, msg
+            )
+            self._write(self.ledger.write, line, item.carried)
+
+    def abort(self, item: Item, attempts: int = 0) -> None:
+        """Finish a row the run stopped before sending (again)."""
+        self.finish(item, Outcome.ABORTED, "not_sent", None, attempts, f"not sent: {self._stopper.reason}")
+
+    def immediate(self, batch: Batch, plan: np.ndarray[Any, Any], idx: np.ndarray[Any, Any]) -> None:
+        """Ledger lines for rows finished without a request (``idx`` positions in the batch)."""
+        if len(idx) == 0:
+            return
+        codes = plan[idx]
+        for code in np.unique(codes).tolist():
+            outcome, err, _ = self._line_for(Plan(code))
+            self.summary.count(outcome, err, int(np.count_nonzero(codes == code)))
+            if self.progress is not None:
+                self.progress.advance(outcome.value, int(np.count_nonzero(codes == code)))
+        if self.ledger is not None and self._writable:
+            self._write(self.ledger.write_table, self._table(self.ledger, batch, codes, idx))
+
+    def _table(
+        self, ledger: LedgerWriter, batch: Batch, codes: np.ndarray[Any, Any], idx: np.ndarray[Any, Any]
+    ) -> pa.Table:
+        take = pa.array(idx)
+        messages = np.empty(len(idx), dtype=object)
+        outcomes = np.empty(len(idx), dtype=object)
+        errors = np.empty(len(idx), dtype=object)
+        for code in np.unique(codes).tolist():
+            outcome, err, msg = self._line_for(Plan(code))
+            sel = codes == code
+            outcomes[sel], errors[sel], messages[sel] = outcome.value, err, msg
+        invalid = codes == Plan.INVALID
+        hashes = batch.hash.take(take)
+        classes = batch.classification.take(take)
+        media = batch.media.take(take)
+        if invalid.any():
+            reasons = batch.reasons()
+            messages[invalid] = [reasons[i] for i in idx[invalid].tolist()]
+            inv = pa.array(invalid)
+            hashes = pa.compute.if_else(inv, ledger.text_array(batch.raw_hash.take(take)), hashes)
+            classes = pa.compute.if_else(inv, ledger.text_array(batch.raw_classification.take(take)), classes)
+            if batch.raw_media is not None:
+                media = pa.compute.if_else(inv, ledger.text_array(batch.raw_media.take(take)), media)
+        return ledger.bulk_table(
+            rows=batch.start + idx,
+            media=media,
+            hashes=hashes,
+            classes=classes,
+            outcomes=pa.array(outcomes, pa.string()),
+            error_codes=pa.array(errors, pa.string()),
+            messages=pa.array(messages, pa.string()),
+            carried=[ledger.text_array(c.take(take)) for c in batch.carried],
+        )
+
+    def _line_for(self, plan: Plan) -> tuple[Outcome, str, str]:
+        if plan == Plan.SEND:
+            return (Outcome.PLANNED, "", "dry run: not sent")
+        if plan == Plan.ABORTED:
+            return (Outcome.ABORTED, "not_sent", f"not sent: {self._stopper.reason}")
+        return _PLAN_LINE[plan]
+
+    def close(self) -> None:
+        """Close the ledger (its last sync can fail too: exit 6)."""
+        if self.ledger is not None:
+            ledger, self.ledger = self.ledger, None
+            if self._writable:
+                self._write(ledger.close)
+            else:
+                with contextlib.suppress(OSError, LedgerWriteError):
+                    ledger.close()

@@ -1,0 +1,312 @@
+"""The job: read and plan every row, then send the sendable ones under the pacer, ledger each.
+
+Shape (one TaskGroup, so nothing leaks when one part fails or the run is cancelled)::
+
+    input --(pass 1: validate, index)--> plan --(pass 2: batches)--> queue --> N senders
+                                          \\-> immediate ledger lines          \\-> ledger lines
+
+The termination guarantee: whatever stops the run (401/403, wrong URL, failure threshold,
+outage, a signal, a cancel of :func:`run_job_async`, an unwritable ledger, a bug in any stage),
+no new request starts, rows in flight get ``--grace`` seconds and are then cut off, every row
+not finished is recorded ``aborted`` (unless the ledger is what failed), the run log gets its
+finish record and the lock is released.  A signal or cancel during pass 1 ends reading at the
+next batch.  See :mod:`stopping` for how, and for the exit code when several things went wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from .._version import __version__
+from ..apikey import ApiKey
+from ..config import RunConfig
+from ..errors import BatchOverrideError, ExitCode, LedgerWriteError
+from ..input.source import BatchSource
+from ..ledger import runlog
+from ..ledger.resume import ResumeIndex, load_resume_index
+from ..ledger.writer import LedgerLock, LedgerWriter, check_ledger_path, repair_torn_tail, utc_now
+from ..pacing.concurrency import Concurrency
+from ..sending.breaker import Breaker
+from ..sending.client import make_session
+from ..stopping import Halted, Stopper, signals_handled
+from ..summary import Summary
+from .parts import DEFAULT_PARTS, Parts
+from .plan import InputIndex, index_input
+from .producer import PassTwo, produce
+from .progress import Progress
+from .recorder import Item, Recorder
+from .sender import Requester, Sender
+
+log = logging.getLogger("batch_override")
+
+
+@dataclass(slots=True)
+class _Job:
+    config: RunConfig
+    api_key: ApiKey | None
+    parts: Parts
+    run_id: str
+    started: float
+    stopper: Stopper
+    recorder: Recorder | None = None  # once the input is planned
+
+    def exit_now(self, code: int) -> None:
+        """A second signal: sync the ledger and leave (the kernel releases the lock)."""
+        if self.recorder is not None:
+            self.recorder.close()
+        os._exit(code)
+
+
+async def run_job_async(config: RunConfig, api_key: ApiKey | None, parts: Parts = DEFAULT_PARTS) -> Summary:
+    """Run one job to the end and return its summary (``summary.exit_code`` says how it went).
+
+    Raises :class:`~.errors.BatchOverrideError` for problems found before anything is sent
+    (unreadable input, ledger mismatch, ledger held by another run).  A cancel stops the run as
+    a signal would, waits for it to wind down (at most ``--grace`` and a moment), then re-raises
+    :class:`asyncio.CancelledError`.  An unexpected error is re-raised once the run has ended
+    cleanly (exit code 70 in its run-log record).  ``parts`` is the seam tests use to inject faults.
+    """
+    if not config.dry_run and api_key is None:
+        raise BatchOverrideError("no API key given")
+    started = time.monotonic()
+    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+    lock = None
+    if config.ledger is not None:
+        # First of all, so a second run started by cron exits at once, however big its input.
+        check_ledger_path(config.ledger)
+        lock = LedgerLock(config.ledger)
+        lock.acquire(
+            {"pid": os.getpid(), "host": runlog.user_at_host(), "run_id": run_id, "started_at": utc_now()}
+        )
+    job = _Job(config, api_key, parts, run_id, started, Stopper(config.grace))
+    try:
+        with signals_handled(job.stopper, job.exit_now):
+            summary = await _run_locked(job)
+    finally:
+        if lock is not None:
+            lock.release()
+    if job.stopper.error is not None:
+        raise job.stopper.error
+    return summary
+
+
+async def _run_locked(job: _Job) -> Summary:
+    config, stopper = job.config, job.stopper
+    source = await asyncio.to_thread(job.parts.source, config)
+    try:
+        summary = Summary(
+            run_id=job.run_id,
+            ledger=str(config.ledger) if config.ledger else None,
+            api_url=config.api_url,
+            dry_run=config.dry_run,
+        )
+        if config.ok_outcomes is not None:
+            summary.ok_outcomes = config.ok_outcomes
+        try:
+            index, _ = await asyncio.gather(
+                stopper.in_thread(index_input, stopper.interruptible(source.batches())),
+                asyncio.to_thread(source.compute_sha256),
+            )
+        except Halted:  # a signal during pass 1: nothing was sent or written
+            _conclude(summary, stopper, job.started)
+            return summary
+        summary.rows = index.rows
+        await _run_planned(job, source, index, summary)
+        return summary
+    finally:
+        source.close()
+
+
+async def _run_planned(job: _Job, source: BatchSource, index: InputIndex, summary: Summary) -> None:
+    config, stopper = job.config, job.stopper
+    ledger = _open_ledger(job, source) if config.ledger is not None else None
+    job.recorder = recorder = Recorder(summary, stopper, ledger, None)
+    fingerprint = job.api_key.fingerprint if job.api_key else "-"
+    logged = False
+    try:
+        resume = ResumeIndex.empty()
+        if config.ledger is not None:
+            trusted = runlog.trusted_runs(runlog.runlog_path(config.ledger), config.api_url, fingerprint)
+            resume = await asyncio.to_thread(
+                load_resume_index, config.ledger, trusted, first_seen=config.give_up_after_days is not None
+            )
+            _log_run(job, source, fingerprint, "started", summary)
+            logged = True
+        _log_start(job, source, index, resume)
+        recorder.progress = Progress(index.rows, enabled=config.progress)
+        with logging_redirect_tqdm(loggers=[log]) if recorder.progress.enabled else contextlib.nullcontext():
+            await _send_all(job, source, index, resume, recorder)
+    except BatchOverrideError as exc:
+        if not logged:
+            raise  # found before anything was sent: the caller reports it
+        stopper.request(exc.exit_code, str(exc))
+    except Exception as exc:
+        stopper.fail(exc)
+    finally:
+        if recorder.progress is not None:
+            recorder.progress.close()
+        recorder.close()
+        _conclude(summary, stopper, job.started)
+        if logged:
+            # Logged by _log_run; the ledger is whole, and the started record keeps its lines trusted.
+            with contextlib.suppress(LedgerWriteError):
+                _log_run(job, source, fingerprint, "finished", summary)
+
+
+def _open_ledger(job: _Job, source: BatchSource) -> LedgerWriter:
+    config = job.config
+    assert config.ledger is not None
+    torn = repair_torn_tail(config.ledger)
+    if torn:
+        log.warning(
+            "ledger %s: cut off a torn last line (%d bytes) left by an interrupted run", config.ledger, torn
+        )
+    return job.parts.ledger_writer(
+        config.ledger,
+        source.columns.carried,
+        job.run_id,
+        neutralize=config.neutralize_formulas,
+        fsync_interval=config.fsync_interval,
+    )
+
+
+def _conclude(summary: Summary, stopper: Stopper, started: float) -> None:
+    summary.duration = time.monotonic() - started
+    stop = stopper.decisive()
+    if stop is not None:
+        summary.exit_code, summary.stop_reason = stop.exit_code, stop.reason
+    else:
+        summary.exit_code = ExitCode.OK if summary.all_succeeded else ExitCode.SOME_ROWS_FAILED
+
+
+def _log_start(job: _Job, source: BatchSource, index: InputIndex, resume: ResumeIndex) -> None:
+    log.info(
+        "run %s: %s -> %s (%s); %d rows: %d valid, %d invalid, %d duplicate, %d conflict; "
+        "%d already in the ledger index",
+        job.run_id,
+        source.display,
+        job.config.api_url,
+        job.config.media if not source.columns.media else "per-row media",
+        index.rows,
+        index.rows - index.invalid,
+        index.invalid,
+        index.duplicates,
+        index.conflicts,
+        len(resume),
+    )
+
+
+def _log_run(job: _Job, source: BatchSource, fingerprint: str, event: str, summary: Summary) -> None:
+    """Append the run's ``started`` or ``finished`` record to the run log beside the ledger."""
+    assert job.config.ledger is not None
+    path = runlog.runlog_path(job.config.ledger)
+    record: dict[str, Any] = {
+        "event": event,
+        "run_id": job.run_id,
+        "api_url": runlog.normalise_url(job.config.api_url),
+        "key_fingerprint": fingerprint,
+        "tool_version": __version__,
+        "user_host": runlog.user_at_host(),
+        # A path resolved; "<stdin>", "<DataFrame>" and "<pyarrow.Table>" as they are.
+        "input": source.display if source.display.startswith("<") else str(Path(source.display).resolve()),
+        "input_sha256": source.sha256,
+        "input_rows": summary.rows,
+        # The input's own names for these columns: the retry file reuses them (report.py).
+        "columns": {
+            "hash": source.columns.hash,
+            "classification": source.columns.classification,
+            "media": source.columns.media or job.config.media_column or "media",
+        },
+        "dry_run": job.config.dry_run,
+        "at": utc_now(),
+    }
+    if event == "finished":
+        record["summary"] = summary.to_dict()
+    try:
+        runlog.append(path, record)
+    except OSError as exc:
+        message = f"{path}: cannot write the run log ({exc.strerror or type(exc).__name__})"
+        log.error("%s", message)
+        raise LedgerWriteError(message) from None
+
+
+async def _send_all(
+    job: _Job, source: BatchSource, index: InputIndex, resume: ResumeIndex, recorder: Recorder
+) -> None:
+    config, stopper = job.config, job.stopper
+    if config.dry_run or job.api_key is None:
+        await produce(PassTwo(config, source, index, resume, recorder, stopper, None))
+        return
+    pacer = job.parts.pacer(
+        config.fixed_rate,
+        headroom=config.headroom,
+        stopped=stopper.stopped,
+        backoff_base=config.backoff_base,
+        backoff_cap=config.backoff_cap,
+    )
+    # The senders, the pool and the queue size from the most that may be in flight; the slots
+    # (auto: Little's law and the gradient) decide how many are, and the breaker's streak is
+    # that many (a round trip's worth of failures from a failing server).
+    senders = config.senders
+    slots = Concurrency(config.fixed_concurrency, config.max_concurrency)
+    breaker = Breaker(
+        lambda: max(3, slots.limit),
+        rows_needed=min(3, max(2, senders)),
+        max_outage=config.max_outage,
+        backoff_base=config.backoff_base,
+        stopped=stopper.stopped,
+    )
+    queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=senders * 4)
+    if recorder.progress is not None:
+        recorder.progress.concurrency = slots.describe
+    async with make_session(
+        job.api_key, concurrency=senders, timeout=config.timeout, ca_bundle=config.ca_bundle
+    ) as session:
+        requester = Requester(job.parts.client(session, config.api_url), pacer, stopper, slots)
+        sender = Sender(config, requester, breaker, recorder, stopper)
+        producer = produce(PassTwo(config, source, index, resume, recorder, stopper, queue), senders)
+        workers = [sender.work(queue) for _ in range(senders)]
+        pipeline = asyncio.ensure_future(_pipeline(stopper, producer, workers))
+        try:
+            await _wind_down_on_cancel(pipeline, stopper)
+        finally:
+            recorder.summary.throttled = pacer.throttled
+            recorder.summary.requests = requester.requests
+            recorder.summary.concurrency = slots.report()
+
+
+async def _pipeline(stopper: Stopper, producer: Any, workers: list[Any]) -> None:
+    """The producer and the senders in one TaskGroup.  Each stage catches its own errors (and
+    stops the run); one that escapes anyway is a bug: the TaskGroup cancels the others."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(producer)
+            for worker in workers:
+                group.create_task(worker)
+    except Exception as exc:
+        stopper.fail(exc.exceptions[0] if isinstance(exc, ExceptionGroup) else exc)
+
+
+async def _wind_down_on_cancel(pipeline: asyncio.Future[None], stopper: Stopper) -> None:
+    """Await ``pipeline``.  A cancel of the run stops it as a signal would (or, once it has
+    stopped, cuts the grace period short), waits for it to wind down, then propagates; a
+    second cancel cancels the pipeline itself."""
+    try:
+        await asyncio.shield(pipeline)
+    except asyncio.CancelledError:
+        if stopper.stops:
+            stopper.cut_off()
+        else:
+            stopper.request(ExitCode.SIGINT, "cancelled by the caller")
+        await pipeline
+        raise

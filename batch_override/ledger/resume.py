@@ -1,0 +1,295 @@
+"""Resume: which overrides a ledger already settled, as one compact sorted index.
+
+The index holds, per (media, hash, classification), the verdict of its latest *decisive* line
+(one that says what the server holds: done, rejected, or worth retrying) among the runs resume
+trusts: runs made against the same API URL with the same key (see :func:`runlog.trusted_runs`),
+so a rehearsal against the emulator never makes a production run skip a row.
+
+An entry is 37 bytes: the 34-byte key of :mod:`keys`, the trusted run's ordinal (2 bytes,
+big-endian) and the :class:`Prior`.  :mod:`plan` looks rows up in it; :func:`trusted_lines` is the
+same rule for a reader that wants the lines themselves (``read_ledger(latest=True)``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..keys import CLASS_CODES, MEDIA_CODES, GrowableKeys, KeyArray, hex_to_bytes
+from ..outcome import DONE_OUTCOMES, Outcome
+from .reader import LedgerFile, read_header
+
+
+class Prior(enum.IntEnum):
+    """What a trusted earlier ledger line says of a (media, hash, classification)."""
+
+    NONE = 0
+    DONE = 1
+    REJECTED = 2
+    RETRY = 3
+
+
+_PRIOR_OF = {
+    **{o.value: Prior.DONE for o in DONE_OUTCOMES},
+    Outcome.REJECTED.value: Prior.REJECTED,
+    Outcome.FAILED.value: Prior.RETRY,
+    Outcome.NOT_READY.value: Prior.RETRY,
+    Outcome.ABORTED.value: Prior.RETRY,
+}
+#: Lines that say what the server holds: resume and ``report --run all`` trust exactly these.
+DECISIVE_OUTCOMES = frozenset(Outcome(v) for v in _PRIOR_OF)
+_DECISIVE = pa.array(list(_PRIOR_OF))
+_PRIOR_OF_CODE = np.array([int(p) for p in _PRIOR_OF.values()], np.uint8)
+#: The ledger columns resume reads.
+WANTED = ("media", "hash", "classification", "outcome", "run_id")
+
+
+#: A resume entry: the 34-byte key, the run's ordinal (2 bytes, big-endian), the :class:`Prior`.
+ENTRY_DTYPE = np.dtype("S37")
+
+
+@dataclass(slots=True)
+class ResumeIndex:
+    """The latest trusted ledger verdict per (media, hash, classification), sorted for lookup.
+
+    One 37-byte entry per key and nothing else (plus 2 bytes per key with ``first_run``), so a
+    ledger of millions of lines resumes in little memory: see :func:`load_resume_index`.
+    """
+
+    entries: npt.NDArray[np.bytes_]
+    #: The ordinal of the first trusted run that wrote a line for the key (``--give-up-after``).
+    first_run: npt.NDArray[np.uint16] | None = None
+    #: Unix start time of each trusted run, by ordinal.
+    run_started: npt.NDArray[np.float64] | None = None
+
+    #: The first 4 bytes of each entry as a big-endian integer: searching these is ~10x faster
+    #: than comparing 37-byte strings, and the few entries that share one are scanned after.
+    prefix: npt.NDArray[np.uint32] = field(default_factory=lambda: np.empty(0, np.uint32))
+
+    def __post_init__(self) -> None:
+        if len(self.prefix) != len(self.entries):
+            self.prefix = _prefix(self.entries.view(np.uint8).reshape(-1, 37))
+
+    @classmethod
+    def empty(cls) -> ResumeIndex:
+        return cls(np.empty(0, ENTRY_DTYPE))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def _scan(
+        self, keys: KeyArray
+    ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8], npt.NDArray[np.intp]]:
+        """For each key: the prior of the key, the prior of the same (media, hash) with the other
+        classification, and the entry position of the key (-1 when absent)."""
+        k = len(keys)
+        same = np.zeros(k, np.uint8)
+        other = np.zeros(k, np.uint8)
+        where = np.full(k, -1, np.intp)
+        n = len(self.entries)
+        if n == 0 or k == 0:
+            return same, other, where
+        raw = self.entries.view(np.uint8).reshape(n, 37)
+        probe = keys.view(np.uint8).reshape(k, 34)
+        wanted = _prefix(probe)
+        pos = np.searchsorted(self.prefix, wanted)
+        active = np.arange(k)
+        while len(active):
+            at = pos[active]
+            inside = at < n
+            active, at = active[inside], at[inside]
+            sharing = self.prefix[at] == wanted[active]
+            active, at = active[sharing], at[sharing]
+            if not len(active):
+                break
+            entry = raw[at]
+            item = (entry[:, :33] == probe[active, :33]).all(axis=1)
+            exact = item & (entry[:, 33] == probe[active, 33])
+            same[active[exact]] = entry[exact, 36]
+            where[active[exact]] = at[exact]
+            flipped = item & ~exact
+            other[active[flipped]] = entry[flipped, 36]
+            pos[active] += 1
+        return same, other, where
+
+    def lookup(self, keys: KeyArray) -> npt.NDArray[np.uint8]:
+        """The :class:`Prior` of each key (NONE when the ledger has no trusted line for it)."""
+        return self._scan(keys)[0]
+
+    def lookup_both(self, keys: KeyArray) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+        """The prior of each key and of the same (media, hash) with the other classification."""
+        same, other, _ = self._scan(keys)
+        return same, other
+
+    def first_seen_of(self, keys: KeyArray) -> npt.NDArray[np.float64]:
+        """When each key first appeared in the ledger (its first run's start; NaN: unknown)."""
+        if self.first_run is None or self.run_started is None or len(self.entries) == 0:
+            return np.full(len(keys), np.nan)
+        where = self._scan(keys)[2]
+        found = where >= 0
+        out = np.full(len(keys), np.nan)
+        out[found] = self.run_started[self.first_run[where[found]]]
+        return out
+
+
+def _prefix(raw: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:
+    """The first 4 bytes of each row as a big-endian uint32 (same order as the bytes)."""
+    return np.ascontiguousarray(raw[:, :4]).view(">u4").reshape(-1).astype(np.uint32)
+
+
+#: At most this many trusted runs are told apart by resume (2 bytes of run ordinal per entry).
+MAX_RUNS = 65_535
+_COMPACT_STEP = 1 << 20  # entries compared and moved at a time (bounds the temporaries)
+
+
+def load_resume_index(path: Path, trusted_runs: dict[str, float], *, first_seen: bool = False) -> ResumeIndex:
+    """The latest line per (media, hash, classification) among the runs the caller trusts.
+
+    The ledger is streamed; each decisive line becomes a 37-byte entry (key, run ordinal,
+    verdict) in one array that is sorted in place, so memory stays at ~38 bytes per line at the
+    peak and 37 per distinct key after.  A key has at most one decisive line per run (a run
+    sends each key once), so the entry of the latest run is the key's latest line.  With
+    ``first_seen`` the first run of each key is kept too (2 bytes per key).
+    """
+    if not trusted_runs or read_header(path) is None:
+        return ResumeIndex.empty()
+    runs = list(trusted_runs)[-MAX_RUNS:]
+    run_values = pa.array(runs, pa.string())
+    entries = GrowableKeys(_estimated_lines(path), dtype=ENTRY_DTYPE)
+    # Threads: the job's own ledger has no ragged rows to locate, so pyarrow may parse blocks
+    # ahead in parallel while this loop turns the previous one into entries.
+    for batch in LedgerFile.open(path).blocks(WANTED, block_size=1 << 23, ahead=True):
+        coded = _code_lines(batch, run_values)
+        keep = coded.keep
+        k = int(np.count_nonzero(keep))
+        if k == 0:
+            continue
+        raw = np.empty((k, 37), np.uint8)
+        run, outcome, media, cls = coded.run, coded.outcome, coded.media, coded.cls
+        if k < len(keep):  # usually every line is decisive and trusted: no copies then
+            run, outcome, media, cls = run[keep], outcome[keep], media[keep], cls[keep]
+            hashes = batch["hash"].filter(pa.array(keep))
+        else:
+            hashes = batch["hash"]
+        raw[:, :32] = hex_to_bytes(hashes)
+        raw[:, 32] = media + 1
+        raw[:, 33] = cls + 1
+        raw[:, 34] = run >> 8
+        raw[:, 35] = run & 0xFF
+        raw[:, 36] = _PRIOR_OF_CODE[outcome]
+        block = raw.view(ENTRY_DTYPE).reshape(k)
+        block.sort()  # here, while the reader thread parses the next block (no GIL held)
+        entries.extend(block)
+    array = entries.finish()
+    # By key, then run ordinal. The blocks are sorted runs already: the stable sort (timsort)
+    # only merges them, which costs a fraction of sorting from scratch.
+    array.sort(kind="stable")
+    first_run = _compact_latest(array, keep_first_run=first_seen)
+    started = np.array([trusted_runs[r] for r in runs], np.float64) if first_seen else None
+    return ResumeIndex(array, first_run, started)
+
+
+def trusted_lines(batch: pa.RecordBatch | pa.Table, runs: Sequence[str]) -> npt.NDArray[np.bool_]:
+    """Which lines of ``batch`` (with :data:`WANTED` columns) resume would trust from ``runs``:
+    a decisive outcome, a trusted run, a known media and classification, a 64-character hash."""
+    return _code_lines(batch, pa.array(list(runs)[-MAX_RUNS:], pa.string())).keep
+
+
+class _Coded(NamedTuple):
+    run: npt.NDArray[np.int32]
+    outcome: npt.NDArray[np.int32]
+    media: npt.NDArray[np.int32]
+    cls: npt.NDArray[np.int32]
+    keep: npt.NDArray[np.bool_]
+
+
+def _code_lines(batch: pa.RecordBatch | pa.Table, run_values: pa.Array) -> _Coded:
+    run = _codes(batch["run_id"], run_values)
+    outcome = _codes(batch["outcome"], _DECISIVE)
+    media = _codes(batch["media"], MEDIA_CODES)
+    cls = _codes(batch["classification"], CLASS_CODES)
+    # A 64-character hash: the job wrote only validated ones (a hand-edited line that is not hex
+    # gives a key that matches nothing, which is harmless).
+    length = pc.binary_length(batch["hash"]).to_numpy(zero_copy_only=False)
+    keep = (run >= 0) & (outcome >= 0) & (media >= 0) & (cls >= 0) & (length == 64)
+    return _Coded(run, outcome, media, cls, keep)
+
+
+def _estimated_lines(path: Path) -> int:
+    """About how many lines the ledger has (from its size and its first MiB): the entries array
+    is sized once instead of grown, and untouched capacity costs no memory until written."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 20)
+    per_line = len(head) / max(1, head.count(b"\n"))
+    return int(path.stat().st_size / per_line * 1.02) + 1024
+
+
+def _codes(values: pa.Array | pa.ChunkedArray, vocabulary: pa.Array) -> npt.NDArray[np.int32]:
+    """0-based positions of ``values`` in ``vocabulary``; -1 where absent."""
+    found = pc.fill_null(pc.index_in(values, value_set=vocabulary), -1)
+    return np.asarray(found.to_numpy(zero_copy_only=False), np.int32)
+
+
+#: An entry's key seen as four 8-byte words and two bytes: five vectorised comparisons instead
+#: of one over 34 separate bytes (and its 34-byte-per-entry temporary).
+_KEY_WORDS = np.dtype(
+    {
+        "names": ["a", "b", "c", "d", "e"],
+        "formats": ["<u8", "<u8", "<u8", "<u8", "<u2"],
+        "offsets": [0, 8, 16, 24, 32],
+        "itemsize": 37,
+    }
+)
+
+
+def _same_key(entries: np.ndarray[Any, Any], others: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Element-wise: does each entry hold the same 34-byte key as its counterpart?"""
+    a, b = entries.view(_KEY_WORDS), others.view(_KEY_WORDS)
+    same: np.ndarray[Any, Any] = a["a"] == b["a"]
+    for name in ("b", "c", "d", "e"):
+        same &= a[name] == b[name]
+    return same
+
+
+def _compact_latest(array: np.ndarray[Any, Any], *, keep_first_run: bool) -> np.ndarray[Any, Any] | None:
+    """Keep the last entry of each key, moving entries forward in place, chunk by chunk, and
+    shrink ``array`` to them; returns each kept key's first run ordinal if asked."""
+    n = len(array)
+    if n == 0:
+        return np.empty(0, np.uint16) if keep_first_run else None
+    raw = array.view(np.uint8).reshape(n, 37)
+    first_runs: list[np.ndarray[Any, Any]] = []
+    write = 0
+    step = _COMPACT_STEP
+    run_of_first = 0
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        last = np.ones(hi - lo, np.bool_)
+        nxt = min(n, hi + 1)
+        same_as_next = _same_key(array[lo + 1 : nxt], array[lo : nxt - 1])
+        last[: len(same_as_next)] = ~same_as_next
+        if keep_first_run:
+            first = np.ones(hi - lo, np.bool_)
+            if lo > 0:
+                first[0] = not (raw[lo, :34] == raw[lo - 1, :34]).all()
+            first[1:] = ~same_as_next[: hi - lo - 1]
+            ordinals = raw[lo:hi, 34].astype(np.uint16) << 8 | raw[lo:hi, 35]
+            # The first run of the group each kept (last) entry closes.
+            group_first = np.maximum.accumulate(np.where(first, np.arange(hi - lo), -1))
+            firsts = np.where(group_first >= 0, ordinals[np.maximum(group_first, 0)], run_of_first)
+            first_runs.append(firsts[last].astype(np.uint16))
+            if first.any():
+                run_of_first = int(ordinals[np.flatnonzero(first)[-1]])
+        kept = array[lo:hi][last]
+        array[write : write + len(kept)] = kept
+        write += len(kept)
+    array.resize(write, refcheck=False)
+    return np.concatenate(first_runs) if keep_first_run else None

@@ -1,0 +1,289 @@
+"""Pacing requests to a Laravel-style fixed-window throttle without being throttled.
+
+The :class:`Pacer` composes three small parts:
+
+* :class:`~.sliding_log.SlidingLog`, the rate meter: at most ``limit`` sends in any ``period``,
+  evenly spaced on an absolute grid (never a burst, no drift);
+* :class:`~.window.ServerWindow`: where we stand in the server's current window, from
+  ``X-RateLimit-Remaining``; when the window's budget is spent it holds until the window has
+  surely ended (even spacing alone can put one request too many into a window when arrival
+  times jitter; this cannot);
+* :class:`~.window.WindowLearner`: how long the server's window lasts, learned from the counts
+  (a window reopening, a request still counted late) and from ``Retry-After`` on a 429.
+
+With an explicit rate the limit and period are the user's, paced exactly.  With ``auto`` the limit
+is ``X-RateLimit-Limit`` less the headroom over the learned window; until a window is seen to end
+it is assumed to last 60 s (Laravel's default), so a minute window is right from the start and a
+1 s window shows itself within two requests.  Without any ``X-RateLimit`` headers auto paces at
+60/min exactly.
+
+The traps: a 429 means the model was wrong (or other traffic shares the key); every sender then
+holds until ``Retry-After`` has passed, or, when the 429 says nothing, for ``backoff_base`` doubling.
+Header values that are absurd are ignored (see :mod:`.rate_headers`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
+
+from ..config import Rate
+from .rate_headers import HeaderReader, retry_after_seconds
+from .sliding_log import CatchUp, SlidingLog
+from .window import DEFAULT_WINDOW, ServerWindow, WindowLearner
+
+log = logging.getLogger("batch_override")
+
+#: Auto mode's pace when the server sends no X-RateLimit headers (a proxy may strip them):
+#: Laravel's default throttle, 60 requests per minute, paced exactly.
+FALLBACK_RATE = Rate(60, 60.0)
+#: The budget is paced over the learned window stretched by this share.  A real window can outlast
+#: its whole-second estimate (Laravel on Redis: a 15 s window lasted 15.02 s) and arrivals jitter,
+#: so an exact ``budget`` per ``estimate`` can land ``budget + 1`` in one server window.
+WINDOW_MARGIN = 0.01
+
+__all__ = ["FALLBACK_RATE", "Pacer", "SlidingLog", "Ticket", "retry_after_seconds"]
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Wait until any of ``events`` is set."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def _sleep(stopped: asyncio.Event, seconds: float, until: asyncio.Event | None = None) -> bool:
+    """Sleep, but wake at once when the run stops (or ``until`` is set: then True)."""
+    events = (stopped,) if until is None else (stopped, until)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(_first(*events), seconds)
+        return until is not None and until.is_set()
+    return False
+
+
+class Ticket(NamedTuple):
+    """A granted turn: the send's sequence number and time, handed back to :meth:`Pacer.observe`."""
+
+    seq: int
+    sent_at: float
+
+
+class PaceModel:
+    """What pace the answers so far call for: the user's rate exactly, auto's fallback exactly, or
+    the server's limit less headroom over the learned window.  No clock, no I/O."""
+
+    __slots__ = ("fallback", "fixed", "headroom", "learner", "server_limit")
+
+    def __init__(self, fixed: Rate | None, headroom: float, learner: WindowLearner) -> None:
+        self.fixed = fixed
+        self.headroom = headroom if fixed is None else 0.0  # headroom is for advertised limits
+        self.learner = learner
+        self.server_limit: int | None = None
+        self.fallback = False  # auto mode, and the server sends no X-RateLimit headers
+
+    @property
+    def budget(self) -> int | None:
+        """Sends allowed per server window (None: no server limit known)."""
+        if self.server_limit is None:
+            return None
+        return max(1, math.floor(self.server_limit * (1 - self.headroom)))
+
+    @property
+    def cap(self) -> int | None:
+        """Sends per server window past which the pacer holds until the window ends."""
+        # The pace keeps the headroom; the hold guards the server's own limit once the window is
+        # known (it costs a round trip per window), and the budget while it is still a guess.
+        cap = self.server_limit if self.learner.known else self.budget
+        if self.fixed is not None and cap is not None:  # the user's limit, per server window
+            cap = min(cap, math.ceil(self.fixed.limit * self.learner.estimate / self.fixed.period))
+        return cap
+
+    def meters(self) -> list[tuple[int, float]]:
+        """(limit, period) of each rate meter the pace is made of; none before the first answer."""
+        wanted: list[tuple[int, float]] = []
+        if self.fixed is not None:
+            wanted.append((self.fixed.limit, self.fixed.period))
+        elif self.fallback and self.server_limit is None:
+            wanted.append((FALLBACK_RATE.limit, FALLBACK_RATE.period))
+        budget = self.budget
+        if budget is not None:
+            wanted.append((budget, self.learner.estimate * (1 + WINDOW_MARGIN)))
+        return wanted
+
+    def no_headers(self) -> None:
+        if self.fixed is None and self.server_limit is None and not self.fallback:
+            self.fallback = True
+            log.warning(
+                "the server sends no X-RateLimit headers: pacing at %s (set --rate to choose)",
+                FALLBACK_RATE,
+            )
+
+    def describe(self) -> str:
+        if self.fixed is not None:
+            return f"{self.fixed} (evenly spaced)"
+        if self.fallback and self.server_limit is None:
+            return f"auto: no X-RateLimit headers, {FALLBACK_RATE}"
+        budget = self.budget
+        if budget is None:
+            return "auto (learning)"
+        guess = "" if self.learner.known else ", window assumed until one ends"
+        return f"auto: {budget}/{self.learner.estimate:g}s{guess}"
+
+
+class Pacer:
+    """Decides when the next request may start.  Call :meth:`acquire` before each request and
+    :meth:`observe` with its answer.  ``rate=None`` means auto."""
+
+    def __init__(
+        self,
+        rate: Rate | None,
+        *,
+        headroom: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
+        stopped: asyncio.Event | None = None,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+    ) -> None:
+        self._stopped = stopped or asyncio.Event()
+        self._clock = clock  # injected: tests ask :meth:`wait` and :meth:`grant` on a virtual clock
+        self._backoff = (backoff_base, backoff_cap)
+        self._lock = asyncio.Lock()
+        self._answered = asyncio.Event()
+        self._repaced = asyncio.Event()  # set (and cleared) when an answer changes the pace
+        self.repaces = 0  # how often it did (a simulation on a virtual clock reads this)
+        self._headers = HeaderReader()
+        learner = WindowLearner(rate.period if rate is not None else DEFAULT_WINDOW)
+        self.model = PaceModel(rate, headroom, learner)
+        self.window = ServerWindow(learner, exact=rate is not None)
+        self._meters: list[SlidingLog] = []
+        self._catch_up = CatchUp()
+        self._shape: tuple[object, ...] = ()  # what the meters were built from (see _rebuild)
+        self.rate: float | None = None  # requests per second (None before the first answer in auto)
+        self._seq = 0
+        self._blocked_until = -math.inf
+        self._bare_429s = 0  # 429s in a row that said nothing of when to come back
+        self._probing = False
+        self._probe_sent: deque[float] = deque(maxlen=1)
+        self.throttled = 0
+        self._rebuild()
+
+    @property
+    def period(self) -> float:
+        return self.window.learner.estimate
+
+    @property
+    def fallback(self) -> bool:
+        return self.model.fallback
+
+    def describe(self) -> str:
+        return self.model.describe()
+
+    def _rebuild(self) -> None:
+        model = self.model  # called on every answer: most change nothing the meters come from
+        if (shape := (model.server_limit, model.learner.estimate, model.fallback)) == self._shape:
+            return
+        self._shape = shape
+        wanted, old = model.meters(), self._meters
+        if [(m.limit, m.period) for m in old] != wanted:
+            recent = max((m.recent for m in old), key=len, default=self._probe_sent)
+            self._meters = [SlidingLog(limit, period, recent) for limit, period in wanted]
+            self.rate = min(limit / period for limit, period in wanted) if wanted else None
+            # A sender asleep on the old pace (1.33 s apart while a 1 s window is still a
+            # minute's guess) must not sleep through the new one: wake it to ask again.
+            self.repaces += 1
+            self._repaced.set()
+            self._repaced.clear()
+            if old and self.model.fixed is None:
+                log.info("pacing %s", self.describe())
+
+    def wait(self, now: float) -> float | None:
+        """Seconds before the next send may go (0: now); None: wait for an answer first."""
+        if now < self._blocked_until:
+            return self._blocked_until - now
+        if not self._meters:
+            return None if self._probing else 0.0  # auto: one request alone tells the limit
+        cap = self.model.cap
+        if cap is not None:
+            hold = self.window.hold(now, cap, self._seq + 1)
+            if hold is None or hold > 0:
+                return hold
+        catching_up = self._catch_up.wait(now)
+        return max(m.wait(now) for m in self._meters) if catching_up is None else catching_up
+
+    # -- the two calls -------------------------------------------------------------------------
+    async def acquire(self) -> Ticket | None:
+        """Wait for a turn; the ticket goes back to :meth:`observe` with the answer.  None when the
+        run stopped while waiting (nothing may be sent then)."""
+        if not self._lock.locked() and not self._stopped.is_set() and self.wait(self._clock()) == 0:
+            return self.grant(self._clock())  # the common case at full speed: nothing to wait for
+        async with self._lock:
+            while not self._stopped.is_set():
+                now = self._clock()
+                wait = self.wait(now)
+                if wait is None:
+                    answered = await _sleep(self._stopped, self.period, until=self._answered)
+                    if not answered and self._meters:
+                        self.window.assume_ended(self._seq + 1)  # the opener's answer was lost
+                elif wait > 0:
+                    await _sleep(self._stopped, wait, until=self._repaced)
+                else:
+                    return self.grant(now)
+            return None
+
+    def grant(self, sent: float) -> Ticket:
+        """Record a send at ``sent`` (when :meth:`wait` said 0); :meth:`acquire` is the async way."""
+        if not self._catch_up.record(sent):
+            for meter in self._meters:
+                meter.record(sent)
+        self._probing = not self._meters
+        if self._probing:
+            self._probe_sent.append(sent)  # counts against the pace the answer will set
+        self._seq += 1
+        self.window.sent(self._seq, sent)
+        return Ticket(self._seq, sent)
+
+    def observe(self, ticket: Ticket, status: int | None, headers: Mapping[str, str]) -> None:
+        """Learn from an answer (``status`` None: no answer, nothing to learn)."""
+        self.window.answered(ticket.seq)
+        if status is not None:
+            self._learn(ticket, status, headers, self._clock())
+        self._probing = False  # only one request is in flight while probing: this one
+        self._answered.set()
+        self._answered.clear()
+
+    def _learn(self, ticket: Ticket, status: int, headers: Mapping[str, str], now: float) -> None:
+        found = self._headers.read(headers, status)
+        if found.limit is not None:
+            self.model.server_limit = found.limit
+        if status == 429:
+            self.throttled += 1
+            wait = found.retry_after
+            if wait is None:  # a proxy's or CDN's 429: back off as an outage probe does
+                base, cap = self._backoff
+                wait = min(cap, base * 2**self._bare_429s)
+                self._bare_429s += 1
+            else:
+                self._bare_429s = 0
+                self.window.throttled(ticket.seq, ticket.sent_at, wait, now)
+            self._blocked_until = max(self._blocked_until, now + wait)
+        else:
+            self._bare_429s = 0
+            if found.limit is not None and found.remaining is not None:
+                counted = found.limit - found.remaining
+                if counted >= 1 and self.window.counted(ticket.seq, ticket.sent_at, counted, now):
+                    self._rebuild()  # the window's length just showed: catch up in the window it opened
+                    budget, used = self.model.budget or 0, self.window.used
+                    steady = self._meters[-1]  # the budget's meter (PaceModel.meters puts it last)
+                    self._catch_up.start(now, ticket.sent_at, budget - used, steady)
+            else:
+                self.model.no_headers()
+        self._rebuild()

@@ -1,21 +1,26 @@
-"""Helpers shared by the job's tests: inputs, the CLI in a subprocess, ledgers."""
+"""Helpers shared by the tests: inputs, the CLI in a subprocess, ledgers, and hand-written ledgers and run
+logs with one subcommand run in-process through a parser holding only it (no subprocess)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import csv
 import hashlib
+import json
 import os
 import sys
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from aiohttp import web
 
 from batch_override.emulator import DEMO_API_KEY
+from batch_override.ledger.writer import COLUMNS
 
 REPO = Path(__file__).resolve().parent.parent
 #: Flags for a quick run against the emulator: a rate no test's rows reach, short retry delays.
@@ -116,3 +121,54 @@ async def serve_app(app: web.Application, *, shutdown_timeout: float = 1.0) -> A
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+def parse(add_parser: Callable[[Any], None], *argv: str) -> argparse.Namespace:
+    """``argv`` parsed by a parser that has only the subcommand ``add_parser`` adds."""
+    parser = argparse.ArgumentParser(prog="batch-override")
+    add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(list(argv))
+
+
+def run_command(add_parser: Callable[[Any], None], *argv: str) -> int:
+    args = parse(add_parser, *argv)
+    code: int = args.handler(args)
+    return code
+
+
+def line(
+    row: int,
+    outcome: str,
+    run_id: str,
+    *,
+    h: str | None = None,
+    media: str = "video",
+    classification: str = "human",
+    error_code: str = "",
+    http_status: int | str = "",
+    attempts: int = 1,
+    message: str = "",
+    at: str = "2026-01-01T00:00:00.000Z",
+    carried: Sequence[str] = (),
+) -> list[object]:
+    """One ledger line; the hash defaults to the row's test hash."""
+    return [
+        row, media, sha(row) if h is None else h, classification, outcome, error_code, http_status,
+        attempts, message, run_id, at, *carried,
+    ]  # fmt: skip
+
+
+def write_ledger(path: Path, lines: Iterable[Sequence[object]], carried: Sequence[str] = ()) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow([*COLUMNS, *carried])
+        writer.writerows(lines)
+    return path
+
+
+def write_runlog(ledger: Path, records: Iterable[Mapping[str, Any]]) -> Path:
+    path = ledger.with_name(ledger.name + ".runs.jsonl")
+    with open(path, "w", encoding="utf-8") as fh:
+        for record in records:
+            fh.write(json.dumps(record) + "\n")
+    return path

@@ -67,7 +67,7 @@ def _latin1_row(tmp: Path) -> Path:
 
 
 def _utf16_without_bom(tmp: Path) -> Path:
-    """UTF-16 with a BOM is read (tests/job/test_encodings.py); without one it cannot be told apart."""
+    """UTF-16 with a BOM is read (tests/input/test_encodings.py); without one it cannot be told apart."""
     (tmp / "utf16.csv").write_bytes(("hash,classification\n" + f"{sha(0)},human\n").encode("utf-16-le"))
     return tmp / "utf16.csv"
 

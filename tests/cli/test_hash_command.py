@@ -17,8 +17,7 @@ import pytest
 
 from batch_override.cli.hash_command import add_parser, hash_corrections, sha256_file
 from batch_override.input.file_input import CorrectionsFile
-from tests.ops.helpers import run_command
-from tests.support import cli_env, run_cli, write_csv
+from tests.support import cli_env, run_cli, run_command, write_csv
 
 
 def _media(folder: Path, name: str, data: bytes) -> Path:

@@ -11,8 +11,17 @@ import pytest
 from batch_override.emulator.faults import Fault, FaultPlan
 from batch_override.ledger import reader as ledger_reader
 from batch_override.report.run_report import add_parser, build_report, summarize, write_retry_file
-from tests.ops.helpers import line, run_command, write_ledger, write_runlog
-from tests.support import cli_env, read_ledger, run_cli, sha, write_csv
+from tests.support import (
+    cli_env,
+    line,
+    read_ledger,
+    run_cli,
+    run_command,
+    sha,
+    write_csv,
+    write_ledger,
+    write_runlog,
+)
 
 HEADER = ("hash", "classification", "media", "note", "message")
 READY = [0, 1, 2, 3, 10]  # classified by the emulator

@@ -1,18 +1,14 @@
 """How a run stops, asked directly: which exit code wins, what a signal does, what the grace
-period cuts off, and the failure window and retry decision the senders consult."""
+period cuts off (the failure window and retry decision the senders consult: tests/sending)."""
 
 from __future__ import annotations
 
 import asyncio
-import random
 import signal
 
 import pytest
 
 from batch_override.errors import ExitCode
-from batch_override.outcome import Action
-from batch_override.sending.failures import FailureWindow
-from batch_override.sending.retry import Step, backoff_delay, decide
 from batch_override.stopping import Halted, Stopper
 
 
@@ -114,45 +110,3 @@ async def test_a_reader_between_batches_ends_once_the_run_has_stopped() -> None:
             if batch == 2:
                 stopper.request(ExitCode.SIGTERM, "signal")
     assert read == [0, 1, 2]
-
-
-def test_a_failure_window_of_zero_judges_each_row_alone_instead_of_dividing_by_zero() -> None:
-    window = FailureWindow(0, 0.5)
-    assert window.add(False) is None
-    assert window.add(True) is not None
-
-
-def test_the_failure_window_judges_nothing_until_full_then_the_last_rows_only() -> None:
-    window = FailureWindow(4, 0.5)
-    assert [window.add(True) for _ in range(3)] == [None, None, None]
-    reason = window.add(True)
-    assert reason is not None and "100% of the last 4 rows" in reason
-    for _ in range(2):
-        window.add(False)
-    assert window.add(False) is None  # 1 of the last 4 failed: 25%
-    assert window.add(True) is None  # 2 of 4: 50% is not over 0.5
-
-
-@pytest.mark.parametrize(
-    ("action", "retries", "in_outage", "expected"),
-    [
-        (Action.DONE, 0, False, (Step.FINISH, 0)),
-        (Action.ABORT, 2, False, (Step.STOP, 2)),
-        (Action.THROTTLED, 1, False, (Step.AGAIN, 1)),
-        (Action.RETRY, 0, False, (Step.BACK_OFF, 1)),
-        (Action.RETRY, 2, False, (Step.BACK_OFF, 3)),
-        (Action.RETRY, 3, False, (Step.FINISH, 4)),  # max_retries 3 spent
-        (Action.RETRY, 3, True, (Step.AGAIN, 3)),  # an outage costs the row no retry
-    ],
-)
-def test_the_retry_decision(
-    action: Action, retries: int, in_outage: bool, expected: tuple[Step, int]
-) -> None:
-    assert decide(action, retries=retries, max_retries=3, in_outage=in_outage) == expected
-
-
-def test_backoff_doubles_from_base_up_to_the_cap_with_jitter_and_never_overflows() -> None:
-    rng = random.Random(7)
-    for n, full in [(0, 0.5), (1, 1.0), (3, 4.0), (10, 30.0), (10_000, 30.0)]:
-        delay = backoff_delay(n, base=0.5, cap=30.0, rng=rng)
-        assert full / 2 <= delay <= full

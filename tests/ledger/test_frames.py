@@ -22,8 +22,7 @@ from batch_override.errors import InputError
 from batch_override.job.runner import run_job_async
 from batch_override.ledger.frames import content_sha256
 from batch_override.summary import Summary
-from tests.ops.helpers import line, write_ledger, write_runlog
-from tests.support import REPO, cli_env, sha, write_csv
+from tests.support import REPO, cli_env, line, sha, write_csv, write_ledger, write_runlog
 
 NOT_READY = {("video", sha(1)): "not_classified"}
 HEADER = ("hash", "classification", "ticket", "count", "score", "seen")

@@ -1,0 +1,22 @@
+"""The failure window the senders consult, asked directly."""
+
+from __future__ import annotations
+
+from batch_override.sending.failures import FailureWindow
+
+
+def test_a_failure_window_of_zero_judges_each_row_alone_instead_of_dividing_by_zero() -> None:
+    window = FailureWindow(0, 0.5)
+    assert window.add(False) is None
+    assert window.add(True) is not None
+
+
+def test_the_failure_window_judges_nothing_until_full_then_the_last_rows_only() -> None:
+    window = FailureWindow(4, 0.5)
+    assert [window.add(True) for _ in range(3)] == [None, None, None]
+    reason = window.add(True)
+    assert reason is not None and "100% of the last 4 rows" in reason
+    for _ in range(2):
+        window.add(False)
+    assert window.add(False) is None  # 1 of the last 4 failed: 25%
+    assert window.add(True) is None  # 2 of 4: 50% is not over 0.5

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import stat
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from batch_override.cli import metrics
 from batch_override.cli.metrics import read_last_success, write_metrics
 from batch_override.outcome import Outcome
 from batch_override.summary import Summary
+from tests.cli.support import summary_of_a_run
 
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)\{((?:[a-zA-Z_]\w*="(?:[^"\\\n]|\\[\\"n])*",?)*)\} (\S+)$')
 _LABEL = re.compile(r'([a-zA-Z_]\w*)="((?:[^"\\\n]|\\[\\"n])*)"')
@@ -44,20 +44,6 @@ def _parse(text: str) -> tuple[dict[tuple[str, frozenset[tuple[str, str]]], floa
         assert key not in samples, f"duplicate sample {key}"
         samples[key] = float(value)
     return samples, types
-
-
-def summary_of_a_run(exit_code: int = 1) -> Summary:
-    """A run of 100 rows in 50 s: 90 submitted, 6 failed, 4 skipped; 120 requests, 3 throttled."""
-    return Summary(
-        run_id="r",
-        ledger="l.csv",
-        api_url="https://backend.identifai.net",
-        outcomes=Counter({"submitted": 90, "failed": 6, "skipped": 4}),
-        requests=120,
-        throttled=3,
-        duration=50.0,
-        exit_code=exit_code,
-    )
 
 
 def _job(value: str) -> frozenset[tuple[str, str]]:

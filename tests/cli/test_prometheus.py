@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from batch_override.cli.metrics import build_registry, write_metrics
 from tests.binaries import debian_binary
-from tests.cli.test_metrics import summary_of_a_run
+from tests.cli.support import summary_of_a_run
 from tests.support import cli_env, run_against, run_cli, sha, write_csv
 
 

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from batch_override.config import Rate
 from batch_override.pacing.pacer import SlidingLog
-from tests.job.test_responses import Hit, always, run_rows, scripted
+from tests.job.support import Hit, always, run_rows, scripted
 from tests.support import read_ledger, run_cli, sha, write_csv
 
 

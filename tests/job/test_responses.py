@@ -1,18 +1,15 @@
 """The response table: every way the server can answer, and the ledger line and exit code it leads to.
 
 Each answer comes from a real HTTP server on 127.0.0.1: the emulator where it can produce the
-answer, otherwise a small aiohttp app (:class:`Scripted`) that answers exactly what the test says.
+answer, otherwise a small aiohttp app (:class:`tests.job.support.Scripted`) that answers exactly what
+the test says.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 import struct
-import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,108 +17,10 @@ import pandas as pd
 import pytest
 from aiohttp import web
 
-from batch_override.apikey import ApiKey
-from batch_override.config import Rate, RunConfig
 from batch_override.emulator import DEMO_API_KEY
-from batch_override.job.runner import run_job_async
 from batch_override.outcome import ALREADY_SUBMITTED_NOTE
-from batch_override.summary import Summary
-from tests.support import cli_env, read_ledger, run_cli, serve_app, sha, write_csv
-
-MEDIA_OF_ENDPOINT = {
-    "classification": "image",
-    "classification_video": "video",
-    "classification_audio": "audio",
-}
-
-
-@dataclass
-class Hit:
-    method: str
-    path: str
-    body: bytes
-    at: float
-
-    @property
-    def media(self) -> str:
-        return MEDIA_OF_ENDPOINT.get(self.path.split("/")[2], "?")
-
-    @property
-    def hash(self) -> str:
-        return self.path.split("/")[3]
-
-
-Answer = Callable[[web.Request, Hit, int], Awaitable[web.StreamResponse]]
-
-
-@dataclass
-class Scripted:
-    """A real aiohttp server on 127.0.0.1:0; ``answer(request, hit, n)`` answers every request,
-    ``n`` counting earlier requests for the same path (0 for the first)."""
-
-    answer: Answer
-    hits: list[Hit] = field(default_factory=list)
-    release: asyncio.Event = field(default_factory=asyncio.Event)  # set when the server stops
-    url: str = ""
-
-    def to(self, path: str) -> list[Hit]:
-        return [h for h in self.hits if h.path == path]
-
-    @property
-    def overrides(self) -> list[Hit]:
-        return [h for h in self.hits if h.path.startswith("/api/") and h.path.endswith("/override")]
-
-
-SERVER = web.AppKey("scripted", Scripted)
-
-
-@contextlib.asynccontextmanager
-async def scripted(answer: Answer):
-    server = Scripted(answer)
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        hit = Hit(request.method, request.path, await request.read(), time.monotonic())
-        n = len(server.to(hit.path))
-        server.hits.append(hit)
-        return await server.answer(request, hit, n)
-
-    app = web.Application()
-    app[SERVER] = server
-    app.router.add_route("*", "/{tail:.*}", handle)
-    async with serve_app(app) as server.url:
-        try:
-            yield server
-        finally:
-            server.release.set()
-
-
-def always(status: int, body: object = None, headers: dict[str, str] | None = None) -> Answer:
-    async def answer(_request: web.Request, _hit: Hit, _n: int) -> web.StreamResponse:
-        if isinstance(body, str | bytes):
-            text = body.encode() if isinstance(body, str) else body
-            return web.Response(status=status, body=text, content_type="text/html", headers=headers)
-        return web.json_response(body if body is not None else {}, status=status, headers=headers)
-
-    return answer
-
-
-async def run_rows(
-    tmp_path: Path,
-    url: str,
-    rows: Sequence[Sequence[object]],
-    header: Sequence[str] = ("hash", "classification"),
-    key: str = DEMO_API_KEY,
-    **config: Any,
-) -> tuple[Summary, pd.DataFrame]:
-    """Run the job in-process on ``rows`` against ``url``; the summary and the ledger as pandas reads it."""
-    corrections = write_csv(tmp_path / "corrections.csv", rows, header)
-    ledger = config.pop("ledger", tmp_path / "ledger.csv")
-    settings: dict[str, Any] = {"rate": Rate(1000, 1.0), "backoff_base": 0.01, "concurrency": 1}
-    settings.update(config)
-    run_config = RunConfig(input=str(corrections), ledger=ledger, api_url=url, **settings)
-    # Bounded: a run that hangs fails this test instead of the whole suite's timeout.
-    summary = await asyncio.wait_for(run_job_async(run_config, ApiKey(key)), 30)
-    return summary, read_ledger(ledger)
+from tests.job.support import SERVER, Answer, Hit, always, run_rows, scripted
+from tests.support import cli_env, read_ledger, run_cli, sha, write_csv
 
 
 def line(ledger: pd.DataFrame, row: int) -> dict[str, Any]:

@@ -7,8 +7,15 @@ from typing import Any
 import pytest
 
 from batch_override.emulator import DEMO_API_KEY, Emulator, EmulatorConfig
+from tests.clock import VirtualClock
 
 Serve = Callable[..., Awaitable[Emulator]]
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    """The virtual clock (:mod:`tests.clock`), fresh for each test at :data:`tests.clock.START`."""
+    return VirtualClock()
 
 
 @pytest.fixture

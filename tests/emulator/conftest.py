@@ -7,14 +7,8 @@ import aiohttp
 import pytest
 
 from batch_override.emulator import Emulator, EmulatorConfig
-from tests.emulator.support import FakeClock
 
 Serve = Callable[[EmulatorConfig], Awaitable[Emulator]]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

@@ -39,19 +39,6 @@ def spec_paths() -> dict[str, str]:
 MEDIA = tuple(spec_paths())
 
 
-class FakeClock:
-    """A clock the test moves by hand; starts at a fractional second to exercise rounding."""
-
-    def __init__(self, now: float = 1_700_000_000.25) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @dataclass(frozen=True)
 class Reply:
     status: int

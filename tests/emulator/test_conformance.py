@@ -14,8 +14,9 @@ import jsonschema
 import pytest
 
 from batch_override.emulator import DEMO_API_KEY, EmulatorConfig
+from tests.clock import VirtualClock
 from tests.emulator.conftest import Serve
-from tests.emulator.support import FakeClock, Reply, load_spec, post, spec_paths
+from tests.emulator.support import Reply, load_spec, post, spec_paths
 
 FORBIDDEN_KEY = "forbidden-key-1"
 STATES = {
@@ -96,7 +97,7 @@ def test_the_spec_documents_three_media_and_every_example_is_covered() -> None:
 async def test_documented_response_body_equals_the_spec_example(
     serve: Serve,
     session: aiohttp.ClientSession,
-    clock: FakeClock,
+    clock: VirtualClock,
     media: str,
     status: str,
     name: str,

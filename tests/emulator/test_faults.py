@@ -10,8 +10,9 @@ import pytest
 
 from batch_override.emulator import EmulatorConfig
 from batch_override.emulator.faults import Fault, FaultPlan
+from tests.clock import VirtualClock
 from tests.emulator.conftest import Serve
-from tests.emulator.support import FakeClock, post
+from tests.emulator.support import post
 
 HASHES = [f"{n:064x}" for n in range(40)]
 ATTEMPTS = 3
@@ -126,7 +127,7 @@ async def test_drop_after_record_of_refused_content_records_nothing(
 
 
 async def test_fail_answers_500_503_as_json_or_502_as_html_and_never_records(
-    serve: Serve, session: aiohttp.ClientSession, clock: FakeClock
+    serve: Serve, session: aiohttp.ClientSession, clock: VirtualClock
 ) -> None:
     emulator = await serve(
         EmulatorConfig(unknown="classified", fail_rate=1.0, rate_limit=(1000, 60.0), clock=clock)
@@ -146,7 +147,7 @@ async def test_fail_answers_500_503_as_json_or_502_as_html_and_never_records(
 
 
 async def test_faults_apply_only_after_auth_throttle_and_validation(
-    serve: Serve, session: aiohttp.ClientSession, clock: FakeClock
+    serve: Serve, session: aiohttp.ClientSession, clock: VirtualClock
 ) -> None:
     emulator = await serve(
         EmulatorConfig(unknown="classified", fail_rate=1.0, rate_limit=(2, 60.0), clock=clock)

@@ -12,8 +12,9 @@ import aiohttp
 
 from batch_override.emulator import EmulatorConfig
 from batch_override.emulator.network import Latency, Workers
+from tests.clock import VirtualClock
 from tests.emulator.conftest import Serve
-from tests.emulator.support import FakeClock, post
+from tests.emulator.support import post
 
 RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After")
 
@@ -93,7 +94,7 @@ async def test_lognormal_latency_is_served_over_http(serve: Serve, session: aioh
 
 
 async def test_without_rate_headers_the_throttle_still_answers_429_but_says_nothing(
-    serve: Serve, session: aiohttp.ClientSession, clock: FakeClock
+    serve: Serve, session: aiohttp.ClientSession, clock: VirtualClock
 ) -> None:
     emulator = await serve(
         EmulatorConfig(unknown="classified", rate_limit=(2, 1.0), rate_headers=False, clock=clock)
@@ -106,12 +107,12 @@ async def test_without_rate_headers_the_throttle_still_answers_429_but_says_noth
 
 
 async def test_laravel_windows_end_at_the_whole_second_before_start_plus_period(
-    serve: Serve, session: aiohttp.ClientSession, clock: FakeClock
+    serve: Serve, session: aiohttp.ClientSession, clock: VirtualClock
 ) -> None:
     emulator = await serve(
         EmulatorConfig(unknown="classified", rate_limit=(1, 15.0), laravel_windows="file", clock=clock)
     )
-    start = clock.now  # a fractional second: xxx.25
+    start = clock.now()  # a fractional second: xxx.25
     assert (await post(session, emulator.url, "image", "a")).status == 201
     clock.advance(14.5)  # 0.25 s before the window's floor(start + 15)
     late = await post(session, emulator.url, "image", "b")
@@ -125,7 +126,7 @@ async def test_laravel_windows_end_at_the_whole_second_before_start_plus_period(
 
 
 async def test_windows_count_accepted_requests_per_tenth_of_the_period(
-    serve: Serve, session: aiohttp.ClientSession, clock: FakeClock
+    serve: Serve, session: aiohttp.ClientSession, clock: VirtualClock
 ) -> None:
     emulator = await serve(EmulatorConfig(unknown="classified", rate_limit=(5, 10.0), clock=clock))
     for step in (0.0, 0.5, 0.5, 3.25, 5.5, 0.125):  # offsets 0, 0.5, 1, 4.25, 9.75, 9.875
@@ -136,12 +137,12 @@ async def test_windows_count_accepted_requests_per_tenth_of_the_period(
 
 
 async def test_laravel_redis_windows_last_the_period_but_the_headers_say_the_whole_second_before(
-    serve: Serve, session: aiohttp.ClientSession, clock: FakeClock
+    serve: Serve, session: aiohttp.ClientSession, clock: VirtualClock
 ) -> None:
     emulator = await serve(
         EmulatorConfig(unknown="classified", rate_limit=(1, 15.0), laravel_windows="redis", clock=clock)
     )
-    start = clock.now  # xxx.25
+    start = clock.now()  # xxx.25
     assert (await post(session, emulator.url, "image", "a")).status == 201
     clock.advance(14.5)
     late = await post(session, emulator.url, "image", "b")
@@ -155,7 +156,7 @@ async def test_laravel_redis_windows_last_the_period_but_the_headers_say_the_who
 
 
 async def test_exact_windows_stay_the_default(
-    serve: Serve, session: aiohttp.ClientSession, clock: FakeClock
+    serve: Serve, session: aiohttp.ClientSession, clock: VirtualClock
 ) -> None:
     emulator = await serve(EmulatorConfig(unknown="classified", rate_limit=(1, 15.0), clock=clock))
     assert (await post(session, emulator.url, "image", "a")).status == 201

@@ -8,12 +8,13 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 
 from batch_override.emulator import DEMO_API_KEY, EmulatorConfig, build_app
+from tests.clock import VirtualClock
 from tests.emulator.conftest import Serve
-from tests.emulator.support import FakeClock, get_json, post
+from tests.emulator.support import get_json, post
 
 
 async def test_stats_count_every_override_post_by_status_but_not_their_own_requests(
-    serve: Serve, session: aiohttp.ClientSession, clock: FakeClock
+    serve: Serve, session: aiohttp.ClientSession, clock: VirtualClock
 ) -> None:
     emulator = await serve(
         EmulatorConfig(states={("image", "c"): "classified"}, rate_limit=(3, 60.0), clock=clock, seed=1)

@@ -8,15 +8,16 @@ import aiohttp
 
 from batch_override.emulator import DEMO_API_KEY, EmulatorConfig
 from batch_override.emulator.server import key_id
+from tests.clock import VirtualClock
 from tests.emulator.conftest import Serve
-from tests.emulator.support import FakeClock, post
+from tests.emulator.support import post
 
 OTHER_KEY = "other-key-1"
 FORBIDDEN_KEY = "forbidden-key-1"
 RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After")
 
 
-def throttled_config(clock: FakeClock, limit: int = 5, period: float = 1.0) -> EmulatorConfig:
+def throttled_config(clock: VirtualClock, limit: int = 5, period: float = 1.0) -> EmulatorConfig:
     return EmulatorConfig(
         api_keys=(DEMO_API_KEY, OTHER_KEY),
         forbidden_keys=(FORBIDDEN_KEY,),
@@ -27,10 +28,10 @@ def throttled_config(clock: FakeClock, limit: int = 5, period: float = 1.0) -> E
 
 
 async def test_five_pass_counting_down_then_the_sixth_is_told_when_the_window_ends(
-    serve: Serve, session: aiohttp.ClientSession, clock: FakeClock
+    serve: Serve, session: aiohttp.ClientSession, clock: VirtualClock
 ) -> None:
     emulator = await serve(throttled_config(clock))
-    window_end = clock.now + 1.0
+    window_end = clock.now() + 1.0
     remaining = []
     for n in range(5):
         reply = await post(session, emulator.url, "image", f"hash-{n}")
@@ -52,7 +53,7 @@ async def test_five_pass_counting_down_then_the_sixth_is_told_when_the_window_en
 
 
 async def test_retry_after_is_the_time_to_the_window_end_rounded_up(
-    serve: Serve, session: aiohttp.ClientSession, clock: FakeClock
+    serve: Serve, session: aiohttp.ClientSession, clock: VirtualClock
 ) -> None:
     emulator = await serve(throttled_config(clock, limit=1, period=10.0))
     assert (await post(session, emulator.url, "image", "a")).status == 201
@@ -67,7 +68,7 @@ async def test_retry_after_is_the_time_to_the_window_end_rounded_up(
 
 
 async def test_throttled_requests_do_not_count_and_the_next_window_opens_at_its_end(
-    serve: Serve, session: aiohttp.ClientSession, clock: FakeClock
+    serve: Serve, session: aiohttp.ClientSession, clock: VirtualClock
 ) -> None:
     emulator = await serve(throttled_config(clock))
     for n in range(5):
@@ -89,7 +90,7 @@ async def test_throttled_requests_do_not_count_and_the_next_window_opens_at_its_
 
 
 async def test_unauthorized_and_forbidden_carry_no_rate_headers_and_do_not_count(
-    serve: Serve, session: aiohttp.ClientSession, clock: FakeClock
+    serve: Serve, session: aiohttp.ClientSession, clock: VirtualClock
 ) -> None:
     emulator = await serve(throttled_config(clock))
     refused = [
@@ -106,7 +107,7 @@ async def test_unauthorized_and_forbidden_carry_no_rate_headers_and_do_not_count
 
 
 async def test_validation_errors_count_against_the_window_and_carry_rate_headers(
-    serve: Serve, session: aiohttp.ClientSession, clock: FakeClock
+    serve: Serve, session: aiohttp.ClientSession, clock: VirtualClock
 ) -> None:
     emulator = await serve(throttled_config(clock, limit=2))
     invalid = await post(session, emulator.url, "image", "h", {"classification": "robot"})
@@ -116,7 +117,7 @@ async def test_validation_errors_count_against_the_window_and_carry_rate_headers
 
 
 async def test_each_key_has_its_own_window(
-    serve: Serve, session: aiohttp.ClientSession, clock: FakeClock
+    serve: Serve, session: aiohttp.ClientSession, clock: VirtualClock
 ) -> None:
     emulator = await serve(throttled_config(clock, limit=1))
     assert (await post(session, emulator.url, "image", "a")).status == 201
@@ -136,10 +137,10 @@ def window(key: str, start: float, *, accepted: int, throttled: int) -> dict[str
 
 
 async def test_stats_list_each_window_with_accepted_and_throttled_but_never_the_key(
-    serve: Serve, session: aiohttp.ClientSession, clock: FakeClock
+    serve: Serve, session: aiohttp.ClientSession, clock: VirtualClock
 ) -> None:
     emulator = await serve(throttled_config(clock, limit=2))
-    start = clock.now
+    start = clock.now()
     for _ in range(3):
         await post(session, emulator.url, "image", "x")
     clock.advance(0.5)

@@ -11,19 +11,10 @@ import random
 import pytest
 
 from batch_override.sending.breaker import Breaker, OutageTooLong
+from tests.clock import VirtualClock
 
 
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def make_breaker(clock: Clock, *, threshold: int = 3, rows_needed: int = 2, **kw: float) -> Breaker:
+def make_breaker(clock: VirtualClock, *, threshold: int = 3, rows_needed: int = 2, **kw: float) -> Breaker:
     return Breaker(
         threshold,
         rows_needed=rows_needed,
@@ -34,15 +25,15 @@ def make_breaker(clock: Clock, *, threshold: int = 3, rows_needed: int = 2, **kw
     )
 
 
-def test_failures_from_one_row_alone_never_open_the_breaker() -> None:
-    breaker = make_breaker(Clock())
+def test_failures_from_one_row_alone_never_open_the_breaker(clock: VirtualClock) -> None:
+    breaker = make_breaker(clock)
     for _ in range(10):
         assert breaker.failed("server_error", probe=False, row=7) is False
     assert not breaker.is_open
 
 
-def test_threshold_failures_in_a_row_from_two_rows_open_it() -> None:
-    breaker = make_breaker(Clock())
+def test_threshold_failures_in_a_row_from_two_rows_open_it(clock: VirtualClock) -> None:
+    breaker = make_breaker(clock)
     assert breaker.failed("server_error", probe=False, row=1) is False
     assert breaker.failed("server_error", probe=False, row=2) is False
     assert breaker.failed("server_error", probe=False, row=1) is True
@@ -50,8 +41,8 @@ def test_threshold_failures_in_a_row_from_two_rows_open_it() -> None:
     assert breaker.outages == 1
 
 
-def test_a_real_answer_between_failures_resets_the_streak() -> None:
-    breaker = make_breaker(Clock())
+def test_a_real_answer_between_failures_resets_the_streak(clock: VirtualClock) -> None:
+    breaker = make_breaker(clock)
     breaker.failed("timeout", probe=False, row=1)
     breaker.failed("timeout", probe=False, row=2)
     breaker.succeeded(probe=False)
@@ -59,8 +50,8 @@ def test_a_real_answer_between_failures_resets_the_streak() -> None:
     assert not breaker.is_open
 
 
-def test_the_first_real_answer_closes_an_open_breaker() -> None:
-    breaker = make_breaker(Clock(), threshold=2)
+def test_the_first_real_answer_closes_an_open_breaker(clock: VirtualClock) -> None:
+    breaker = make_breaker(clock, threshold=2)
     breaker.failed("server_error", probe=False, row=1)
     breaker.failed("server_error", probe=False, row=2)
     assert breaker.is_open
@@ -68,33 +59,31 @@ def test_the_first_real_answer_closes_an_open_breaker() -> None:
     assert not breaker.is_open
 
 
-def test_an_outage_longer_than_max_outage_raises_with_its_length_and_reason() -> None:
-    clock = Clock()
+def test_an_outage_longer_than_max_outage_raises_with_its_length_and_reason(clock: VirtualClock) -> None:
     breaker = make_breaker(clock, threshold=2, max_outage=30.0)
     breaker.failed("connection_error", probe=False, row=1)
     breaker.failed("connection_error", probe=False, row=2)
-    clock.now += 30.0
+    clock.advance(30.0)
     breaker.check()  # exactly max_outage: still allowed
-    clock.now += 0.5
+    clock.advance(0.5)
     with pytest.raises(OutageTooLong, match=r"unavailable for 30s \(connection_error\)"):
         breaker.check()
 
 
-def test_a_closed_breaker_never_raises_however_long_ago_failures_were() -> None:
-    clock = Clock()
+def test_a_closed_breaker_never_raises_however_long_ago_failures_were(clock: VirtualClock) -> None:
     breaker = make_breaker(clock)
     breaker.failed("server_error", probe=False, row=1)
-    clock.now += 10_000
+    clock.advance(10_000)
     breaker.check()
 
 
-async def test_wait_turn_returns_at_once_while_closed() -> None:
-    breaker = make_breaker(Clock())
+async def test_wait_turn_returns_at_once_while_closed(clock: VirtualClock) -> None:
+    breaker = make_breaker(clock)
     assert await breaker.wait_turn() is False
 
 
-async def test_while_open_exactly_one_sender_goes_as_the_probe() -> None:
-    breaker = make_breaker(Clock(), threshold=2)
+async def test_while_open_exactly_one_sender_goes_as_the_probe(clock: VirtualClock) -> None:
+    breaker = make_breaker(clock, threshold=2)
     breaker.failed("server_error", probe=False, row=1)
     breaker.failed("server_error", probe=False, row=2)
     first = await breaker.wait_turn()
@@ -108,8 +97,8 @@ async def test_while_open_exactly_one_sender_goes_as_the_probe() -> None:
     assert not breaker.is_open
 
 
-async def test_a_failed_probe_keeps_it_open_and_hands_the_probe_on() -> None:
-    breaker = make_breaker(Clock(), threshold=2)
+async def test_a_failed_probe_keeps_it_open_and_hands_the_probe_on(clock: VirtualClock) -> None:
+    breaker = make_breaker(clock, threshold=2)
     breaker.failed("server_error", probe=False, row=1)
     breaker.failed("server_error", probe=False, row=2)
     assert await breaker.wait_turn() is True
@@ -117,9 +106,9 @@ async def test_a_failed_probe_keeps_it_open_and_hands_the_probe_on() -> None:
     assert await asyncio.wait_for(breaker.wait_turn(), 5) is True
 
 
-async def test_wait_turn_gives_up_at_once_when_the_run_stops() -> None:
+async def test_wait_turn_gives_up_at_once_when_the_run_stops(clock: VirtualClock) -> None:
     stopped = asyncio.Event()
-    breaker = Breaker(2, max_outage=60.0, backoff_base=3600.0, clock=Clock(), stopped=stopped)
+    breaker = Breaker(2, max_outage=60.0, backoff_base=3600.0, clock=clock, stopped=stopped)
     breaker.failed("server_error", probe=False, row=1)
     breaker.failed("server_error", probe=False, row=2)
     waiter = asyncio.ensure_future(breaker.wait_turn())
@@ -128,10 +117,10 @@ async def test_wait_turn_gives_up_at_once_when_the_run_stops() -> None:
     assert await asyncio.wait_for(waiter, 5) is False
 
 
-def test_the_streak_follows_a_threshold_asked_at_each_failure() -> None:
+def test_the_streak_follows_a_threshold_asked_at_each_failure(clock: VirtualClock) -> None:
     # Under auto concurrency the breaker sizes its streak from what may be in flight now, not
     # from --max-concurrency: 4 in flight, 4 failures from several rows are an outage.
     in_flight = [64]
-    breaker = Breaker(lambda: in_flight[0], rows_needed=3, max_outage=60.0, clock=Clock())
+    breaker = Breaker(lambda: in_flight[0], rows_needed=3, max_outage=60.0, clock=clock)
     in_flight[0] = 4
     assert [breaker.failed("server_error", probe=False, row=r) for r in range(4)] == [False] * 3 + [True]

@@ -20,3 +20,19 @@ def test_the_failure_window_judges_nothing_until_full_then_the_last_rows_only() 
         window.add(False)
     assert window.add(False) is None  # 1 of the last 4 failed: 25%
     assert window.add(True) is None  # 2 of 4: 50% is not over 0.5
+
+
+def test_the_oldest_row_leaves_the_window_as_a_new_one_comes() -> None:
+    window = FailureWindow(3, 0.5)
+    assert [window.add(f) for f in (False, True, False)] == [None, None, None]  # full at 33%
+    reason = window.add(True)  # the first row left: True, False, True -> 67%
+    assert reason is not None and reason.startswith("67% of the last 3 rows failed or were rejected")
+    assert "--max-failure-rate 0.5" in reason
+    assert window.add(False) is None  # False, True, False -> 33%
+
+
+def test_a_negative_window_is_taken_as_one_row() -> None:
+    window = FailureWindow(-5, 0.0)
+    assert window.add(False) is None
+    reason = window.add(True)
+    assert reason is not None and "of the last 1 rows" in reason

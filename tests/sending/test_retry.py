@@ -33,3 +33,36 @@ def test_backoff_doubles_from_base_up_to_the_cap_with_jitter_and_never_overflows
     for n, full in [(0, 0.5), (1, 1.0), (3, 4.0), (10, 30.0), (10_000, 30.0)]:
         delay = backoff_delay(n, base=0.5, cap=30.0, rng=rng)
         assert full / 2 <= delay <= full
+
+
+@pytest.mark.parametrize("action", list(Action))
+def test_every_action_has_a_step_and_only_a_transient_failure_spends_a_retry(action: Action) -> None:
+    step, retries = decide(action, retries=1, max_retries=5, in_outage=False)
+    assert isinstance(step, Step)
+    assert retries == (2 if action is Action.RETRY else 1)
+
+
+def test_an_outage_never_finishes_a_row_however_many_failures_it_sees() -> None:
+    # The trap: in an outage each failure would otherwise cost a retry, and a long outage would
+    # turn every row in flight into failed.
+    retries = 0
+    for _ in range(100):
+        step, retries = decide(Action.RETRY, retries=retries, max_retries=3, in_outage=True)
+        assert step is Step.AGAIN
+    assert retries == 0
+
+
+def test_a_throttled_row_is_sent_again_even_with_its_retries_spent() -> None:
+    assert decide(Action.THROTTLED, retries=3, max_retries=3, in_outage=False) == (Step.AGAIN, 3)
+
+
+def test_max_retries_0_finishes_a_row_at_its_first_transient_failure() -> None:
+    assert decide(Action.RETRY, retries=0, max_retries=0, in_outage=False) == (Step.FINISH, 1)
+
+
+def test_backoff_jitter_spreads_senders_that_failed_together() -> None:
+    rng = random.Random(1)
+    delays = {backoff_delay(2, base=1.0, cap=30.0, rng=rng) for _ in range(20)}
+    assert len(delays) == 20
+    assert all(2.0 <= d <= 4.0 for d in delays)
+    assert backoff_delay(5, base=0.0, cap=30.0, rng=rng) == 0.0  # a zero base never waits

@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from ..config import CLASSIFICATIONS, MEDIA
+from ..domain import CLASSIFICATIONS, MEDIA
 from ..errors import BatchOverrideError, ExitCode, InputError, UsageError, first_line
 from ..files import atomic_writer
 from ..input.table import open_table

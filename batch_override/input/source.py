@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ..config import MEDIA_COLUMN
+from ..domain import MEDIA_COLUMN
 from ..errors import InputError, first_line
 from .batch import Batch, Columns, InputOptions, normalise_record
 

@@ -18,11 +18,10 @@ from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
 from ..apikey import ApiKey
-from ..config import CLASSIFICATIONS, HASH_PATTERN
+from ..domain import CLASSIFICATIONS, ENDPOINTS, HASH_PATTERN
 from ..errors import UsageError, first_line
 from ..outcome import Action, Outcome, Verdict, classify_response, transport_failure
 
-ENDPOINTS = {"image": "classification", "video": "classification_video", "audio": "classification_audio"}
 BODIES = {c: json.dumps({"classification": c}, separators=(",", ":")).encode() for c in CLASSIFICATIONS}
 EMPTY_BODY = b"{}"
 _HASH = re.compile(HASH_PATTERN)

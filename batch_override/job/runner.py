@@ -35,6 +35,7 @@ from ..input.source import BatchSource
 from ..ledger import runlog
 from ..ledger.resume import ResumeIndex, load_resume_index
 from ..ledger.writer import LedgerLock, LedgerWriter, check_ledger_path, repair_torn_tail, utc_now
+from ..pacing.backoff import Backoff
 from ..pacing.concurrency import Concurrency
 from ..sending.breaker import Breaker
 from ..sending.client import make_session
@@ -247,12 +248,13 @@ async def _send_all(
     if config.dry_run or job.api_key is None:
         await produce(PassTwo(config, source, index, resume, recorder, stopper, None))
         return
+    # One policy for the probes and the bare 429s (the senders' retries draw from their own).
+    backoff = Backoff(config.backoff_base, config.backoff_cap)
     pacer = job.parts.pacer(
         config.fixed_rate,
         headroom=config.headroom,
         stopped=stopper.stopped,
-        backoff_base=config.backoff_base,
-        backoff_cap=config.backoff_cap,
+        backoff=backoff,
     )
     # The senders, the pool and the queue size from the most that may be in flight; the slots
     # (auto: Little's law and the gradient) decide how many are, and the breaker's streak is
@@ -263,7 +265,7 @@ async def _send_all(
         lambda: max(3, slots.limit),
         rows_needed=min(3, max(2, senders)),
         max_outage=config.max_outage,
-        backoff_base=config.backoff_base,
+        backoff=backoff,
         stopped=stopper.stopped,
     )
     queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=senders * 4)

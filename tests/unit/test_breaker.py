@@ -10,6 +10,7 @@ import random
 
 import pytest
 
+from batch_override.pacing.backoff import Backoff
 from batch_override.sending.breaker import Breaker, OutageTooLong
 
 
@@ -28,9 +29,8 @@ def make_breaker(clock: Clock, *, threshold: int = 3, rows_needed: int = 2, **kw
         threshold,
         rows_needed=rows_needed,
         max_outage=kw.get("max_outage", 60.0),
-        backoff_base=kw.get("backoff_base", 0.0),
+        backoff=Backoff(kw.get("backoff_base", 0.0), rng=random.Random(0)),
         clock=clock,
-        rng=random.Random(0),
     )
 
 
@@ -119,7 +119,7 @@ async def test_a_failed_probe_keeps_it_open_and_hands_the_probe_on() -> None:
 
 async def test_wait_turn_gives_up_at_once_when_the_run_stops() -> None:
     stopped = asyncio.Event()
-    breaker = Breaker(2, max_outage=60.0, backoff_base=3600.0, clock=Clock(), stopped=stopped)
+    breaker = Breaker(2, max_outage=60.0, backoff=Backoff(3600.0), clock=Clock(), stopped=stopped)
     breaker.failed("server_error", probe=False, row=1)
     breaker.failed("server_error", probe=False, row=2)
     waiter = asyncio.ensure_future(breaker.wait_turn())

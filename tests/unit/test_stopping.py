@@ -11,8 +11,9 @@ import pytest
 
 from batch_override.errors import ExitCode
 from batch_override.outcome import Action
+from batch_override.pacing.backoff import Backoff
 from batch_override.sending.failures import FailureWindow
-from batch_override.sending.retry import Step, backoff_delay, decide
+from batch_override.sending.retry import Step, decide
 from batch_override.stopping import Halted, Stopper
 
 
@@ -154,5 +155,5 @@ def test_the_retry_decision(
 def test_backoff_doubles_from_base_up_to_the_cap_with_jitter_and_never_overflows() -> None:
     rng = random.Random(7)
     for n, full in [(0, 0.5), (1, 1.0), (3, 4.0), (10, 30.0), (10_000, 30.0)]:
-        delay = backoff_delay(n, base=0.5, cap=30.0, rng=rng)
+        delay = Backoff(base=0.5, cap=30.0, rng=rng).delay(n)
         assert full / 2 <= delay <= full

@@ -34,8 +34,6 @@ COLUMNS = (
     "row", "media", "hash", "classification", "outcome", "error_code",
     "http_status", "attempts", "message", "run_id", "finished_at",
 )  # fmt: skip
-#: Bytes pyarrow parses at a time, unless a reader asks for another size.
-BLOCK = 1 << 22
 
 
 def read_header(path: Path) -> list[str] | None:
@@ -112,7 +110,7 @@ class LedgerFile:
         try:
             # A line longer than the blocks (a cell of many MiB) makes the reader start again
             # with bigger blocks: every ledger reads, whatever its cell sizes.
-            reader = record_batches(read, size_limit=self.end, block_size=block_size or BLOCK)
+            reader = record_batches(read, size_limit=self.end, block_size=block_size)
             yield from read_ahead(reader) if ahead else reader
         except (pa.ArrowException, OSError) as exc:
             raise LedgerError(f"{self.path}: cannot read the ledger ({first_line(exc)})") from None

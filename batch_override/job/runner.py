@@ -37,7 +37,7 @@ from ..ledger.resume import ResumeIndex, load_resume_index
 from ..ledger.writer import LedgerLock, LedgerWriter, check_ledger_path, repair_torn_tail, utc_now
 from ..pacing.backoff import Backoff
 from ..pacing.concurrency import Concurrency
-from ..sending.breaker import Breaker
+from ..sending.breaker import MAX_ROWS, MIN_ROWS, MIN_STREAK, Breaker
 from ..sending.client import make_session
 from ..stopping import Halted, Stopper, signals_handled
 from ..summary import Summary
@@ -262,8 +262,8 @@ async def _send_all(
     senders = config.senders
     slots = Concurrency(config.fixed_concurrency, config.max_concurrency)
     breaker = Breaker(
-        lambda: max(3, slots.limit),
-        rows_needed=min(3, max(2, senders)),
+        lambda: max(MIN_STREAK, slots.limit),
+        rows_needed=min(MAX_ROWS, max(MIN_ROWS, senders)),
         max_outage=config.max_outage,
         backoff=backoff,
         stopped=stopper.stopped,

@@ -17,6 +17,16 @@ from collections.abc import Callable
 
 from ..pacing.backoff import Backoff
 
+#: The shortest streak of transient failures that opens the breaker, however few requests are in
+#: flight: with one or two in flight, two failures in a row are one bad round trip, not an outage.
+#: Above it the streak is what may be in flight now (a round trip's worth of failures).
+MIN_STREAK = 3
+#: The fewest distinct rows a streak must come from: one row failing again and again is that row's
+#: problem (a hash the server chokes on), not the server's.
+MIN_ROWS = 2
+#: With three senders or more, three rows: two bad rows failing together are still not an outage.
+MAX_ROWS = 3
+
 
 class OutageTooLong(Exception):
     def __init__(self, seconds: float, reason: str) -> None:
@@ -29,7 +39,7 @@ class Breaker:
         self,
         threshold: int | Callable[[], int],
         *,
-        rows_needed: int = 2,
+        rows_needed: int = MIN_ROWS,
         max_outage: float,
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,

@@ -21,6 +21,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -287,7 +288,11 @@ async def _send_all(
             recorder.summary.concurrency = slots.report()
 
 
-async def _pipeline(stopper: Stopper, producer: Any, workers: list[Any]) -> None:
+#: A stage of the pipeline: a coroutine run for what it does, not for a value.
+_Stage = Coroutine[object, object, None]
+
+
+async def _pipeline(stopper: Stopper, producer: _Stage, workers: list[_Stage]) -> None:
     """The producer and the senders in one TaskGroup.  Each stage catches its own errors (and
     stops the run); one that escapes anyway is a bug: the TaskGroup cancels the others."""
     try:

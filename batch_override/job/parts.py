@@ -17,22 +17,12 @@ from typing import Protocol
 import aiohttp
 
 from ..config import Rate, RunConfig
-from ..input.batch import InputOptions
-from ..input.file_input import CorrectionsFile
+from ..input.open_input import open_input
 from ..input.source import BatchSource
 from ..ledger.writer import LedgerWriter
 from ..pacing.backoff import Backoff
 from ..pacing.pacer import Pacer
 from ..sending.client import Client
-
-
-def open_input(config: RunConfig) -> BatchSource:
-    """The run's input: a file (or ``-``), or a DataFrame / pyarrow Table given from Python."""
-    if not isinstance(config.input, str):
-        from ..ledger.frames import TableInput  # pandas only for a DataFrame or Table input
-
-        return TableInput(config.input, InputOptions.of(config))
-    return CorrectionsFile(config.input, InputOptions.of(config))
 
 
 class LedgerWriterFactory(Protocol):

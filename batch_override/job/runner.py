@@ -34,8 +34,9 @@ from ..config import RunConfig
 from ..errors import BatchOverrideError, ExitCode, LedgerWriteError
 from ..input.source import BatchSource
 from ..ledger import runlog
+from ..ledger.format import utc_now
 from ..ledger.resume import ResumeIndex, load_resume_index
-from ..ledger.writer import LedgerLock, LedgerWriter, check_ledger_path, repair_torn_tail, utc_now
+from ..ledger.writer import LedgerLock, LedgerWriter, check_ledger_path, repair_torn_tail
 from ..pacing.backoff import Backoff
 from ..pacing.concurrency import Concurrency
 from ..sending.breaker import MAX_ROWS, MIN_ROWS, MIN_STREAK, Breaker

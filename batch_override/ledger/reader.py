@@ -14,7 +14,6 @@ not read, so two readers opened at different times can disagree.
 
 from __future__ import annotations
 
-import csv
 import io
 import threading
 from collections.abc import Iterator, Sequence
@@ -29,19 +28,7 @@ import pyarrow.csv as pacsv
 from ..errors import LedgerError, first_line
 from ..files import complete_end
 from ..input.blocks import record_batches
-
-COLUMNS = (
-    "row", "media", "hash", "classification", "outcome", "error_code",
-    "http_status", "attempts", "message", "run_id", "finished_at",
-)  # fmt: skip
-
-
-def read_header(path: Path) -> list[str] | None:
-    """The ledger's column names; None for a missing or empty file."""
-    if not path.exists() or path.stat().st_size == 0:
-        return None
-    with open(path, encoding="utf-8", newline="") as fh:
-        return next(csv.reader([fh.readline()]))
+from .format import COLUMNS, read_header
 
 
 @dataclass(frozen=True, slots=True)

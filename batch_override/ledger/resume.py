@@ -26,7 +26,8 @@ import pyarrow.compute as pc
 from ..input.blocks import BLOCK_SIZE
 from ..keys import CLASS_CODES, MEDIA_CODES, GrowableKeys, KeyArray, hex_to_bytes
 from ..outcome import DONE_OUTCOMES, Outcome
-from .reader import LedgerFile, read_header
+from .format import read_header
+from .reader import LedgerFile
 
 
 class Prior(enum.IntEnum):

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from batch_override.ledger.writer import COLUMNS
+from batch_override.ledger.format import COLUMNS
 from tests.support import sha
 
 

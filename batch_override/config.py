@@ -27,7 +27,7 @@ _PERIODS = {
     "m": 60.0, "min": 60.0, "minute": 60.0,
     "h": 3600.0, "hour": 3600.0,
 }  # fmt: skip
-#: Requests per period at most: the pacer keeps one timestamp per request of a window.
+#: Requests per period at most: the pacer keeps one timestamp per request of a period.
 MAX_RATE = 1_000_000
 MAX_PERIOD = 100 * 86_400.0
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*\.?\d*)\s*([a-z]+)\s*$")
@@ -35,7 +35,7 @@ _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*\.?\d*)\s*([a-z]+)\s*$")
 
 @dataclass(frozen=True, slots=True)
 class Rate:
-    """At most ``limit`` requests in any window of ``period`` seconds, spaced evenly (no burst)."""
+    """At most ``limit`` requests in any span of ``period`` seconds, spaced evenly (no burst)."""
 
     limit: int
     period: float

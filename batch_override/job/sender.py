@@ -22,7 +22,7 @@ from ..pacing.concurrency import Concurrency
 from ..pacing.pacer import Pacer, retry_after_seconds
 from ..sending.breaker import Breaker, OutageTooLong
 from ..sending.client import BODIES, EMPTY_BODY, Answer, Client
-from ..sending.failures import FailureWindow
+from ..sending.failures import FailureThreshold
 from ..sending.retry import Step, decide
 from ..stopping import Stopper
 from .recorder import Item, Recorder
@@ -102,7 +102,7 @@ def _capacity_latency(answer: Answer | None, sent_at: float) -> float | None:
 
 
 class Sender:
-    """The senders' shared state: the outage breaker, the failure window, the preflight."""
+    """The senders' shared state: the outage breaker, the failure threshold, the preflight."""
 
     def __init__(
         self,
@@ -117,7 +117,7 @@ class Sender:
         self.breaker = breaker
         self.recorder = recorder
         self.stopper = stopper
-        self.failures = FailureWindow(config.failure_window, config.max_failure_rate)
+        self.failures = FailureThreshold(config.failure_window, config.max_failure_rate)
         self.last_answer = time.monotonic()
         self.retry_backoff = Backoff(config.backoff_base, config.backoff_cap)
         self._preflight_lock = asyncio.Lock()

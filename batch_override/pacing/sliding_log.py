@@ -1,4 +1,4 @@
-"""The rate meter: at most ``limit`` sends in any window of ``period`` seconds, evenly spaced.
+"""The rate meter: at most ``limit`` sends in any span of ``period`` seconds, evenly spaced.
 
 The grid is absolute, so a late wake-up does not push every later send back (a relative sleep
 loses ~1 ms per send to timer rounding: 5 % at 50/s); the log of the last ``limit`` sends makes
@@ -14,10 +14,10 @@ from collections import deque
 
 
 class SlidingLog:
-    """At most ``limit`` sends in any window of ``period`` seconds, evenly spaced, without drift.
+    """At most ``limit`` sends in any span of ``period`` seconds, evenly spaced, without drift.
 
     The trap: ``recent`` carries the log over when the pacer changes the limit or period, so a
-    shorter period never lets the sends of the last window burst again.
+    shorter period never lets the sends of the last period burst again.
     """
 
     __slots__ = ("_next", "_sends", "interval", "limit", "period")

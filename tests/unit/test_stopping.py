@@ -12,7 +12,7 @@ import pytest
 from batch_override.errors import ExitCode
 from batch_override.outcome import Action
 from batch_override.pacing.backoff import Backoff
-from batch_override.sending.failures import FailureWindow
+from batch_override.sending.failures import FailureThreshold
 from batch_override.sending.retry import Step, decide
 from batch_override.stopping import Halted, Stopper
 
@@ -118,13 +118,13 @@ async def test_a_reader_between_batches_ends_once_the_run_has_stopped() -> None:
 
 
 def test_a_failure_window_of_zero_judges_each_row_alone_instead_of_dividing_by_zero() -> None:
-    window = FailureWindow(0, 0.5)
+    window = FailureThreshold(0, 0.5)
     assert window.add(False) is None
     assert window.add(True) is not None
 
 
 def test_the_failure_window_judges_nothing_until_full_then_the_last_rows_only() -> None:
-    window = FailureWindow(4, 0.5)
+    window = FailureThreshold(4, 0.5)
     assert [window.add(True) for _ in range(3)] == [None, None, None]
     reason = window.add(True)
     assert reason is not None and "100% of the last 4 rows" in reason

@@ -72,8 +72,9 @@ class ResumeIndex:
     #: Unix start time of each trusted run, by ordinal.
     run_started: npt.NDArray[np.float64] | None = None
 
-    #: The first 4 bytes of each entry as a big-endian integer: searching these is ~10x faster
-    #: than comparing 37-byte strings, and the few entries that share one are scanned after.
+    #: The first 4 bytes of each entry as a big-endian integer: searching these is much faster
+    #: than comparing 37-byte strings (one machine word against bytes), and the few entries that
+    #: share one are scanned after.
     prefix: npt.NDArray[np.uint32] = field(default_factory=lambda: np.empty(0, np.uint32))
 
     def __post_init__(self) -> None:

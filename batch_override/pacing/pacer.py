@@ -45,7 +45,7 @@ log = logging.getLogger("batch_override")
 #: Laravel's default throttle, 60 requests per minute, paced exactly.
 FALLBACK_RATE = Rate(60, 60.0)
 #: The budget is paced over the learned window stretched by this share.  A real window can outlast
-#: its whole-second estimate (Laravel on Redis: a 15 s window lasted 15.02 s) and arrivals jitter,
+#: its whole-second estimate (Laravel on Redis: by some milliseconds) and arrivals jitter,
 #: so an exact ``budget`` per ``estimate`` can land ``budget + 1`` in one server window.
 WINDOW_MARGIN = 0.01
 

@@ -69,8 +69,9 @@ def make_session(
             "User-Agent": user_agent(),
         },
         # Not trust_env: aiohttp would then look up ~/.netrc and the proxy environment for every
-        # request, each in a worker thread (3x the CPU per row). The proxy is resolved once
-        # instead (env_proxy), and the API authenticates by header, never by netrc.
+        # request, each in a worker thread (several times the CPU per row; see BENCHMARKS.md).
+        # The proxy is resolved once instead (env_proxy), and the API authenticates by header,
+        # never by netrc.
         trust_env=False,
         raise_for_status=False,
     )

@@ -10,18 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from .domain import CLASSIFICATION_COLUMN, CLASSIFICATIONS, HASH_COLUMN, MEDIA
 from .errors import UsageError
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-MEDIA = ("video", "image", "audio")
-#: A valid hash, once normalised: a SHA-256 as 64 lowercase hex digits.
-HASH_PATTERN = "^[0-9a-f]{64}$"
-#: The input's column names unless told otherwise (a media column is optional).
-HASH_COLUMN, CLASSIFICATION_COLUMN, MEDIA_COLUMN = "hash", "classification", "media"
-CLASSIFICATIONS = ("human", "artificial")
 DEFAULT_API_URL = "https://backend.identifai.net"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 #: More requests in flight than this is a typo, not a plan (one connection and task each).
@@ -32,7 +27,7 @@ _PERIODS = {
     "m": 60.0, "min": 60.0, "minute": 60.0,
     "h": 3600.0, "hour": 3600.0,
 }  # fmt: skip
-#: Requests per period at most: the pacer keeps one timestamp per request of a window.
+#: Requests per period at most: the pacer keeps one timestamp per request of a period.
 MAX_RATE = 1_000_000
 MAX_PERIOD = 100 * 86_400.0
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*\.?\d*)\s*([a-z]+)\s*$")
@@ -40,7 +35,7 @@ _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*\.?\d*)\s*([a-z]+)\s*$")
 
 @dataclass(frozen=True, slots=True)
 class Rate:
-    """At most ``limit`` requests in any window of ``period`` seconds, spaced evenly (no burst)."""
+    """At most ``limit`` requests in any span of ``period`` seconds, spaced evenly (no burst)."""
 
     limit: int
     period: float

@@ -14,7 +14,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .config import CLASSIFICATIONS, MEDIA
+from .domain import CLASSIFICATIONS, MEDIA
 
 KEY_DTYPE = np.dtype("S34")
 MEDIA_CODES = pa.array(MEDIA)

@@ -22,7 +22,7 @@ HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
 EXTRA_COLUMNS = ("note_1", "note_2", "note_3", "note_4")
 EXTRA_WIDTH = 250
 CHUNK = 1 << 18
-# The ledger's own columns, as batch_override.ledger.writer.COLUMNS writes them.
+# The ledger's own columns, as batch_override.ledger.format.COLUMNS writes them.
 LEDGER_COLUMNS = (
     "row", "media", "hash", "classification", "outcome", "error_code",
     "http_status", "attempts", "message", "run_id", "finished_at",

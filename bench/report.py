@@ -130,6 +130,55 @@ def render_text(sections: list[Section]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Figures from earlier runs that the code's comments used to quote (the comments keep the why):
+#: this suite does not measure them, so every rendering carries them as they are.
+QUOTED_FIGURES = (
+    (
+        "`sending/client.py`, `trust_env=False`",
+        "with `trust_env`, aiohttp's per-request `~/.netrc` and proxy look-ups in a worker thread "
+        "cost about 3x the CPU per row",
+    ),
+    (
+        "`pacing/sliding_log.py`, the absolute grid",
+        "a relative sleep lost about 1 ms per send to timer rounding: 5 % of the rate at 50/s",
+    ),
+    (
+        "`pacing/sliding_log.py`, `CatchUp`",
+        "without catching up, a 1 s window 200 ms away got 73 of its 90 requests in the window "
+        "in which auto pacing learnt its length",
+    ),
+    (
+        "`pacing/window.py`, `ServerWindow`",
+        "adding every later send to a count, on a long-tailed network (150 ms median, 1.5 s p99), "
+        "estimated 110 in windows that held 90, and held the pacer for nothing",
+    ),
+    ("`pacing/pacer.py`, `WINDOW_MARGIN`", "Laravel on Redis: a 15 s window lasted 15.02 s"),
+    ("`job/plan.py`, `batch_digest`", "SHA-256 with SHA-NI: about 1.3 GB/s, the fastest of hashlib there"),
+    (
+        "`ledger/resume.py`, `ResumeIndex.prefix`",
+        "searching 4-byte integer prefixes: about 10x faster than comparing 37-byte keys",
+    ),
+    ("`cli/main.py`, `gc.freeze()`", "the cyclic garbage collector walking what was imported: about 8 % CPU"),
+    ("`cli/nopandas.py`", "pyarrow importing pandas on its first `pa.array()`: about 0.2 s and 60 MB a run"),
+)
+
+
+def quoted_figures() -> list[str]:
+    """The section of BENCHMARKS.md that quotes earlier runs (see :data:`QUOTED_FIGURES`)."""
+    table = Table(["where", "figure"])
+    for where, figure in QUOTED_FIGURES:
+        table.add(where, figure)
+    return [
+        "## Figures quoted from earlier runs",
+        "",
+        "Measurements the code's comments used to quote, kept here so that a comment says why and this",
+        "file says how much.  They come from earlier runs and experiments, not from the run above;",
+        "`bench/run.py` does not measure them again.",
+        "",
+        *_md_table(table),
+    ]
+
+
 def render_markdown(
     sections: list[Section], *, preamble: str, invocation: str, total_seconds: float, revision_at_start: str
 ) -> str:
@@ -167,4 +216,5 @@ def render_markdown(
             lines += [f"**{caption}**", "", *_md_table(table), ""]
         if section.notes:
             lines += [*(f"- {note}" for note in section.notes), ""]
+    lines += [*quoted_figures(), ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -18,10 +18,11 @@ import aiohttp
 from batch_override.apikey import ApiKey
 from batch_override.cli.jobfile import load_job
 from batch_override.cli.logs import setup_logging
+from batch_override.domain import ENDPOINTS
 from batch_override.emulator import DEMO_API_KEY, Emulator, EmulatorConfig, load_state_csv
 from batch_override.job.runner import run_job_async
 from batch_override.ledger.runlog import runlog_path
-from batch_override.sending.client import BODIES, ENDPOINTS
+from batch_override.sending.client import BODIES
 
 ROOT = Path.cwd()
 

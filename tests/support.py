@@ -20,7 +20,7 @@ import pandas as pd
 from aiohttp import web
 
 from batch_override.emulator import DEMO_API_KEY
-from batch_override.ledger.writer import COLUMNS
+from batch_override.ledger.format import COLUMNS
 
 REPO = Path(__file__).resolve().parent.parent
 #: Flags for a quick run against the emulator: a rate no test's rows reach, short retry delays.

@@ -37,18 +37,17 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from ..config import CLASSIFICATIONS, MEDIA
+from ..domain import CLASSIFICATIONS, MEDIA
 from ..errors import BatchOverrideError, ExitCode, InputError, UsageError, first_line
 from ..files import atomic_writer
+from ..input.cells import as_text  # non-text cells: the ledger's one rule
 from ..input.table import open_table
 from ..job.progress import Progress
 from .pathlist import read_paths, shown
 
 CHUNK_BYTES = 1 << 20
-_DELIMITERS = (",", ";", "\t")
 
 
 def sha256_file(path: Path) -> tuple[str, str]:
@@ -93,7 +92,7 @@ class _Input:
         self.total: int | None = parquet.metadata.num_rows if parquet is not None else None
 
     def batches(self) -> Iterator[tuple[pa.RecordBatch, list[str]]]:
-        """Chunks of at most ``chunk_rows`` rows, every column as text (null becomes empty), and
+        """Chunks of at most ``chunk_rows`` rows, every column as text (by :mod:`..input.cells`' rule), and
         their paths."""
         table = self.table
         try:
@@ -104,7 +103,9 @@ class _Input:
             )
             for record in records:
                 for offset in range(0, record.num_rows, self.chunk_rows):
-                    chunk = _as_text(record.slice(offset, self.chunk_rows))
+                    piece = record.slice(offset, self.chunk_rows)
+                    texts = [as_text(column) for column in piece.columns]
+                    chunk = pa.RecordBatch.from_arrays(texts, names=piece.schema.names)
                     yield chunk, chunk.column(self.path_column).to_pylist()
         except (pa.ArrowException, OSError, EOFError, zlib.error, UnicodeError) as exc:
             if table.kind != "parquet" and table.is_decode_error(exc):
@@ -127,20 +128,6 @@ class _PathList:
         for paths in self._chunks:
             column = pa.array([shown(p) for p in paths], pa.string())
             yield pa.RecordBatch.from_arrays([column], names=["path"]), paths
-
-
-def _as_text(record: pa.RecordBatch) -> pa.RecordBatch:
-    columns = []
-    for column in record.columns:
-        if pa.types.is_dictionary(column.type):
-            column = column.dictionary_decode()
-        if not pa.types.is_string(column.type):
-            try:
-                column = column.cast(pa.string())
-            except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
-                column = pa.array([None if v is None else str(v) for v in column.to_pylist()], pa.string())
-        columns.append(pc.fill_null(column, ""))
-    return pa.RecordBatch.from_arrays(columns, names=record.schema.names)
 
 
 def hash_corrections(

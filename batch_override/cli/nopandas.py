@@ -1,8 +1,8 @@
 """Keep pandas out of the command line: it never uses it, yet pyarrow would import it.
 
 pyarrow imports pandas on its first ``pa.array()`` call (to check whether the argument is a
-pandas Series), which costs a CLI run ~0.2 s and ~60 MB.  :func:`keep_pandas_out` lets that one
-attempt fail, and pyarrow remembers it.
+pandas Series), which costs a CLI run start-up time and memory for nothing (BENCHMARKS.md
+quotes how much).  :func:`keep_pandas_out` lets that one attempt fail, and pyarrow remembers it.
 
 The trap: pyarrow then treats a pandas object given to ``pa.array`` as a plain sequence until
 something converts a DataFrame explicitly (``Table.from_pandas``, ``to_pandas``), which imports

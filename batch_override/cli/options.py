@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..apikey import ENV_VAR
-from ..config import MEDIA_COLUMN, Allowed, RunConfig, option_name, text_parser
+from ..config import Allowed, RunConfig, option_name, text_parser
+from ..domain import MEDIA_COLUMN
 from ..errors import UsageError
 from ..outcome import SUCCESS_OUTCOMES, Outcome
 from .jobfile import load_job

@@ -17,7 +17,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..config import CLASSIFICATION_COLUMN, CLASSIFICATIONS, HASH_COLUMN, HASH_PATTERN, MEDIA, check_media
+from ..config import check_media
+from ..domain import CLASSIFICATION_COLUMN, CLASSIFICATIONS, HASH_COLUMN, HASH_PATTERN, MEDIA
 from ..keys import bytes_to_hex
 from .cells import as_text as _as_text  # non-text cells: one rule for Parquet and DataFrames
 from .cellsize import describe_size, oversized, replace_cells

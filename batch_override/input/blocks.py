@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 
-#: The block size reads start with: 4 MiB holds thousands of ordinary rows.
+#: The block size every CSV read (input, ledger, report) starts with: 4 MiB holds thousands of
+#: ordinary rows.  Read when a read starts, so a test may make it small to cross block boundaries.
 BLOCK_SIZE = 1 << 22
 
 
@@ -25,13 +26,15 @@ def straddles(exc: BaseException) -> bool:
 
 
 def record_batches(
-    open_reader: Callable[[int], Iterator[pa.RecordBatch]], size_limit: int, block_size: int = BLOCK_SIZE
+    open_reader: Callable[[int], Iterator[pa.RecordBatch]], size_limit: int, block_size: int | None = None
 ) -> Iterator[pa.RecordBatch]:
     """The batches of ``open_reader(block_size)``, read again with bigger blocks as records require.
 
     ``size_limit`` is the file's size: a block that holds the whole file cannot be straddled, so
     the block never grows past it (a straddling error then is another problem, and is raised).
+    ``block_size`` None: :data:`BLOCK_SIZE`.
     """
+    block_size = block_size or BLOCK_SIZE
     done = 0
     while True:
         skip = done

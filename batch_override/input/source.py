@@ -1,6 +1,6 @@
 """What every input of the job is: named columns read as a stream of normalised :class:`Batch`.
 
-A file (:class:`.source.CorrectionsFile`) and a DataFrame or Table (:class:`.frames.TableInput`)
+A file (:class:`.file_input.CorrectionsFile`) and a DataFrame or Table (:class:`.frame_input.TableInput`)
 subclass :class:`BatchSource`: each says how to get its record batches and how to word a read
 error; this class resolves the columns, slices, normalises and validates, the same for both.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ..config import MEDIA_COLUMN
+from ..domain import MEDIA_COLUMN
 from ..errors import InputError, first_line
 from .batch import Batch, Columns, InputOptions, normalise_record
 

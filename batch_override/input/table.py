@@ -37,6 +37,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..errors import InputError, UsageError, first_line
+from .blocks import BLOCK_SIZE
 
 DELIMITERS = (",", ";", "\t")
 _HEAD_BYTES = 1 << 16
@@ -112,7 +113,7 @@ class Table:
         read = pacsv.ReadOptions(
             column_names=self.names,
             skip_rows=1,
-            block_size=1 << 22,
+            block_size=BLOCK_SIZE,
             use_threads=use_threads,
             encoding=self.encoding,
         )

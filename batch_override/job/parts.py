@@ -8,34 +8,44 @@ class it stands for (``source`` takes the run's config).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 
-from ..config import RunConfig
-from ..input.batch import InputOptions
-from ..input.file_input import CorrectionsFile
+from ..config import Rate, RunConfig
+from ..input.open_input import open_input
 from ..input.source import BatchSource
 from ..ledger.writer import LedgerWriter
+from ..pacing.backoff import Backoff
 from ..pacing.pacer import Pacer
 from ..sending.client import Client
 
 
-def open_input(config: RunConfig) -> BatchSource:
-    """The run's input: a file (or ``-``), or a DataFrame / pyarrow Table given from Python."""
-    if not isinstance(config.input, str):
-        from ..ledger.frames import TableInput  # pandas only for a DataFrame or Table input
+class LedgerWriterFactory(Protocol):
+    """How the run makes its ledger writer (:class:`LedgerWriter` itself, or a test's subclass)."""
 
-        return TableInput(config.input, InputOptions.of(config))
-    return CorrectionsFile(config.input, InputOptions.of(config))
+    def __call__(
+        self, path: Path, carried: Sequence[str], run_id: str, *, neutralize: bool, fsync_interval: float
+    ) -> LedgerWriter: ...
+
+
+class PacerFactory(Protocol):
+    """How the run makes its pacer (:class:`Pacer` itself, or a test's subclass)."""
+
+    def __call__(
+        self, rate: Rate | None, *, headroom: float, stopped: asyncio.Event, backoff: Backoff
+    ) -> Pacer: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Parts:
     source: Callable[[RunConfig], BatchSource] = open_input
-    ledger_writer: Callable[..., LedgerWriter] = LedgerWriter
-    pacer: Callable[..., Pacer] = Pacer
+    ledger_writer: LedgerWriterFactory = LedgerWriter
+    pacer: PacerFactory = Pacer
     client: Callable[[aiohttp.ClientSession, str], Client] = Client
 
 

@@ -110,7 +110,7 @@ def batch_digest(batch: Batch) -> bytes:
     Carried columns are left out (they change no decision), so the cost is ~80 bytes of hashing
     per row.  The trap: two reads of the same file must cut the same batches, which they do.
     """
-    digest = hashlib.sha256()  # SHA-NI makes it the fastest of hashlib here (~1.3 GB/s)
+    digest = hashlib.sha256()  # SHA-NI makes it the fastest of hashlib where the CPU has it
     digest.update(batch.start.to_bytes(8, "little"))
     digest.update(np.ascontiguousarray(batch.valid).tobytes())
     for values in (batch.hash, batch.classification, batch.media):

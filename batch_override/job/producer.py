@@ -21,6 +21,7 @@ from ..errors import BatchOverrideError, InputError
 from ..input.batch import Batch
 from ..input.source import BatchSource
 from ..keys import make_keys
+from ..ledger.format import neutralize_array
 from ..ledger.resume import ResumeIndex
 from ..stopping import Stopper
 from .plan import InputIndex, Plan, plan_batch
@@ -112,7 +113,7 @@ async def _produce(work: PassTwo) -> None:
                 plan[send_at] = Plan.ABORTED
                 recorder.immediate(batch, plan, send_at)
                 continue
-            for item in items(batch, send_at, recorder, resume):
+            for item in items(batch, send_at, recorder, resume, neutralize=config.neutralize_formulas):
                 if stopper.stops:
                     recorder.abort(item)
                 else:
@@ -127,16 +128,18 @@ async def _produce(work: PassTwo) -> None:
             ahead.exception()  # seen: an error in a batch nobody asked for any more is moot
 
 
-def items(batch: Batch, idx: np.ndarray[Any, Any], recorder: Recorder, resume: ResumeIndex) -> list[Item]:
-    """The rows at ``idx`` of ``batch`` as items for the senders."""
+def items(
+    batch: Batch, idx: np.ndarray[Any, Any], recorder: Recorder, resume: ResumeIndex, *, neutralize: bool
+) -> list[Item]:
+    """The rows at ``idx`` of ``batch`` as items for the senders (carried cells in the ledger's
+    format, ready to write; none without a ledger)."""
     take = pa.array(idx)
     media = batch.media.take(take).to_pylist()
     hashes = batch.hash.take(take).to_pylist()
     classes = batch.classification.take(take).to_pylist()
     carried: list[list[str]] = []
     if batch.carried and recorder.ledger is not None:
-        ledger = recorder.ledger
-        carried = [ledger.text_array(c.take(take)).to_pylist() for c in batch.carried]
+        carried = [neutralize_array(c.take(take), neutralize).to_pylist() for c in batch.carried]
     rows = (batch.start + idx).tolist()
     out = [
         Item(rows[j], media[j], hashes[j], classes[j], tuple(col[j] for col in carried))

@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +28,7 @@ from .plan import Plan
 from .progress import Progress
 
 log = logging.getLogger("batch_override")
+_P = ParamSpec("_P")
 
 _PLAN_LINE = {
     Plan.INVALID: (Outcome.INVALID, "invalid_row", ""),
@@ -81,11 +83,11 @@ class Recorder:
         """True once the ledger failed: the run has stopped and nothing more is recorded."""
         return self.ledger is not None and not self._writable
 
-    def _write(self, write: Any, *args: Any) -> None:
+    def _write(self, write: Callable[_P, object], *args: _P.args, **kwargs: _P.kwargs) -> None:
         if not self._writable:
             return
         try:
-            write(*args)
+            write(*args, **kwargs)
         except LedgerWriteError as exc:
             self._writable = False
             self._stopper.request(ExitCode.LEDGER_WRITE, str(exc))

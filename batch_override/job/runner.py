@@ -21,6 +21,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,12 @@ from ..config import RunConfig
 from ..errors import BatchOverrideError, ExitCode, LedgerWriteError
 from ..input.source import BatchSource
 from ..ledger import runlog
+from ..ledger.format import utc_now
 from ..ledger.resume import ResumeIndex, load_resume_index
-from ..ledger.writer import LedgerLock, LedgerWriter, check_ledger_path, repair_torn_tail, utc_now
+from ..ledger.writer import LedgerLock, LedgerWriter, check_ledger_path, repair_torn_tail
+from ..pacing.backoff import Backoff
 from ..pacing.concurrency import Concurrency
-from ..sending.breaker import Breaker
+from ..sending.breaker import MAX_ROWS, MIN_ROWS, MIN_STREAK, Breaker
 from ..sending.client import make_session
 from ..stopping import Halted, Stopper, signals_handled
 from ..summary import Summary
@@ -247,12 +250,13 @@ async def _send_all(
     if config.dry_run or job.api_key is None:
         await produce(PassTwo(config, source, index, resume, recorder, stopper, None))
         return
+    # One policy for the probes and the bare 429s (the senders' retries draw from their own).
+    backoff = Backoff(config.backoff_base, config.backoff_cap)
     pacer = job.parts.pacer(
         config.fixed_rate,
         headroom=config.headroom,
         stopped=stopper.stopped,
-        backoff_base=config.backoff_base,
-        backoff_cap=config.backoff_cap,
+        backoff=backoff,
     )
     # The senders, the pool and the queue size from the most that may be in flight; the slots
     # (auto: Little's law and the gradient) decide how many are, and the breaker's streak is
@@ -260,10 +264,10 @@ async def _send_all(
     senders = config.senders
     slots = Concurrency(config.fixed_concurrency, config.max_concurrency)
     breaker = Breaker(
-        lambda: max(3, slots.limit),
-        rows_needed=min(3, max(2, senders)),
+        lambda: max(MIN_STREAK, slots.limit),
+        rows_needed=min(MAX_ROWS, max(MIN_ROWS, senders)),
         max_outage=config.max_outage,
-        backoff_base=config.backoff_base,
+        backoff=backoff,
         stopped=stopper.stopped,
     )
     queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=senders * 4)
@@ -285,7 +289,11 @@ async def _send_all(
             recorder.summary.concurrency = slots.report()
 
 
-async def _pipeline(stopper: Stopper, producer: Any, workers: list[Any]) -> None:
+#: A stage of the pipeline: a coroutine run for what it does, not for a value.
+_Stage = Coroutine[object, object, None]
+
+
+async def _pipeline(stopper: Stopper, producer: _Stage, workers: list[_Stage]) -> None:
     """The producer and the senders in one TaskGroup.  Each stage catches its own errors (and
     stops the run); one that escapes anyway is a bug: the TaskGroup cancels the others."""
     try:

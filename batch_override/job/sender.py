@@ -12,18 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 
 from ..config import RunConfig
 from ..errors import ExitCode
 from ..outcome import Action, Outcome, Verdict
+from ..pacing.backoff import Backoff
 from ..pacing.concurrency import Concurrency
 from ..pacing.pacer import Pacer, retry_after_seconds
 from ..sending.breaker import Breaker, OutageTooLong
 from ..sending.client import BODIES, EMPTY_BODY, Answer, Client
-from ..sending.failures import FailureWindow
-from ..sending.retry import Step, backoff_delay, decide
+from ..sending.failures import FailureThreshold
+from ..sending.retry import Step, decide
 from ..stopping import Stopper
 from .recorder import Item, Recorder
 
@@ -102,7 +102,7 @@ def _capacity_latency(answer: Answer | None, sent_at: float) -> float | None:
 
 
 class Sender:
-    """The senders' shared state: the outage breaker, the failure window, the preflight."""
+    """The senders' shared state: the outage breaker, the failure threshold, the preflight."""
 
     def __init__(
         self,
@@ -117,9 +117,9 @@ class Sender:
         self.breaker = breaker
         self.recorder = recorder
         self.stopper = stopper
-        self.failures = FailureWindow(config.failure_window, config.max_failure_rate)
+        self.failures = FailureThreshold(config.failure_window, config.max_failure_rate)
         self.last_answer = time.monotonic()
-        self.rng = random.Random()
+        self.retry_backoff = Backoff(config.backoff_base, config.backoff_cap)
         self._preflight_lock = asyncio.Lock()
         self._preflight_done = not config.preflight
 
@@ -220,7 +220,7 @@ class Sender:
 
     async def backoff(self, n: int) -> None:
         """Sleep before retry ``n``; wake at once when the run stops."""
-        delay = backoff_delay(n, base=self.config.backoff_base, cap=self.config.backoff_cap, rng=self.rng)
+        delay = self.retry_backoff.delay(n)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stopper.stopped.wait(), timeout=delay)
 

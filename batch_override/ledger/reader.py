@@ -14,7 +14,6 @@ not read, so two readers opened at different times can disagree.
 
 from __future__ import annotations
 
-import csv
 import io
 import threading
 from collections.abc import Iterator, Sequence
@@ -29,21 +28,7 @@ import pyarrow.csv as pacsv
 from ..errors import LedgerError, first_line
 from ..files import complete_end
 from ..input.blocks import record_batches
-
-COLUMNS = (
-    "row", "media", "hash", "classification", "outcome", "error_code",
-    "http_status", "attempts", "message", "run_id", "finished_at",
-)  # fmt: skip
-#: Bytes pyarrow parses at a time, unless a reader asks for another size.
-BLOCK = 1 << 22
-
-
-def read_header(path: Path) -> list[str] | None:
-    """The ledger's column names; None for a missing or empty file."""
-    if not path.exists() or path.stat().st_size == 0:
-        return None
-    with open(path, encoding="utf-8", newline="") as fh:
-        return next(csv.reader([fh.readline()]))
+from .format import COLUMNS, read_header
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +97,7 @@ class LedgerFile:
         try:
             # A line longer than the blocks (a cell of many MiB) makes the reader start again
             # with bigger blocks: every ledger reads, whatever its cell sizes.
-            reader = record_batches(read, size_limit=self.end, block_size=block_size or BLOCK)
+            reader = record_batches(read, size_limit=self.end, block_size=block_size)
             yield from read_ahead(reader) if ahead else reader
         except (pa.ArrowException, OSError) as exc:
             raise LedgerError(f"{self.path}: cannot read the ledger ({first_line(exc)})") from None

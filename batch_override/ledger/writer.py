@@ -7,10 +7,8 @@ Contract:
 - No field contains a line break (they are folded to spaces), so "a line" is "a record" and
   ``pandas.read_csv(ledger)`` reads it with no options.
 - A ledger accumulates runs under one header; a row's state is its latest line.
-- This module only writes; :mod:`ledger_reader` reads ledgers back and :mod:`resume` builds the
-  resume index from them.
-- Text cells that a spreadsheet would run as a formula (starting with ``= + - @``, tab or CR)
-  get a leading apostrophe, unless ``neutralize`` is off.
+- This module only writes, in :mod:`.format`'s format (columns, cells, times); :mod:`.reader`
+  reads ledgers back and :mod:`.resume` builds the resume index from them.
 - After the first failed write or fsync (any ``OSError``: ENOSPC, EDQUOT, EIO, EFBIG) the
   writer is *broken*: it raises :class:`~.errors.LedgerWriteError` and writes nothing more, ever.
   The trap it avoids: a partial line followed by a later successful append would join two lines
@@ -33,60 +31,12 @@ from typing import IO, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ..errors import LedgerError, LedgerLocked, LedgerWriteError
 from ..files import complete_end
 from ..outcome import Outcome
-from .reader import COLUMNS, read_header
-
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_FORMULA_PATTERN = r"^[=+\-@\t\r]"
-
-
-_second: list[Any] = [None, ""]  # the last whole second formatted, reused within that second
-
-
-def utc_now() -> str:
-    """Now, as ISO 8601 UTC with milliseconds (``2026-11-28T09:15:49.123Z``); called per row."""
-    now = time.time()
-    second = int(now)
-    if second != _second[0]:
-        _second[0], _second[1] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-    return f"{_second[1]}.{int((now - second) * 1000):03d}Z"
-
-
-def carried_names(carried: Sequence[str], *, neutralize_names: bool = True) -> tuple[str, ...]:
-    """Ledger names of carried input columns; a name the ledger uses itself gets ``input_``.
-    Names are header cells: one line, neutralised like any cell unless ``--raw-cells``."""
-    out = []
-    for name in carried:
-        clean = " ".join(name.split()) or "unnamed"
-        clean = f"input_{clean}" if clean in COLUMNS else clean
-        out.append(neutralize(clean) if neutralize_names else clean)
-    return tuple(out)
-
-
-def neutralize(text: str) -> str:
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
-def one_line(text: str) -> str:
-    return (
-        text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
-        if "\n" in text or "\r" in text
-        else text
-    )
-
-
-def neutralize_array(values: pa.Array, enabled: bool) -> pa.Array:
-    """Vectorised :func:`one_line` and :func:`neutralize` for a text column."""
-    values = pc.replace_substring_regex(values, pattern=r"\r\n|\r|\n", replacement=" ")
-    if not enabled:
-        return values
-    flagged = pc.match_substring_regex(values, _FORMULA_PATTERN)
-    return pc.if_else(flagged, pc.binary_join_element_wise("'", values, ""), values)
+from .format import COLUMNS, carried_names, neutralize, neutralize_array, one_line, read_header, utc_now
 
 
 def check_ledger_path(path: Path) -> None:

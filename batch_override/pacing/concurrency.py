@@ -10,13 +10,13 @@ request, :meth:`~Concurrency.started` / :meth:`~Concurrency.finished` around the
   needs 18 in flight for 90/s, which a fixed 8 caps at 40/s.
 * **The jump**: once the pace and the latency of a request sent alone (the preflight) are known,
   the limit goes straight to what Little's law needs (a server 200 ms away would otherwise spend
-  its first seconds doubling from 8).  The batch after a jump is checked against that unloaded
+  its first seconds doubling from 8).  The sample after a jump is checked against that unloaded
   latency: when its typical latency rose beyond the noise, the server queues, and the limit drops
   to what it served without a queue (its throughput times the unloaded latency, Netflix's
   gradient ``limit * minRTT / RTT``), from where the gradient below takes over.
 * **The gradient** keeps it from pushing a struggling server harder (the idea of Netflix's
   concurrency-limits and Envoy's adaptive concurrency, measured on throughput): while the pace is
-  not reached, each batch of answers gives the mean in flight and, by Little's law, the
+  not reached, each sample of answers gives the mean in flight and, by Little's law, the
   throughput.  While the limit binds it doubles (TCP's slow start); once more in flight (over
   ``TOLERANCE`` times the concurrency of the best throughput seen) brings no more throughput and
   only raises latency beyond its noise, twice in a row, requests only queue at the server: the
@@ -44,14 +44,14 @@ log = logging.getLogger("batch_override")
 
 #: More in flight than this multiple of the best throughput's concurrency must bring more throughput.
 TOLERANCE = 1.2
-#: A batch of answers is at least this many (fewer make the throughput too noisy to compare).
-BATCH = 50
-#: Batches in a row without more throughput before the limit is cut.
+#: A sample of answers is at least this many (fewer make the throughput too noisy to compare).
+SAMPLE = 50
+#: Samples in a row without more throughput before the limit is cut.
 STALLS = 2
 
 
-class Batch(NamedTuple):
-    """A batch of answers: the mean in flight; the mean latency; the typical latency (geometric
+class Sample(NamedTuple):
+    """A sample of answers: the mean in flight; the mean latency; the typical latency (geometric
     mean: the median of a long tail, estimated far more steadily than its mean) and the standard
     error of its log."""
 
@@ -66,14 +66,14 @@ class Batch(NamedTuple):
 
     @property
     def capacity(self) -> float:
-        """Throughput as comparable from batch to batch (in flight / typical latency)."""
+        """Throughput as comparable from sample to sample (in flight / typical latency)."""
         return self.in_flight / self.typical
 
 
 class Alone:
     """Latencies (logs) of requests answered while nothing else was in flight: the server
     unloaded.  The trap: one or three samples of a long tail say little of its median, so a queue
-    is told by the *fastest* answer of a batch: in a queue every request waits, on a long-tailed
+    is told by the *fastest* answer of a sample: in a queue every request waits, on a long-tailed
     network most are fast."""
 
     __slots__ = ("count", "logs", "slowest")
@@ -84,13 +84,13 @@ class Alone:
     def add(self, ln: float) -> None:
         self.count, self.logs, self.slowest = self.count + 1, self.logs + ln, max(self.slowest, ln)
 
-    def queued(self, batch: Batch, fastest: float) -> float | None:
-        """How many times the batch's typical latency exceeds the unloaded one, when even its
+    def queued(self, sample: Sample, fastest: float) -> float | None:
+        """How many times the sample's typical latency exceeds the unloaded one, when even its
         fastest answer (a log) took twice as long as every unloaded one; else None (a milder
         queue is the gradient's to find)."""
         if fastest <= self.slowest + math.log(2):
             return None
-        return batch.typical / math.exp(self.logs / self.count)
+        return sample.typical / math.exp(self.logs / self.count)
 
 
 class AutoLimit:
@@ -99,11 +99,11 @@ class AutoLimit:
 
     __slots__ = (
         "_alone",
-        "_batch",
         "_best",
         "_check",
         "_drain",
         "_grad",
+        "_sample",
         "_seen",
         "_settling",
         "_slow_start",
@@ -121,15 +121,15 @@ class AutoLimit:
         self.target: float | None = None  # the pace, requests per second
         self.latency: float | None = None  # mean latency (a slow EWMA), for Little's law
         self._grad = float(self.limit)  # the gradient's limit: grows while it is used
-        self._batch = (0, 0.0, 0.0, 0.0, math.inf)  # answers; sums of latency, log, log squared; least log
-        self._start = (0.0, 0.0)  # the batch's start: time, in-flight integral
+        self._sample = (0, 0.0, 0.0, 0.0, math.inf)  # answers; sums of latency, log, log squared; least log
+        self._start = (0.0, 0.0)  # the sample's start: time, in-flight integral
         self._stalls = 0
         self._slow_start = self._settling = True
-        self._best = Batch(0.0, math.inf, math.inf, 0.0)  # the batch of best throughput below the pace
+        self._best = Sample(0.0, math.inf, math.inf, 0.0)  # the sample of best throughput below the pace
         self._alone = Alone()
-        self._check = False  # the batch after a jump: compare its latency with the unloaded one
+        self._check = False  # the sample after a jump: compare its latency with the unloaded one
         self._seen = 0  # answers averaged into :attr:`latency`
-        self._drain = 0  # after a cut: the old level, whose answers the settling batch waits out
+        self._drain = 0  # after a cut: the old level, whose answers the settling sample waits out
 
     def retarget(self, target: float | None) -> None:
         """The pace changed (requests per second; None: not known yet)."""
@@ -149,77 +149,77 @@ class AutoLimit:
 
     def answered(self, latency: float, now: float, area: float, peak: int) -> bool:
         """One answer's ``latency``; ``area`` is the in-flight integral at ``now`` and ``peak`` the
-        most in flight since the last batch.  True when a batch closed (the limit may change)."""
+        most in flight since the last sample.  True when a sample closed (the limit may change)."""
         # A slow average: a long tail (a 1.5 s p99) would make a fast one jump about.  Until 50
         # answers it is their plain mean: a few fast first answers must not hold the limit low.
         self._seen += 1
         mean = self.latency if self.latency is not None else latency
         self.latency = mean + (latency - mean) * max(0.02, 1 / self._seen)
-        count, total, logs, squares, fastest = self._batch
+        count, total, logs, squares, fastest = self._sample
         ln = math.log(max(latency, 1e-6))
         count, total, logs, squares = count + 1, total + latency, logs + ln, squares + ln * ln
         fastest = min(fastest, ln)
         if peak <= 1 and self._slow_start:
             self._alone.add(ln)
             self._jump()
-        if count < self._batch_size():
-            self._batch = (count, total, logs, squares, fastest)
+        if count < self._sample_size():
+            self._sample = (count, total, logs, squares, fastest)
             return False
         started, started_area = self._start
         if now > started:
             mean_log = logs / count
             spread = math.sqrt(max(0.0, squares / count - mean_log * mean_log) / count)
             in_flight = (area - started_area) / (now - started)
-            batch = Batch(in_flight, total / count, math.exp(mean_log), spread)
-            if not self._queued(batch, fastest):
-                self._update(batch, peak)
-        self._batch, self._start = (0, 0.0, 0.0, 0.0, math.inf), (now, area)
+            sample = Sample(in_flight, total / count, math.exp(mean_log), spread)
+            if not self._queued(sample, fastest):
+                self._update(sample, peak)
+        self._sample, self._start = (0, 0.0, 0.0, 0.0, math.inf), (now, area)
         return True
 
-    def _queued(self, batch: Batch, fastest: float) -> bool:
+    def _queued(self, sample: Sample, fastest: float) -> bool:
         """After a jump: True when the server queues (the limit then drops to what it served
         unqueued, times the tolerance, and the gradient goes on from there)."""
         if not self._check or self._settling:
-            return False  # the batch right after the jump mixes the levels (a queue building up)
-        if self.target is not None and batch.throughput >= 0.95 * self.target:
+            return False  # the sample right after the jump mixes the levels (a queue building up)
+        if self.target is not None and sample.throughput >= 0.95 * self.target:
             self._check = False
             return False
         self._check = False
-        over = self._alone.queued(batch, fastest)
+        over = self._alone.queued(sample, fastest)
         if over is None:
             return False
-        unqueued = batch.in_flight / over
-        self._best = Batch(unqueued, batch.latency / over, batch.typical / over, batch.spread)
+        unqueued = sample.in_flight / over
+        self._best = Sample(unqueued, sample.latency / over, sample.typical / over, sample.spread)
         self._grad, self._stalls, self._slow_start = max(1.0, TOLERANCE * unqueued), 0, False
         self._drain, self._settling = self.limit, True
         self.limit = max(1, min(self.maximum, math.ceil(self._grad)))
         return True
 
-    def _batch_size(self) -> int:
+    def _sample_size(self) -> int:
         if self._settling or self._check:
             # The requests sent before the change, about; after a jump, as few answers as show
             # a queue, as a queue costs the server while it lasts.
             return max(8 if self._settling else 16, self.limit, self._drain)
         # In slow start a doubling shows even through a long tail's noise: judge it sooner.
-        return max(16 if self._slow_start else BATCH, 2 * self.limit)
+        return max(16 if self._slow_start else SAMPLE, 2 * self.limit)
 
-    def _update(self, batch: Batch, peak: int) -> None:
-        """One batch of answers, ``peak`` in flight at most."""
+    def _update(self, sample: Sample, peak: int) -> None:
+        """One sample of answers, ``peak`` in flight at most."""
         target, best = self.target, self._best
         stalled = False
-        at_pace = target is not None and batch.throughput >= 0.95 * target
+        at_pace = target is not None and sample.throughput >= 0.95 * target
         if at_pace or self._settling:
-            # At the pace more in flight could not raise throughput; and the batch after a change
+            # At the pace more in flight could not raise throughput; and the sample after a change
             # of the limit (or the first) mixes the old and new levels (its answers' latency lags
             # the in-flight count): neither says anything of the server.
             pass
-        elif batch.capacity >= 1.1 * best.capacity or batch.capacity < 0.6 * best.capacity:
-            self._best = batch  # more throughput, or the server changed
-        elif batch.in_flight > TOLERANCE * best.in_flight:
+        elif sample.capacity >= 1.1 * best.capacity or sample.capacity < 0.6 * best.capacity:
+            self._best = sample  # more throughput, or the server changed
+        elif sample.in_flight > TOLERANCE * best.in_flight:
             # More in flight, no more throughput, and latency up by more than its noise: requests
             # only queue at the server.
-            noise = 2 * math.hypot(batch.spread, best.spread)
-            stalled = math.log(batch.typical / best.typical) > max(math.log(TOLERANCE - 0.1), noise)
+            noise = 2 * math.hypot(sample.spread, best.spread)
+            stalled = math.log(sample.typical / best.typical) > max(math.log(TOLERANCE - 0.1), noise)
         self._stalls = self._stalls + 1 if stalled else 0
         if self._stalls >= STALLS:
             self._grad, self._stalls, self._slow_start = max(1.0, TOLERANCE * best.in_flight), 0, False
@@ -233,7 +233,7 @@ class AutoLimit:
             needed = target * self.latency * 1.5 + 2
             if self._slow_start and self._alone.count:
                 # Until a cut, Little's law (the jump), and never down: the first answers of a
-                # long tail are its fast ones, so the first batches' latency is low.
+                # long tail are its fast ones, so the first samples' latency is low.
                 self._grad = max(self._grad, needed)
                 needed = max(needed, self.limit)
         before, self.limit = self.limit, max(1, min(self.maximum, math.ceil(min(needed, self._grad))))
@@ -248,7 +248,7 @@ class Concurrency:
         "_auto",
         "_clock",
         "_held",
-        "_peak_batch",
+        "_peak_sample",
         "_since",
         "_started_at",
         "_waiters",
@@ -272,7 +272,7 @@ class Concurrency:
         self._clock = clock
         self._held = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self.in_flight = self.peak = self._peak_batch = 0
+        self.in_flight = self.peak = self._peak_sample = 0
         self._started_at = self._since = clock()
         self._area = 0.0  # integral of in_flight over time, for the mean
 
@@ -315,7 +315,7 @@ class Concurrency:
         self._tick()
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
-        self._peak_batch = max(self._peak_batch, self.in_flight)
+        self._peak_sample = max(self._peak_sample, self.in_flight)
 
     def finished(self, latency: float | None) -> None:
         """A request ended; ``latency`` is None when its answer says nothing of capacity."""
@@ -325,8 +325,8 @@ class Concurrency:
         if latency is None or auto is None:
             return
         before = auto.limit
-        if auto.answered(latency, self._since, self._area, self._peak_batch):
-            self._peak_batch = self.in_flight
+        if auto.answered(latency, self._since, self._area, self._peak_sample):
+            self._peak_sample = self.in_flight
         self._changed(before)
 
     def pace(self, rate: float | None) -> None:

@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 from ..config import Rate
+from .backoff import Backoff
 from .rate_headers import HeaderReader, retry_after_seconds
 from .sliding_log import CatchUp, SlidingLog
 from .window import DEFAULT_WINDOW, ServerWindow, WindowLearner
@@ -44,7 +45,7 @@ log = logging.getLogger("batch_override")
 #: Laravel's default throttle, 60 requests per minute, paced exactly.
 FALLBACK_RATE = Rate(60, 60.0)
 #: The budget is paced over the learned window stretched by this share.  A real window can outlast
-#: its whole-second estimate (Laravel on Redis: a 15 s window lasted 15.02 s) and arrivals jitter,
+#: its whole-second estimate (Laravel on Redis: by some milliseconds) and arrivals jitter,
 #: so an exact ``budget`` per ``estimate`` can land ``budget + 1`` in one server window.
 WINDOW_MARGIN = 0.01
 
@@ -150,12 +151,11 @@ class Pacer:
         headroom: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
         stopped: asyncio.Event | None = None,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 30.0,
+        backoff: Backoff | None = None,
     ) -> None:
         self._stopped = stopped or asyncio.Event()
         self._clock = clock  # injected: tests ask :meth:`wait` and :meth:`grant` on a virtual clock
-        self._backoff = (backoff_base, backoff_cap)
+        self._backoff = backoff or Backoff()
         self._lock = asyncio.Lock()
         self._answered = asyncio.Event()
         self._repaced = asyncio.Event()  # set (and cleared) when an answer changes the pace
@@ -267,9 +267,8 @@ class Pacer:
         if status == 429:
             self.throttled += 1
             wait = found.retry_after
-            if wait is None:  # a proxy's or CDN's 429: back off as an outage probe does
-                base, cap = self._backoff
-                wait = min(cap, base * 2**self._bare_429s)
+            if wait is None:  # a proxy's or CDN's 429: the whole step (see Backoff.ceiling)
+                wait = self._backoff.ceiling(self._bare_429s)
                 self._bare_429s += 1
             else:
                 self._bare_429s = 0

@@ -1,10 +1,10 @@
-"""The rate meter: at most ``limit`` sends in any window of ``period`` seconds, evenly spaced.
+"""The rate meter: at most ``limit`` sends in any span of ``period`` seconds, evenly spaced.
 
 The grid is absolute, so a late wake-up does not push every later send back (a relative sleep
-loses ~1 ms per send to timer rounding: 5 % at 50/s); the log of the last ``limit`` sends makes
-the catch-up provably safe.  aiolimiter's leaky bucket cannot do both: ``AsyncLimiter(N, period)``
-bursts N at once (and allows up to 2N in a period), while ``AsyncLimiter(1, period / N)`` spaces
-evenly but drifts.
+loses the timer's rounding on every send, which adds up at high rates); the log of the last
+``limit`` sends makes the catch-up provably safe.  aiolimiter's leaky bucket cannot do both:
+``AsyncLimiter(N, period)`` bursts N at once (and allows up to 2N in a period), while
+``AsyncLimiter(1, period / N)`` spaces evenly but drifts.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from collections import deque
 
 
 class SlidingLog:
-    """At most ``limit`` sends in any window of ``period`` seconds, evenly spaced, without drift.
+    """At most ``limit`` sends in any span of ``period`` seconds, evenly spaced, without drift.
 
     The trap: ``recent`` carries the log over when the pacer changes the limit or period, so a
-    shorter period never lets the sends of the last window burst again.
+    shorter period never lets the sends of the last period burst again.
     """
 
     __slots__ = ("_next", "_sends", "interval", "limit", "period")
@@ -53,8 +53,8 @@ class CatchUp:
 
     When auto pacing first learns the window's length, the window in progress has gone by at the
     minute's guess: its budget is still almost whole.  The steady meter would spend it over a
-    full period from now, a round trip after the window opened (200 ms away a 1 s window then got
-    73 of 90).  This meter spends it by the window's end instead, at most :attr:`PACE` times the
+    full period from now, a round trip after the window opened, and a short window would get
+    well under its budget.  This meter spends it by the window's end instead, at most :attr:`PACE` times the
     steady pace (evenly spaced all the same); from that end on the steady meter starts afresh, so
     the sends caught up do not push the next window's back.  The trap: the window opened when the
     request that showed it *arrived*, somewhere in its round trip; but a send reaches the server

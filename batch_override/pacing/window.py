@@ -109,8 +109,8 @@ class ServerWindow:
     server had counted by then, including later sends that overtook this request; of the later
     sends, only those still unanswered may yet be counted.  So the window holds about ``c`` plus
     the later sends still in flight, the most by any answer.  (Adding every later send counts the
-    ones that overtook twice: on a long-tailed network, 150 ms median and 1.5 s p99, that put
-    110 into windows holding 90 and held the pacer for nothing.)  What it leaves out, earlier
+    ones that overtook twice: on a long-tailed network that overfills the estimate and holds the
+    pacer for nothing; BENCHMARKS.md quotes a run.)  What it leaves out, earlier
     sends still in flight that are counted later, are a long tail's few stragglers: the cap has
     the headroom for them.
     """

@@ -15,7 +15,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..config import CLASSIFICATIONS, HASH_PATTERN, MEDIA
+from ..domain import CLASSIFICATIONS, HASH_PATTERN, MEDIA
 from ..keys import KEY_DTYPE, KeyArray, make_keys
 from ..ledger.reader import LedgerFile
 from ..ledger.resume import DECISIVE_OUTCOMES

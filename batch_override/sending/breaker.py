@@ -12,9 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections.abc import Callable
+
+from ..pacing.backoff import Backoff
+
+#: The shortest streak of transient failures that opens the breaker, however few requests are in
+#: flight: with one or two in flight, two failures in a row are one bad round trip, not an outage.
+#: Above it the streak is what may be in flight now (a round trip's worth of failures).
+MIN_STREAK = 3
+#: The fewest distinct rows a streak must come from: one row failing again and again is that row's
+#: problem (a hash the server chokes on), not the server's.
+MIN_ROWS = 2
+#: With three senders or more, three rows: two bad rows failing together are still not an outage.
+MAX_ROWS = 3
 
 
 class OutageTooLong(Exception):
@@ -28,12 +39,10 @@ class Breaker:
         self,
         threshold: int | Callable[[], int],
         *,
-        rows_needed: int = 2,
+        rows_needed: int = MIN_ROWS,
         max_outage: float,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 30.0,
+        backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
-        rng: random.Random | None = None,
         stopped: asyncio.Event | None = None,
     ) -> None:
         self._stopped = stopped or asyncio.Event()
@@ -42,10 +51,8 @@ class Breaker:
         self._threshold = threshold if callable(threshold) else (lambda: threshold)
         self._rows_needed = rows_needed
         self._max_outage = max_outage
-        self._base = backoff_base
-        self._cap = backoff_cap
+        self._backoff = backoff or Backoff()
         self._clock = clock
-        self._rng = rng or random.Random()
         self._streak = 0
         self._streak_rows: set[int] = set()
         self._opened_at: float | None = None
@@ -75,7 +82,7 @@ class Breaker:
             if self._probe.locked():
                 waiter = asyncio.ensure_future(self._closed.wait())
                 try:
-                    await asyncio.wait_for(asyncio.shield(waiter), timeout=self._base)
+                    await asyncio.wait_for(asyncio.shield(waiter), timeout=self._backoff.base)
                 except TimeoutError:
                     pass
                 finally:
@@ -85,7 +92,7 @@ class Breaker:
             if self._opened_at is None:
                 self._probe.release()
                 return False
-            delay = min(self._cap, self._base * 2**self._probes) * self._rng.uniform(0.5, 1.0)
+            delay = self._backoff.delay(self._probes)
             self._probes += 1
             remaining = self._max_outage - (self._clock() - self._opened_at)
             with contextlib.suppress(TimeoutError):

@@ -18,11 +18,10 @@ from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
 from ..apikey import ApiKey
-from ..config import CLASSIFICATIONS, HASH_PATTERN
+from ..domain import CLASSIFICATIONS, ENDPOINTS, HASH_PATTERN
 from ..errors import UsageError, first_line
 from ..outcome import Action, Outcome, Verdict, classify_response, transport_failure
 
-ENDPOINTS = {"image": "classification", "video": "classification_video", "audio": "classification_audio"}
 BODIES = {c: json.dumps({"classification": c}, separators=(",", ":")).encode() for c in CLASSIFICATIONS}
 EMPTY_BODY = b"{}"
 _HASH = re.compile(HASH_PATTERN)
@@ -70,8 +69,9 @@ def make_session(
             "User-Agent": user_agent(),
         },
         # Not trust_env: aiohttp would then look up ~/.netrc and the proxy environment for every
-        # request, each in a worker thread (3x the CPU per row). The proxy is resolved once
-        # instead (env_proxy), and the API authenticates by header, never by netrc.
+        # request, each in a worker thread (several times the CPU per row; see BENCHMARKS.md).
+        # The proxy is resolved once instead (env_proxy), and the API authenticates by header,
+        # never by netrc.
         trust_env=False,
         raise_for_status=False,
     )

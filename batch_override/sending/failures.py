@@ -1,7 +1,7 @@
 """The failure threshold: stop a run whose recent rows mostly fail (wrong --media, key or input).
 
-Contract: :meth:`FailureWindow.add` judges nothing until ``size`` rows have finished, then the
-share of failed or rejected rows among the last ``size``.  The trap it closes: a window of 0 (or
+Contract: :meth:`FailureThreshold.add` judges nothing until ``size`` rows have finished, then the
+share of failed or rejected rows among the last ``size``.  The trap it closes: a size of 0 (or
 less) would divide by zero on the first row; it is taken as 1, and :class:`~.config.RunConfig`
 rejects such values before a run starts anyway.
 """
@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections import deque
 
 
-class FailureWindow:
+class FailureThreshold:
+    """The share of failed or rejected rows among the last ``size`` finished (``--failure-window``)."""
+
     __slots__ = ("_failed", "_max_rate", "_recent", "_size")
 
     def __init__(self, size: int, max_rate: float) -> None:

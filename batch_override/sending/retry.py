@@ -9,14 +9,13 @@ row in flight into ``failed``.
 from __future__ import annotations
 
 import enum
-import random
 
 from ..outcome import Action
 
 
 class Step(enum.Enum):
     FINISH = "finish"  # record this answer: the row is done
-    BACK_OFF = "back_off"  # wait backoff_delay(retries - 1), then send again
+    BACK_OFF = "back_off"  # wait Backoff.delay(retries - 1), then send again
     AGAIN = "again"  # send again; the pacer or the breaker says when
     STOP = "stop"  # record this answer and stop the run (401, 403, wrong URL...)
 
@@ -33,9 +32,3 @@ def decide(action: Action, *, retries: int, max_retries: int, in_outage: bool) -
     if action is Action.ABORT:
         return Step.STOP, retries
     return Step.FINISH, retries
-
-
-def backoff_delay(n: int, *, base: float, cap: float, rng: random.Random) -> float:
-    """Seconds before retry ``n`` (0-based): ``base`` doubling up to ``cap``, with jitter in
-    [50%, 100%] so senders that failed together do not retry together."""
-    return float(min(cap, base * 2 ** min(n, 60)) * rng.uniform(0.5, 1.0))

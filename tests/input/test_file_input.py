@@ -17,7 +17,7 @@ from batch_override.apikey import ApiKey
 from batch_override.config import Rate, RunConfig
 from batch_override.emulator import DEMO_API_KEY, Emulator
 from batch_override.job.runner import run_job_async
-from batch_override.ledger.writer import COLUMNS
+from batch_override.ledger.format import COLUMNS
 from batch_override.summary import Summary
 from tests.support import cli_env, read_ledger, run_cli, sha, write_csv
 

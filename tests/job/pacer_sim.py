@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from batch_override.config import Rate
+from batch_override.pacing.backoff import Backoff
 from batch_override.pacing.pacer import Pacer, Ticket
 
 
@@ -81,7 +82,7 @@ def simulate(
     counts the request."""
     trip = latency if callable(latency) else lambda: latency
     now = [0.0]
-    pacer = Pacer(rate, headroom=headroom, clock=lambda: now[0], backoff_base=backoff_base)
+    pacer = Pacer(rate, headroom=headroom, clock=lambda: now[0], backoff=Backoff(backoff_base))
     # Arrivals at the server and answers at the client, in time order (a long tail reorders both).
     events: list[tuple[float, int, Ticket, float, tuple[int, Mapping[str, str]] | None]] = []
     sent: list[float] = []

@@ -19,8 +19,8 @@ from batch_override.apikey import ApiKey
 from batch_override.config import Rate, RunConfig
 from batch_override.emulator import DEMO_API_KEY, Emulator
 from batch_override.errors import InputError
+from batch_override.input.frame_input import content_sha256
 from batch_override.job.runner import run_job_async
-from batch_override.ledger.frames import content_sha256
 from batch_override.summary import Summary
 from tests.support import REPO, cli_env, line, sha, write_csv, write_ledger, write_runlog
 

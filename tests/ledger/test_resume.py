@@ -12,8 +12,8 @@ import pytest
 
 from batch_override.keys import make_keys
 from batch_override.ledger import resume as resume_module
+from batch_override.ledger.format import COLUMNS
 from batch_override.ledger.resume import Prior, load_resume_index
-from batch_override.ledger.writer import COLUMNS
 from tests.support import sha
 
 PRIOR = {

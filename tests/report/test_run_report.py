@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from batch_override.emulator.faults import Fault, FaultPlan
-from batch_override.ledger import reader as ledger_reader
+from batch_override.input import blocks
 from batch_override.report.run_report import add_parser, build_report, summarize, write_retry_file
 from tests.support import (
     cli_env,
@@ -262,7 +262,7 @@ def test_the_whole_ledger_warns_when_runs_went_to_different_servers(tmp_path: Pa
 
 
 def test_retry_lines_are_found_across_read_blocks(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(ledger_reader, "BLOCK", 4096)
+    monkeypatch.setattr(blocks, "BLOCK_SIZE", 4096)
     lines = [
         line(i, "failed" if i % 7 == 0 else "submitted", "r", carried=[f"n{i}", "=1+1"]) for i in range(2000)
     ]

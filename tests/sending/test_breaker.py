@@ -10,6 +10,7 @@ import random
 
 import pytest
 
+from batch_override.pacing.backoff import Backoff
 from batch_override.sending.breaker import Breaker, OutageTooLong
 from tests.clock import VirtualClock
 
@@ -19,9 +20,8 @@ def make_breaker(clock: VirtualClock, *, threshold: int = 3, rows_needed: int = 
         threshold,
         rows_needed=rows_needed,
         max_outage=kw.get("max_outage", 60.0),
-        backoff_base=kw.get("backoff_base", 0.0),
+        backoff=Backoff(kw.get("backoff_base", 0.0), rng=random.Random(0)),
         clock=clock,
-        rng=random.Random(0),
     )
 
 
@@ -108,7 +108,7 @@ async def test_a_failed_probe_keeps_it_open_and_hands_the_probe_on(clock: Virtua
 
 async def test_wait_turn_gives_up_at_once_when_the_run_stops(clock: VirtualClock) -> None:
     stopped = asyncio.Event()
-    breaker = Breaker(2, max_outage=60.0, backoff_base=3600.0, clock=clock, stopped=stopped)
+    breaker = Breaker(2, max_outage=60.0, backoff=Backoff(3600.0), clock=clock, stopped=stopped)
     breaker.failed("server_error", probe=False, row=1)
     breaker.failed("server_error", probe=False, row=2)
     waiter = asyncio.ensure_future(breaker.wait_turn())

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
 from batch_override.outcome import Action
-from batch_override.sending.retry import Step, backoff_delay, decide
+from batch_override.sending.retry import Step, decide
 
 
 @pytest.mark.parametrize(
@@ -26,13 +24,6 @@ def test_the_retry_decision(
     action: Action, retries: int, in_outage: bool, expected: tuple[Step, int]
 ) -> None:
     assert decide(action, retries=retries, max_retries=3, in_outage=in_outage) == expected
-
-
-def test_backoff_doubles_from_base_up_to_the_cap_with_jitter_and_never_overflows() -> None:
-    rng = random.Random(7)
-    for n, full in [(0, 0.5), (1, 1.0), (3, 4.0), (10, 30.0), (10_000, 30.0)]:
-        delay = backoff_delay(n, base=0.5, cap=30.0, rng=rng)
-        assert full / 2 <= delay <= full
 
 
 @pytest.mark.parametrize("action", list(Action))
@@ -58,11 +49,3 @@ def test_a_throttled_row_is_sent_again_even_with_its_retries_spent() -> None:
 
 def test_max_retries_0_finishes_a_row_at_its_first_transient_failure() -> None:
     assert decide(Action.RETRY, retries=0, max_retries=0, in_outage=False) == (Step.FINISH, 1)
-
-
-def test_backoff_jitter_spreads_senders_that_failed_together() -> None:
-    rng = random.Random(1)
-    delays = {backoff_delay(2, base=1.0, cap=30.0, rng=rng) for _ in range(20)}
-    assert len(delays) == 20
-    assert all(2.0 <= d <= 4.0 for d in delays)
-    assert backoff_delay(5, base=0.0, cap=30.0, rng=rng) == 0.0  # a zero base never waits

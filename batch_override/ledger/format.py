@@ -1,0 +1,83 @@
+"""The ledger's format: its columns, how a cell is written, how a time is written.
+
+The writer writes it and the reader, resume and ``report`` read it; none of them imports another
+for it.  Changing anything here changes a file format users read with pandas and spreadsheets.
+
+Contract:
+- The header is :data:`COLUMNS`, then the carried input columns (:func:`carried_names`).
+- No cell contains a line break (:func:`one_line`), so a line is a record.
+- A text cell a spreadsheet would run as a formula (starting with ``= + - @``, tab or CR) gets a
+  leading apostrophe (:func:`neutralize`), unless the run turned that off.
+- ``finished_at`` is ISO 8601 UTC with milliseconds (:func:`utc_now`).
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+COLUMNS = (
+    "row", "media", "hash", "classification", "outcome", "error_code",
+    "http_status", "attempts", "message", "run_id", "finished_at",
+)  # fmt: skip
+
+
+def read_header(path: Path) -> list[str] | None:
+    """The ledger's column names; None for a missing or empty file."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    with open(path, encoding="utf-8", newline="") as fh:
+        return next(csv.reader([fh.readline()]))
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_PATTERN = r"^[=+\-@\t\r]"
+
+_second: list[Any] = [None, ""]  # the last whole second formatted, reused within that second
+
+
+def utc_now() -> str:
+    """Now, as ISO 8601 UTC with milliseconds (``2026-11-28T09:15:49.123Z``); called per row."""
+    now = time.time()
+    second = int(now)
+    if second != _second[0]:
+        _second[0], _second[1] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{_second[1]}.{int((now - second) * 1000):03d}Z"
+
+
+def carried_names(carried: Sequence[str], *, neutralize_names: bool = True) -> tuple[str, ...]:
+    """Ledger names of carried input columns; a name the ledger uses itself gets ``input_``.
+    Names are header cells: one line, neutralised like any cell unless ``--raw-cells``."""
+    out = []
+    for name in carried:
+        clean = " ".join(name.split()) or "unnamed"
+        clean = f"input_{clean}" if clean in COLUMNS else clean
+        out.append(neutralize(clean) if neutralize_names else clean)
+    return tuple(out)
+
+
+def neutralize(text: str) -> str:
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def one_line(text: str) -> str:
+    return (
+        text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+        if "\n" in text or "\r" in text
+        else text
+    )
+
+
+def neutralize_array(values: pa.Array, enabled: bool) -> pa.Array:
+    """Vectorised :func:`one_line` and :func:`neutralize` for a text column."""
+    values = pc.replace_substring_regex(values, pattern=r"\r\n|\r|\n", replacement=" ")
+    if not enabled:
+        return values
+    flagged = pc.match_substring_regex(values, _FORMULA_PATTERN)
+    return pc.if_else(flagged, pc.binary_join_element_wise("'", values, ""), values)

@@ -17,7 +17,7 @@ import time
 
 from ..config import RunConfig
 from ..errors import ExitCode
-from ..outcome import Action, Outcome, Verdict
+from ..outcome import Action, ErrorCode, Outcome, Verdict
 from ..pacing.concurrency import Concurrency
 from ..pacing.pacer import Pacer, retry_after_seconds
 from ..sending.breaker import Breaker, OutageTooLong
@@ -33,7 +33,7 @@ log = logging.getLogger("batch_override")
 INTERRUPTED = Answer(
     Verdict(
         Outcome.ABORTED,
-        "interrupted",
+        ErrorCode.INTERRUPTED,
         Action.DONE,
         "request cut off at the end of the grace period; a rerun sends it again",
     ),
@@ -199,7 +199,7 @@ class Sender:
         days = self.config.give_up_after_days
         if outcome is Outcome.NOT_READY and days is not None and time.time() - item.first_seen > days * 86400:
             since = time.strftime("%Y-%m-%d", time.gmtime(item.first_seen))
-            outcome, code = Outcome.REJECTED, "gave_up"
+            outcome, code = Outcome.REJECTED, ErrorCode.GAVE_UP
             message = f"not ready since {since}; gave up after {days:g} days (--give-up-after): {message}"
         self.recorder.finish(item, outcome, code, answer.status, attempts, message)
         reason = self.failures.add(verdict.outcome in (Outcome.FAILED, Outcome.REJECTED))
@@ -260,12 +260,14 @@ async def preflight(sender: Sender, item: Item) -> None:
 def why(answer: Answer) -> str:
     """The one-line reason an answer stops the run, with a hint at the fix."""
     verdict = answer.verdict
-    hints = {
-        "unauthorized": "the API key was refused (401): check IDENTIFAI_API_KEY / --api-key-file",
-        "forbidden": "the key is not allowed (403): API access or terms of service",
-        "not_found": "404 from the server: is --api-url right?",
-        "method_not_allowed": "405 from the server: is --api-url right?",
-        "redirect": f"HTTP {answer.status} redirect (not followed): is --api-url right?",
-        "tls_error": "the server's TLS certificate is not trusted: use --ca-bundle PEM or SSL_CERT_FILE",
+    hints: dict[str, str] = {
+        ErrorCode.UNAUTHORIZED: "the API key was refused (401): check IDENTIFAI_API_KEY / --api-key-file",
+        ErrorCode.FORBIDDEN: "the key is not allowed (403): API access or terms of service",
+        ErrorCode.NOT_FOUND: "404 from the server: is --api-url right?",
+        ErrorCode.METHOD_NOT_ALLOWED: "405 from the server: is --api-url right?",
+        ErrorCode.REDIRECT: f"HTTP {answer.status} redirect (not followed): is --api-url right?",
+        ErrorCode.TLS_ERROR: (
+            "the server's TLS certificate is not trusted: use --ca-bundle PEM or SSL_CERT_FILE"
+        ),
     }
     return hints.get(verdict.error_code, f"{verdict.error_code}: {verdict.message}")

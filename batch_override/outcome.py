@@ -29,12 +29,24 @@ class Outcome(enum.StrEnum):
     ABORTED = "aborted"
 
 
-#: Outcomes that make a run's exit code 0 by default.
+# The outcome sets: every rule that groups outcomes names one of these, so a new outcome is
+# placed in each set here, once.
+
+#: Outcomes that make a run's exit code 0 by default (``--ok-outcomes`` replaces the set).
+#: Used by the summary's exit code, the progress bar's ok/not-ok count and ``--help``.
 SUCCESS_OUTCOMES = frozenset(
     {Outcome.SUBMITTED, Outcome.ALREADY_SUBMITTED, Outcome.DUPLICATE, Outcome.SKIPPED, Outcome.PLANNED}
 )
-#: Outcomes that mean "the server holds this override": a later run skips the row.
+#: Outcomes that mean "the server holds this override": resume skips the row in a later run.
+#: Not DUPLICATE (a repeat within one input says nothing of the server) nor PLANNED (a dry run).
 DONE_OUTCOMES = frozenset({Outcome.SUBMITTED, Outcome.ALREADY_SUBMITTED, Outcome.SKIPPED})
+#: Outcomes of a row worth sending again: resume sends it again, and ``report --retry-file``
+#: lists the rows whose latest decisive line is one of these.
+RETRY_OUTCOMES = frozenset({Outcome.FAILED, Outcome.NOT_READY, Outcome.ABORTED})
+#: Lines that say what the server holds (done, rejected, or worth retrying): resume and
+#: ``report --run all`` trust exactly these and pass over the rest (invalid, duplicate,
+#: conflict and planned lines are about the input, not the server).
+DECISIVE_OUTCOMES = DONE_OUTCOMES | {Outcome.REJECTED} | RETRY_OUTCOMES
 
 
 class ErrorCode(enum.StrEnum):

@@ -48,12 +48,11 @@ from ..errors import BatchOverrideError, ExitCode, LedgerError, first_line
 from ..files import atomic_writer
 from ..ledger import runlog
 from ..ledger.reader import LedgerFile
-from ..ledger.resume import DECISIVE_OUTCOMES
 from ..ledger.runlog import RunRecords
-from ..outcome import Outcome
+from ..outcome import DECISIVE_OUTCOMES, RETRY_OUTCOMES, Outcome
 from ..summary import Summary
 from .retry_file import RETRY_COLUMNS, column_flags, retry_columns, write_retry_file
-from .scan import RETRY_OUTCOMES, Scan, scan_ledger, state_lines
+from .scan import Scan, scan_ledger, state_lines
 
 ALL = "all"
 LATEST = "latest"

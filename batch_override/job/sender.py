@@ -23,7 +23,7 @@ from ..pacing.pacer import Pacer, retry_after_seconds
 from ..sending.breaker import Breaker, OutageTooLong
 from ..sending.client import BODIES, EMPTY_BODY, Answer, Client
 from ..sending.failures import FailureWindow
-from ..sending.retry import Step, backoff_delay, decide
+from ..sending.retry import Step, backoff_delay, decide, give_up
 from ..stopping import Stopper
 from .recorder import Item, Recorder
 
@@ -195,13 +195,11 @@ class Sender:
 
     def _finish(self, item: Item, answer: Answer, attempts: int) -> None:
         verdict = answer.verdict
-        outcome, code, message = verdict.outcome, verdict.error_code, verdict.message
-        days = self.config.give_up_after_days
-        if outcome is Outcome.NOT_READY and days is not None and time.time() - item.first_seen > days * 86400:
-            since = time.strftime("%Y-%m-%d", time.gmtime(item.first_seen))
-            outcome, code = Outcome.REJECTED, ErrorCode.GAVE_UP
-            message = f"not ready since {since}; gave up after {days:g} days (--give-up-after): {message}"
-        self.recorder.finish(item, outcome, code, answer.status, attempts, message)
+        kept = give_up(
+            verdict, first_seen=item.first_seen, now=time.time(), days=self.config.give_up_after_days
+        )
+        self.recorder.finish(item, kept.outcome, kept.error_code, answer.status, attempts, kept.message)
+        # The answer's own outcome: a row given up on is no sign of a failing server.
         reason = self.failures.add(verdict.outcome in (Outcome.FAILED, Outcome.REJECTED))
         if reason is not None:
             self.stopper.request(ExitCode.ABORTED, reason)

@@ -20,7 +20,7 @@ import pyarrow as pa
 from ..errors import ExitCode, LedgerWriteError
 from ..input.batch import Batch
 from ..ledger.writer import LedgerWriter, LineValues
-from ..outcome import ErrorCode, Outcome
+from ..outcome import Action, ErrorCode, Outcome, Verdict
 from ..stopping import Stopper
 from ..summary import Summary
 from .plan import Plan
@@ -100,9 +100,9 @@ class Recorder:
             if self.progress is not None:
                 self.progress.retrying(+1)
 
-    def finish(
-        self, item: Item, outcome: Outcome, code: str, status: int | None, attempts: int, msg: str
-    ) -> None:
+    def finish(self, item: Item, verdict: Verdict, *, status: int | None = None, attempts: int = 0) -> None:
+        """Count, show and ledger ``item`` as ended with ``verdict`` (``status`` None: no answer)."""
+        outcome, code, msg = verdict.outcome, verdict.error_code, verdict.message
         item.done = True
         self.summary.count(outcome, code)
         if self.progress is not None:
@@ -128,9 +128,7 @@ class Recorder:
 
     def abort(self, item: Item, attempts: int = 0) -> None:
         """Finish a row the run stopped before sending (again)."""
-        self.finish(
-            item, Outcome.ABORTED, ErrorCode.NOT_SENT, None, attempts, f"not sent: {self._stopper.reason}"
-        )
+        self.finish(item, self._not_sent(), attempts=attempts)
 
     def immediate(self, batch: Batch, plan: np.ndarray[Any, Any], idx: np.ndarray[Any, Any]) -> None:
         """Ledger lines for rows finished without a request (``idx`` positions in the batch)."""
@@ -183,8 +181,12 @@ class Recorder:
         if plan == Plan.SEND:
             return (Outcome.PLANNED, ErrorCode.NONE, "dry run: not sent")
         if plan == Plan.ABORTED:
-            return (Outcome.ABORTED, ErrorCode.NOT_SENT, f"not sent: {self._stopper.reason}")
+            verdict = self._not_sent()
+            return (verdict.outcome, verdict.error_code, verdict.message)
         return _PLAN_LINE[plan]
+
+    def _not_sent(self) -> Verdict:
+        return Verdict(Outcome.ABORTED, ErrorCode.NOT_SENT, Action.DONE, f"not sent: {self._stopper.reason}")
 
     def close(self) -> None:
         """Close the ledger (its last sync can fail too: exit 6)."""

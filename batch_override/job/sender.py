@@ -198,7 +198,7 @@ class Sender:
         kept = give_up(
             verdict, first_seen=item.first_seen, now=time.time(), days=self.config.give_up_after_days
         )
-        self.recorder.finish(item, kept.outcome, kept.error_code, answer.status, attempts, kept.message)
+        self.recorder.finish(item, kept, status=answer.status, attempts=attempts)
         # The answer's own outcome: a row given up on is no sign of a failing server.
         reason = self.failures.add(verdict.outcome in (Outcome.FAILED, Outcome.REJECTED))
         if reason is not None:

@@ -38,6 +38,7 @@ from ..ledger.writer import LedgerLock, LedgerWriter, check_ledger_path, repair_
 from ..pacing.concurrency import Concurrency
 from ..sending.breaker import Breaker
 from ..sending.client import make_session
+from ..sending.requester import Requester
 from ..stopping import Halted, Stopper, signals_handled
 from ..summary import Summary
 from .parts import DEFAULT_PARTS, Parts
@@ -45,7 +46,7 @@ from .plan import InputIndex, index_input
 from .producer import PassTwo, produce
 from .progress import Progress
 from .recorder import Item, Recorder
-from .sender import Requester, Sender
+from .sender import Sender
 
 log = logging.getLogger("batch_override")
 

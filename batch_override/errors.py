@@ -5,8 +5,17 @@ Messages are one line and name the file, row and problem; they never contain the
 
 from __future__ import annotations
 
+import enum
 
-class ExitCode:
+
+class ExitCode(enum.IntEnum):
+    """The exit codes the CLI documents (``--help``, README): a format scripts and cron rely on.
+
+    An ``IntEnum`` is an ``int`` everywhere a number is written: ``sys.exit``, JSON, ``%d`` and,
+    since Python 3.11, ``str()`` and f-strings too.  The trap: ``repr()`` shows ``<ExitCode.OK: 0>``,
+    so output meant for machines never uses ``%r``/``!r`` on one.
+    """
+
     OK = 0
     SOME_ROWS_FAILED = 1
     USAGE = 2

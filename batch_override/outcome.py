@@ -29,12 +29,69 @@ class Outcome(enum.StrEnum):
     ABORTED = "aborted"
 
 
-#: Outcomes that make a run's exit code 0 by default.
+# The outcome sets: every rule that groups outcomes names one of these, so a new outcome is
+# placed in each set here, once.
+
+#: Outcomes that make a run's exit code 0 by default (``--ok-outcomes`` replaces the set).
+#: Used by the summary's exit code, the progress bar's ok/not-ok count and ``--help``.
 SUCCESS_OUTCOMES = frozenset(
     {Outcome.SUBMITTED, Outcome.ALREADY_SUBMITTED, Outcome.DUPLICATE, Outcome.SKIPPED, Outcome.PLANNED}
 )
-#: Outcomes that mean "the server holds this override": a later run skips the row.
+#: Outcomes that mean "the server holds this override": resume skips the row in a later run.
+#: Not DUPLICATE (a repeat within one input says nothing of the server) nor PLANNED (a dry run).
 DONE_OUTCOMES = frozenset({Outcome.SUBMITTED, Outcome.ALREADY_SUBMITTED, Outcome.SKIPPED})
+#: Outcomes of a row worth sending again: resume sends it again, and ``report --retry-file``
+#: lists the rows whose latest decisive line is one of these.
+RETRY_OUTCOMES = frozenset({Outcome.FAILED, Outcome.NOT_READY, Outcome.ABORTED})
+#: Lines that say what the server holds (done, rejected, or worth retrying): resume and
+#: ``report --run all`` trust exactly these and pass over the rest (invalid, duplicate,
+#: conflict and planned lines are about the input, not the server).
+DECISIVE_OUTCOMES = DONE_OUTCOMES | {Outcome.REJECTED} | RETRY_OUTCOMES
+
+
+class ErrorCode(enum.StrEnum):
+    """Why a row ended as it did; a ledger line's ``error_code`` column (empty for a plain success).
+
+    The values are a file format: users filter the ledger on them, so a value never changes.
+    Besides these, an unexpected HTTP status gets a code made by :func:`status_code`
+    (``http_418``, ``unknown_400``): the one kind of code not listed here.
+    """
+
+    NONE = ""
+    # The API's own 400 answers (see _ERROR_TEXTS).
+    NOT_CLASSIFIED = "not_classified"
+    NO_COMPLETED_REQUEST = "no_completed_request"
+    NO_REQUEST = "no_request"
+    NO_LONGER_POSSIBLE = "no_longer_possible"
+    VALIDATION_ERROR = "validation_error"
+    # Answers that stop the run.
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    REDIRECT = "redirect"
+    TLS_ERROR = "tls_error"
+    # Transient: retried.
+    RATE_LIMITED = "rate_limited"
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+    CONNECTION_ERROR = "connection_error"
+    #: An answer whose body is too big to read (see client.MAX_BODY).
+    HTTP = "http"
+    # Decided by the job, not by an answer.
+    INVALID_ROW = "invalid_row"
+    CONFLICTING_CLASSIFICATIONS = "conflicting_classifications"
+    PREVIOUSLY_REJECTED = "previously_rejected"
+    CLASSIFICATION_LOCKED = "classification_locked"
+    GAVE_UP = "gave_up"
+    NOT_SENT = "not_sent"
+    INTERRUPTED = "interrupted"
+
+
+def status_code(prefix: str, status: int) -> str:
+    """The code of an HTTP status the table does not know: ``http_NNN`` (a failure) or
+    ``unknown_NNN`` (a 400 or 422 with an unknown body)."""
+    return f"{prefix}_{status}"
 
 
 class Action(enum.Enum):
@@ -49,7 +106,7 @@ class Action(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class Verdict:
     outcome: Outcome
-    error_code: str
+    error_code: str  # an ErrorCode, or a status_code()
     action: Action
     message: str = ""
 
@@ -57,20 +114,25 @@ class Verdict:
 #: Said of every already_submitted row: the server keeps the first override of a hash and its
 #: answer does not say which classification that was (it may be the other one).
 ALREADY_SUBMITTED_NOTE = " (the server does not report which classification it holds)"
-_SUBMITTED = Verdict(Outcome.SUBMITTED, "", Action.DONE)
+_SUBMITTED = Verdict(Outcome.SUBMITTED, ErrorCode.NONE, Action.DONE)
 
 # The 400 ``error`` texts, matched after folding case, punctuation and the media word, so
 # "This Image was not classified yet" and "this video was not classified yet." both match.
-_ERROR_TEXTS: tuple[tuple[str, Outcome, str, Action], ...] = (
-    ("already submitted a report", Outcome.ALREADY_SUBMITTED, "", Action.DONE),
-    ("not classified yet", Outcome.NOT_READY, "not_classified", Action.DONE),
-    ("no completed request", Outcome.NOT_READY, "no_completed_request", Action.DONE),
-    ("got any request", Outcome.REJECTED, "no_request", Action.DONE),
-    ("no longer possible", Outcome.REJECTED, "no_longer_possible", Action.DONE),
+_ERROR_TEXTS: tuple[tuple[str, Outcome, ErrorCode, Action], ...] = (
+    ("already submitted a report", Outcome.ALREADY_SUBMITTED, ErrorCode.NONE, Action.DONE),
+    ("not classified yet", Outcome.NOT_READY, ErrorCode.NOT_CLASSIFIED, Action.DONE),
+    ("no completed request", Outcome.NOT_READY, ErrorCode.NO_COMPLETED_REQUEST, Action.DONE),
+    ("got any request", Outcome.REJECTED, ErrorCode.NO_REQUEST, Action.DONE),
+    ("no longer possible", Outcome.REJECTED, ErrorCode.NO_LONGER_POSSIBLE, Action.DONE),
 )
 _FOLD = re.compile(r"[^a-z0-9]+")
 
-_ABORT_STATUS = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+_ABORT_STATUS = {
+    401: ErrorCode.UNAUTHORIZED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+}
 
 
 def _fold(text: str) -> str:
@@ -106,18 +168,29 @@ def classify_response(status: int, body: bytes) -> Verdict:
     if status in _ABORT_STATUS:
         return Verdict(Outcome.ABORTED, _ABORT_STATUS[status], Action.ABORT, _short_text(body))
     if 300 <= status < 400:
-        return Verdict(Outcome.ABORTED, "redirect", Action.ABORT, f"HTTP {status} redirect (not followed)")
+        return Verdict(
+            Outcome.ABORTED, ErrorCode.REDIRECT, Action.ABORT, f"HTTP {status} redirect (not followed)"
+        )
     if status == 429:
-        return Verdict(Outcome.FAILED, "rate_limited", Action.THROTTLED, _short_text(body))
+        return Verdict(Outcome.FAILED, ErrorCode.RATE_LIMITED, Action.THROTTLED, _short_text(body))
     if status >= 500:
-        return Verdict(Outcome.FAILED, "server_error", Action.RETRY, f"HTTP {status}: {_short_text(body)}")
+        return Verdict(
+            Outcome.FAILED, ErrorCode.SERVER_ERROR, Action.RETRY, f"HTTP {status}: {_short_text(body)}"
+        )
     try:
         parsed: object = json.loads(body)
     except ValueError:
         if status in (400, 422):
             # A proxy's HTML page or a truncated body where the API answers JSON: try again.
-            return Verdict(Outcome.FAILED, "server_error", Action.RETRY, f"HTTP {status}: non-JSON body")
-        return Verdict(Outcome.FAILED, f"http_{status}", Action.DONE, f"HTTP {status}: {_short_text(body)}")
+            return Verdict(
+                Outcome.FAILED, ErrorCode.SERVER_ERROR, Action.RETRY, f"HTTP {status}: non-JSON body"
+            )
+        return Verdict(
+            Outcome.FAILED,
+            status_code(ErrorCode.HTTP, status),
+            Action.DONE,
+            f"HTTP {status}: {_short_text(body)}",
+        )
     message = _message_of(parsed)
     if status in (400, 422):
         if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
@@ -128,12 +201,12 @@ def classify_response(status: int, body: bytes) -> Verdict:
                         message += ALREADY_SUBMITTED_NOTE
                     return Verdict(outcome, code, action, message)
         if _is_validation_body(parsed):
-            return Verdict(Outcome.REJECTED, "validation_error", Action.DONE, message)
-        return Verdict(Outcome.REJECTED, f"unknown_{status}", Action.DONE, message)
-    return Verdict(Outcome.FAILED, f"http_{status}", Action.DONE, message)
+            return Verdict(Outcome.REJECTED, ErrorCode.VALIDATION_ERROR, Action.DONE, message)
+        return Verdict(Outcome.REJECTED, status_code("unknown", status), Action.DONE, message)
+    return Verdict(Outcome.FAILED, status_code(ErrorCode.HTTP, status), Action.DONE, message)
 
 
-def transport_failure(error_code: str, message: str) -> Verdict:
+def transport_failure(error_code: ErrorCode, message: str) -> Verdict:
     """A request that got no HTTP answer (``timeout``, ``connection_error``): retry it."""
     return Verdict(Outcome.FAILED, error_code, Action.RETRY, message)
 

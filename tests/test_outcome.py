@@ -9,9 +9,15 @@ import pytest
 
 from batch_override.outcome import (
     ALREADY_SUBMITTED_NOTE,
+    DECISIVE_OUTCOMES,
+    DONE_OUTCOMES,
+    RETRY_OUTCOMES,
+    SUCCESS_OUTCOMES,
     Action,
+    ErrorCode,
     Outcome,
     classify_response,
+    status_code,
     transport_failure,
 )
 
@@ -119,3 +125,27 @@ def test_a_non_json_2xx_is_failed_with_its_status_and_not_retried() -> None:
 def test_a_request_without_an_answer_is_retried() -> None:
     verdict = transport_failure("timeout", "no answer in 30s")
     assert (verdict.outcome, verdict.action) == (Outcome.FAILED, Action.RETRY)
+
+
+def test_the_error_codes_written_to_the_ledger_never_change() -> None:
+    # The ledger's error_code column is a format users filter on: a renamed value breaks them.
+    assert sorted(c.value for c in ErrorCode) == sorted(
+        [
+            "", "not_classified", "no_completed_request", "no_request", "no_longer_possible",
+            "validation_error", "unauthorized", "forbidden", "not_found", "method_not_allowed",
+            "redirect", "tls_error", "rate_limited", "server_error", "timeout", "connection_error",
+            "http", "invalid_row", "conflicting_classifications", "previously_rejected",
+            "classification_locked", "gave_up", "not_sent", "interrupted",
+        ]
+    )  # fmt: skip
+    assert status_code(ErrorCode.HTTP, 418) == "http_418"
+
+
+def test_outcome_sets_split_the_decisive_lines_into_done_rejected_and_retry() -> None:
+    assert DONE_OUTCOMES | {Outcome.REJECTED} | RETRY_OUTCOMES == DECISIVE_OUTCOMES
+    assert not DONE_OUTCOMES & RETRY_OUTCOMES
+    assert DONE_OUTCOMES <= SUCCESS_OUTCOMES
+    assert not RETRY_OUTCOMES & SUCCESS_OUTCOMES
+    assert Outcome.REJECTED not in SUCCESS_OUTCOMES
+    # Lines about the input, not the server: resume passes over them.
+    assert not {Outcome.INVALID, Outcome.DUPLICATE, Outcome.CONFLICT, Outcome.PLANNED} & DECISIVE_OUTCOMES

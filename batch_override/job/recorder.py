@@ -21,7 +21,7 @@ import pyarrow as pa
 from ..errors import ExitCode, LedgerWriteError
 from ..input.batch import Batch
 from ..ledger.writer import LedgerWriter, LineValues
-from ..outcome import Outcome
+from ..outcome import Action, ErrorCode, Outcome, Verdict
 from ..stopping import Stopper
 from ..summary import Summary
 from .plan import Plan
@@ -31,22 +31,22 @@ log = logging.getLogger("batch_override")
 _P = ParamSpec("_P")
 
 _PLAN_LINE = {
-    Plan.INVALID: (Outcome.INVALID, "invalid_row", ""),
-    Plan.DUPLICATE: (Outcome.DUPLICATE, "", "repeats an earlier row of this input; sent once"),
+    Plan.INVALID: (Outcome.INVALID, ErrorCode.INVALID_ROW, ""),
+    Plan.DUPLICATE: (Outcome.DUPLICATE, ErrorCode.NONE, "repeats an earlier row of this input; sent once"),
     Plan.CONFLICT: (
         Outcome.CONFLICT,
-        "conflicting_classifications",
+        ErrorCode.CONFLICTING_CLASSIFICATIONS,
         "this (media, hash) appears with both classifications in the input; none sent",
     ),
-    Plan.SKIPPED: (Outcome.SKIPPED, "", "accepted in an earlier run"),
+    Plan.SKIPPED: (Outcome.SKIPPED, ErrorCode.NONE, "accepted in an earlier run"),
     Plan.REJECTED: (
         Outcome.REJECTED,
-        "previously_rejected",
+        ErrorCode.PREVIOUSLY_REJECTED,
         "rejected in an earlier run; --retry-rejected sends it again",
     ),
     Plan.LOCKED: (
         Outcome.REJECTED,
-        "classification_locked",
+        ErrorCode.CLASSIFICATION_LOCKED,
         "an earlier run had the other classification accepted; the server keeps the first",
     ),
 }
@@ -102,9 +102,9 @@ class Recorder:
             if self.progress is not None:
                 self.progress.retrying(+1)
 
-    def finish(
-        self, item: Item, outcome: Outcome, code: str, status: int | None, attempts: int, msg: str
-    ) -> None:
+    def finish(self, item: Item, verdict: Verdict, *, status: int | None = None, attempts: int = 0) -> None:
+        """Count, show and ledger ``item`` as ended with ``verdict`` (``status`` None: no answer)."""
+        outcome, code, msg = verdict.outcome, verdict.error_code, verdict.message
         item.done = True
         self.summary.count(outcome, code)
         if self.progress is not None:
@@ -130,7 +130,7 @@ class Recorder:
 
     def abort(self, item: Item, attempts: int = 0) -> None:
         """Finish a row the run stopped before sending (again)."""
-        self.finish(item, Outcome.ABORTED, "not_sent", None, attempts, f"not sent: {self._stopper.reason}")
+        self.finish(item, self._not_sent(), attempts=attempts)
 
     def immediate(self, batch: Batch, plan: np.ndarray[Any, Any], idx: np.ndarray[Any, Any]) -> None:
         """Ledger lines for rows finished without a request (``idx`` positions in the batch)."""
@@ -181,10 +181,14 @@ class Recorder:
 
     def _line_for(self, plan: Plan) -> tuple[Outcome, str, str]:
         if plan == Plan.SEND:
-            return (Outcome.PLANNED, "", "dry run: not sent")
+            return (Outcome.PLANNED, ErrorCode.NONE, "dry run: not sent")
         if plan == Plan.ABORTED:
-            return (Outcome.ABORTED, "not_sent", f"not sent: {self._stopper.reason}")
+            verdict = self._not_sent()
+            return (verdict.outcome, verdict.error_code, verdict.message)
         return _PLAN_LINE[plan]
+
+    def _not_sent(self) -> Verdict:
+        return Verdict(Outcome.ABORTED, ErrorCode.NOT_SENT, Action.DONE, f"not sent: {self._stopper.reason}")
 
     def close(self) -> None:
         """Close the ledger (its last sync can fail too: exit 6)."""

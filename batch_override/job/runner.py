@@ -41,6 +41,7 @@ from ..pacing.backoff import Backoff
 from ..pacing.concurrency import Concurrency
 from ..sending.breaker import MAX_ROWS, MIN_ROWS, MIN_STREAK, Breaker
 from ..sending.client import make_session
+from ..sending.requester import Requester
 from ..stopping import Halted, Stopper, signals_handled
 from ..summary import Summary
 from .parts import DEFAULT_PARTS, Parts
@@ -48,7 +49,7 @@ from .plan import InputIndex, index_input
 from .producer import PassTwo, produce
 from .progress import Progress
 from .recorder import Item, Recorder
-from .sender import Requester, Sender
+from .sender import Sender
 
 log = logging.getLogger("batch_override")
 
@@ -143,7 +144,7 @@ async def _run_planned(job: _Job, source: BatchSource, index: InputIndex, summar
             resume = await asyncio.to_thread(
                 load_resume_index, config.ledger, trusted, first_seen=config.give_up_after_days is not None
             )
-            _log_run(job, source, fingerprint, "started", summary)
+            _log_run(job, source, fingerprint, runlog.STARTED, summary)
             logged = True
         _log_start(job, source, index, resume)
         recorder.progress = Progress(index.rows, enabled=config.progress)
@@ -163,7 +164,7 @@ async def _run_planned(job: _Job, source: BatchSource, index: InputIndex, summar
         if logged:
             # Logged by _log_run; the ledger is whole, and the started record keeps its lines trusted.
             with contextlib.suppress(LedgerWriteError):
-                _log_run(job, source, fingerprint, "finished", summary)
+                _log_run(job, source, fingerprint, runlog.FINISHED, summary)
 
 
 def _open_ledger(job: _Job, source: BatchSource) -> LedgerWriter:
@@ -213,28 +214,27 @@ def _log_run(job: _Job, source: BatchSource, fingerprint: str, event: str, summa
     """Append the run's ``started`` or ``finished`` record to the run log beside the ledger."""
     assert job.config.ledger is not None
     path = runlog.runlog_path(job.config.ledger)
-    record: dict[str, Any] = {
-        "event": event,
-        "run_id": job.run_id,
-        "api_url": runlog.normalise_url(job.config.api_url),
-        "key_fingerprint": fingerprint,
-        "tool_version": __version__,
-        "user_host": runlog.user_at_host(),
+    record = runlog.RunRecord(
+        event=event,
+        run_id=job.run_id,
+        api_url=runlog.normalise_url(job.config.api_url),
+        key_fingerprint=fingerprint,
+        tool_version=__version__,
+        user_host=runlog.user_at_host(),
         # A path resolved; "<stdin>", "<DataFrame>" and "<pyarrow.Table>" as they are.
-        "input": source.display if source.display.startswith("<") else str(Path(source.display).resolve()),
-        "input_sha256": source.sha256,
-        "input_rows": summary.rows,
+        input=source.display if source.display.startswith("<") else str(Path(source.display).resolve()),
+        input_sha256=source.sha256,
+        input_rows=summary.rows,
         # The input's own names for these columns: the retry file reuses them (report.py).
-        "columns": {
+        columns={
             "hash": source.columns.hash,
             "classification": source.columns.classification,
             "media": source.columns.media or job.config.media_column or "media",
         },
-        "dry_run": job.config.dry_run,
-        "at": utc_now(),
-    }
-    if event == "finished":
-        record["summary"] = summary.to_dict()
+        dry_run=job.config.dry_run,
+        at=utc_now(),
+        summary=runlog.RunSummary.of(summary) if event == runlog.FINISHED else None,
+    )
     try:
         runlog.append(path, record)
     except OSError as exc:

@@ -16,89 +16,18 @@ import time
 
 from ..config import RunConfig
 from ..errors import ExitCode
-from ..outcome import Action, Outcome, Verdict
+from ..outcome import Action, ErrorCode, Outcome
 from ..pacing.backoff import Backoff
-from ..pacing.concurrency import Concurrency
-from ..pacing.pacer import Pacer, retry_after_seconds
+from ..pacing.pacer import retry_after_seconds
 from ..sending.breaker import Breaker, OutageTooLong
-from ..sending.client import BODIES, EMPTY_BODY, Answer, Client
+from ..sending.client import BODIES, EMPTY_BODY, Answer
 from ..sending.failures import FailureThreshold
-from ..sending.retry import Step, decide
+from ..sending.requester import INTERRUPTED, Requester
+from ..sending.retry import Step, decide, give_up
 from ..stopping import Stopper
 from .recorder import Item, Recorder
 
 log = logging.getLogger("batch_override")
-
-#: The answer of a request cut off in flight at the end of the grace period.
-INTERRUPTED = Answer(
-    Verdict(
-        Outcome.ABORTED,
-        "interrupted",
-        Action.DONE,
-        "request cut off at the end of the grace period; a rerun sends it again",
-    ),
-    None,
-    {},
-)
-
-
-class Requester:
-    """One request at a time under a concurrency slot and the pacer; counts what was sent."""
-
-    def __init__(self, client: Client, pacer: Pacer, stopper: Stopper, slots: Concurrency) -> None:
-        self.client = client
-        self.pacer = pacer
-        self.slots = slots
-        self.requests = 0
-        self._stopper = stopper
-
-    async def attempt(self, media: str, sha256: str, body: bytes) -> Answer | None:
-        """One request; None when the run stopped before it could be sent, :data:`INTERRUPTED`
-        when the grace period cut it off in flight."""
-        await self.slots.acquire()  # a slot first: a sender waiting at the pacer is ready to go
-        try:
-            return await self._paced(media, sha256, body)
-        finally:
-            self.slots.release()
-
-    async def _paced(self, media: str, sha256: str, body: bytes) -> Answer | None:
-        ticket = await self.pacer.acquire()
-        if ticket is None:
-            return None
-        self.requests += 1
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("POST %s %s (%d bytes)", media, sha256, len(body))
-        slots = self.slots
-        slots.pace(self.pacer.rate)
-        slots.started()
-        answer: Answer | None = None
-        try:
-            answer = await self.client.post(media, sha256, body)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and self._stopper.was_cut_off(task):
-                return INTERRUPTED
-            raise
-        finally:
-            slots.finished(_capacity_latency(answer, ticket.sent_at))
-        self.pacer.observe(ticket, answer.status, answer.headers)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "  -> %s %s in %.0f ms (%s)",
-                answer.status or "no answer",
-                answer.verdict.error_code or answer.verdict.outcome.value,
-                (time.monotonic() - ticket.sent_at) * 1000,
-                slots.describe(),
-            )
-        return answer
-
-
-def _capacity_latency(answer: Answer | None, sent_at: float) -> float | None:
-    """The answer's latency when it tells of the server's capacity: not a 429 (the pacer's
-    business), a 5xx or no answer at all (the outage breaker's)."""
-    if answer is None or answer.status is None or answer.status == 429 or answer.status >= 500:
-        return None
-    return time.monotonic() - sent_at
 
 
 class Sender:
@@ -195,13 +124,11 @@ class Sender:
 
     def _finish(self, item: Item, answer: Answer, attempts: int) -> None:
         verdict = answer.verdict
-        outcome, code, message = verdict.outcome, verdict.error_code, verdict.message
-        days = self.config.give_up_after_days
-        if outcome is Outcome.NOT_READY and days is not None and time.time() - item.first_seen > days * 86400:
-            since = time.strftime("%Y-%m-%d", time.gmtime(item.first_seen))
-            outcome, code = Outcome.REJECTED, "gave_up"
-            message = f"not ready since {since}; gave up after {days:g} days (--give-up-after): {message}"
-        self.recorder.finish(item, outcome, code, answer.status, attempts, message)
+        kept = give_up(
+            verdict, first_seen=item.first_seen, now=time.time(), days=self.config.give_up_after_days
+        )
+        self.recorder.finish(item, kept, status=answer.status, attempts=attempts)
+        # The answer's own outcome: a row given up on is no sign of a failing server.
         reason = self.failures.add(verdict.outcome in (Outcome.FAILED, Outcome.REJECTED))
         if reason is not None:
             self.stopper.request(ExitCode.ABORTED, reason)
@@ -260,12 +187,14 @@ async def preflight(sender: Sender, item: Item) -> None:
 def why(answer: Answer) -> str:
     """The one-line reason an answer stops the run, with a hint at the fix."""
     verdict = answer.verdict
-    hints = {
-        "unauthorized": "the API key was refused (401): check IDENTIFAI_API_KEY / --api-key-file",
-        "forbidden": "the key is not allowed (403): API access or terms of service",
-        "not_found": "404 from the server: is --api-url right?",
-        "method_not_allowed": "405 from the server: is --api-url right?",
-        "redirect": f"HTTP {answer.status} redirect (not followed): is --api-url right?",
-        "tls_error": "the server's TLS certificate is not trusted: use --ca-bundle PEM or SSL_CERT_FILE",
+    hints: dict[str, str] = {
+        ErrorCode.UNAUTHORIZED: "the API key was refused (401): check IDENTIFAI_API_KEY / --api-key-file",
+        ErrorCode.FORBIDDEN: "the key is not allowed (403): API access or terms of service",
+        ErrorCode.NOT_FOUND: "404 from the server: is --api-url right?",
+        ErrorCode.METHOD_NOT_ALLOWED: "405 from the server: is --api-url right?",
+        ErrorCode.REDIRECT: f"HTTP {answer.status} redirect (not followed): is --api-url right?",
+        ErrorCode.TLS_ERROR: (
+            "the server's TLS certificate is not trusted: use --ca-bundle PEM or SSL_CERT_FILE"
+        ),
     }
     return hints.get(verdict.error_code, f"{verdict.error_code}: {verdict.message}")

@@ -56,7 +56,7 @@ def _last_run_trusts(ledger: Path) -> list[str]:
     """The runs the ledger's last run (by the run log) trusts, as resume computed them."""
     for entry in reversed(list(runlog.run_records(ledger).values())):
         record = entry.first
-        if "api_url" in record and "key_fingerprint" in record:
+        if record is not None and record.api_url is not None and record.key_fingerprint is not None:
             path = runlog.runlog_path(ledger)
-            return list(runlog.trusted_runs(path, str(record["api_url"]), str(record["key_fingerprint"])))
+            return list(runlog.trusted_runs(path, record.api_url, record.key_fingerprint))
     return []

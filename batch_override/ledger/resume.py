@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from ..input.blocks import BLOCK_SIZE
 from ..keys import CLASS_CODES, MEDIA_CODES, GrowableKeys, KeyArray, hex_to_bytes
-from ..outcome import DONE_OUTCOMES, Outcome
+from ..outcome import DONE_OUTCOMES, RETRY_OUTCOMES, Outcome
 from .format import read_header
 from .reader import LedgerFile
 
@@ -42,12 +42,8 @@ class Prior(enum.IntEnum):
 _PRIOR_OF = {
     **{o.value: Prior.DONE for o in DONE_OUTCOMES},
     Outcome.REJECTED.value: Prior.REJECTED,
-    Outcome.FAILED.value: Prior.RETRY,
-    Outcome.NOT_READY.value: Prior.RETRY,
-    Outcome.ABORTED.value: Prior.RETRY,
+    **{o.value: Prior.RETRY for o in RETRY_OUTCOMES},
 }
-#: Lines that say what the server holds: resume and ``report --run all`` trust exactly these.
-DECISIVE_OUTCOMES = frozenset(Outcome(v) for v in _PRIOR_OF)
 _DECISIVE = pa.array(list(_PRIOR_OF))
 _PRIOR_OF_CODE = np.array([int(p) for p in _PRIOR_OF.values()], np.uint8)
 #: The ledger columns resume reads.

@@ -37,8 +37,9 @@ def retry_columns(records: Mapping[str, RunRecords], run_id: str | None = None) 
     runs = [run_id] if run_id is not None else list(records)[::-1]
     for run in runs:
         entry = records.get(run)
-        logged = entry.first.get("columns") if entry is not None else None
-        if isinstance(logged, dict):
+        record = entry.first if entry is not None else None
+        logged = record.columns if record is not None else None
+        if logged is not None:
             names = tuple(str(logged.get(c) or c) for c in RETRY_COLUMNS)
             return names
     return RETRY_COLUMNS

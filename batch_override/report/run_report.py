@@ -39,7 +39,6 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -48,12 +47,11 @@ from ..errors import BatchOverrideError, ExitCode, LedgerError, first_line
 from ..files import atomic_writer
 from ..ledger import runlog
 from ..ledger.reader import LedgerFile
-from ..ledger.resume import DECISIVE_OUTCOMES
 from ..ledger.runlog import RunRecords
-from ..outcome import Outcome
+from ..outcome import DECISIVE_OUTCOMES, RETRY_OUTCOMES, Outcome
 from ..summary import Summary
 from .retry_file import RETRY_COLUMNS, column_flags, retry_columns, write_retry_file
-from .scan import RETRY_OUTCOMES, Scan, scan_ledger, state_lines
+from .scan import Scan, scan_ledger, state_lines
 
 ALL = "all"
 LATEST = "latest"
@@ -109,28 +107,31 @@ def summarize(ledger: Path, run_id: str | None = None) -> Summary:
 def _one_run(view: LedgerFile, scan: Scan, records: dict[str, RunRecords], run_id: str) -> Report:
     code = scan.runs.values.index(run_id) if run_id in scan.runs.values else -1
     entry = records.get(run_id, RunRecords())
-    started = entry.started or {}
-    finished = entry.finished or {}
-    raw = finished.get("summary")
-    logged: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    started, finished = entry.started, entry.finished
+    logged = finished.summary if finished is not None else None
+    dry_run = started.dry_run if started is not None else None
+    if dry_run is None and finished is not None:
+        dry_run = finished.dry_run
     summary = Summary(
         run_id=run_id,
         ledger=str(view.path),
-        api_url=runlog.normalise_url(str(started.get("api_url") or finished.get("api_url") or "")),
-        dry_run=bool(started.get("dry_run", finished.get("dry_run", False))),
+        api_url=runlog.normalise_url(
+            (started.api_url if started else None) or (finished.api_url if finished else None) or ""
+        ),
+        dry_run=bool(dry_run),
     )
     for (run, outcome, error), n in scan.counts.items():
         if run == code:
             summary.count(scan.outcomes.values[outcome], scan.error_codes.values[error], n)
     summary.requests = scan.attempts.get(code, 0)
-    summary.throttled = _int(logged.get("throttled_429"))
-    summary.not_attempted = _int(logged.get("not_attempted"))
+    summary.throttled = logged.throttled_429 if logged else 0
+    summary.not_attempted = logged.not_attempted if logged else 0
     summary.rows = sum(summary.outcomes.values()) + summary.not_attempted
     summary.duration = _duration(scan, code, entry)
     notes: list[str] = []
-    if "exit_code" in logged:
-        summary.exit_code = _int(logged["exit_code"])
-        summary.stop_reason = str(logged.get("stop_reason") or "")
+    if logged is not None and logged.exit_code is not None:
+        summary.exit_code = logged.exit_code
+        summary.stop_reason = logged.stop_reason
     else:
         summary.exit_code = ExitCode.OK if summary.all_succeeded else ExitCode.SOME_ROWS_FAILED
         if entry.started is not None:
@@ -165,10 +166,9 @@ def _whole_ledger(view: LedgerFile, scan: Scan, records: dict[str, RunRecords]) 
         _duration(scan, code, records.get(run, RunRecords())) for code, run in enumerate(scan.runs.values)
     )
     for run in scan.runs.values:
-        finished = records.get(run, RunRecords()).finished or {}
-        logged = finished.get("summary")
-        if isinstance(logged, dict):
-            summary.throttled += _int(logged.get("throttled_429"))
+        finished = records.get(run, RunRecords()).finished
+        if finished is not None and finished.summary is not None:
+            summary.throttled += finished.summary.throttled_429
     summary.exit_code = ExitCode.OK if summary.all_succeeded else ExitCode.SOME_ROWS_FAILED
     notes = []
     if len(urls) > 1:
@@ -187,9 +187,9 @@ def _api_urls(records: dict[str, RunRecords], runs: Sequence[str]) -> set[str]:
     out = set()
     for run in runs:
         entry = records.get(run)
-        record = (entry.started or entry.finished) if entry else None
-        if record and record.get("api_url"):
-            out.add(runlog.normalise_url(str(record["api_url"])))
+        record = entry.first if entry else None
+        if record and record.api_url:
+            out.add(runlog.normalise_url(record.api_url))
     return out
 
 
@@ -199,22 +199,14 @@ def _duration(scan: Scan, code: int, entry: RunRecords) -> float:
     Each fallback is shorter than the truth: the run log's ``started`` comes after the input was
     read, and the first ledger line after the first row finished.
     """
-    logged = (entry.finished or {}).get("summary")
-    if isinstance(logged, dict) and isinstance(logged.get("duration_s"), int | float):
-        return max(0.0, float(logged["duration_s"]))
-    start = runlog.parse_time((entry.started or {}).get("at")) or runlog.parse_time(scan.first.get(code))
-    end = runlog.parse_time((entry.finished or {}).get("at")) or runlog.parse_time(scan.last.get(code))
+    logged = entry.finished.summary if entry.finished else None
+    if logged is not None and logged.duration_s is not None:
+        return max(0.0, logged.duration_s)
+    started_at = entry.started.at if entry.started else None
+    finished_at = entry.finished.at if entry.finished else None
+    start = runlog.parse_time(started_at) or runlog.parse_time(scan.first.get(code))
+    end = runlog.parse_time(finished_at) or runlog.parse_time(scan.last.get(code))
     return max(0.0, end - start) if start is not None and end is not None else 0.0
-
-
-def _int(value: object) -> int:
-    """A run log number, 0 when absent or not a number (the log is written by other versions too)."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return 0
-    try:
-        return int(value)
-    except ValueError:
-        return 0
 
 
 # -- the command ---------------------------------------------------------------------------------

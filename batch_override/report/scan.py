@@ -18,11 +18,7 @@ import pyarrow.compute as pc
 from ..domain import CLASSIFICATIONS, HASH_PATTERN, MEDIA
 from ..keys import KEY_DTYPE, KeyArray, make_keys
 from ..ledger.reader import LedgerFile
-from ..ledger.resume import DECISIVE_OUTCOMES
-from ..outcome import Outcome
-
-#: A row whose latest line is one of these is worth sending again.
-RETRY_OUTCOMES = frozenset({Outcome.FAILED, Outcome.NOT_READY, Outcome.ABORTED})
+from ..outcome import DECISIVE_OUTCOMES, RETRY_OUTCOMES
 
 _SCAN_COLUMNS = [
     "media",

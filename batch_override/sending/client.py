@@ -20,7 +20,7 @@ from yarl import URL
 from ..apikey import ApiKey
 from ..domain import CLASSIFICATIONS, ENDPOINTS, HASH_PATTERN
 from ..errors import UsageError, first_line
-from ..outcome import Action, Outcome, Verdict, classify_response, transport_failure
+from ..outcome import Action, ErrorCode, Outcome, Verdict, classify_response, transport_failure
 
 BODIES = {c: json.dumps({"classification": c}, separators=(",", ":")).encode() for c in CLASSIFICATIONS}
 EMPTY_BODY = b"{}"
@@ -29,7 +29,7 @@ _NO_HEADERS: Mapping[str, str] = {}
 #: The largest answer body read: the API's answers are under 1 KB, a proxy's error page ~10 KB.
 MAX_BODY = 1 << 20
 _TOO_BIG = Verdict(
-    Outcome.FAILED, "http", Action.DONE, f"the answer's body is over {MAX_BODY >> 20} MiB: not read"
+    Outcome.FAILED, ErrorCode.HTTP, Action.DONE, f"the answer's body is over {MAX_BODY >> 20} MiB: not read"
 )
 
 
@@ -123,12 +123,18 @@ class Client:
                     return Answer(verdict, resp.status, resp.headers)
                 return Answer(classify_response(resp.status, payload), resp.status, resp.headers)
         except TimeoutError:
-            return Answer(transport_failure("timeout", "no answer within --timeout"), None, _NO_HEADERS)
+            return Answer(
+                transport_failure(ErrorCode.TIMEOUT, "no answer within --timeout"), None, _NO_HEADERS
+            )
         except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
             # Retrying cannot fix an untrusted certificate: stop, and say how to fix it.
             message = f"TLS: {type(exc).__name__}: the server's certificate is not trusted (--ca-bundle?)"
-            return Answer(Verdict(Outcome.ABORTED, "tls_error", Action.ABORT, message), None, _NO_HEADERS)
+            return Answer(
+                Verdict(Outcome.ABORTED, ErrorCode.TLS_ERROR, Action.ABORT, message), None, _NO_HEADERS
+            )
         except aiohttp.ClientError as exc:
             # ServerDisconnectedError, ClientOSError (reset), ClientConnectorError (refused)...
             # POST is not retried by aiohttp itself; an override is idempotent, so we do.
-            return Answer(transport_failure("connection_error", type(exc).__name__), None, _NO_HEADERS)
+            return Answer(
+                transport_failure(ErrorCode.CONNECTION_ERROR, type(exc).__name__), None, _NO_HEADERS
+            )

@@ -24,7 +24,6 @@ import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 

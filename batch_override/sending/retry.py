@@ -51,4 +51,3 @@ def give_up(verdict: Verdict, *, first_seen: float, now: float, days: float | No
     return dataclasses.replace(
         verdict, outcome=Outcome.REJECTED, error_code=ErrorCode.GAVE_UP, message=message
     )
-

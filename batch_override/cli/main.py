@@ -22,7 +22,7 @@ from ..summary import Summary
 from . import hash_command as hashing
 from . import validate_command as validate
 from .logs import current_format, json_line, setup_logging
-from .metrics import check_pushgateway_url, push_metrics, read_last_success, write_metrics
+from .metrics import LiveMetrics, check_pushgateway_url, push_metrics, read_last_success, write_metrics
 from .options import OutputOptions, add_run_options, config_from
 
 log = logging.getLogger("batch_override")
@@ -139,7 +139,12 @@ def _run(args: argparse.Namespace) -> int:
     # cyclic garbage collector from walking it again and again while rows are sent (~8% CPU).
     gc.collect()
     gc.freeze()
-    summary = asyncio.run(run_job_async(config, api_key))
+    name = _metrics_job(output, config.ledger)
+    live = None
+    if config.progress_interval is not None and (output.metrics_file or output.pushgateway):
+        metrics_file = Path(output.metrics_file) if output.metrics_file else None
+        live = LiveMetrics(job=name, metrics_file=metrics_file, gateway=output.pushgateway)
+    summary = asyncio.run(run_job_async(config, api_key, on_progress=live))
     if not output.quiet or summary.exit_code != ExitCode.OK:
         if current_format() == "json":
             level = "info" if summary.exit_code == ExitCode.OK else "error"
@@ -149,8 +154,6 @@ def _run(args: argparse.Namespace) -> int:
         print(text, file=sys.stderr if output.quiet else sys.stdout)
     if output.summary:
         Path(output.summary).write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
-    job = output.metrics_job or config.ledger
-    name = job.stem if isinstance(job, Path) else str(job)
     if output.metrics_file:
         _write_metrics(Path(output.metrics_file), summary, name)
     if output.pushgateway:
@@ -159,6 +162,12 @@ def _run(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:  # metrics must never change the run's exit code
             log.warning("cannot push metrics to --pushgateway %s: %s", output.pushgateway, first_line(exc))
     return summary.exit_code
+
+
+def _metrics_job(output: OutputOptions, ledger: Path | None) -> str:
+    """The metrics' job label: ``--metrics-job``, else the ledger's file name without its extension."""
+    job = output.metrics_job or ledger
+    return job.stem if isinstance(job, Path) else str(job)
 
 
 def _write_metrics(path: Path, summary: Summary, name: str) -> None:

@@ -90,6 +90,12 @@ HELP: dict[str, Help] = {
         "DAYS",
         flag="--give-up-after",
     ),
+    "progress_interval": Help(
+        "every S seconds log one progress line (done/total, outcomes, rate, pace, in flight, ETA; JSON "
+        "with --log-format json) and refresh --metrics-file / --pushgateway with in-progress gauges "
+        "(default: off)",
+        "S",
+    ),
     "dry_run": Help("validate and plan; ledger lines say planned; send nothing"),
     "retry_rejected": Help("send again rows an earlier run saw rejected"),
     "preflight": Help("skip the key check before the first row", flag="--no-preflight", negate=True),

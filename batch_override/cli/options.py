@@ -117,6 +117,7 @@ class OutputOptions:
     metrics_file: str | None = None
     metrics_job: str | None = None
     pushgateway: str | None = None
+    ping_url: str | None = None
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> OutputOptions:
@@ -199,6 +200,12 @@ _OUTPUT_FLAGS = (
         "URL",
         "push the metrics to this Prometheus Pushgateway, grouped by job (basic auth from "
         "$PUSHGATEWAY_USERNAME and $PUSHGATEWAY_PASSWORD)",
+    ),
+    (
+        "--ping-url",
+        "URL",
+        "healthchecks-style dead man's switch: URL/start at the start, then URL on exit 0 or "
+        "URL/CODE; 10 s in all, never the API key, redirects not followed, a failure only warns",
     ),
 )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import sys
 import time
 from collections import Counter
 from datetime import datetime
@@ -76,19 +77,14 @@ async def test_a_60_second_paced_run_with_interval_5_writes_12_lines_whose_eta_c
 
 
 def test_without_an_interval_a_run_off_a_terminal_writes_no_progress_line(tmp_path: Path) -> None:
-    emulator_free = write_csv(tmp_path / "c.csv", [(sha(1), "human"), ("bad", "human")])
+    corrections = write_csv(tmp_path / "c.csv", [(sha(1), "human"), ("bad", "human")])
     result = subprocess.run(
-        [*_cli(), "run", str(emulator_free), "--ledger", str(tmp_path / "l.csv"), "--dry-run"],
+        [sys.executable, "-m", "batch_override", "run", str(corrections), "--ledger", str(tmp_path / "l.csv"),
+         "--dry-run"],
         capture_output=True, text=True, env=cli_env(), timeout=60,
     )  # fmt: skip
     assert result.returncode == 1
     assert "progress" not in result.stderr
-
-
-def _cli() -> list[str]:
-    import sys
-
-    return [sys.executable, "-m", "batch_override"]
 
 
 def test_the_eta_is_rows_left_over_the_recent_rate_and_unknown_before_any_row() -> None:

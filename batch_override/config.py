@@ -149,6 +149,7 @@ _RANGES: dict[str, Allowed] = {
     "preflight": Allowed(bool),
     "neutralize_formulas": Allowed(bool),
     "progress": Allowed(bool, optional=True),
+    "progress_interval": Allowed(float, 0, _DAY, low_open=True, optional=True),
 }
 #: Fields whose flag is not ``--`` plus the field name (the negated booleans: their job-file key).
 _FLAGS = {
@@ -200,6 +201,8 @@ class RunConfig:
     ok_outcomes: frozenset[str] | None = None
     give_up_after_days: float | None = None
     progress: bool | None = None
+    #: Seconds between progress lines (and in-progress metrics); None: no lines.
+    progress_interval: float | None = None
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
     ca_bundle: str | None = None

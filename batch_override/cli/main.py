@@ -16,14 +16,16 @@ from typing import NoReturn
 
 from .._version import __version__
 from ..apikey import ENV_VAR, load_api_key
+from ..config import RunConfig
 from ..errors import BatchOverrideError, ExitCode, first_line
 from ..report import run_report as report
 from ..summary import Summary
 from . import hash_command as hashing
 from . import validate_command as validate
 from .logs import current_format, json_line, setup_logging
-from .metrics import check_pushgateway_url, push_metrics, read_last_success, write_metrics
+from .metrics import LiveMetrics, check_pushgateway_url, push_metrics, read_last_success, write_metrics
 from .options import OutputOptions, add_run_options, config_from
+from .ping import Pinger, check_ping_url
 
 log = logging.getLogger("batch_override")
 
@@ -128,19 +130,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..job.runner import run_job_async
-
     config, output = config_from(args)
     if output.pushgateway:  # a typo found now, not as a warning after the whole run
         check_pushgateway_url(output.pushgateway)
+    if output.ping_url:
+        check_ping_url(output.ping_url)
     setup_logging(output.log_format, max(args.verbose, output.verbose), output.quiet)
+    if not output.ping_url:
+        return _run_job(config, output).exit_code
+    pinger = Pinger(output.ping_url)
+    pinger.start()
+    code: int = ExitCode.INTERNAL
+    body = ""
+    try:
+        summary = _run_job(config, output)
+        code, body = summary.exit_code, summary.render()
+        return code
+    except BatchOverrideError as exc:
+        code, body = exc.exit_code, str(exc)
+        raise
+    except KeyboardInterrupt:
+        code = ExitCode.SIGINT
+        raise
+    finally:
+        pinger.finish(code, body)
+
+
+def _run_job(config: RunConfig, output: OutputOptions) -> Summary:
+    from ..job.runner import run_job_async
+
     api_key = None if config.dry_run and not _key_available(output) else load_api_key(output.api_key_file)
     # Everything imported so far (pandas, pyarrow, aiohttp) lives for the whole run: keep the
     # cyclic garbage collector from walking it again and again while rows are sent (CPU spent
     # for nothing: those objects never become garbage).
     gc.collect()
     gc.freeze()
-    summary = asyncio.run(run_job_async(config, api_key))
+    name = _metrics_job(output, config.ledger)
+    live = None
+    if config.progress_interval is not None and (output.metrics_file or output.pushgateway):
+        metrics_file = Path(output.metrics_file) if output.metrics_file else None
+        live = LiveMetrics(job=name, metrics_file=metrics_file, gateway=output.pushgateway)
+    summary = asyncio.run(run_job_async(config, api_key, on_progress=live))
     if not output.quiet or summary.exit_code != ExitCode.OK:
         if current_format() == "json":
             level = "info" if summary.exit_code == ExitCode.OK else "error"
@@ -150,8 +180,6 @@ def _run(args: argparse.Namespace) -> int:
         print(text, file=sys.stderr if output.quiet else sys.stdout)
     if output.summary:
         Path(output.summary).write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
-    job = output.metrics_job or config.ledger
-    name = job.stem if isinstance(job, Path) else str(job)
     if output.metrics_file:
         _write_metrics(Path(output.metrics_file), summary, name)
     if output.pushgateway:
@@ -159,7 +187,13 @@ def _run(args: argparse.Namespace) -> int:
             push_metrics(output.pushgateway, summary, job=name)
         except (OSError, ValueError) as exc:  # metrics must never change the run's exit code
             log.warning("cannot push metrics to --pushgateway %s: %s", output.pushgateway, first_line(exc))
-    return summary.exit_code
+    return summary
+
+
+def _metrics_job(output: OutputOptions, ledger: Path | None) -> str:
+    """The metrics' job label: ``--metrics-job``, else the ledger's file name without its extension."""
+    job = output.metrics_job or ledger
+    return job.stem if isinstance(job, Path) else str(job)
 
 
 def _write_metrics(path: Path, summary: Summary, name: str) -> None:

@@ -12,6 +12,9 @@ Contract:
   (``/metrics/job/NAME``): the Pushgateway adds ``job`` from the group.  A run that exited 0
   replaces the group (PUT); any other run adds to it (POST) and leaves out the last-success
   timestamp, so the previous success's value stays in the group.
+- :class:`LiveMetrics` is the ``--progress-interval`` refresh while a run runs: in-progress
+  gauges (``batch_override_run_*``) written beside what the textfile held, or POSTed to the
+  group; :func:`build_registry` ends them (``run_in_progress`` 0) with the run's final values.
 
 Traps:
 - Every value describes the *last* run, so every metric is a gauge and none ends in ``_total``
@@ -25,13 +28,14 @@ Traps:
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, Metric, generate_latest
 from prometheus_client.exposition import (
     basic_auth_handler,
     default_handler,
@@ -40,17 +44,21 @@ from prometheus_client.exposition import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from ..errors import ExitCode, UsageError
+from ..errors import ExitCode, UsageError, first_line
 from ..files import atomic_writer
+from ..job.ticker import Snapshot
 from ..outcome import Outcome
 from ..summary import Summary
 
 _PREFIX = "batch_override_"
 LAST_SUCCESS = _PREFIX + "last_success_timestamp_seconds"
+RUN_IN_PROGRESS = _PREFIX + "run_in_progress"
 #: Seconds a push may take before it is given up (with a warning).
 PUSH_TIMEOUT = 10.0
 USERNAME_VAR = "PUSHGATEWAY_USERNAME"
 PASSWORD_VAR = "PUSHGATEWAY_PASSWORD"
+
+log = logging.getLogger("batch_override")
 
 
 def build_registry(
@@ -87,6 +95,12 @@ def build_registry(
         finished_rows / summary.duration if summary.duration > 0 else 0.0,
     )
     gauge("exit_code", "Exit code of the last run (0 = every row succeeded).", summary.exit_code)
+    gauge("mean_in_flight", "Requests in flight on average in the last run.",
+          float(summary.concurrency.get("mean_in_flight", 0.0)))  # fmt: skip
+    # The in-progress gauges as a finished run leaves them: not running, every row done.
+    gauge(RUN_IN_PROGRESS.removeprefix(_PREFIX), "1 while a run is in progress, 0 once it ended.", 0)
+    gauge("run_rows_done", "Rows of the current (or last) run given a ledger line so far.", finished_rows)
+    gauge("run_input_rows", "Rows of the current (or last) run's input.", summary.rows)
     gauge("requests", "HTTP requests the last run sent (per run, not cumulative).", summary.requests)
     gauge(
         "throttled_requests",
@@ -170,9 +184,103 @@ def push_metrics(gateway: str, summary: Summary, *, job: str, now: float | None 
     push(gateway, job=job, registry=registry, timeout=PUSH_TIMEOUT, handler=_auth_handler())
 
 
+def build_progress_registry(snap: Snapshot, *, job: str | None) -> CollectorRegistry:
+    """The in-progress gauges (``batch_override_run_*``) of a running job at ``snap``.
+
+    Names distinct from the last run's, so a refresh never changes what an alert on the last
+    run's exit code or success time sees.
+    """
+    registry = CollectorRegistry(auto_describe=True)
+    base = {} if job is None else {"job": job}
+
+    def gauge(name: str, help_text: str, value: float) -> None:
+        metric = Gauge(_PREFIX + name, help_text, list(base), registry=registry)
+        (metric.labels(**base) if base else metric).set(value)
+
+    gauge(RUN_IN_PROGRESS.removeprefix(_PREFIX), "1 while a run is in progress, 0 once it ended.", 1)
+    gauge("run_rows_done", "Rows of the current (or last) run given a ledger line so far.", snap.done)
+    gauge("run_input_rows", "Rows of the current (or last) run's input.", snap.total)
+    gauge(
+        "run_last_progress_timestamp_seconds",
+        "Unix time the running job's rows done last grew.",
+        snap.last_progress,
+    )
+    gauge("run_rows_per_second", "Rows the running job finished per second, recently.", snap.rate)
+    if snap.eta is not None:
+        gauge("run_eta_seconds", "Seconds the running job needs at its recent rate.", snap.eta)
+    gauge("run_requests", "HTTP requests the running job sent so far.", snap.requests)
+    gauge("run_throttled_requests", "Requests of the running job answered 429 so far.", snap.throttled)
+    gauge("run_in_flight", "Requests the running job has in flight.", snap.in_flight)
+    return registry
+
+
+class _Carried:
+    """A collector that serves metric families read back from a previous textfile as they were."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+
+class LiveMetrics:
+    """The ``--progress-interval`` refresh of ``--metrics-file`` and ``--pushgateway`` (a callback).
+
+    The textfile is replaced atomically with the in-progress gauges plus every other sample the
+    file held when the run started (the last run's exit code and success time stay visible to
+    alerts while this one runs).  The Pushgateway gets the in-progress gauges by POST, which
+    replaces only those names in the group: the last-success timestamp is never touched.  A
+    failure is one warning per destination per run, never an exception.
+    """
+
+    def __init__(self, *, job: str, metrics_file: Path | None, gateway: str | None) -> None:
+        self.job = job
+        self.metrics_file = metrics_file
+        self.gateway = gateway
+        self._warned: set[str] = set()
+        self._carried: list[Metric] = []
+        if metrics_file is not None:
+            try:
+                text = metrics_file.read_text(encoding="utf-8")
+                families = list(text_string_to_metric_families(text))
+            except (OSError, UnicodeDecodeError, ValueError):
+                families = []
+            self._carried = [f for f in families if not f.name.startswith(_PREFIX + "run_")]
+
+    def __call__(self, snap: Snapshot) -> None:
+        if self.metrics_file is not None:
+            try:
+                registry = build_progress_registry(snap, job=self.job)
+                registry.register(_Carried(self._carried))
+                with atomic_writer(self.metrics_file) as fh:
+                    fh.write(generate_latest(registry))
+            except (OSError, ValueError) as exc:
+                self._warn("file", f"cannot refresh --metrics-file {self.metrics_file}: {exc}")
+        if self.gateway is not None:
+            try:
+                pushadd_to_gateway(
+                    self.gateway,
+                    job=self.job,
+                    registry=build_progress_registry(snap, job=None),
+                    timeout=PUSH_TIMEOUT,
+                    handler=_auth_handler(),
+                )
+            except (OSError, ValueError) as exc:
+                self._warn("push", f"cannot push progress to --pushgateway {self.gateway}: {first_line(exc)}")
+
+    def _warn(self, where: str, message: str) -> None:
+        if where not in self._warned:
+            self._warned.add(where)
+            log.warning("%s (further failures not logged)", message)
+
+
 __all__ = [
     "LAST_SUCCESS",
     "PUSH_TIMEOUT",
+    "RUN_IN_PROGRESS",
+    "LiveMetrics",
+    "build_progress_registry",
     "build_registry",
     "check_pushgateway_url",
     "push_metrics",

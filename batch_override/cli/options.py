@@ -91,6 +91,12 @@ HELP: dict[str, Help] = {
         "DAYS",
         flag="--give-up-after",
     ),
+    "progress_interval": Help(
+        "every S seconds log one progress line (done/total, outcomes, rate, pace, in flight, ETA; JSON "
+        "with --log-format json) and refresh --metrics-file / --pushgateway with in-progress gauges "
+        "(default: off)",
+        "S",
+    ),
     "dry_run": Help("validate and plan; ledger lines say planned; send nothing"),
     "retry_rejected": Help("send again rows an earlier run saw rejected"),
     "preflight": Help("skip the key check before the first row", flag="--no-preflight", negate=True),
@@ -112,6 +118,7 @@ class OutputOptions:
     metrics_file: str | None = None
     metrics_job: str | None = None
     pushgateway: str | None = None
+    ping_url: str | None = None
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> OutputOptions:
@@ -194,6 +201,12 @@ _OUTPUT_FLAGS = (
         "URL",
         "push the metrics to this Prometheus Pushgateway, grouped by job (basic auth from "
         "$PUSHGATEWAY_USERNAME and $PUSHGATEWAY_PASSWORD)",
+    ),
+    (
+        "--ping-url",
+        "URL",
+        "healthchecks-style dead man's switch: URL/start at the start, then URL on exit 0 or "
+        "URL/CODE; 10 s in all, never the API key, redirects not followed, a failure only warns",
     ),
 )
 

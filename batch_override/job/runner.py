@@ -21,7 +21,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +49,7 @@ from .producer import PassTwo, produce
 from .progress import Progress
 from .recorder import Item, Recorder
 from .sender import Sender
+from .ticker import Snapshot, Ticker
 
 log = logging.getLogger("batch_override")
 
@@ -62,6 +63,8 @@ class _Job:
     started: float
     stopper: Stopper
     recorder: Recorder | None = None  # once the input is planned
+    on_progress: Callable[[Snapshot], None] | None = None
+    ticker: Ticker | None = None  # with --progress-interval, while rows are sent
 
     def exit_now(self, code: int) -> None:
         """A second signal: sync the ledger and leave (the kernel releases the lock)."""
@@ -70,7 +73,13 @@ class _Job:
         os._exit(code)
 
 
-async def run_job_async(config: RunConfig, api_key: ApiKey | None, parts: Parts = DEFAULT_PARTS) -> Summary:
+async def run_job_async(
+    config: RunConfig,
+    api_key: ApiKey | None,
+    parts: Parts = DEFAULT_PARTS,
+    *,
+    on_progress: Callable[[Snapshot], None] | None = None,
+) -> Summary:
     """Run one job to the end and return its summary (``summary.exit_code`` says how it went).
 
     Raises :class:`~.errors.BatchOverrideError` for problems found before anything is sent
@@ -78,6 +87,8 @@ async def run_job_async(config: RunConfig, api_key: ApiKey | None, parts: Parts 
     a signal would, waits for it to wind down (at most ``--grace`` and a moment), then re-raises
     :class:`asyncio.CancelledError`.  An unexpected error is re-raised once the run has ended
     cleanly (exit code 70 in its run-log record).  ``parts`` is the seam tests use to inject faults.
+    With ``config.progress_interval``, ``on_progress`` gets a :class:`~.ticker.Snapshot` at each
+    progress line, in a worker thread (the command line refreshes its metrics there).
     """
     if not config.dry_run and api_key is None:
         raise BatchOverrideError("no API key given")
@@ -91,7 +102,7 @@ async def run_job_async(config: RunConfig, api_key: ApiKey | None, parts: Parts 
         lock.acquire(
             {"pid": os.getpid(), "host": runlog.user_at_host(), "run_id": run_id, "started_at": utc_now()}
         )
-    job = _Job(config, api_key, parts, run_id, started, Stopper(config.grace))
+    job = _Job(config, api_key, parts, run_id, started, Stopper(config.grace), on_progress=on_progress)
     try:
         with signals_handled(job.stopper, job.exit_now):
             summary = await _run_locked(job)
@@ -148,7 +159,7 @@ async def _run_planned(job: _Job, source: BatchSource, index: InputIndex, summar
         _log_start(job, source, index, resume)
         recorder.progress = Progress(index.rows, enabled=config.progress)
         with logging_redirect_tqdm(loggers=[log]) if recorder.progress.enabled else contextlib.nullcontext():
-            await _send_all(job, source, index, resume, recorder)
+            await _with_ticker(job, summary, _send_all(job, source, index, resume, recorder))
     except BatchOverrideError as exc:
         if not logged:
             raise  # found before anything was sent: the caller reports it
@@ -164,6 +175,23 @@ async def _run_planned(job: _Job, source: BatchSource, index: InputIndex, summar
             # Logged by _log_run; the ledger is whole, and the started record keeps its lines trusted.
             with contextlib.suppress(LedgerWriteError):
                 _log_run(job, source, fingerprint, runlog.FINISHED, summary)
+
+
+async def _with_ticker(job: _Job, summary: Summary, sending: Coroutine[object, object, None]) -> None:
+    """Await ``sending`` with a :class:`Ticker` beside it when ``--progress-interval`` asks."""
+    interval = job.config.progress_interval
+    if interval is None:
+        await sending
+        return
+    job.ticker = Ticker(summary, interval, job.on_progress)
+    ticking = asyncio.ensure_future(job.ticker.run())
+    try:
+        await sending
+    finally:
+        ticking.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticking
+        await job.ticker.drain()
 
 
 def _open_ledger(job: _Job, source: BatchSource) -> LedgerWriter:
@@ -272,10 +300,14 @@ async def _send_all(
     queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=senders * 4)
     if recorder.progress is not None:
         recorder.progress.concurrency = slots.describe
+    if job.ticker is not None:
+        job.ticker.pacer, job.ticker.slots = pacer, slots
     async with make_session(
         job.api_key, concurrency=senders, timeout=config.timeout, ca_bundle=config.ca_bundle
     ) as session:
         requester = Requester(job.parts.client(session, config.api_url), pacer, stopper, slots)
+        if job.ticker is not None:
+            job.ticker.requester = requester
         sender = Sender(config, requester, breaker, recorder, stopper)
         producer = produce(PassTwo(config, source, index, resume, recorder, stopper, queue), senders)
         workers = [sender.work(queue) for _ in range(senders)]

@@ -50,6 +50,7 @@ from ..ledger.reader import LedgerFile
 from ..ledger.runlog import RunRecords
 from ..outcome import DECISIVE_OUTCOMES, RETRY_OUTCOMES, Outcome
 from ..summary import Summary
+from . import html
 from .retry_file import RETRY_COLUMNS, column_flags, retry_columns, write_retry_file
 from .scan import Scan, scan_ledger, state_lines
 
@@ -238,6 +239,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument(
         "--json", metavar="PATH", default=None, help="also write the summary as JSON (- for stdout)"
     )
+    p.add_argument(
+        "--html",
+        metavar="PATH",
+        default=None,
+        help="also write a self-contained HTML page: the summary, a timeline of rows finished per "
+        "minute by outcome with retries and 429s, error codes, top server messages, the retry file",
+    )
     p.set_defaults(handler=main_report)
 
 
@@ -275,10 +283,32 @@ def main_report(args: argparse.Namespace) -> int:
                 )
             else:
                 print(f"wrote 0 rows to {args.retry_file}: nothing to retry", file=where)
+        if args.html:
+            _write_html(ledger, report, args)
     except BatchOverrideError as exc:
         print(f"batch-override: error: {exc}", file=sys.stderr)
         return exc.exit_code
     return ExitCode.OK
+
+
+def _write_html(ledger: Path, report: Report, args: argparse.Namespace) -> None:
+    page = Path(args.html)
+    summary = report.summary
+    detail = html.read_detail(ledger, None if summary.run_id == ALL else summary.run_id)
+    run = "" if summary.run_id == ALL else f" --run {summary.run_id}"
+    text = html.render_html(
+        summary,
+        detail,
+        notes=report.notes,
+        retry_rows=len(report.retry_lines),
+        retry_href=html.retry_link(page, Path(args.retry_file)) if args.retry_file else None,
+        retry_hint=f"Write them as an input with: batch-override report {ledger}{run} --retry-file retry.csv",
+    )
+    try:
+        html.write_html(page, text)
+    except OSError as exc:
+        raise LedgerError(f"{page}: cannot write the HTML report ({first_line(exc)})") from None
+    print(f"wrote the HTML report to {page}", file=sys.stderr if args.json == "-" else sys.stdout)
 
 
 __all__ = [

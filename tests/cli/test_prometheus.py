@@ -6,21 +6,16 @@ test; ``promtool`` comes from Debian's ``prometheus``.  Both are installed by ``
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import re
 import subprocess
-import urllib.request
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiohttp import web
-from prometheus_client.parser import text_string_to_metric_families
 
 from batch_override.cli.metrics import build_registry, write_metrics
 from tests.binaries import debian_binary
-from tests.cli.support import summary_of_a_run
+from tests.cli.support import metric_key, scrape_pushgateway, summary_of_a_run
 from tests.support import cli_env, run_against, run_cli, sha, write_csv
 
 
@@ -47,45 +42,6 @@ def test_the_pushed_metrics_pass_promtool_too_and_carry_no_job_label_of_their_ow
     assert b"job=" not in text
 
 
-@pytest.fixture
-async def pushgateway(tmp_path: Path) -> AsyncIterator[str]:
-    """A real Pushgateway on an ephemeral loopback port, without persistence; its base URL."""
-    binary = debian_binary("prometheus-pushgateway", "prometheus-pushgateway")
-    proc = await asyncio.create_subprocess_exec(
-        binary, "--web.listen-address=127.0.0.1:0", "--persistence.file=",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert proc.stderr is not None
-        address = None
-        while address is None:
-            line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
-            assert line, "the Pushgateway exited before listening"
-            match = re.search(r'msg="Listening on" address=(127\.0\.0\.1:\d+)', line)
-            address = match.group(1) if match else None
-        yield f"http://{address}"
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-        await proc.wait()
-
-
-def _scrape(gateway: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """The Pushgateway's /metrics as Prometheus scrapes it: our samples by name and labels."""
-    with urllib.request.urlopen(gateway + "/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return {
-        (s.name, frozenset((k, v) for k, v in s.labels.items() if k != "instance")): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.name.startswith("batch_override_")
-    }
-
-
-def _key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
-    return (f"batch_override_{name}", frozenset(labels.items()))
-
-
 async def test_a_run_shows_its_metrics_on_the_pushgateway_and_a_failed_run_keeps_the_last_success(
     tmp_path: Path, emulator_factory, pushgateway: str
 ) -> None:
@@ -93,21 +49,21 @@ async def test_a_run_shows_its_metrics_on_the_pushgateway_and_a_failed_run_keeps
     good = write_csv(tmp_path / "good.csv", [(sha(i), "human") for i in range(3)])
     ok = await run_against(emulator.url, good, tmp_path / "nightly.ledger.csv", "--pushgateway", pushgateway)
     assert ok.returncode == 0, ok.stderr
-    first = _scrape(pushgateway)
+    first = scrape_pushgateway(pushgateway)
     job = "nightly.ledger"  # the ledger's file name, as for --metrics-file
-    assert first[_key("rows", job=job, outcome="submitted")] == 3
-    assert first[_key("exit_code", job=job)] == 0
-    success = first[_key("last_success_timestamp_seconds", job=job)]
+    assert first[metric_key("rows", job=job, outcome="submitted")] == 3
+    assert first[metric_key("exit_code", job=job)] == 0
+    success = first[metric_key("last_success_timestamp_seconds", job=job)]
 
     bad = write_csv(tmp_path / "bad.csv", [(sha(9), "human")])
     failed = await run_against(emulator.url, bad, tmp_path / "other.csv", "--pushgateway", pushgateway,
                         "--metrics-job", job)  # fmt: skip
     assert failed.returncode == 1
-    second = _scrape(pushgateway)
-    assert second[_key("exit_code", job=job)] == 1
-    assert second[_key("rows", job=job, outcome="not_ready")] == 1
-    assert second[_key("last_success_timestamp_seconds", job=job)] == success
-    assert second[_key("last_run_timestamp_seconds", job=job)] >= success
+    second = scrape_pushgateway(pushgateway)
+    assert second[metric_key("exit_code", job=job)] == 1
+    assert second[metric_key("rows", job=job, outcome="not_ready")] == 1
+    assert second[metric_key("last_success_timestamp_seconds", job=job)] == success
+    assert second[metric_key("last_run_timestamp_seconds", job=job)] >= success
 
 
 async def test_an_unreachable_pushgateway_is_one_warning_and_never_changes_the_exit_code(

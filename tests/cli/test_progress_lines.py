@@ -1,0 +1,226 @@
+"""Progress off a terminal: ``--progress-interval`` lines whose ETA converges, and metrics refreshed
+while the run runs (the textfile atomically, the Pushgateway by POST), read back mid-run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from batch_override.job.ticker import Ticker
+from batch_override.summary import Summary
+from tests.binaries import debian_binary
+from tests.cli.support import metric_key, scrape_pushgateway
+from tests.support import FAST, cli_env, run_against, sha, start_cli, write_csv
+
+
+def _unix(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _progress_lines(stderr: str) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    return [line for line in lines if "progress" in line]
+
+
+async def _paced_run(tmp_path: Path, emulator_factory: Any, rows: int, rate: int, interval: float) -> None:
+    """A run of ``rows`` rows paced at ``rate``/s with ``--progress-interval interval``: about
+    rows / rate / interval lines, and in its second half every ETA puts the end within 10% of the
+    run's length of the real end (the ledger's last ``finished_at``)."""
+    emulator = await emulator_factory(unknown="classified")
+    corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(rows)])
+    ledger = tmp_path / "l.csv"
+    result = await run_against(
+        emulator.url, corrections, ledger, "--rate", f"{rate}/s", "--concurrency", "2",
+        "--progress-interval", str(interval), "--log-format", "json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = _progress_lines(result.stderr)
+    expected = rows / rate / interval
+    assert abs(len(lines) - expected) <= 1, (len(lines), expected)
+    finished = [line.split(",")[-1].strip('"') for line in ledger.read_text().splitlines()[1:]]
+    end = max(_unix(f) for f in finished)
+    start = _unix(lines[0]["ts"]) - lines[0]["progress"]["elapsed_s"]
+    length = end - start
+    second_half = [line for line in lines if _unix(line["ts"]) - start >= length / 2]
+    assert len(second_half) >= expected / 2 - 1
+    for line in second_half:
+        predicted = _unix(line["ts"]) + line["progress"]["eta_s"]
+        assert abs(predicted - end) <= 0.1 * length, (line, end)
+    done = [line["progress"]["done"] for line in lines]
+    assert done == sorted(done) and done[-1] < rows
+    assert all(line["progress"]["total"] == rows for line in lines)
+    assert all(line["progress"]["pace"] == f"{rate}/1s (evenly spaced)" for line in lines)
+    assert "ETA 0:" in lines[-1]["msg"] and f"/{rows} rows" in lines[-1]["msg"]
+
+
+async def test_a_10_second_paced_run_with_interval_1_writes_10_lines_whose_eta_converges(
+    tmp_path: Path, emulator_factory: Any
+) -> None:
+    await _paced_run(tmp_path, emulator_factory, rows=50, rate=5, interval=1)
+
+
+@pytest.mark.integration
+async def test_a_60_second_paced_run_with_interval_5_writes_12_lines_whose_eta_converges(
+    tmp_path: Path, emulator_factory: Any
+) -> None:
+    await _paced_run(tmp_path, emulator_factory, rows=300, rate=5, interval=5)
+
+
+def test_without_an_interval_a_run_off_a_terminal_writes_no_progress_line(tmp_path: Path) -> None:
+    corrections = write_csv(tmp_path / "c.csv", [(sha(1), "human"), ("bad", "human")])
+    result = subprocess.run(
+        [sys.executable, "-m", "batch_override", "run", str(corrections), "--ledger", str(tmp_path / "l.csv"),
+         "--dry-run"],
+        capture_output=True, text=True, env=cli_env(), timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "progress" not in result.stderr
+
+
+def test_the_eta_is_rows_left_over_the_recent_rate_and_unknown_before_any_row() -> None:
+    now = [1000.0]
+    summary = Summary(run_id="r", ledger=None, api_url="-", rows=400)
+    ticker = Ticker(summary, 5.0, clock=lambda: now[0], wall=lambda: now[0] + 1e9)
+    first = ticker.snapshot()
+    assert (first.done, first.eta, first.rate) == (0, None, 0.0)
+    assert "ETA unknown" in first.line()
+    now[0] += 10
+    summary.outcomes = Counter({"skipped": 30, "submitted": 10})  # 30 without a request, at once
+    snap = ticker.snapshot()
+    assert snap.rate == pytest.approx(4.0) and snap.eta == pytest.approx(90.0)
+    assert snap.last_progress == 1010.0 + 1e9
+    for _ in range(13):  # then 2 rows/s, ticked every 5 s
+        now[0] += 5
+        summary.outcomes["submitted"] += 10
+        snap = ticker.snapshot()
+    # A minute on, the early burst has left the window: the rate is the recent 2 rows/s.
+    assert snap.done == 170 and snap.rate == pytest.approx(2.0)
+    assert snap.eta == pytest.approx(115.0)
+    assert "ETA 0:01:55" in snap.line() and "170/400 rows (42%)" in snap.line()
+    now[0] += 5
+    stuck = ticker.snapshot()  # no row finished since: the last progress stays
+    assert stuck.last_progress == snap.last_progress == 1075.0 + 1e9
+
+
+def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def _until(check: Any, proc: asyncio.subprocess.Process, wait_s: float = 30) -> Any:
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        assert proc.returncode is None, "the run ended before the check held"
+        await asyncio.sleep(0.05)
+    raise AssertionError("timed out waiting for the in-progress metrics")
+
+
+async def test_the_textfile_is_refreshed_while_running_and_keeps_the_last_success(
+    tmp_path: Path, emulator_factory: Any
+) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    prom = tmp_path / "batch_override.prom"
+    ledger = tmp_path / "nightly.csv"
+    first = write_csv(tmp_path / "a.csv", [(sha(i), "human") for i in range(2)])
+    ok = await run_against(emulator.url, first, ledger, "--metrics-file", str(prom))
+    assert ok.returncode == 0, ok.stderr
+    success = _samples(prom.read_text())[
+        ("batch_override_last_success_timestamp_seconds", frozenset({("job", "nightly")}))
+    ]
+    rows = 30
+    second = write_csv(tmp_path / "b.csv", [(sha(100 + i), "human") for i in range(rows)])
+    job = frozenset({("job", "nightly")})
+    proc = await start_cli(
+        "run", str(second), "--ledger", str(ledger), "--api-url", emulator.url, *FAST, "--rate", "10/s",
+        "--progress-interval", "0.5", "--metrics-file", str(prom),
+    )  # fmt: skip
+    try:
+
+        def in_progress() -> dict[Any, float] | None:
+            samples = _samples(prom.read_text())  # never half-written: replaced atomically
+            return samples if samples.get(("batch_override_run_in_progress", job)) == 1 else None
+
+        mid = await _until(in_progress, proc)
+        text = prom.read_text()
+        later = await _until(
+            lambda: (
+                (s := in_progress())
+                and s[("batch_override_run_rows_done", job)] > mid[("batch_override_run_rows_done", job)]
+                and s
+            ),
+            proc,
+        )
+    finally:
+        _, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert mid[("batch_override_last_success_timestamp_seconds", job)] == success
+    assert mid[("batch_override_exit_code", job)] == 0  # the last run's, while this one runs
+    assert mid[("batch_override_run_input_rows", job)] == rows
+    assert 0 < later[("batch_override_run_rows_done", job)] < rows
+    assert later[("batch_override_run_last_progress_timestamp_seconds", job)] > success
+    promtool = debian_binary("promtool", "prometheus")
+    check = await asyncio.to_thread(
+        subprocess.run, [promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=60
+    )
+    assert (check.returncode, check.stdout, check.stderr) == (0, b"", b"")
+    end = _samples(prom.read_text())
+    assert end[("batch_override_run_in_progress", job)] == 0
+    assert end[("batch_override_run_rows_done", job)] == rows
+    assert end[("batch_override_last_success_timestamp_seconds", job)] > success
+
+
+async def test_the_pushgateway_gets_progress_by_post_and_keeps_the_last_success_while_running(
+    tmp_path: Path,
+    emulator_factory: Any,
+    pushgateway: str,
+) -> None:
+    emulator = await emulator_factory(unknown="classified", states={("video", sha(999)): "not_classified"})
+    ledger = tmp_path / "nightly.csv"
+    first = write_csv(tmp_path / "a.csv", [(sha(i), "human") for i in range(2)])
+    ok = await run_against(emulator.url, first, ledger, "--pushgateway", pushgateway)
+    assert ok.returncode == 0, ok.stderr
+    success = scrape_pushgateway(pushgateway)[metric_key("last_success_timestamp_seconds", job="nightly")]
+    rows = 30  # and one not_ready: the run exits 1
+    second = write_csv(
+        tmp_path / "b.csv", [*((sha(100 + i), "human") for i in range(rows)), (sha(999), "human")]
+    )
+    proc = await start_cli(
+        "run", str(second), "--ledger", str(ledger), "--api-url", emulator.url, *FAST, "--rate", "10/s",
+        "--progress-interval", "0.5", "--pushgateway", pushgateway,
+    )  # fmt: skip
+    done = metric_key("run_rows_done", job="nightly")
+    try:
+
+        def running() -> dict[Any, float] | None:
+            samples = scrape_pushgateway(pushgateway)
+            return samples if samples.get(metric_key("run_in_progress", job="nightly")) == 1 else None
+
+        mid = await _until(running, proc)
+        later = await _until(lambda: (s := running()) and s[done] > mid[done] and s, proc)
+    finally:
+        _, err = await proc.communicate()
+    assert proc.returncode == 1, err.decode()
+    for seen in (mid, later):
+        assert seen[metric_key("last_success_timestamp_seconds", job="nightly")] == success
+        assert seen[metric_key("exit_code", job="nightly")] == 0
+    end = scrape_pushgateway(pushgateway)
+    assert end[metric_key("run_in_progress", job="nightly")] == 0
+    assert end[metric_key("exit_code", job="nightly")] == 1
+    assert end[metric_key("last_success_timestamp_seconds", job="nightly")] == success
+    assert "cannot push" not in err.decode()

@@ -11,7 +11,7 @@ import batch_override
 TESTS = Path(__file__).parent
 PACKAGE = Path(batch_override.__file__).parent
 #: Folders that are not a stage's: data, and the Laravel conformance suite (not a module's test).
-NOT_STAGES = {"__pycache__", "snapshots", "laravel"}
+NOT_STAGES = {"__pycache__", "snapshots", "data", "laravel"}
 
 
 def test_every_test_folder_is_a_stage_of_the_package() -> None:

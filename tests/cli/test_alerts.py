@@ -1,7 +1,7 @@
 """The shipped alert rules: valid for Prometheus, and each one seen firing and not firing.
 
 ``promtool`` (Debian's ``prometheus``, installed by ``.ci/run``) checks ``deploy/prometheus/alerts.yml``
-and runs its unit tests, ``tests/cli/prometheus/alerts_test.yml`` (samples one minute apart).
+and runs its unit tests, ``tests/cli/data/alerts_test.yml`` (samples one minute apart).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tests.binaries import debian_binary
 from tests.support import REPO
 
 RULES = REPO / "deploy" / "prometheus" / "alerts.yml"
-RULE_TESTS = Path(__file__).parent / "prometheus" / "alerts_test.yml"
+RULE_TESTS = Path(__file__).parent / "data" / "alerts_test.yml"
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:

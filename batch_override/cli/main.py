@@ -22,7 +22,7 @@ from ..summary import Summary
 from . import hash_command as hashing
 from . import validate_command as validate
 from .logs import current_format, json_line, setup_logging
-from .metrics import check_pushgateway_url, push_metrics, read_last_success, write_metrics
+from .metrics import PushFailed, check_pushgateway_url, push_metrics, read_last_success, write_metrics
 from .options import OutputOptions, add_run_options, config_from
 
 log = logging.getLogger("batch_override")
@@ -156,8 +156,8 @@ def _run(args: argparse.Namespace) -> int:
     if output.pushgateway:
         try:
             push_metrics(output.pushgateway, summary, job=name)
-        except (OSError, ValueError) as exc:  # metrics must never change the run's exit code
-            log.warning("cannot push metrics to --pushgateway %s: %s", output.pushgateway, first_line(exc))
+        except PushFailed as exc:  # metrics must never change the run's exit code
+            log.warning("cannot push metrics to --pushgateway %s: %s", output.pushgateway, exc)
     return summary.exit_code
 
 

@@ -21,7 +21,7 @@ from ..report import run_report as report
 from ..summary import Summary
 from . import hash_command as hashing
 from . import validate_command as validate
-from .logs import current_format, json_line, setup_logging
+from .logs import current_format, json_line, queued_stderr, setup_logging
 from .metrics import PushFailed, check_pushgateway_url, push_metrics, read_last_success, write_metrics
 from .options import OutputOptions, add_run_options, config_from
 
@@ -182,6 +182,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..emulator.cli import main as emulator_main
 
         return emulator_main(args_list[1:])
+    with queued_stderr():  # nothing the command does waits for a stalled stderr
+        return _main(args_list)
+
+
+def _main(args_list: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(args_list)
     try:

@@ -2,10 +2,16 @@
 
 Resume trusts a ledger line only when its run was made against the same API URL with the same
 key (by fingerprint): a rehearsal against the emulator never makes a production run skip rows.
+
+Append safety: every record starts on a fresh line.  A torn last line (a kill or ENOSPC while
+appending) is cut off before the next append, as the ledger's is, unless it is a whole record that
+lost only its newline (then the newline is added); a reader that meets a torn record glued to the
+next one (written by an older version) still reads the one after it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import math
@@ -15,7 +21,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+from ..files import complete_end
 
 
 def runlog_path(ledger: Path) -> Path:
@@ -37,10 +45,48 @@ def user_at_host() -> str:
 
 
 def append(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, sort_keys=True) + "\n")
+    """Append ``record`` as one line, on a fresh line whatever the log's last write left."""
+    with open(path, "a+b") as fh:
+        _end_on_a_fresh_line(path, fh)
+        fh.write((json.dumps(record, sort_keys=True) + "\n").encode("utf-8"))
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def _end_on_a_fresh_line(path: Path, fh: BinaryIO) -> None:
+    """Cut a torn last line; a whole record that lost only its newline gets it back instead."""
+    size = fh.seek(0, os.SEEK_END)
+    if size == 0:
+        return
+    fh.seek(size - 1)
+    if fh.read(1) == b"\n":
+        return
+    keep = complete_end(path)
+    fh.seek(keep)
+    if _record(fh.read(size - keep).decode("utf-8", errors="replace")) is not None:
+        fh.write(b"\n")
+    else:
+        fh.truncate(keep)
+
+
+def _record(line: str) -> dict[str, Any] | None:
+    """The run log record of ``line``, else None (torn, foreign).  A line that is a torn record
+    glued to a whole one yields the whole one: only the torn record is lost."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        record = None
+        text = line.rstrip()
+        decoder = json.JSONDecoder()
+        start = text.find("{", 1)
+        while start > 0 and record is None:
+            with contextlib.suppress(ValueError):
+                found, end = decoder.raw_decode(text, start)
+                record = found if end == len(text) else None
+            start = text.find("{", start + 1)
+    if isinstance(record, dict) and isinstance(record.get("run_id"), str):
+        return record
+    return None
 
 
 def records(path: Path) -> Iterator[dict[str, Any]]:
@@ -49,11 +95,7 @@ def records(path: Path) -> Iterator[dict[str, Any]]:
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             for line in fh:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict) and isinstance(record.get("run_id"), str):
+                if (record := _record(line)) is not None:
                     yield record
     except FileNotFoundError:
         return

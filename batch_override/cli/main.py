@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import logging
+import os
 import sys
 import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 from .._version import __version__
 from ..apikey import ENV_VAR, load_api_key
-from ..errors import BatchOverrideError, ExitCode, first_line
+from ..errors import BatchOverrideError, ExitCode, UsageError, first_line
 from ..report import run_report as report
 from ..summary import Summary
 from . import hash_command as hashing
@@ -133,6 +135,9 @@ def _run(args: argparse.Namespace) -> int:
     config, output = config_from(args)
     if output.pushgateway:  # a typo found now, not as a warning after the whole run
         check_pushgateway_url(output.pushgateway)
+    for flag, where in (("--summary", output.summary), ("--metrics-file", output.metrics_file)):
+        if where and not Path(where).parent.is_dir():
+            raise UsageError(f"{flag} {where}: the directory {Path(where).parent} does not exist")
     setup_logging(output.log_format, max(args.verbose, output.verbose), output.quiet)
     api_key = None if config.dry_run and not _key_available(output) else load_api_key(output.api_key_file)
     # Everything imported so far (pandas, pyarrow, aiohttp) lives for the whole run: keep the
@@ -140,15 +145,15 @@ def _run(args: argparse.Namespace) -> int:
     gc.collect()
     gc.freeze()
     summary = asyncio.run(run_job_async(config, api_key))
+    # The outputs after the run cannot change its outcome: each failure is one warning, the exit
+    # code stays the run's, and every other output is still written.
     if not output.quiet or summary.exit_code != ExitCode.OK:
-        if current_format() == "json":
-            level = "info" if summary.exit_code == ExitCode.OK else "error"
-            text = json_line(level, "summary", summary=summary.to_dict())
-        else:
-            text = summary.render()
-        print(text, file=sys.stderr if output.quiet else sys.stdout)
+        _print_summary(summary, sys.stderr if output.quiet else sys.stdout)
     if output.summary:
-        Path(output.summary).write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+        try:
+            Path(output.summary).write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            log.warning("cannot write --summary %s: %s", output.summary, exc.strerror or exc)
     job = output.metrics_job or config.ledger
     name = job.stem if isinstance(job, Path) else str(job)
     if output.metrics_file:
@@ -161,13 +166,32 @@ def _run(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
+def _print_summary(summary: Summary, stream: TextIO) -> None:
+    if current_format() == "json":
+        level = "info" if summary.exit_code == ExitCode.OK else "error"
+        text = json_line(level, "summary", summary=summary.to_dict())
+    else:
+        text = summary.render()
+    try:
+        print(text, file=stream)
+        stream.flush()
+    except (OSError, ValueError) as exc:  # a closed pipe (`| head -1`), a closed stream
+        name = "stderr" if stream is sys.stderr else "stdout"
+        log.warning("cannot write the summary to %s: %s", name, getattr(exc, "strerror", None) or exc)
+        with contextlib.suppress(OSError, ValueError):
+            # What is still buffered would fail again at exit (and make it 120): drop it.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+
+
 def _write_metrics(path: Path, summary: Summary, name: str) -> None:
     # A failed run keeps the last success time, so a "no success for 2 days" alert still fires.
     last_success = time.time() if summary.exit_code == ExitCode.OK else read_last_success(path, job=name)
     try:
         write_metrics(path, summary, job=name, last_success_unix=last_success)
     except OSError as exc:
-        log.error("cannot write --metrics-file %s: %s", path, exc.strerror or exc)
+        log.warning("cannot write --metrics-file %s: %s", path, exc.strerror or exc)
 
 
 def _key_available(output: OutputOptions) -> bool:

@@ -39,11 +39,15 @@ BLOCK = 1 << 22
 
 
 def read_header(path: Path) -> list[str] | None:
-    """The ledger's column names; None for a missing or empty file."""
+    """The ledger's column names; None for a missing or empty file.
+
+    A UTF-8 BOM and a CRLF end are accepted (a spreadsheet's "CSV UTF-8" save writes both), as
+    pyarrow accepts them when it reads the lines below.
+    """
     if not path.exists() or path.stat().st_size == 0:
         return None
-    with open(path, encoding="utf-8", newline="") as fh:
-        return next(csv.reader([fh.readline()]))
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        return next(csv.reader([fh.readline().rstrip("\r\n")]))
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ import fcntl
 import io
 import json
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,14 +59,27 @@ def utc_now() -> str:
 
 
 def carried_names(carried: Sequence[str], *, neutralize_names: bool = True) -> tuple[str, ...]:
-    """Ledger names of carried input columns; a name the ledger uses itself gets ``input_``.
+    """Ledger names of carried input columns; a name the ledger uses already (its own column, or
+    an earlier carried name) gets ``input_`` until it is unique.  The input's names that collide
+    with nothing keep theirs: ``row`` beside ``input_row`` becomes ``input_input_row``.
     Names are header cells: one line, neutralised like any cell unless ``--raw-cells``."""
-    out = []
+    cleaned = []
     for name in carried:
         clean = " ".join(name.split()) or "unnamed"
-        clean = f"input_{clean}" if clean in COLUMNS else clean
-        out.append(neutralize(clean) if neutralize_names else clean)
-    return tuple(out)
+        cleaned.append(neutralize(clean) if neutralize_names else clean)
+    out: list[str | None] = [None] * len(cleaned)
+    taken = set(COLUMNS)
+    for i, clean in enumerate(cleaned):
+        if clean not in taken:
+            out[i] = clean
+            taken.add(clean)
+    for i, clean in enumerate(cleaned):
+        if out[i] is None:
+            while clean in taken:
+                clean = f"input_{clean}"
+            out[i] = clean
+            taken.add(clean)
+    return tuple(name for name in out if name is not None)
 
 
 def neutralize(text: str) -> str:
@@ -141,15 +155,43 @@ class LedgerLock:
 
 
 def repair_torn_tail(path: Path) -> int:
-    """Cut off a last line without its newline (left by a kill); returns the bytes removed."""
+    """Cut off a torn last line (left by a kill); returns the bytes removed.
+
+    A last line that is a whole record without its newline (an editor dropped it) is kept and
+    given its newline: it parses to the header's column count, its ``finished_at`` is a complete
+    timestamp, and, when input columns are carried, its last field is a closed quote.  Only what
+    cannot be a record is cut, so a ``submitted`` line is never lost and its row never sent again.
+    """
     if not path.exists():
         return 0
     size = path.stat().st_size
     keep = complete_end(path)
     if keep < size:
         with open(path, "rb+") as fh:
+            fh.seek(keep)
+            if keep > 0 and _whole_record(fh.read(size - keep), path):
+                fh.seek(size)
+                fh.write(b"\n")
+                return 0
             fh.truncate(keep)
     return size - keep
+
+
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+def _whole_record(tail: bytes, path: Path) -> bool:
+    """Whether ``tail`` (a last line without its newline) is a complete ledger record."""
+    header = read_header(path)
+    try:
+        fields = next(csv.reader([tail.decode("utf-8")], strict=True))
+    except (UnicodeDecodeError, csv.Error, StopIteration):
+        return False
+    if header is None or len(fields) != len(header) or len(fields) < len(COLUMNS):
+        return False
+    if not _TIMESTAMP.fullmatch(fields[COLUMNS.index("finished_at")]):
+        return False
+    return len(header) == len(COLUMNS) or tail.endswith(b'"')
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,8 +41,8 @@ exit codes:
   5    outage: the server stayed unavailable past --max-outage, or asked to wait past --max-wait
   6    the ledger could not be written (disk full, quota, I/O error); a rerun resumes
   70   internal error (a bug); -v shows the traceback
-  130  interrupted (SIGINT)   143  terminated (SIGTERM)
-  when several apply: 70, then 6, then the first reason the run stopped (3, 5, 130, 143: a signal
+  129  hung up (SIGHUP, handled as SIGTERM)   130  interrupted (SIGINT)   143  terminated (SIGTERM)
+  when several apply: 70, then 6, then the first reason the run stopped (3, 5, 129, 130, 143: a signal
   after a 401 stop exits 3), then 1, then 0
 """
 

@@ -166,7 +166,11 @@ def _run(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
-def _print_summary(summary: Summary, stream: TextIO) -> None:
+def _print_summary(summary: Summary, stream: TextIO | None) -> None:
+    name = "stderr" if stream is sys.stderr else "stdout"
+    if stream is None:  # started with the descriptor closed (`>&-`): Python has no stream for it
+        log.warning("cannot write the summary to %s: it is closed", name)
+        return
     if current_format() == "json":
         level = "info" if summary.exit_code == ExitCode.OK else "error"
         text = json_line(level, "summary", summary=summary.to_dict())
@@ -176,7 +180,6 @@ def _print_summary(summary: Summary, stream: TextIO) -> None:
         print(text, file=stream)
         stream.flush()
     except (OSError, ValueError) as exc:  # a closed pipe (`| head -1`), a closed stream
-        name = "stderr" if stream is sys.stderr else "stdout"
         log.warning("cannot write the summary to %s: %s", name, getattr(exc, "strerror", None) or exc)
         with contextlib.suppress(OSError, ValueError):
             # What is still buffered would fail again at exit (and make it 120): drop it.

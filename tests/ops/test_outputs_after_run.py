@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -71,3 +72,18 @@ async def test_a_summary_or_metrics_file_in_a_missing_directory_is_exit_2_before
         )
     assert emulator.stats()["requests"] == 0
     assert not (tmp_path / "l.csv").exists()
+
+
+async def test_a_stdout_closed_from_the_start_is_one_warning_too(tmp_path: Path) -> None:
+    corrections = write_csv(tmp_path / "c.csv", [(sha(1), "human")])
+    command = shlex.join(
+        [sys.executable, "-m", "batch_override", "run", str(corrections), "--ledger", str(tmp_path / "l.csv"),
+         "--dry-run", "--summary", str(tmp_path / "s.json")]
+    )  # fmt: skip
+    proc = await asyncio.create_subprocess_shell(
+        command + " >&-", env=cli_env(key=None), cwd=str(REPO), stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert "WARNING cannot write the summary to stdout: it is closed" in err.decode()
+    assert (tmp_path / "s.json").exists()

@@ -6,8 +6,9 @@ nothing on the event loop ever waits for stderr.  When the queue is full (a stal
 a pipe nobody reads) writes are dropped and counted; the count is written once the stream moves.
 
 Trap: at the end, queued lines are written only while the stream keeps taking them
-(:meth:`QueuedStderr.close`): a reader stalled for :data:`PATIENCE` seconds loses the rest, so
-that a SIGTERM still ends the process in time.
+(:meth:`QueuedStderr.close`): a write blocked for :data:`PATIENCE` seconds (counted from when it
+began, so a stream stalled long before the end costs nothing more) loses the rest, so that a
+SIGTERM still ends the process in time.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any, TextIO
 
 #: Writes :class:`QueuedStderr` holds before it drops (a log line or a bar redraw each).
 QUEUE_SIZE = 10_000
-#: Seconds without progress after which the last queued lines are given up at exit.
+#: Seconds a write may stay blocked at exit before the last queued lines are given up.
 PATIENCE = 1.0
 
 #: The format chosen by the last :func:`setup_logging` ("text" until then).
@@ -93,7 +94,7 @@ class QueuedStderr(io.TextIOBase):
         self.dropped = 0
         self._queue: queue.Queue[str | None] = queue.Queue(maxsize)
         self._lock = threading.Lock()
-        self._written = 0
+        self._writing_since: float | None = None  # when the write in progress began, if any
         self._broken = False
         try:
             self._fd: int | None = os.dup(target.fileno())
@@ -136,9 +137,9 @@ class QueuedStderr(io.TextIOBase):
 
     def _write_all(self) -> None:
         while (text := self._queue.get()) is not None:
+            self._writing_since = time.monotonic()
             self._emit(text)
-            with self._lock:
-                self._written += 1
+            self._writing_since = None
 
     def _emit(self, text: str) -> None:
         if self._broken:
@@ -166,19 +167,16 @@ class QueuedStderr(io.TextIOBase):
         return True
 
     def close(self, patience: float = PATIENCE) -> None:
-        """Let the writer finish what is queued while it makes progress; give up after ``patience``
-        seconds without any.  The thread is a daemon: one blocked for good does not hold the exit."""
+        """Let the writer finish what is queued while each write ends within ``patience`` seconds;
+        give up on one that has been blocked longer (at once if it was blocked before the close).
+        The thread is a daemon: one blocked for good does not hold the exit."""
         if self.closed:
             return
         marked = self._mark_end()
-        seen, since = -1, time.monotonic()
         while self._thread.is_alive():
-            self._thread.join(0.05)
-            with self._lock:
-                written = self._written
-            if written != seen:
-                seen, since = written, time.monotonic()
-            elif time.monotonic() - since > patience:
+            self._thread.join(0.02)
+            started = self._writing_since
+            if started is not None and time.monotonic() - started > patience:
                 break
             marked = marked or self._mark_end()  # once there is room for it
         if not self._thread.is_alive() and self._fd is not None:

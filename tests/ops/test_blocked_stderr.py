@@ -63,7 +63,7 @@ async def test_sigterm_ends_a_verbose_run_in_time_while_nobody_reads_its_stderr(
     tmp_path: Path, emulator_factory: Any
 ) -> None:
     emulator = await emulator_factory(unknown="classified")
-    corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(20_000)])
+    corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(5_000)])
     ledger = tmp_path / "l.csv"
     read_end, write_end = os.pipe()
     fcntl.fcntl(read_end, fcntl.F_SETPIPE_SZ, 4096)  # full after a few dozen -v lines

@@ -294,8 +294,22 @@ def parse_concurrency(text: str) -> int | Literal["auto"]:
     return _auto_or(whole, text)
 
 
+def fold_case(text: str) -> str:
+    """``text`` lowercased by Arrow's ``utf8_lower``, the kernel that lowercases the input's cells.
+
+    The trap it avoids: Python's ``str.lower`` differs from it (Turkish ``İ`` becomes ``i`` plus a
+    combining dot, a Greek final ``Σ`` becomes ``ς``), so a word lowercased by Python for the label
+    map never matched the same word in a cell.  Map and cells must share one rule.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return str(pc.utf8_lower(pa.scalar(text, pa.string())).as_py())
+
+
 def parse_label_map(text: str) -> tuple[tuple[str, str], ...]:
-    """``ai=artificial,real=human`` -> pairs; words are matched after trimming and lowercasing."""
+    """``ai=artificial,real=human`` -> pairs; words are matched after trimming and lowercasing
+    (:func:`fold_case`, as the cells are)."""
     pairs: list[tuple[str, str]] = []
     for part in text.split(","):
         if not part.strip():
@@ -306,7 +320,7 @@ def parse_label_map(text: str) -> tuple[tuple[str, str], ...]:
         target = target.strip().lower()
         if target not in CLASSIFICATIONS:
             raise UsageError(f"--label-map: {target!r} is not human or artificial")
-        word = word.strip().lower()
+        word = fold_case(word.strip())
         if any(w == word and t != target for w, t in pairs):  # one mapping: a word means one thing
             raise UsageError(f"--label-map: {word!r} is mapped to both human and artificial")
         pairs.append((word, target))

@@ -24,6 +24,7 @@ class ExitCode(enum.IntEnum):
     OUTAGE = 5
     LEDGER_WRITE = 6
     INTERNAL = 70  # sysexits' EX_SOFTWARE: a bug, not the input or the server
+    SIGHUP = 129  # treated as SIGTERM: the terminal closed, or a supervisor's reload
     SIGINT = 130
     SIGTERM = 143
 

@@ -26,6 +26,9 @@ log = logging.getLogger("batch_override")
 
 T = TypeVar("T")
 
+#: The signals that stop a run; the exit code is 128 + the signal's number (129, 130, 143).
+_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM)
+
 
 class Stop(NamedTuple):
     exit_code: int
@@ -87,7 +90,7 @@ class Stopper:
         self.request(ExitCode.INTERNAL, f"internal error: {type(exc).__name__}: {first_line(exc)}")
 
     def on_signal(self, signum: int) -> bool:
-        """React to SIGINT/SIGTERM; True when the process must exit at once (a second signal).
+        """React to SIGINT/SIGTERM/SIGHUP; True when the process must exit at once (a second signal).
 
         The first signal stops the run, or, when it has stopped already (401, outage...), cuts the
         grace period short; the exit code stays the first stop's.
@@ -97,7 +100,7 @@ class Stopper:
         self._signalled = True
         name = signal.Signals(signum).name
         if not self.stops:
-            code = ExitCode.SIGINT if signum == signal.SIGINT else ExitCode.SIGTERM
+            code = 128 + signum if signum in _SIGNALS else ExitCode.SIGTERM
             self.request(code, f"signal {name}: finishing in-flight rows, recording the rest as aborted")
         else:
             log.error("signal %s while stopping (%s): cutting off the rows in flight", name, self.reason)
@@ -156,7 +159,11 @@ class Stopper:
 
 @contextlib.contextmanager
 def signals_handled(stopper: Stopper, exit_now: Callable[[int], None]) -> Iterator[None]:
-    """SIGINT/SIGTERM go to ``stopper`` while the block runs; a second one calls ``exit_now(code)``."""
+    """SIGINT/SIGTERM/SIGHUP go to ``stopper`` while the block runs; a second one calls ``exit_now(code)``.
+
+    SIGHUP (the terminal closed under a run without ``nohup``, or a supervisor's reload) is a
+    SIGTERM: the run stops the same way and exits 129 with its summary, finish record and metrics.
+    """
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
 
@@ -166,7 +173,7 @@ def signals_handled(stopper: Stopper, exit_now: Callable[[int], None]) -> Iterat
             stop = stopper.decisive()
             exit_now(stop.exit_code if stop is not None else 128 + signum)
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in _SIGNALS:
         try:
             loop.add_signal_handler(signum, on_signal, signum)
             installed.append(signum)

@@ -12,7 +12,9 @@ Contract:
   INPUT is read in chunks with at most a few chunks in flight, so memory stays bounded however
   many rows there are; output rows keep INPUT's order.
 - The output is written to a temporary file and renamed at the end: an interrupted command
-  leaves no half file behind.
+  leaves no half file behind, and no temporary file either, on every exit path: an error, Ctrl-C,
+  and SIGTERM or SIGHUP (which raise in the command, so the temporary file is removed, and exit
+  143 or 129).
 
 Traps:
 - A file that cannot be read gives its row an empty hash and a reason in ``error`` (the job marks
@@ -26,14 +28,18 @@ Traps:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
+import signal
 import sys
+import threading
 import zlib
 from collections import deque
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from types import FrameType
 from typing import BinaryIO
 
 import pyarrow as pa
@@ -241,7 +247,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "column (empty when the file was hashed).  Example: find media -type f -print0 | "
         "batch-override hash - -0 --classification human -o corrections.csv",
         epilog="exit codes: 0 every file hashed; 1 some files unreadable (empty hash, reason in the "
-        "error column); 2 unreadable INPUT, no path column, or an unwritable OUTPUT",
+        "error column); 2 unreadable INPUT, no path column, or an unwritable OUTPUT; 129, 130, 143 "
+        "SIGHUP, SIGINT, SIGTERM (no OUTPUT, no temporary file left)",
     )
     p.add_argument("input", metavar="INPUT", help="file listing the media files, one per row, or - (stdin)")
     p.add_argument("-o", "--output", metavar="PATH", required=True, help="corrections CSV to write")
@@ -283,8 +290,45 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.set_defaults(handler=main_hash)
 
 
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised where the command is, so every ``finally`` runs (the temp file)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGHUP raise :class:`_Terminated` (Ctrl-C already
+    raises KeyboardInterrupt); their default action would kill the process past the cleanup."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread: the caller's own handling applies
+        return
+
+    def terminate(signum: int, _frame: FrameType | None) -> None:
+        raise _Terminated(signum)
+
+    previous = {signum: signal.signal(signum, terminate) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def main_hash(args: argparse.Namespace) -> int:
     """Run ``hash`` with parsed ``args``: exit 0 all hashed, 1 some files unreadable, 2 cannot run."""
+    try:
+        with _signals_raise():
+            return _main_hash(args)
+    except _Terminated as stop:
+        name = signal.Signals(stop.signum).name
+        print(f"batch-override: {name}: stopped; {args.output} was not written", file=sys.stderr)
+        return 128 + stop.signum
+
+
+def _main_hash(args: argparse.Namespace) -> int:
     from_stdin = args.input == "-"
     fill = {k: v for k, v in (("classification", args.classification), ("media", args.media)) if v}
     try:

@@ -4,26 +4,35 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import logging
+import os
 import sys
 import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 from .._version import __version__
 from ..apikey import ENV_VAR, load_api_key
 from ..config import RunConfig
-from ..errors import BatchOverrideError, ExitCode, first_line
+from ..errors import BatchOverrideError, ExitCode, UsageError, first_line
 from ..report import run_report as report
 from ..summary import Summary
 from . import hash_command as hashing
 from . import validate_command as validate
-from .logs import current_format, json_line, setup_logging
-from .metrics import LiveMetrics, check_pushgateway_url, push_metrics, read_last_success, write_metrics
+from .logs import current_format, json_line, queued_stderr, setup_logging
+from .metrics import (
+    LiveMetrics,
+    PushFailed,
+    check_pushgateway_url,
+    push_metrics,
+    read_last_success,
+    write_metrics,
+)
 from .options import OutputOptions, add_run_options, config_from
 from .ping import Pinger, check_ping_url
 
@@ -41,8 +50,8 @@ exit codes:
   5    outage: the server stayed unavailable past --max-outage, or asked to wait past --max-wait
   6    the ledger could not be written (disk full, quota, I/O error); a rerun resumes
   70   internal error (a bug); -v shows the traceback
-  130  interrupted (SIGINT)   143  terminated (SIGTERM)
-  when several apply: 70, then 6, then the first reason the run stopped (3, 5, 130, 143: a signal
+  129  hung up (SIGHUP, handled as SIGTERM)   130  interrupted (SIGINT)   143  terminated (SIGTERM)
+  when several apply: 70, then 6, then the first reason the run stopped (3, 5, 129, 130, 143: a signal
   after a 401 stop exits 3), then 1, then 0
 """
 
@@ -135,6 +144,9 @@ def _run(args: argparse.Namespace) -> int:
         check_pushgateway_url(output.pushgateway)
     if output.ping_url:
         check_ping_url(output.ping_url)
+    for flag, where in (("--summary", output.summary), ("--metrics-file", output.metrics_file)):
+        if where and not Path(where).parent.is_dir():
+            raise UsageError(f"{flag} {where}: the directory {Path(where).parent} does not exist")
     setup_logging(output.log_format, max(args.verbose, output.verbose), output.quiet)
     if not output.ping_url:
         return _run_job(config, output).exit_code
@@ -171,22 +183,22 @@ def _run_job(config: RunConfig, output: OutputOptions) -> Summary:
         metrics_file = Path(output.metrics_file) if output.metrics_file else None
         live = LiveMetrics(job=name, metrics_file=metrics_file, gateway=output.pushgateway)
     summary = asyncio.run(run_job_async(config, api_key, on_progress=live))
+    # The outputs after the run cannot change its outcome: each failure is one warning, the exit
+    # code stays the run's, and every other output is still written.
     if not output.quiet or summary.exit_code != ExitCode.OK:
-        if current_format() == "json":
-            level = "info" if summary.exit_code == ExitCode.OK else "error"
-            text = json_line(level, "summary", summary=summary.to_dict())
-        else:
-            text = summary.render()
-        print(text, file=sys.stderr if output.quiet else sys.stdout)
+        _print_summary(summary, sys.stderr if output.quiet else sys.stdout)
     if output.summary:
-        Path(output.summary).write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+        try:
+            Path(output.summary).write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            log.warning("cannot write --summary %s: %s", output.summary, exc.strerror or exc)
     if output.metrics_file:
         _write_metrics(Path(output.metrics_file), summary, name)
     if output.pushgateway:
         try:
             push_metrics(output.pushgateway, summary, job=name)
-        except (OSError, ValueError) as exc:  # metrics must never change the run's exit code
-            log.warning("cannot push metrics to --pushgateway %s: %s", output.pushgateway, first_line(exc))
+        except PushFailed as exc:  # metrics must never change the run's exit code
+            log.warning("cannot push metrics to --pushgateway %s: %s", output.pushgateway, exc)
     return summary
 
 
@@ -196,13 +208,35 @@ def _metrics_job(output: OutputOptions, ledger: Path | None) -> str:
     return job.stem if isinstance(job, Path) else str(job)
 
 
+def _print_summary(summary: Summary, stream: TextIO | None) -> None:
+    name = "stderr" if stream is sys.stderr else "stdout"
+    if stream is None:  # started with the descriptor closed (`>&-`): Python has no stream for it
+        log.warning("cannot write the summary to %s: it is closed", name)
+        return
+    if current_format() == "json":
+        level = "info" if summary.exit_code == ExitCode.OK else "error"
+        text = json_line(level, "summary", summary=summary.to_dict())
+    else:
+        text = summary.render()
+    try:
+        print(text, file=stream)
+        stream.flush()
+    except (OSError, ValueError) as exc:  # a closed pipe (`| head -1`), a closed stream
+        log.warning("cannot write the summary to %s: %s", name, getattr(exc, "strerror", None) or exc)
+        with contextlib.suppress(OSError, ValueError):
+            # What is still buffered would fail again at exit (and make it 120): drop it.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+
+
 def _write_metrics(path: Path, summary: Summary, name: str) -> None:
     # A failed run keeps the last success time, so a "no success for 2 days" alert still fires.
     last_success = time.time() if summary.exit_code == ExitCode.OK else read_last_success(path, job=name)
     try:
         write_metrics(path, summary, job=name, last_success_unix=last_success)
     except OSError as exc:
-        log.error("cannot write --metrics-file %s: %s", path, exc.strerror or exc)
+        log.warning("cannot write --metrics-file %s: %s", path, exc.strerror or exc)
 
 
 def _key_available(output: OutputOptions) -> bool:
@@ -217,6 +251,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..emulator.cli import main as emulator_main
 
         return emulator_main(args_list[1:])
+    with queued_stderr():  # nothing the command does waits for a stalled stderr
+        return _main(args_list)
+
+
+def _main(args_list: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(args_list)
     try:

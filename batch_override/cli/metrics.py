@@ -12,6 +12,9 @@ Contract:
   (``/metrics/job/NAME``): the Pushgateway adds ``job`` from the group.  A run that exited 0
   replaces the group (PUT); any other run adds to it (POST) and leaves out the last-success
   timestamp, so the previous success's value stays in the group.
+- A push is one request with a total deadline (:data:`PUSH_TIMEOUT`, from the first byte sent to
+  the last byte read) and never follows a redirect: a 3xx is a failed push naming the status and
+  the ``Location``'s host, so the Basic auth credentials never reach a second host.
 - :class:`LiveMetrics` is the ``--progress-interval`` refresh while a run runs: in-progress
   gauges (``batch_override_run_*``) written beside what the textfile held, or POSTed to the
   group; :func:`build_registry` ends them (``run_in_progress`` 0) with the run's final values.
@@ -28,26 +31,23 @@ Traps:
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import logging
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote_plus, urlsplit
 
-from prometheus_client import CollectorRegistry, Gauge, Metric, generate_latest
-from prometheus_client.exposition import (
-    basic_auth_handler,
-    default_handler,
-    push_to_gateway,
-    pushadd_to_gateway,
-)
+import aiohttp
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Metric, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ..errors import ExitCode, UsageError, first_line
 from ..files import atomic_writer
 from ..job.ticker import Snapshot
 from ..outcome import Outcome
+from ..sending.client import env_proxy
 from ..summary import Summary
 
 _PREFIX = "batch_override_"
@@ -155,33 +155,84 @@ def check_pushgateway_url(url: str) -> None:
         raise UsageError(f"--pushgateway {url!r}: expected http(s)://HOST[:PORT]")
 
 
-def _auth_handler() -> Callable[..., Callable[[], None]]:
+class PushFailed(Exception):
+    """A push that did not succeed, with one line saying why (never the credentials)."""
+
+
+def _auth_headers() -> dict[str, str]:
     """Basic auth from the environment (never a flag: flags show in ``ps``), else no auth."""
     username, password = os.environ.get(USERNAME_VAR), os.environ.get(PASSWORD_VAR)
     if not username and not password:
-        return default_handler
-
-    def handler(
-        url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes
-    ) -> Callable[[], None]:
-        return basic_auth_handler(url, method, timeout, headers, data, username, password)
-
-    return handler
+        return {}
+    token = base64.b64encode(f"{username or ''}:{password or ''}".encode()).decode("ascii")
+    return {"Authorization": "Basic " + token}
 
 
-def push_metrics(gateway: str, summary: Summary, *, job: str, now: float | None = None) -> None:
+def push_url(gateway: str, job: str) -> str:
+    """``GATEWAY/metrics/job/JOB``, escaped as the Pushgateway reads it (base64 for ``/``, space, "")."""
+    base = (gateway if "://" in gateway else "http://" + gateway).rstrip("/")
+    if job == "" or "/" in job or " " in job:
+        return f"{base}/metrics/job@base64/{base64.urlsafe_b64encode(job.encode()).decode() or '='}"
+    return f"{base}/metrics/job/{quote_plus(job)}"
+
+
+async def push_registry_async(
+    gateway: str, registry: CollectorRegistry, *, job: str, method: str, deadline: float = PUSH_TIMEOUT
+) -> None:
+    """Send ``registry`` to the group of ``job`` with ``method`` (PUT replaces the group, POST
+    replaces only the names it carries).  One request, at most ``deadline`` seconds in all (a
+    server that trickles its answer costs no more); a redirect is not followed.  Raises
+    :class:`PushFailed` when the push does not succeed.
+    """
+    url = push_url(gateway, job)
+    proxy, proxy_auth = env_proxy(url)
+    timeout = aiohttp.ClientTimeout(total=deadline)
+    try:
+        # trust_env=False: no ~/.netrc credentials for this host; the proxy is resolved above.
+        async with (
+            aiohttp.ClientSession(timeout=timeout, trust_env=False) as session,
+            session.request(
+                method,
+                url,
+                data=generate_latest(registry),
+                headers={"Content-Type": CONTENT_TYPE_LATEST, **_auth_headers()},
+                allow_redirects=False,  # the credentials go to this host only
+                proxy=proxy,
+                proxy_auth=proxy_auth,
+            ) as resp,
+        ):
+            await resp.read()  # within the deadline too: a trickled body is given up
+            if 300 <= resp.status < 400:
+                where = urlsplit(resp.headers.get("Location", "")).hostname or "no Location"
+                raise PushFailed(f"it answered {resp.status}, a redirect to {where}; not followed")
+            if resp.status >= 300:
+                raise PushFailed(f"it answered {resp.status} {resp.reason or ''}".rstrip())
+    except TimeoutError:
+        raise PushFailed(f"no complete answer within {deadline:g} s") from None
+    except (aiohttp.ClientError, OSError, ValueError) as exc:
+        raise PushFailed(first_line(exc) or type(exc).__name__) from None
+
+
+async def push_metrics_async(
+    gateway: str, summary: Summary, *, job: str, now: float | None = None, deadline: float = PUSH_TIMEOUT
+) -> None:
     """Push ``summary`` to the Pushgateway at ``gateway``, in the group of ``job`` alone.
 
     Exit 0 replaces the group (PUT) with a fresh last-success timestamp; any other exit adds to
-    it (POST) without one, so the previous success's timestamp survives.  Raises ``OSError``
-    (``urllib``'s errors included) or ``ValueError`` when the push fails; at most
-    :data:`PUSH_TIMEOUT` seconds.
+    it (POST) without one, so the previous success's timestamp survives.  Raises
+    :class:`PushFailed` as :func:`push_registry_async` does.
     """
     clock = time.time() if now is None else now
     succeeded = summary.exit_code == ExitCode.OK
     registry = build_registry(summary, job=None, last_success_unix=clock if succeeded else None, now=clock)
-    push = push_to_gateway if succeeded else pushadd_to_gateway
-    push(gateway, job=job, registry=registry, timeout=PUSH_TIMEOUT, handler=_auth_handler())
+    await push_registry_async(
+        gateway, registry, job=job, method="PUT" if succeeded else "POST", deadline=deadline
+    )
+
+
+def push_metrics(gateway: str, summary: Summary, *, job: str, now: float | None = None) -> None:
+    """:func:`push_metrics_async` from synchronous code (after the run's event loop has ended)."""
+    asyncio.run(push_metrics_async(gateway, summary, job=job, now=now))
 
 
 def build_progress_registry(snap: Snapshot, *, job: str | None) -> CollectorRegistry:
@@ -259,15 +310,11 @@ class LiveMetrics:
                 self._warn("file", f"cannot refresh --metrics-file {self.metrics_file}: {exc}")
         if self.gateway is not None:
             try:
-                pushadd_to_gateway(
-                    self.gateway,
-                    job=self.job,
-                    registry=build_progress_registry(snap, job=None),
-                    timeout=PUSH_TIMEOUT,
-                    handler=_auth_handler(),
-                )
-            except (OSError, ValueError) as exc:
-                self._warn("push", f"cannot push progress to --pushgateway {self.gateway}: {first_line(exc)}")
+                # Called in a worker thread (the ticker's), which has no running loop of its own.
+                registry = build_progress_registry(snap, job=None)
+                asyncio.run(push_registry_async(self.gateway, registry, job=self.job, method="POST"))
+            except PushFailed as exc:
+                self._warn("push", f"cannot push progress to --pushgateway {self.gateway}: {exc}")
 
     def _warn(self, where: str, message: str) -> None:
         if where not in self._warned:
@@ -280,10 +327,14 @@ __all__ = [
     "PUSH_TIMEOUT",
     "RUN_IN_PROGRESS",
     "LiveMetrics",
+    "PushFailed",
     "build_progress_registry",
     "build_registry",
     "check_pushgateway_url",
     "push_metrics",
+    "push_metrics_async",
+    "push_registry_async",
+    "push_url",
     "read_last_success",
     "render_metrics",
     "write_metrics",

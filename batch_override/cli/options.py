@@ -75,7 +75,7 @@ HELP: dict[str, Help] = {
         "F",
     ),
     "failure_window": Help("rows the failure rate is measured over (default {default})", "N"),
-    "grace": Help("seconds in-flight requests get after SIGINT/SIGTERM (default {default})", "S"),
+    "grace": Help("seconds in-flight requests get after SIGINT/SIGTERM/SIGHUP (default {default})", "S"),
     "backoff_base": Help("first retry delay in seconds, doubling (default {default})", "S"),
     "ca_bundle": Help(
         "PEM file of certificate authorities added to the system's (SSL_CERT_FILE replaces those)", "PATH"

@@ -161,10 +161,11 @@ def normalise_record(record: pa.RecordBatch, start: int, columns: Columns, optio
 
 
 def apply_label_map(classes: pa.Array, label_map: tuple[tuple[str, str], ...]) -> pa.Array:
-    """``--label-map`` applied as one mapping: ``a=b,b=a`` swaps, whatever the order."""
+    """``--label-map`` applied as one mapping: ``a=b,b=a`` swaps, whatever the order.  The words
+    are normalised by :func:`normalise`, the cells' own rule, so every case of a word matches."""
     if not label_map:
         return classes
-    words = pa.array([word for word, _ in label_map], pa.string())
+    words = normalise(pa.array([word for word, _ in label_map], pa.string()))
     targets = pa.array([target for _, target in label_map], pa.string())
     return pc.coalesce(pc.take(targets, pc.index_in(classes, value_set=words)), classes)
 

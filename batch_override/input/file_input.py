@@ -19,7 +19,7 @@ from .batch import InputOptions, spreadsheet_line
 from .blocks import BLOCK_SIZE, straddles
 from .cellsize import describe_size
 from .source import BatchSource
-from .stdin_copy import StdinCopy
+from .stdin_copy import StdinCopy, is_stream
 from .table import open_table
 
 _DEFAULTS = InputOptions()
@@ -28,8 +28,9 @@ _DEFAULTS = InputOptions()
 class CorrectionsFile(BatchSource):
     """A corrections file (or ``-``: CSV on standard input), opened far enough to know its columns.
 
-    The trap: standard input is copied to a temporary file first (both passes read it), which
-    :meth:`close` removes; an error while opening removes it too.
+    The trap: standard input (and a FIFO or character device named as the input) is copied to
+    a temporary file first (both passes read it), which :meth:`close` removes; an error while
+    opening removes it too.
     """
 
     def __init__(self, path: str, options: InputOptions = _DEFAULTS) -> None:
@@ -39,6 +40,8 @@ class CorrectionsFile(BatchSource):
         try:
             if path == "-":
                 self._spooled = StdinCopy()
+            elif is_stream(Path(path)):  # a FIFO or a device: read once, so copied as stdin is
+                self._spooled = StdinCopy(Path(path))
             self.path = self._spooled.path if self._spooled is not None else Path(path)
             self._table = open_table(
                 self.path,

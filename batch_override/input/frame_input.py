@@ -29,6 +29,7 @@ def to_table(data: object) -> pa.Table:
     if isinstance(data, pa.Table):
         return data
     if isinstance(data, pd.DataFrame):
+        _check_names(data)
         try:
             return pa.Table.from_pandas(data, preserve_index=False)
         except (pa.ArrowException, ValueError, TypeError) as exc:
@@ -36,6 +37,21 @@ def to_table(data: object) -> pa.Table:
     raise InputError(
         f"input: expected a file path, a pandas.DataFrame or a pyarrow.Table, not {type(data).__name__}"
     )
+
+
+def _check_names(data: pd.DataFrame) -> None:
+    """A file's header checks, before pandas sees the names: each a string, none twice."""
+    seen: set[str] = set()
+    for name in data.columns:
+        if not isinstance(name, str):
+            raise InputError(
+                f"<DataFrame>: column {name!r} has a name of type {type(name).__name__}, not a string; "
+                "name every column, e.g. df.columns = [...]"
+            )
+        key = name.strip().lower()
+        if key in seen:
+            raise InputError(f"<DataFrame>: column {name.strip()!r} appears twice in the header")
+        seen.add(key)
 
 
 def _unconvertible(data: pd.DataFrame, exc: Exception) -> str:

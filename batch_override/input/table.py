@@ -53,15 +53,42 @@ _BOMS = (
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 
 
+_PROBE = "hash,classification;\t\r\n"
+
+
 def check_encoding(name: str) -> str:
-    """The canonical name of text codec ``name``; :class:`UsageError` when Python has none."""
+    """The canonical name of text codec ``name``; :class:`UsageError` when Python has none, or
+    when it is not a codec a file can be streamed through.
+
+    The trap: Python calls ``punycode`` and ``idna`` text encodings, but they encode domain
+    names: ``idna`` decodes nothing until it sees a dot (the file read as empty), ``punycode``
+    fails on a chunk cut anywhere (exit 70).  A codec passes when a short text, encoded, decodes
+    back as it is fed, cut at any byte.
+    """
     try:
         info = codecs.lookup(name)
     except LookupError:
         raise UsageError(f"--encoding {name!r}: unknown encoding (such as utf-8, utf-16, cp1252)") from None
-    if not getattr(info, "_is_text_encoding", True):
-        raise UsageError(f"--encoding {name!r}: not a text encoding")
+    if not getattr(info, "_is_text_encoding", True) or not _streams(info):
+        raise UsageError(
+            f"--encoding {name!r}: not a text encoding for files (such as utf-8, utf-16, cp1252)"
+        )
     return info.name
+
+
+def _streams(info: codecs.CodecInfo) -> bool:
+    """Whether ``info`` decodes a text fed in pieces cut at any byte, without waiting for the end."""
+    try:
+        data = info.encode(_PROBE)[0]
+        if info.incrementaldecoder().decode(data, final=False) != _PROBE:
+            return False
+        for cut in range(len(data) + 1):
+            decoder = info.incrementaldecoder()
+            if decoder.decode(data[:cut], final=False) + decoder.decode(data[cut:], final=True) != _PROBE:
+                return False
+    except (UnicodeError, ValueError, TypeError):
+        return False
+    return True
 
 
 def sniff_encoding(head: bytes, declared: str | None = None) -> str:
@@ -123,7 +150,12 @@ class Table:
             strings_can_be_null=False,
             quoted_strings_can_be_null=False,
         )
-        return pacsv.open_csv(str(self.path), read_options=read, parse_options=parse, convert_options=convert)
+        return pacsv.open_csv(
+            arrow_source(self.path, gzipped=self.kind == "csv.gz"),
+            read_options=read,
+            parse_options=parse,
+            convert_options=convert,
+        )
 
     def is_decode_error(self, exc: BaseException) -> bool:
         """Whether ``exc``, raised while streaming, means bytes that are not text in the encoding."""
@@ -197,6 +229,21 @@ class Table:
         return open(self.path, encoding=encoding, errors="replace", newline="")
 
 
+def arrow_source(path: Path, *, gzipped: bool = False) -> Any:
+    """``path`` as pyarrow should open it: its name when that is UTF-8 text (pyarrow's own reader,
+    gzip found by the extension), else a stream of the file opened by Python.
+
+    The trap: pyarrow encodes a name as UTF-8, so a name that is not (a Latin-1 file name on a
+    Linux disk) could not be opened, and its error read like undecodable content.
+    """
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return pa.input_stream(open(path, "rb"), compression="gzip" if gzipped else None)
+    return name
+
+
 @contextlib.contextmanager
 def _field_size_limit(limit: int) -> Iterator[None]:
     """The csv module's field size limit (process-wide state) raised to ``limit``, then restored."""
@@ -238,7 +285,7 @@ def open_table(
         raise table.fail("file is empty")
     if kind == "parquet":
         try:
-            table.parquet = pq.ParquetFile(path)
+            table.parquet = pq.ParquetFile(arrow_source(path))
         except (pa.ArrowException, OSError) as exc:
             raise table.fail(f"not a readable Parquet file ({first_line(exc)})") from None
         table.names = list(table.parquet.schema_arrow.names)
@@ -284,4 +331,4 @@ def _header_line(head: bytes, encoding: str) -> str | None:
     return _NEWLINE.split(text.removeprefix("\ufeff"), maxsplit=1)[0]
 
 
-__all__ = ["DELIMITERS", "Table", "check_encoding", "kind_of", "open_table", "sniff_encoding"]
+__all__ = ["DELIMITERS", "Table", "arrow_source", "check_encoding", "kind_of", "open_table", "sniff_encoding"]

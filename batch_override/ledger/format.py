@@ -29,11 +29,15 @@ COLUMNS = (
 
 
 def read_header(path: Path) -> list[str] | None:
-    """The ledger's column names; None for a missing or empty file."""
+    """The ledger's column names; None for a missing or empty file.
+
+    A UTF-8 BOM and a CRLF end are accepted (a spreadsheet's "CSV UTF-8" save writes both), as
+    pyarrow accepts them when it reads the lines below.
+    """
     if not path.exists() or path.stat().st_size == 0:
         return None
-    with open(path, encoding="utf-8", newline="") as fh:
-        return next(csv.reader([fh.readline()]))
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        return next(csv.reader([fh.readline().rstrip("\r\n")]))
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -52,14 +56,27 @@ def utc_now() -> str:
 
 
 def carried_names(carried: Sequence[str], *, neutralize_names: bool = True) -> tuple[str, ...]:
-    """Ledger names of carried input columns; a name the ledger uses itself gets ``input_``.
+    """Ledger names of carried input columns; a name the ledger uses already (its own column, or
+    an earlier carried name) gets ``input_`` until it is unique.  The input's names that collide
+    with nothing keep theirs: ``row`` beside ``input_row`` becomes ``input_input_row``.
     Names are header cells: one line, neutralised like any cell unless ``--raw-cells``."""
-    out = []
+    cleaned = []
     for name in carried:
         clean = " ".join(name.split()) or "unnamed"
-        clean = f"input_{clean}" if clean in COLUMNS else clean
-        out.append(neutralize(clean) if neutralize_names else clean)
-    return tuple(out)
+        cleaned.append(neutralize(clean) if neutralize_names else clean)
+    out: list[str | None] = [None] * len(cleaned)
+    taken = set(COLUMNS)
+    for i, clean in enumerate(cleaned):
+        if clean not in taken:
+            out[i] = clean
+            taken.add(clean)
+    for i, clean in enumerate(cleaned):
+        if out[i] is None:
+            while clean in taken:
+                clean = f"input_{clean}"
+            out[i] = clean
+            taken.add(clean)
+    return tuple(name for name in out if name is not None)
 
 
 def neutralize(text: str) -> str:

@@ -28,6 +28,7 @@ import pyarrow.csv as pacsv
 from ..errors import LedgerError, first_line
 from ..files import complete_end
 from ..input.blocks import record_batches
+from ..input.table import arrow_source
 from .format import COLUMNS, read_header
 
 
@@ -91,7 +92,7 @@ class LedgerFile:
                 # The whole file when it ends with its last line (a path lets pyarrow read it
                 # natively); otherwise only the prefix up to it.
                 whole = self.path.stat().st_size == self.end
-                source: Any = str(self.path) if whole else _Prefix(fh, self.end)
+                source: Any = arrow_source(self.path) if whole else _Prefix(fh, self.end)
                 yield from pacsv.open_csv(source, read_options=options, convert_options=convert)
 
         try:

@@ -8,10 +8,16 @@ The format is owned here: one JSON object a line, a :class:`RunRecord` (``starte
 their fields are the keys, so a key added to :meth:`Summary.to_dict` (the CLI's output) does not
 reach the file by accident.  The trap: the log is also written by other versions and by hand,
 so :meth:`RunRecord.from_json` ignores keys it does not know and gives missing ones None.
+
+Append safety: every record starts on a fresh line.  A torn last line (a kill or ENOSPC while
+appending) is cut off before the next append, as the ledger's is, unless it is a whole record that
+lost only its newline (then the newline is added); a reader that meets a torn record glued to the
+next one (written by an older version) still reads the one after it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import math
@@ -21,8 +27,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
+from ..files import complete_end
 from ..summary import Summary
 
 STARTED = "started"
@@ -193,10 +200,48 @@ def user_at_host() -> str:
 
 
 def append(path: Path, record: RunRecord) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record.to_json(), sort_keys=True) + "\n")
+    """Append ``record`` as one line, on a fresh line whatever the log's last write left."""
+    with open(path, "a+b") as fh:
+        _end_on_a_fresh_line(path, fh)
+        fh.write((json.dumps(record.to_json(), sort_keys=True) + "\n").encode("utf-8"))
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def _end_on_a_fresh_line(path: Path, fh: BinaryIO) -> None:
+    """Cut a torn last line; a whole record that lost only its newline gets it back instead."""
+    size = fh.seek(0, os.SEEK_END)
+    if size == 0:
+        return
+    fh.seek(size - 1)
+    if fh.read(1) == b"\n":
+        return
+    keep = complete_end(path)
+    fh.seek(keep)
+    if _record(fh.read(size - keep).decode("utf-8", errors="replace")) is not None:
+        fh.write(b"\n")
+    else:
+        fh.truncate(keep)
+
+
+def _record(line: str) -> dict[str, Any] | None:
+    """The run log record of ``line``, else None (torn, foreign).  A line that is a torn record
+    glued to a whole one yields the whole one: only the torn record is lost."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        record = None
+        text = line.rstrip()
+        decoder = json.JSONDecoder()
+        start = text.find("{", 1)
+        while start > 0 and record is None:
+            with contextlib.suppress(ValueError):
+                found, end = decoder.raw_decode(text, start)
+                record = found if end == len(text) else None
+            start = text.find("{", start + 1)
+    if isinstance(record, dict) and isinstance(record.get("run_id"), str):
+        return record
+    return None
 
 
 def records(path: Path) -> Iterator[dict[str, Any]]:
@@ -205,11 +250,7 @@ def records(path: Path) -> Iterator[dict[str, Any]]:
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             for line in fh:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict) and isinstance(record.get("run_id"), str):
+                if (record := _record(line)) is not None:
                     yield record
     except FileNotFoundError:
         return

@@ -23,6 +23,7 @@ import fcntl
 import io
 import json
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -91,15 +92,43 @@ class LedgerLock:
 
 
 def repair_torn_tail(path: Path) -> int:
-    """Cut off a last line without its newline (left by a kill); returns the bytes removed."""
+    """Cut off a torn last line (left by a kill); returns the bytes removed.
+
+    A last line that is a whole record without its newline (an editor dropped it) is kept and
+    given its newline: it parses to the header's column count, its ``finished_at`` is a complete
+    timestamp, and, when input columns are carried, its last field is a closed quote.  Only what
+    cannot be a record is cut, so a ``submitted`` line is never lost and its row never sent again.
+    """
     if not path.exists():
         return 0
     size = path.stat().st_size
     keep = complete_end(path)
     if keep < size:
         with open(path, "rb+") as fh:
+            fh.seek(keep)
+            if keep > 0 and _whole_record(fh.read(size - keep), path):
+                fh.seek(size)
+                fh.write(b"\n")
+                return 0
             fh.truncate(keep)
     return size - keep
+
+
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+def _whole_record(tail: bytes, path: Path) -> bool:
+    """Whether ``tail`` (a last line without its newline) is a complete ledger record."""
+    header = read_header(path)
+    try:
+        fields = next(csv.reader([tail.decode("utf-8")], strict=True))
+    except (UnicodeDecodeError, csv.Error, StopIteration):
+        return False
+    if header is None or len(fields) != len(header) or len(fields) < len(COLUMNS):
+        return False
+    if not _TIMESTAMP.fullmatch(fields[COLUMNS.index("finished_at")]):
+        return False
+    return len(header) == len(COLUMNS) or tail.endswith(b'"')
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,10 @@ import codecs
 import hashlib
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -254,3 +256,29 @@ def test_an_excel_unicode_text_listing_is_read(tmp_path: Path) -> None:
     assert hash_corrections(listing, out) == (1, 0)
     table = pd.read_csv(out, keep_default_na=False)
     assert (table["hash"][0], table["note"][0]) == (_digest(b"e"), "café")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_while_hashing_removes_the_temporary_file(tmp_path: Path, signum: signal.Signals) -> None:
+    _media(tmp_path, "a.mp4", b"a")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "batch_override", "hash", "-", "-o", "out.csv"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=cli_env(),
+    )  # fmt: skip
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(b"a.mp4\n")  # then standard input stays open: the command waits for more
+        proc.stdin.flush()
+        deadline = time.monotonic() + 30
+        while not list(tmp_path.glob(".out.csv.*.tmp")):  # the temporary output exists
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()  # our own child, by PID
+            proc.wait()
+    assert proc.returncode == 128 + signum, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]
+    assert err.decode().strip() == f"batch-override: {signum.name}: stopped; out.csv was not written"

@@ -214,6 +214,30 @@ def test_an_api_key_object_does_not_show_its_value() -> None:
     assert DEMO_API_KEY not in repr(ApiKey(DEMO_API_KEY))
 
 
+async def test_sighup_is_handled_as_sigterm_with_summary_finish_record_and_metrics_and_exits_129(
+    tmp_path: Path, emulator_factory
+) -> None:
+    emulator = await emulator_factory(unknown="classified", latency_ms=150)
+    corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(60)])
+    ledger, metrics = tmp_path / "l.csv", tmp_path / "l.prom"
+    proc = await start_cli(
+        "run", str(corrections), "--ledger", str(ledger), "--api-url", emulator.url, *FAST,
+        "--concurrency", "2", "--metrics-file", str(metrics), "-v",
+    )  # fmt: skip
+    assert proc.stderr is not None
+    await _wait_for_line(proc.stderr, "row ")  # a first row has finished
+    proc.send_signal(signal.SIGHUP)
+    out, err = await proc.communicate()
+
+    assert proc.returncode == 129, err.decode()
+    assert "signal SIGHUP" in err.decode()
+    assert "aborted" in out.decode()  # the summary
+    assert sorted(read_ledger(ledger)["row"]) == list(range(60))
+    events = [json.loads(x)["event"] for x in ledger.with_name("l.csv.runs.jsonl").read_text().splitlines()]
+    assert events == ["started", "finished"]
+    assert 'batch_override_exit_code{job="l"} 129.0' in metrics.read_text(encoding="utf-8")
+
+
 async def test_requests_still_in_flight_when_the_grace_period_ends_are_recorded_interrupted(
     tmp_path: Path, emulator_factory
 ) -> None:

@@ -163,6 +163,22 @@ def test_a_label_map_giving_one_word_both_classifications_is_refused() -> None:
     assert parse_label_map("ai=human,ai=human") == (("ai", "human"), ("ai", "human"))
 
 
+async def test_the_label_map_and_the_cells_share_one_case_folding(tmp_path: Path, emulator_factory) -> None:
+    """Turkish dotted I, Greek final sigma, German sharp s: each word matches itself in any case."""
+    emulator = await emulator_factory(unknown="classified")
+    cells = ["ΑΝΘΡΩΠΟΣ", "ανθρωποσ", "İNSAN", "İnsan", "Mensch", "GROẞ", "groß"]
+    path = write_csv(tmp_path / "c.csv", [(sha(i), cell) for i, cell in enumerate(cells)])
+    words = "ΑΝΘΡΩΠΟΣ=human,İNSAN=human,MENSCH=human,GROẞ=artificial"
+    summary = await run(path, emulator, label_map=parse_label_map(words))
+    assert summary.exit_code == 0, summary.outcomes
+    assert received(emulator) == sorted(
+        [(sha(i), "human") for i in range(5)] + [(sha(5), "artificial"), (sha(6), "artificial")]
+    )
+    # The Python API's own pairs are folded the same way.
+    summary = await run(path, emulator, label_map=(("ΑΝΘΡΩΠΟΣ", "human"),), ledger=tmp_path / "two.csv")
+    assert summary.outcomes["already_submitted"] + summary.outcomes["submitted"] == 2
+
+
 async def test_a_media_column_named_but_missing_exits_2_while_the_default_one_is_optional(
     tmp_path: Path, emulator_factory
 ) -> None:

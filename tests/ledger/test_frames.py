@@ -159,6 +159,19 @@ async def test_a_dataframe_that_cannot_be_read_is_one_input_error(tmp_path: Path
         await run_job_async(RunConfig(input=[1, 2], ledger=tmp_path / "m.csv", dry_run=True), None)
 
 
+async def test_a_dataframe_gets_a_files_column_checks_in_the_same_words(tmp_path: Path) -> None:
+    rows = [[sha(0), "human", "a", "b"]]
+    repeated = pd.DataFrame(rows, columns=["hash", "classification", "t", "t"])
+    with pytest.raises(InputError, match=r"^<DataFrame>: column 't' appears twice in the header$"):
+        await run_job_async(RunConfig(input=repeated, ledger=tmp_path / "r.csv", dry_run=True), None)
+    folded = pd.DataFrame(rows, columns=["hash", "classification", "Note", "note "])
+    with pytest.raises(InputError, match=r"^<DataFrame>: column 'note' appears twice in the header$"):
+        await run_job_async(RunConfig(input=folded, ledger=tmp_path / "f.csv", dry_run=True), None)
+    unnamed = pd.DataFrame(rows, columns=["hash", "classification", 0, 1])
+    with pytest.raises(InputError, match=r"^<DataFrame>: column 0 has a name of type int, not a string; "):
+        await run_job_async(RunConfig(input=unnamed, ledger=tmp_path / "u.csv", dry_run=True), None)
+
+
 def test_run_config_leaves_its_input_out_of_equality_and_hashing() -> None:
     by_frame, by_path = RunConfig(input=frame()), RunConfig(input="corrections.csv")
     assert by_frame == by_path

@@ -1,0 +1,106 @@
+"""A stderr nobody reads (a stalled log shipper, a full pipe) never stops the run nor its signals."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import io
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from batch_override.cli.logs import QueuedStderr
+from tests.support import FAST, REPO, cli_env, sha, write_csv
+
+
+class _BlockedStream(io.StringIO):
+    """A stream whose writes wait until ``release`` is set: a pipe nobody drains."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.release.wait()
+        return super().write(text)
+
+
+def test_a_log_record_to_a_blocked_stream_returns_at_once_and_the_overflow_is_counted() -> None:
+    target = _BlockedStream()
+    stream = QueuedStderr(target, maxsize=5)
+    handler = logging.StreamHandler(stream)
+    logger = logging.Logger("blocked")
+    logger.addHandler(handler)
+    started = time.monotonic()
+    for i in range(50):
+        logger.warning("line %d", i)
+    assert time.monotonic() - started < 1.0
+    assert stream.dropped >= 44  # one in the writer's hands, five queued
+    target.release.set()
+    stream.close(patience=5)
+    lines = target.getvalue().splitlines()
+    assert lines[0] == "line 0"
+    assert any(line.endswith("writes to stderr dropped: it was not being read") for line in lines)
+    assert len(lines) <= 8
+
+
+def test_closing_gives_up_on_a_stream_that_stays_blocked() -> None:
+    target = _BlockedStream()
+    stream = QueuedStderr(target, maxsize=5)
+    stream.write("stuck\n")
+    started = time.monotonic()
+    stream.close(patience=0.2)
+    assert time.monotonic() - started < 1.0
+    target.release.set()
+
+
+async def test_sigterm_ends_a_verbose_run_in_time_while_nobody_reads_its_stderr(
+    tmp_path: Path, emulator_factory: Any
+) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(5_000)])
+    ledger = tmp_path / "l.csv"
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(read_end, fcntl.F_SETPIPE_SZ, 4096)  # full after a few dozen -v lines
+    args = ("run", str(corrections), "--ledger", str(ledger), "--api-url", emulator.url, *FAST)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "batch_override", *args, "--rate", "200/s", "--grace", "1", "-v",
+        env=cli_env(), cwd=str(REPO), stdout=asyncio.subprocess.DEVNULL, stderr=write_end,
+    )  # fmt: skip
+    os.close(write_end)
+    try:
+        # Rows keep being recorded long after the pipe is full: the loop never waits for stderr.
+        deadline = time.monotonic() + 30
+        while (ledger.stat().st_size if ledger.exists() else 0) < 40_000:
+            assert time.monotonic() < deadline, "the run stopped recording rows"
+            assert proc.returncode is None
+            await asyncio.sleep(0.05)
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 1 + 2 + 5)
+        assert time.monotonic() - signalled < 1 + 2
+        assert code == 143
+    finally:
+        if proc.returncode is None:
+            proc.kill()  # our own child, by PID
+            await proc.wait()
+        os.close(read_end)
+
+
+def test_the_progress_bar_on_a_blocked_stderr_never_waits(monkeypatch: Any) -> None:
+    from batch_override.cli.logs import queued_stderr
+    from batch_override.job.progress import Progress
+
+    target = _BlockedStream()
+    monkeypatch.setattr(sys, "stderr", target)
+    started = time.monotonic()
+    with queued_stderr(patience=0.1), Progress(5000, enabled=True) as bar:
+        for _ in range(5000):
+            bar.advance("submitted")
+    assert time.monotonic() - started < 2.0
+    target.release.set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,3 +85,25 @@ class Summary:
                 f"average, {c['peak_in_flight']} at most, limit {c['limit']} at the end"
             )
         return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressSnapshot:
+    """What ``on_progress`` gets, about once a second and once at the end (``final``): a copy,
+    so it may be kept or handed to another thread.  ``rows_per_s`` and ``eta_s`` come from the
+    last ten seconds (rows skipped from the ledger at the start would make a whole-run average
+    promise too much); ``eta_s`` is None until rows finish."""
+
+    run_id: str
+    rows_done: int
+    rows_total: int
+    outcomes: Mapping[str, int]  # read-only
+    requests: int
+    elapsed_s: float
+    rows_per_s: float
+    eta_s: float | None
+    pace: str  # the pacer's own words, e.g. "auto: 54/60s, window assumed until one ends"
+    window_s: float | None  # the server window learnt (or assumed), None before sending
+    in_flight: int
+    concurrency_limit: int | None
+    final: bool = False

@@ -139,7 +139,7 @@ def _run(args: argparse.Namespace) -> int:
     # cyclic garbage collector from walking it again and again while rows are sent (~8% CPU).
     gc.collect()
     gc.freeze()
-    summary = asyncio.run(run_job_async(config, api_key))
+    summary = asyncio.run(run_job_async(config, api_key, handle_signals=True))
     if not output.quiet or summary.exit_code != ExitCode.OK:
         if current_format() == "json":
             level = "info" if summary.exit_code == ExitCode.OK else "error"

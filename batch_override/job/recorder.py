@@ -128,7 +128,8 @@ class Recorder:
 
     def abort(self, item: Item, attempts: int = 0) -> None:
         """Finish a row the run stopped before sending (again)."""
-        self.finish(item, Outcome.ABORTED, "not_sent", None, attempts, f"not sent: {self._stopper.reason}")
+        stopper = self._stopper
+        self.finish(item, Outcome.ABORTED, stopper.abort_code, None, attempts, f"not sent: {stopper.reason}")
 
     def immediate(self, batch: Batch, plan: np.ndarray[Any, Any], idx: np.ndarray[Any, Any]) -> None:
         """Ledger lines for rows finished without a request (``idx`` positions in the batch)."""
@@ -181,7 +182,7 @@ class Recorder:
         if plan == Plan.SEND:
             return (Outcome.PLANNED, "", "dry run: not sent")
         if plan == Plan.ABORTED:
-            return (Outcome.ABORTED, "not_sent", f"not sent: {self._stopper.reason}")
+            return (Outcome.ABORTED, self._stopper.abort_code, f"not sent: {self._stopper.reason}")
         return _PLAN_LINE[plan]
 
     def close(self) -> None:

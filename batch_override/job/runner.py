@@ -23,6 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -30,22 +31,24 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from .._version import __version__
 from ..apikey import ApiKey
 from ..config import RunConfig
-from ..errors import BatchOverrideError, ExitCode, LedgerWriteError
+from ..errors import BatchOverrideError, ExitCode, LedgerWriteError, failure_of
 from ..input.source import BatchSource
 from ..ledger import runlog
 from ..ledger.resume import ResumeIndex, load_resume_index
 from ..ledger.writer import LedgerLock, LedgerWriter, check_ledger_path, repair_torn_tail, utc_now
 from ..pacing.concurrency import Concurrency
+from ..pacing.pacer import Pacer
 from ..sending.breaker import Breaker
 from ..sending.client import make_session
-from ..stopping import Halted, Stopper, signals_handled
-from ..summary import Summary
+from ..stopping import Halted, StopHandle, Stopper, signals_handled
+from ..summary import ProgressSnapshot, Summary
 from .parts import DEFAULT_PARTS, Parts
 from .plan import InputIndex, index_input
 from .producer import PassTwo, produce
 from .progress import Progress
 from .recorder import Item, Recorder
 from .sender import Requester, Sender
+from .watch import OnProgress, deadline_armed, progress_fed
 
 log = logging.getLogger("batch_override")
 
@@ -59,6 +62,10 @@ class _Job:
     started: float
     stopper: Stopper
     recorder: Recorder | None = None  # once the input is planned
+    summary: Summary | None = None
+    pacer: Pacer | None = None  # once sending starts
+    slots: Concurrency | None = None
+    requester: Requester | None = None
 
     def exit_now(self, code: int) -> None:
         """A second signal: sync the ledger and leave (the kernel releases the lock)."""
@@ -66,15 +73,49 @@ class _Job:
             self.recorder.close()
         os._exit(code)
 
+    def snapshot(self, final: bool, rows_per_s: float, eta_s: float | None) -> ProgressSnapshot:
+        """The run as ``on_progress`` sees it now (see :class:`ProgressSnapshot`)."""
+        summary = self.summary
+        outcomes = dict(summary.outcomes) if summary is not None else {}
+        pacer, slots = self.pacer, self.slots
+        return ProgressSnapshot(
+            run_id=self.run_id,
+            rows_done=sum(outcomes.values()),
+            rows_total=(summary.rows - summary.not_attempted) if summary is not None else 0,
+            outcomes=MappingProxyType(outcomes),
+            requests=self.requester.requests if self.requester is not None else 0,
+            elapsed_s=time.monotonic() - self.started,
+            rows_per_s=rows_per_s,
+            eta_s=eta_s,
+            pace=pacer.describe() if pacer is not None else "not sending yet",
+            window_s=pacer.period if pacer is not None else None,
+            in_flight=slots.in_flight if slots is not None else 0,
+            concurrency_limit=slots.limit if slots is not None else None,
+            final=final,
+        )
 
-async def run_job_async(config: RunConfig, api_key: ApiKey | None, parts: Parts = DEFAULT_PARTS) -> Summary:
+
+async def run_job_async(
+    config: RunConfig,
+    api_key: ApiKey | None,
+    parts: Parts = DEFAULT_PARTS,
+    *,
+    handle_signals: bool = False,
+    on_progress: OnProgress | None = None,
+    stop: StopHandle | None = None,
+) -> Summary:
     """Run one job to the end and return its summary (``summary.exit_code`` says how it went).
 
     Raises :class:`~.errors.BatchOverrideError` for problems found before anything is sent
-    (unreadable input, ledger mismatch, ledger held by another run).  A cancel stops the run as
-    a signal would, waits for it to wind down (at most ``--grace`` and a moment), then re-raises
-    :class:`asyncio.CancelledError`.  An unexpected error is re-raised once the run has ended
-    cleanly (exit code 70 in its run-log record).  ``parts`` is the seam tests use to inject faults.
+    (unreadable input, ledger mismatch, ledger held by another run), and with
+    ``config.raise_on_failure`` a :class:`~.errors.RunFailed` subclass for a run that did not
+    exit 0.  A cancel stops the run as a signal would, waits for it to wind down (at most
+    ``--grace`` and a moment), then re-raises :class:`asyncio.CancelledError`.  An unexpected
+    error is re-raised once the run has ended cleanly (exit code 70 in its run-log record).
+
+    ``handle_signals``: SIGINT/SIGTERM stop the run (a second one exits at once), only on the
+    main thread; off, the host's handlers stay.  ``on_progress`` and ``stop``: see
+    :mod:`.watch` and :class:`~.stopping.StopHandle`.  ``parts`` is the seam tests use to inject faults.
     """
     if not config.dry_run and api_key is None:
         raise BatchOverrideError("no API key given")
@@ -90,13 +131,21 @@ async def run_job_async(config: RunConfig, api_key: ApiKey | None, parts: Parts 
         )
     job = _Job(config, api_key, parts, run_id, started, Stopper(config.grace))
     try:
-        with signals_handled(job.stopper, job.exit_now):
-            summary = await _run_locked(job)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(signals_handled(job.stopper, job.exit_now, handle_signals))
+            if stop is not None:
+                stack.enter_context(stop.attached(job.stopper))
+            stack.enter_context(deadline_armed(config, job.stopper))
+            async with progress_fed(on_progress, job.snapshot):
+                summary = await _run_locked(job)
     finally:
         if lock is not None:
             lock.release()
     if job.stopper.error is not None:
         raise job.stopper.error
+    failure = failure_of(summary) if config.raise_on_failure else None
+    if failure is not None:
+        raise failure
     return summary
 
 
@@ -112,6 +161,7 @@ async def _run_locked(job: _Job) -> Summary:
         )
         if config.ok_outcomes is not None:
             summary.ok_outcomes = config.ok_outcomes
+        job.summary = summary
         try:
             index, _ = await asyncio.gather(
                 stopper.in_thread(index_input, stopper.interruptible(source.batches())),
@@ -266,13 +316,16 @@ async def _send_all(
         backoff_base=config.backoff_base,
         stopped=stopper.stopped,
     )
+    job.pacer, job.slots = pacer, slots
     queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=senders * 4)
     if recorder.progress is not None:
         recorder.progress.concurrency = slots.describe
     async with make_session(
         job.api_key, concurrency=senders, timeout=config.timeout, ca_bundle=config.ca_bundle
     ) as session:
-        requester = Requester(job.parts.client(session, config.api_url), pacer, stopper, slots)
+        requester = job.requester = Requester(
+            job.parts.client(session, config.api_url), pacer, stopper, slots
+        )
         sender = Sender(config, requester, breaker, recorder, stopper)
         producer = produce(PassTwo(config, source, index, resume, recorder, stopper, queue), senders)
         workers = [sender.work(queue) for _ in range(senders)]

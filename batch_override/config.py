@@ -87,6 +87,16 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * {"h": 3600.0, "m": 60.0, "s": 1.0}[unit] for n, unit in parts)
 
 
+def format_duration(seconds: float) -> str:
+    """``7h30m``, ``90s`` as ``1m30s``, ``3s``: how a message names a duration."""
+    whole = round(seconds)
+    if whole != seconds or whole == 0:
+        return f"{seconds:g}s"
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return "".join(f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if n)
+
+
 _CLOCK = re.compile(r"^\s*(\d{1,2}):(\d{2})(?:\s+(\S+))?\s*$")
 
 

@@ -38,10 +38,12 @@ exit codes:
   4    another run holds the ledger
   5    outage: the server stayed unavailable past --max-outage, or asked to wait past --max-wait
   6    the ledger could not be written (disk full, quota, I/O error); a rerun resumes
+  7    deadline: --max-duration or --stop-at reached; the rows left are aborted (error code
+       deadline) and a rerun resumes
   70   internal error (a bug); -v shows the traceback
   130  interrupted (SIGINT)   143  terminated (SIGTERM)
-  when several apply: 70, then 6, then the first reason the run stopped (3, 5, 130, 143: a signal
-  after a 401 stop exits 3), then 1, then 0
+  when several apply: 70, then 6, then the first reason the run stopped (3, 5, 7, 130, 143: a
+  signal after a 401 stop exits 3), then 1, then 0
 """
 
 

@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 
-from ..config import RunConfig
+from ..config import RunConfig, format_duration
 from ..errors import ExitCode
 from ..stopping import Stopper
 from ..summary import ProgressSnapshot
@@ -109,7 +109,7 @@ def deadline_in(config: RunConfig, now: float) -> tuple[float, str] | None:
     """Seconds from ``now`` (a Unix time) to the run's deadline and the option that sets it."""
     found: list[tuple[float, str]] = []
     if config.max_duration is not None:
-        found.append((config.max_duration, f"--max-duration {config.max_duration:g}s"))
+        found.append((config.max_duration, f"--max-duration {format_duration(config.max_duration)}"))
     if config.stop_at is not None:
         found.append((config.stop_at.next_after(now) - now, f"--stop-at {config.stop_at}"))
     return min(found) if found else None

@@ -28,6 +28,8 @@ class Summary:
     stop_reason: str = ""
     ok_outcomes: frozenset[str] = frozenset(o.value for o in SUCCESS_OUTCOMES)
     concurrency: dict[str, Any] = field(default_factory=dict)  # see Concurrency.report()
+    estimate: str = ""  # said before sending: requests, pace, duration (see job/estimate.py)
+    estimate_s: float | None = None  # the duration it names
 
     def count(self, outcome: Outcome | str, error_code: str = "", n: int = 1) -> None:
         self.outcomes[str(outcome)] += n
@@ -59,10 +61,14 @@ class Summary:
             "exit_code": self.exit_code,
             "stop_reason": self.stop_reason,
             "concurrency": self.concurrency,
+            "estimate": self.estimate,
+            "estimate_s": None if self.estimate_s is None else round(self.estimate_s, 1),
         }
 
     def render(self) -> str:
         lines = [f"run {self.run_id}: {self.rows} rows in {self.duration:.1f}s -> exit {self.exit_code}"]
+        if self.estimate:
+            lines.append(f"  estimate: {self.estimate}")
         if self.stop_reason:
             lines.append(f"  stopped: {self.stop_reason}")
         for outcome in Outcome:

@@ -101,7 +101,10 @@ HELP: dict[str, Help] = {
         "DAYS",
         flag="--give-up-after",
     ),
-    "dry_run": Help("validate and plan; ledger lines say planned; send nothing"),
+    "dry_run": Help(
+        "validate, plan and estimate the duration; ledger lines say planned; send no override "
+        "(with a key, one empty preflight reads the server's limit)"
+    ),
     "retry_rejected": Help("send again rows an earlier run saw rejected"),
     "preflight": Help("skip the key check before the first row", flag="--no-preflight", negate=True),
     "neutralize_formulas": Help(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -26,6 +27,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .._version import __version__
@@ -36,18 +38,20 @@ from ..input.source import BatchSource
 from ..ledger import runlog
 from ..ledger.resume import ResumeIndex, load_resume_index
 from ..ledger.writer import LedgerLock, LedgerWriter, check_ledger_path, repair_torn_tail, utc_now
+from ..outcome import Action, Outcome
 from ..pacing.concurrency import Concurrency
 from ..pacing.pacer import Pacer
 from ..sending.breaker import Breaker
-from ..sending.client import make_session
+from ..sending.client import EMPTY_BODY, make_session
 from ..stopping import Halted, StopHandle, Stopper, signals_handled
 from ..summary import ProgressSnapshot, Summary
+from .estimate import estimate
 from .parts import DEFAULT_PARTS, Parts
-from .plan import InputIndex, index_input
+from .plan import InputIndex, Plan, index_input
 from .producer import PassTwo, produce
 from .progress import Progress
 from .recorder import Item, Recorder
-from .sender import Requester, Sender
+from .sender import INTERRUPTED, Requester, Sender, why
 from .watch import OnProgress, deadline_armed, progress_fed
 
 log = logging.getLogger("batch_override")
@@ -295,7 +299,10 @@ async def _send_all(
 ) -> None:
     config, stopper = job.config, job.stopper
     if config.dry_run or job.api_key is None:
+        pacer = await _probe_limit(job) if job.api_key is not None and config.preflight else None
         await produce(PassTwo(config, source, index, resume, recorder, stopper, None))
+        planned = recorder.summary.outcomes.get(Outcome.PLANNED.value, 0)
+        _estimate(job, pacer, planned + (1 if config.preflight else 0), up_to=False)
         return
     pacer = job.parts.pacer(
         config.fixed_rate,
@@ -327,6 +334,12 @@ async def _send_all(
             job.parts.client(session, config.api_url), pacer, stopper, slots
         )
         sender = Sender(config, requester, breaker, recorder, stopper)
+        sends = int(np.count_nonzero(index.status == Plan.SEND))
+        sends = sends if config.limit is None else min(sends, config.limit)
+        estimated = functools.partial(_estimate, job, pacer, sends, up_to=len(resume) > 0)
+        sender.after_preflight = estimated
+        if not config.preflight:
+            estimated()
         producer = produce(PassTwo(config, source, index, resume, recorder, stopper, queue), senders)
         workers = [sender.work(queue) for _ in range(senders)]
         pipeline = asyncio.ensure_future(_pipeline(stopper, producer, workers))
@@ -336,6 +349,38 @@ async def _send_all(
             recorder.summary.throttled = pacer.throttled
             recorder.summary.requests = requester.requests
             recorder.summary.concurrency = slots.report()
+
+
+def _estimate(job: _Job, pacer: Pacer | None, requests: int, *, up_to: bool) -> None:
+    assert job.summary is not None
+    made = estimate(job.config, pacer, requests, up_to=up_to)
+    job.summary.estimate, job.summary.estimate_s = str(made), made.seconds
+    log.info("estimate: %s", job.summary.estimate)
+
+
+async def _probe_limit(job: _Job) -> Pacer | None:
+    """A dry run's preflight: one empty POST (nothing is recorded) to read the advertised limit
+    for the estimate.  A refused key stops the dry run as it would stop the run (exit 3)."""
+    config, stopper = job.config, job.stopper
+    assert job.api_key is not None
+    pacer = job.parts.pacer(config.fixed_rate, headroom=config.headroom, stopped=stopper.stopped)
+    slots = Concurrency(1, 1)
+    async with make_session(
+        job.api_key, concurrency=1, timeout=config.timeout, ca_bundle=config.ca_bundle
+    ) as session:
+        requester = Requester(job.parts.client(session, config.api_url), pacer, stopper, slots)
+        answer = await requester.attempt(config.media, "0" * 64, EMPTY_BODY)
+    assert job.summary is not None
+    job.summary.requests = requester.requests
+    if answer is None or answer is INTERRUPTED:
+        return None
+    if answer.verdict.action is Action.ABORT:
+        stopper.request(ExitCode.ABORTED, f"preflight: {why(answer)}")
+        return None
+    if answer.status is None:
+        log.warning("preflight: no answer (%s): the estimate assumes the pace", answer.verdict.error_code)
+        return None
+    return pacer
 
 
 async def _pipeline(stopper: Stopper, producer: Any, workers: list[Any]) -> None:

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Callable
 
 from ..config import RunConfig
 from ..errors import ExitCode
@@ -122,6 +123,8 @@ class Sender:
         self.rng = random.Random()
         self._preflight_lock = asyncio.Lock()
         self._preflight_done = not config.preflight
+        #: Called once the preflight's answer was learnt from (the runner's estimate).
+        self.after_preflight: Callable[[], None] | None = None
 
     async def work(self, queue: asyncio.Queue[Item | None]) -> None:
         """One sender: rows from ``queue`` until its ``None``."""
@@ -254,6 +257,8 @@ async def preflight(sender: Sender, item: Item) -> None:
             sender.requester.pacer.describe(),
             sender.requester.slots.describe(),
         )
+        if sender.after_preflight is not None:
+            sender.after_preflight()
         return
 
 

@@ -92,21 +92,31 @@ def _in_worker_thread(
 ) -> Summary:
     """The run on its own loop in a worker thread, waited for; its result or exception here."""
     outcome: dict[str, Any] = {}
+    done = threading.Event()
 
     def work() -> None:
         try:
             outcome["summary"] = asyncio.run(run_job_async(config, key, on_progress=on_progress, stop=stop))
         except BaseException as exc:  # handed to the caller's thread
             outcome["error"] = exc
+        finally:
+            done.set()
 
-    thread = threading.Thread(target=work, name="batch-override run", daemon=True)
-    thread.start()
-    try:
-        thread.join()
-    except KeyboardInterrupt:
-        stop.stop("interrupted (KeyboardInterrupt): finishing in-flight rows, recording the rest as aborted")
-        thread.join()
-        raise
+    threading.Thread(target=work, name="batch-override run", daemon=True).start()
+    # An Event waited for in steps, not Thread.join: a KeyboardInterrupt is raised between two
+    # steps (a join it interrupts may report the thread ended while it still runs).
+    interrupted: KeyboardInterrupt | None = None
+    while not done.is_set():
+        try:
+            while not done.wait(0.1):
+                pass
+        except KeyboardInterrupt as exc:  # the first stops the run, a second cuts its grace short
+            interrupted = interrupted or exc
+            stop.stop(
+                "interrupted (KeyboardInterrupt): finishing in-flight rows, recording the rest as aborted"
+            )
+    if interrupted is not None:
+        raise interrupted
     if "error" in outcome:
         raise outcome["error"]
     summary: Summary = outcome["summary"]

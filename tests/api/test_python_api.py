@@ -3,6 +3,7 @@ orchestrator can act on (one exception type per way a run stops), progress, a st
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import errno
 import signal
@@ -34,7 +35,7 @@ from batch_override.job.parts import Parts
 from batch_override.job.runner import run_job_async
 from batch_override.ledger.writer import LedgerLock, LedgerWriter
 from tests.api.support import emulator_in_thread
-from tests.support import REPO, cli_env, sha, write_csv
+from tests.support import REPO, cli_env, read_ledger, sha, write_csv
 
 GRACE = 0.5
 
@@ -91,6 +92,33 @@ async def test_the_library_installs_no_signal_handler_unless_asked(tmp_path: Pat
     assert seen and all(handler is before for handler in seen)
 
 
+def test_an_interrupt_of_a_notebook_cell_stops_the_run_as_ctrl_c_would(tmp_path: Path) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("KeyboardInterrupt is delivered to the main thread only")
+    with emulator_in_thread(unknown="classified") as emulator:
+        cfg = config(tmp_path, emulator.url, rows=40, rate=Rate(5, 1.0), preflight=False)
+
+        async def cell() -> Summary:
+            return run_job(cfg, api_key=DEMO_API_KEY)
+
+        # A kernel's loop, as ipykernel runs one: no asyncio.run, whose own SIGINT handler differs.
+        loop = asyncio.new_event_loop()
+        timer = threading.Timer(1.0, _thread.interrupt_main)  # what the Interrupt button does
+        timer.start()
+        started = time.monotonic()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                loop.run_until_complete(cell())
+        finally:
+            timer.join()
+            loop.close()
+        elapsed = time.monotonic() - started
+    assert elapsed < 1.0 + GRACE + 2
+    outcomes = read_ledger(tmp_path / "l.csv")["outcome"].value_counts().to_dict()
+    assert outcomes["aborted"] > 20 and sum(outcomes.values()) == 40, (outcomes, elapsed)
+    assert_lock_released(tmp_path / "l.csv")
+
+
 # -- one exception per way a run stops -------------------------------------------------------------
 
 _SIGTERM_SCRIPT = """
@@ -100,41 +128,62 @@ from batch_override import Rate, RunConfig, RunInterrupted, run_job
 config = RunConfig(input=sys.argv[1], ledger=Path(sys.argv[2]), api_url=sys.argv[3], rate=Rate(5, 1.0),
                    grace=float(sys.argv[4]), preflight=False)
 try:
-    run_job(config, raise_on_failure=True, handle_signals=True)
+    run_job(config, raise_on_failure=True, handle_signals=sys.argv[5] == "handlers")
 except RunInterrupted as exc:
     s = exc.summary
     print(type(exc).__name__, exc.exit_code, exc.retryable, s.exit_code, s.outcomes["aborted"], flush=True)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
 """
 
 
-async def test_sigterm_to_a_process_in_run_job_raises_run_interrupted_with_the_summary_within_grace(
-    tmp_path: Path, emulator_factory: Any
-) -> None:
-    emulator = await emulator_factory(unknown="classified")
+async def _signal_a_run(tmp_path: Path, emulator: Any, signum: int, handlers: str) -> tuple[list[str], float]:
+    """Start the script on 40 rows at 5/s, send ``signum`` once it sends; its words and how long
+    it took to end after the signal."""
     script = tmp_path / "job.py"
     script.write_text(_SIGTERM_SCRIPT, encoding="utf-8")
-    args = (str(corrections(tmp_path, 40)), str(tmp_path / "l.csv"), emulator.url, str(GRACE))
+    args = (str(corrections(tmp_path, 40)), str(tmp_path / "l.csv"), emulator.url, str(GRACE), handlers)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(script), *args, cwd=str(REPO), env=cli_env(),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        for _ in range(300):  # the run is sending: 5 per second, 40 rows
+        for _ in range(300):  # the run is sending
             if emulator.stats()["requests"] >= 2:
                 break
             await asyncio.sleep(0.05)
         started = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         out, err = await asyncio.wait_for(proc.communicate(), GRACE + 5)
         elapsed = time.monotonic() - started
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-    words = out.decode().split()
-    assert words[:4] == ["RunInterrupted", "143", "True", "143"], err.decode()[-2000:]
+    assert out, err.decode()[-2000:]
+    return out.decode().split(), elapsed
+
+
+async def test_sigterm_to_a_process_in_run_job_raises_run_interrupted_with_the_summary_within_grace(
+    tmp_path: Path, emulator_factory: Any
+) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    words, elapsed = await _signal_a_run(tmp_path, emulator, signal.SIGTERM, "handlers")
+    assert words[:4] == ["RunInterrupted", "143", "True", "143"], words
     assert int(words[4]) > 20  # the rows not sent are aborted, and said so in the summary
     assert elapsed < GRACE + 2
+    assert_lock_released(tmp_path / "l.csv")
+
+
+async def test_ctrl_c_in_a_script_without_handlers_winds_the_run_down_and_raises_keyboard_interrupt(
+    tmp_path: Path, emulator_factory: Any
+) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    words, elapsed = await _signal_a_run(tmp_path, emulator, signal.SIGINT, "no handlers")
+    assert words == ["KeyboardInterrupt"]
+    assert elapsed < GRACE + 2
+    outcomes = read_ledger(tmp_path / "l.csv")["outcome"].value_counts().to_dict()
+    assert outcomes["aborted"] > 20 and sum(outcomes.values()) == 40, outcomes
     assert_lock_released(tmp_path / "l.csv")
 
 

@@ -67,6 +67,8 @@ def _windows(config: RunConfig, seconds: float, now: float) -> str:
 
 def pace(rate: float) -> str:
     """``54/min``, ``9/s``: a rate as a person reads it."""
+    if rate >= 100:
+        return f"{rate:,.0f}/s"
     return f"{rate:.3g}/s" if rate >= 10 else f"{rate * 60:.3g}/min"
 
 

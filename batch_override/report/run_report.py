@@ -125,6 +125,7 @@ def _one_run(view: LedgerFile, scan: Scan, records: dict[str, RunRecords], run_i
     summary.requests = scan.attempts.get(code, 0)
     summary.throttled = _int(logged.get("throttled_429"))
     summary.not_attempted = _int(logged.get("not_attempted"))
+    summary.estimate = str(logged.get("estimate") or "")  # what the run said before sending
     summary.rows = sum(summary.outcomes.values()) + summary.not_attempted
     summary.duration = _duration(scan, code, entry)
     notes: list[str] = []

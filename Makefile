@@ -31,8 +31,13 @@ unit: $(STAMP)
 
 ## The slower checks against real components (container image, browser, orchestrators); CI runs
 ## them after `make test`. Tests join it with @pytest.mark.integration. Exit 5 (none collected) is fine.
-integration: $(STAMP)
+integration: $(STAMP) $(VENV)/.integration-stamp
 	$(BIN)/pytest -q -m integration || [ $$? -eq 5 ]
+
+# Dagster (the asset recipe's test) is heavy and only these checks need it: installed here alone.
+$(VENV)/.integration-stamp: $(STAMP) requirements-integration.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c requirements.lock -r requirements-integration.txt
+	touch $@
 
 ## Benchmarks; results go to BENCHMARKS.md (method there too).
 bench: $(STAMP)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +64,95 @@ class Rate:
 
     def __str__(self) -> str:
         return f"{self.limit}/{self.period:g}s"
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([hms])")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``7h30m``, ``90m``, ``3s``, ``1.5h`` or a plain number of seconds."""
+    stripped = text.strip().lower()
+    try:
+        return float(stripped)
+    except ValueError:
+        pass
+    parts = _DURATION.findall(stripped)
+    if not parts or _DURATION.sub("", stripped).strip():
+        raise UsageError(f"--max-duration {text!r}: expected a duration such as 7h30m, 90m or 3s")
+    return sum(float(n) * {"h": 3600.0, "m": 60.0, "s": 1.0}[unit] for n, unit in parts)
+
+
+def format_duration(seconds: float) -> str:
+    """``7h30m``, ``90s`` as ``1m30s``, ``3s``: how a message names a duration."""
+    whole = round(seconds)
+    if whole != seconds or whole == 0:
+        return f"{seconds:g}s"
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return "".join(f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if n)
+
+
+_CLOCK = re.compile(r"^\s*(\d{1,2}):(\d{2})(?:\s+(\S+))?\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class StopAt:
+    """A time of day the run stops at: the next such time after the run starts, in ``zone``
+    (an IANA name such as ``Europe/Rome``, or ``UTC``; None: the machine's local time).
+
+    The traps: the next such time may be tomorrow (a run started at 06:01 with ``--stop-at 06:00``
+    runs for a day less a minute); and a DST change makes a wall time missing or twice: the
+    earlier instant is taken (02:30 on a spring-forward night is 01:30 in the old offset's terms,
+    i.e. the stop comes early rather than an hour late).
+    """
+
+    hour: int
+    minute: int
+    zone: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> StopAt:
+        """``06:00``, ``6:00 UTC`` or ``06:00 Europe/Rome``."""
+        match = _CLOCK.match(text)
+        if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59:
+            raise UsageError(
+                f"--stop-at {text!r}: expected HH:MM, optionally with a zone (06:00 Europe/Rome)"
+            )
+        return cls(int(match.group(1)), int(match.group(2)), match.group(3))
+
+    def __post_init__(self) -> None:
+        if self.zone is not None:
+            self._tz()
+
+    def _tz(self) -> dt.tzinfo | None:
+        if self.zone is None:
+            return None
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            return ZoneInfo(self.zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise UsageError(f"--stop-at: unknown time zone {self.zone!r} (e.g. UTC, Europe/Rome)") from None
+
+    def next_after(self, now: float) -> float:
+        """The Unix time of the first such wall time strictly after ``now`` (a Unix time)."""
+        tz = self._tz()
+        today = dt.datetime.fromtimestamp(now, tz).date()
+        for days in range(3):  # today, tomorrow, and one more day for a skipped wall time
+            day = today + dt.timedelta(days=days)
+            at = self._unix(day, tz)
+            if at > now:
+                return at
+        raise AssertionError("unreachable: a wall time recurs every day")
+
+    def _unix(self, day: dt.date, tz: dt.tzinfo | None) -> float:
+        if tz is None:  # the C library knows the local zone's rules (TZ, /etc/localtime)
+            return time.mktime((day.year, day.month, day.day, self.hour, self.minute, 0, 0, 0, -1))
+        wall = dt.datetime(day.year, day.month, day.day, self.hour, self.minute, tzinfo=tz)
+        return min(wall.timestamp(), wall.replace(fold=1).timestamp())
+
+    def __str__(self) -> str:
+        return f"{self.hour:02d}:{self.minute:02d}" + (f" {self.zone}" if self.zone else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +241,8 @@ _RANGES: dict[str, Allowed] = {
     "neutralize_formulas": Allowed(bool),
     "progress": Allowed(bool, optional=True),
     "progress_interval": Allowed(float, 0, _DAY, low_open=True, optional=True),
+    "max_duration": Allowed(float, 0, 100 * _DAY, low_open=True, optional=True),
+    "raise_on_failure": Allowed(bool),
 }
 #: Fields whose flag is not ``--`` plus the field name (the negated booleans: their job-file key).
 _FLAGS = {
@@ -209,6 +302,12 @@ class RunConfig:
     encoding: str | None = None
     fsync_interval: float = 2.0
     batch_rows: int = 65_536
+    #: Seconds from the start after which the run stops as on SIGTERM (exit 7); ``"7h30m"`` too.
+    max_duration: float | None = None
+    #: A time of day the run stops at (exit 7); ``"06:00 Europe/Rome"`` too.
+    stop_at: StopAt | None = None
+    #: Raise a :class:`~.errors.RunFailed` subclass instead of returning a summary with exit != 0.
+    raise_on_failure: bool = False
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> RunConfig:
@@ -245,6 +344,13 @@ class RunConfig:
         return self.fixed_concurrency or self.max_concurrency
 
     def __post_init__(self) -> None:
+        # Python callers may write the deadline as the flags do ("7h30m", "06:00 UTC").
+        if isinstance(self.max_duration, str):
+            object.__setattr__(self, "max_duration", parse_duration(self.max_duration))
+        if isinstance(self.stop_at, str):
+            object.__setattr__(self, "stop_at", StopAt.parse(self.stop_at))
+        if not (self.stop_at is None or isinstance(self.stop_at, StopAt)):
+            raise UsageError("--stop-at: expected HH:MM, optionally with a zone (06:00 Europe/Rome)")
         for name, allowed in _RANGES.items():
             allowed.check(name, getattr(self, name))
         for name in ("hash_column", "classification_column"):
@@ -356,6 +462,8 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "concurrency": parse_concurrency,
     "label_map": parse_label_map,
     "ok_outcomes": parse_outcomes,
+    "max_duration": parse_duration,
+    "stop_at": StopAt.parse,
 }
 #: Other spellings of a field's name (job files say ``give_up_after``, as the flag does).
 _ALIASES = {"give_up_after": "give_up_after_days"}

@@ -6,6 +6,10 @@ Messages are one line and name the file, row and problem; they never contain the
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .summary import Summary
 
 
 class ExitCode(enum.IntEnum):
@@ -23,6 +27,7 @@ class ExitCode(enum.IntEnum):
     LOCKED = 4
     OUTAGE = 5
     LEDGER_WRITE = 6
+    DEADLINE = 7  # --max-duration or --stop-at reached: the rerun resumes
     INTERNAL = 70  # sysexits' EX_SOFTWARE: a bug, not the input or the server
     SIGHUP = 129  # treated as SIGTERM: the terminal closed, or a supervisor's reload
     SIGINT = 130
@@ -60,6 +65,75 @@ class LedgerLocked(BatchOverrideError):
     """Another run holds the ledger (exit 4)."""
 
     exit_code = ExitCode.LOCKED
+
+
+class RunFailed(BatchOverrideError):
+    """``raise_on_failure``: the run ended without every row succeeding.  One subclass per way
+    a run stops, each with the run's :attr:`summary`, its :attr:`exit_code` and :attr:`retryable`
+    (would the same run, started again now, likely get further?).
+
+    The trap: a retry resumes (the ledger skips what was accepted), so retrying a retryable
+    failure is cheap; retrying a refused key or an unwritable ledger only fails the same way.
+    """
+
+    retryable = False
+
+    def __init__(self, summary: Summary) -> None:
+        why = summary.stop_reason or "some rows did not succeed"
+        super().__init__(f"run {summary.run_id} exited {summary.exit_code}: {why}")
+        self.summary = summary
+        self.exit_code = ExitCode(summary.exit_code)
+
+
+class RunInterrupted(RunFailed):
+    """A signal (130, 143), a stop handle or a cancel stopped the run; rerun to resume."""
+
+    retryable = True
+
+
+class RunAborted(RunFailed):
+    """Exit 3 (key refused, wrong URL, too many failures, the input changed): fix it first."""
+
+
+class ServerOutage(RunFailed):
+    """Exit 5: the server stayed unavailable or asked to wait too long; retry later."""
+
+    retryable = True
+
+
+class LedgerUnwritable(RunFailed):
+    """Exit 6: the ledger could not be written (disk full); free space first."""
+
+
+class RowsFailed(RunFailed):
+    """Exit 1: the run finished, but some rows did not succeed (a retry sends failed and
+    not_ready rows again)."""
+
+    retryable = True
+
+
+class DeadlineReached(RunFailed):
+    """Exit 7: ``--max-duration`` or ``--stop-at`` stopped the run.  Not retryable: the next
+    scheduled run resumes (an immediate retry would run past the window the deadline keeps)."""
+
+
+_FAILURES: dict[int, type[RunFailed]] = {
+    ExitCode.SOME_ROWS_FAILED: RowsFailed,
+    ExitCode.USAGE: RunAborted,  # the input changed before any row was handed out
+    ExitCode.ABORTED: RunAborted,
+    ExitCode.OUTAGE: ServerOutage,
+    ExitCode.LEDGER_WRITE: LedgerUnwritable,
+    ExitCode.DEADLINE: DeadlineReached,
+    ExitCode.SIGINT: RunInterrupted,
+    ExitCode.SIGTERM: RunInterrupted,
+}
+
+
+def failure_of(summary: Summary) -> RunFailed | None:
+    """The exception ``raise_on_failure`` raises for a run that ended this way (None: exit 0)."""
+    if summary.exit_code == ExitCode.OK:
+        return None
+    return _FAILURES.get(summary.exit_code, RunFailed)(summary)
 
 
 def first_line(exc: BaseException) -> str:

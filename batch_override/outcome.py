@@ -85,6 +85,8 @@ class ErrorCode(enum.StrEnum):
     CLASSIFICATION_LOCKED = "classification_locked"
     GAVE_UP = "gave_up"
     NOT_SENT = "not_sent"
+    #: A row that --max-duration or --stop-at left unsent.
+    DEADLINE = "deadline"
     INTERRUPTED = "interrupted"
 
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, TypeVar
 
 from .errors import ExitCode, first_line
+from .outcome import ErrorCode
 
 log = logging.getLogger("batch_override")
 
@@ -28,6 +29,10 @@ T = TypeVar("T")
 
 #: The signals that stop a run; the exit code is 128 + the signal's number (129, 130, 143).
 _SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM)
+
+
+#: The error code of the rows a deadline left unsent (outcome ``aborted``).
+DEADLINE_CODE = ErrorCode.DEADLINE
 
 
 class Stop(NamedTuple):
@@ -52,6 +57,13 @@ class Stopper:
         self._busy: set[asyncio.Task[Any]] = set()
         self._cut: set[asyncio.Task[Any]] = set()  # cancelled by cut_off, not yet seen by the task
         self._signalled = False
+
+    @property
+    def abort_code(self) -> ErrorCode:
+        """The error code of rows left unsent: ``deadline`` after a deadline, else ``not_sent``."""
+        if self.stops and self.stops[0].exit_code == ExitCode.DEADLINE:
+            return DEADLINE_CODE
+        return ErrorCode.NOT_SENT
 
     @property
     def reason(self) -> str:
@@ -107,6 +119,14 @@ class Stopper:
             self.cut_off()
         return False
 
+    def on_stop_request(self, reason: str) -> None:
+        """A :class:`StopHandle`'s stop: as a first signal (exit 130), or, once the run has
+        stopped, a cut-off of the grace period."""
+        if not self.stops:
+            self.request(ExitCode.SIGINT, reason)
+        else:
+            self.cut_off()
+
     def cut_off(self) -> None:
         """The grace period is over: cancel every sender still busy with a row."""
         if self.grace_over:
@@ -157,15 +177,66 @@ class Stopper:
             raise
 
 
+class StopHandle:
+    """Stops a run from any thread, as a first SIGINT would (exit 130, ``--grace`` for the rows
+    in flight, the rest ``aborted``); a second :meth:`stop` cuts the grace period short.
+
+    Pass one as ``run_job(..., stop=handle)``.  The trap: a handle remembers that it was used,
+    so a handle stopped before its run starts (or reused for a second run) stops that run at once.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._target: tuple[asyncio.AbstractEventLoop, Stopper] | None = None
+        self._reasons: list[str] = []
+
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        with self._lock:
+            return bool(self._reasons)
+
+    def stop(self, reason: str = "stopped by the caller") -> None:
+        """Ask the run to stop; returns at once (the run ends within ``--grace`` and a moment)."""
+        with self._lock:
+            self._reasons.append(reason)
+            target = self._target
+        if target is not None:
+            loop, stopper = target
+            with contextlib.suppress(RuntimeError):  # the loop has closed: the run is over
+                loop.call_soon_threadsafe(stopper.on_stop_request, reason)
+
+    @contextlib.contextmanager
+    def attached(self, stopper: Stopper) -> Iterator[None]:
+        """Deliver stops to ``stopper`` (on the running loop) while the block runs."""
+        with self._lock:
+            self._target = (asyncio.get_running_loop(), stopper)
+            earlier = list(self._reasons)
+        for reason in earlier:
+            stopper.on_stop_request(reason)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._target = None
+
+
 @contextlib.contextmanager
-def signals_handled(stopper: Stopper, exit_now: Callable[[int], None]) -> Iterator[None]:
+def signals_handled(
+    stopper: Stopper, exit_now: Callable[[int], None], enabled: bool = True
+) -> Iterator[None]:
     """SIGINT/SIGTERM/SIGHUP go to ``stopper`` while the block runs; a second one calls ``exit_now(code)``.
 
     SIGHUP (the terminal closed under a run without ``nohup``, or a supervisor's reload) is a
     SIGTERM: the run stops the same way and exits 129 with its summary, finish record and metrics.
+    Only when ``enabled`` and on the main thread: elsewhere (a notebook's worker thread, a host
+    that owns its signals) nothing is installed and the host's handlers stay as they are.
     """
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
     def on_signal(signum: int) -> None:
         if stopper.on_signal(signum):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,8 @@ class Summary:
     stop_reason: str = ""
     ok_outcomes: frozenset[str] = frozenset(o.value for o in SUCCESS_OUTCOMES)
     concurrency: dict[str, Any] = field(default_factory=dict)  # see Concurrency.report()
+    estimate: str = ""  # said before sending: requests, pace, duration (see job/estimate.py)
+    estimate_s: float | None = None  # the duration it names
 
     def count(self, outcome: Outcome | str, error_code: str = "", n: int = 1) -> None:
         self.outcomes[str(outcome)] += n
@@ -58,10 +61,14 @@ class Summary:
             "exit_code": self.exit_code,
             "stop_reason": self.stop_reason,
             "concurrency": self.concurrency,
+            "estimate": self.estimate,
+            "estimate_s": None if self.estimate_s is None else round(self.estimate_s, 1),
         }
 
     def render(self) -> str:
         lines = [f"run {self.run_id}: {self.rows} rows in {self.duration:.1f}s -> exit {self.exit_code}"]
+        if self.estimate:
+            lines.append(f"  estimate: {self.estimate}")
         if self.stop_reason:
             lines.append(f"  stopped: {self.stop_reason}")
         for outcome in Outcome:
@@ -84,3 +91,25 @@ class Summary:
                 f"average, {c['peak_in_flight']} at most, limit {c['limit']} at the end"
             )
         return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressSnapshot:
+    """What ``on_progress`` gets, about once a second and once at the end (``final``): a copy,
+    so it may be kept or handed to another thread.  ``rows_per_s`` and ``eta_s`` come from the
+    last ten seconds (rows skipped from the ledger at the start would make a whole-run average
+    promise too much); ``eta_s`` is None until rows finish."""
+
+    run_id: str
+    rows_done: int
+    rows_total: int
+    outcomes: Mapping[str, int]  # read-only
+    requests: int
+    elapsed_s: float
+    rows_per_s: float
+    eta_s: float | None
+    pace: str  # the pacer's own words, e.g. "auto: 54/60s, window assumed until one ends"
+    window_s: float | None  # the server window learnt (or assumed), None before sending
+    in_flight: int
+    concurrency_limit: int | None
+    final: bool = False

@@ -128,8 +128,10 @@ def test_no_class_of_the_package_is_over_150_lines() -> None:
 
 def test_the_package_exports_exactly_its_curated_api() -> None:
     assert sorted(batch_override.__all__) == [
-        "ApiKey", "BatchOverrideError", "ExitCode", "Outcome", "Rate", "RunConfig", "Summary",
-        "__version__", "load_api_key", "read_ledger", "run_job",
+        "ApiKey", "BatchOverrideError", "DeadlineReached", "ExitCode", "LedgerUnwritable", "Outcome",
+        "ProgressSnapshot", "Rate", "RowsFailed", "RunAborted", "RunConfig", "RunFailed", "RunInterrupted",
+        "ServerOutage", "StopAt", "StopHandle", "Summary", "__version__", "load_api_key", "read_ledger",
+        "run_job", "run_job_async",
     ]  # fmt: skip
     for name in batch_override.__all__:
         assert getattr(batch_override, name) is not None

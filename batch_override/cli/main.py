@@ -49,10 +49,12 @@ exit codes:
   4    another run holds the ledger
   5    outage: the server stayed unavailable past --max-outage, or asked to wait past --max-wait
   6    the ledger could not be written (disk full, quota, I/O error); a rerun resumes
+  7    deadline: --max-duration or --stop-at reached; the rows left are aborted (error code
+       deadline) and a rerun resumes
   70   internal error (a bug); -v shows the traceback
   129  hung up (SIGHUP, handled as SIGTERM)   130  interrupted (SIGINT)   143  terminated (SIGTERM)
-  when several apply: 70, then 6, then the first reason the run stopped (3, 5, 129, 130, 143: a signal
-  after a 401 stop exits 3), then 1, then 0
+  when several apply: 70, then 6, then the first reason the run stopped (3, 5, 7, 129, 130, 143: a
+  signal after a 401 stop exits 3), then 1, then 0
 """
 
 
@@ -182,7 +184,7 @@ def _run_job(config: RunConfig, output: OutputOptions) -> Summary:
     if config.progress_interval is not None and (output.metrics_file or output.pushgateway):
         metrics_file = Path(output.metrics_file) if output.metrics_file else None
         live = LiveMetrics(job=name, metrics_file=metrics_file, gateway=output.pushgateway)
-    summary = asyncio.run(run_job_async(config, api_key, on_progress=live))
+    summary = asyncio.run(run_job_async(config, api_key, handle_signals=True, on_tick=live))
     # The outputs after the run cannot change its outcome: each failure is one warning, the exit
     # code stays the run's, and every other output is still written.
     if not output.quiet or summary.exit_code != ExitCode.OK:

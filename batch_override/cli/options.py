@@ -75,7 +75,18 @@ HELP: dict[str, Help] = {
         "F",
     ),
     "failure_window": Help("rows the failure rate is measured over (default {default})", "N"),
-    "grace": Help("seconds in-flight requests get after SIGINT/SIGTERM/SIGHUP (default {default})", "S"),
+    "grace": Help(
+        "seconds in-flight requests get after SIGINT/SIGTERM/SIGHUP or a deadline (default {default})", "S"
+    ),
+    "max_duration": Help(
+        "stop as on SIGTERM this long after the start, e.g. 7h30m, 90m, 3s (exit 7; the rerun resumes)",
+        "DURATION",
+    ),
+    "stop_at": Help(
+        "stop as on SIGTERM at the next such time of day, local unless a zone is given: 06:00, "
+        "'06:00 UTC', '06:00 Europe/Rome' (exit 7; the rerun resumes)",
+        "HH:MM[ ZONE]",
+    ),
     "backoff_base": Help("first retry delay in seconds, doubling (default {default})", "S"),
     "ca_bundle": Help(
         "PEM file of certificate authorities added to the system's (SSL_CERT_FILE replaces those)", "PATH"
@@ -97,7 +108,10 @@ HELP: dict[str, Help] = {
         "(default: off)",
         "S",
     ),
-    "dry_run": Help("validate and plan; ledger lines say planned; send nothing"),
+    "dry_run": Help(
+        "validate, plan and estimate the duration; ledger lines say planned; send no override "
+        "(with a key, one empty preflight reads the server's limit)"
+    ),
     "retry_rejected": Help("send again rows an earlier run saw rejected"),
     "preflight": Help("skip the key check before the first row", flag="--no-preflight", negate=True),
     "neutralize_formulas": Help(

@@ -188,7 +188,8 @@ class Recorder:
         return _PLAN_LINE[plan]
 
     def _not_sent(self) -> Verdict:
-        return Verdict(Outcome.ABORTED, ErrorCode.NOT_SENT, Action.DONE, f"not sent: {self._stopper.reason}")
+        stopper = self._stopper
+        return Verdict(Outcome.ABORTED, stopper.abort_code, Action.DONE, f"not sent: {stopper.reason}")
 
     def close(self) -> None:
         """Close the ledger (its last sync can fail too: exit 6)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -24,32 +25,38 @@ import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
+import numpy as np
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .._version import __version__
 from ..apikey import ApiKey
 from ..config import RunConfig
-from ..errors import BatchOverrideError, ExitCode, LedgerWriteError
+from ..errors import BatchOverrideError, ExitCode, LedgerWriteError, failure_of
 from ..input.source import BatchSource
 from ..ledger import runlog
 from ..ledger.format import utc_now
 from ..ledger.resume import ResumeIndex, load_resume_index
 from ..ledger.writer import LedgerLock, LedgerWriter, check_ledger_path, repair_torn_tail
+from ..outcome import Action, Outcome
 from ..pacing.backoff import Backoff
 from ..pacing.concurrency import Concurrency
+from ..pacing.pacer import Pacer
 from ..sending.breaker import MAX_ROWS, MIN_ROWS, MIN_STREAK, Breaker
-from ..sending.client import make_session
-from ..sending.requester import Requester
-from ..stopping import Halted, Stopper, signals_handled
-from ..summary import Summary
+from ..sending.client import EMPTY_BODY, make_session
+from ..sending.requester import INTERRUPTED, Requester
+from ..stopping import Halted, StopHandle, Stopper, signals_handled
+from ..summary import ProgressSnapshot, Summary
+from .estimate import estimate
 from .parts import DEFAULT_PARTS, Parts
-from .plan import InputIndex, index_input
+from .plan import InputIndex, Plan, index_input
 from .producer import PassTwo, produce
 from .progress import Progress
 from .recorder import Item, Recorder
-from .sender import Sender
+from .sender import Sender, why
 from .ticker import Snapshot, Ticker
+from .watch import OnProgress, deadline_armed, progress_fed
 
 log = logging.getLogger("batch_override")
 
@@ -63,8 +70,12 @@ class _Job:
     started: float
     stopper: Stopper
     recorder: Recorder | None = None  # once the input is planned
-    on_progress: Callable[[Snapshot], None] | None = None
+    on_tick: Callable[[Snapshot], None] | None = None
     ticker: Ticker | None = None  # with --progress-interval, while rows are sent
+    summary: Summary | None = None
+    pacer: Pacer | None = None  # once sending starts
+    slots: Concurrency | None = None
+    requester: Requester | None = None
 
     def exit_now(self, code: int) -> None:
         """A second signal: sync the ledger and leave (the kernel releases the lock)."""
@@ -72,23 +83,52 @@ class _Job:
             self.recorder.close()
         os._exit(code)
 
+    def snapshot(self, final: bool, rows_per_s: float, eta_s: float | None) -> ProgressSnapshot:
+        """The run as ``on_progress`` sees it now (see :class:`ProgressSnapshot`)."""
+        summary = self.summary
+        outcomes = dict(summary.outcomes) if summary is not None else {}
+        pacer, slots = self.pacer, self.slots
+        return ProgressSnapshot(
+            run_id=self.run_id,
+            rows_done=sum(outcomes.values()),
+            rows_total=(summary.rows - summary.not_attempted) if summary is not None else 0,
+            outcomes=MappingProxyType(outcomes),
+            requests=self.requester.requests if self.requester is not None else 0,
+            elapsed_s=time.monotonic() - self.started,
+            rows_per_s=rows_per_s,
+            eta_s=eta_s,
+            pace=pacer.describe() if pacer is not None else "not sending yet",
+            window_s=pacer.period if pacer is not None else None,
+            in_flight=slots.in_flight if slots is not None else 0,
+            concurrency_limit=slots.limit if slots is not None else None,
+            final=final,
+        )
+
 
 async def run_job_async(
     config: RunConfig,
     api_key: ApiKey | None,
     parts: Parts = DEFAULT_PARTS,
     *,
-    on_progress: Callable[[Snapshot], None] | None = None,
+    handle_signals: bool = False,
+    on_progress: OnProgress | None = None,
+    stop: StopHandle | None = None,
+    on_tick: Callable[[Snapshot], None] | None = None,
 ) -> Summary:
     """Run one job to the end and return its summary (``summary.exit_code`` says how it went).
 
     Raises :class:`~.errors.BatchOverrideError` for problems found before anything is sent
-    (unreadable input, ledger mismatch, ledger held by another run).  A cancel stops the run as
-    a signal would, waits for it to wind down (at most ``--grace`` and a moment), then re-raises
-    :class:`asyncio.CancelledError`.  An unexpected error is re-raised once the run has ended
-    cleanly (exit code 70 in its run-log record).  ``parts`` is the seam tests use to inject faults.
-    With ``config.progress_interval``, ``on_progress`` gets a :class:`~.ticker.Snapshot` at each
-    progress line, in a worker thread (the command line refreshes its metrics there).
+    (unreadable input, ledger mismatch, ledger held by another run), and with
+    ``config.raise_on_failure`` a :class:`~.errors.RunFailed` subclass for a run that did not
+    exit 0.  A cancel stops the run as a signal would, waits for it to wind down (at most
+    ``--grace`` and a moment), then re-raises :class:`asyncio.CancelledError`.  An unexpected
+    error is re-raised once the run has ended cleanly (exit code 70 in its run-log record).
+
+    ``handle_signals``: SIGINT/SIGTERM stop the run (a second one exits at once), only on the
+    main thread; off, the host's handlers stay.  ``on_progress`` and ``stop``: see
+    :mod:`.watch` and :class:`~.stopping.StopHandle`.  With ``config.progress_interval``, ``on_tick``
+    gets a :class:`~.ticker.Snapshot` at each progress line, in a worker thread (the command line
+    refreshes its metrics there).  ``parts`` is the seam tests use to inject faults.
     """
     if not config.dry_run and api_key is None:
         raise BatchOverrideError("no API key given")
@@ -102,15 +142,23 @@ async def run_job_async(
         lock.acquire(
             {"pid": os.getpid(), "host": runlog.user_at_host(), "run_id": run_id, "started_at": utc_now()}
         )
-    job = _Job(config, api_key, parts, run_id, started, Stopper(config.grace), on_progress=on_progress)
+    job = _Job(config, api_key, parts, run_id, started, Stopper(config.grace), on_tick=on_tick)
     try:
-        with signals_handled(job.stopper, job.exit_now):
-            summary = await _run_locked(job)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(signals_handled(job.stopper, job.exit_now, handle_signals))
+            if stop is not None:
+                stack.enter_context(stop.attached(job.stopper))
+            stack.enter_context(deadline_armed(config, job.stopper))
+            async with progress_fed(on_progress, job.snapshot):
+                summary = await _run_locked(job)
     finally:
         if lock is not None:
             lock.release()
     if job.stopper.error is not None:
         raise job.stopper.error
+    failure = failure_of(summary) if config.raise_on_failure else None
+    if failure is not None:
+        raise failure
     return summary
 
 
@@ -126,6 +174,7 @@ async def _run_locked(job: _Job) -> Summary:
         )
         if config.ok_outcomes is not None:
             summary.ok_outcomes = config.ok_outcomes
+        job.summary = summary
         try:
             index, _ = await asyncio.gather(
                 stopper.in_thread(index_input, stopper.interruptible(source.batches())),
@@ -183,7 +232,7 @@ async def _with_ticker(job: _Job, summary: Summary, sending: Coroutine[object, o
     if interval is None:
         await sending
         return
-    job.ticker = Ticker(summary, interval, job.on_progress)
+    job.ticker = Ticker(summary, interval, job.on_tick)
     ticking = asyncio.ensure_future(job.ticker.run())
     try:
         await sending
@@ -275,7 +324,10 @@ async def _send_all(
 ) -> None:
     config, stopper = job.config, job.stopper
     if config.dry_run or job.api_key is None:
+        pacer = await _probe_limit(job) if job.api_key is not None and config.preflight else None
         await produce(PassTwo(config, source, index, resume, recorder, stopper, None))
+        planned = recorder.summary.outcomes.get(Outcome.PLANNED.value, 0)
+        _estimate(job, pacer, planned + (1 if config.preflight else 0), up_to=False)
         return
     # One policy for the probes and the bare 429s (the senders' retries draw from their own).
     backoff = Backoff(config.backoff_base, config.backoff_cap)
@@ -297,6 +349,7 @@ async def _send_all(
         backoff=backoff,
         stopped=stopper.stopped,
     )
+    job.pacer, job.slots = pacer, slots
     queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=senders * 4)
     if recorder.progress is not None:
         recorder.progress.concurrency = slots.describe
@@ -305,10 +358,18 @@ async def _send_all(
     async with make_session(
         job.api_key, concurrency=senders, timeout=config.timeout, ca_bundle=config.ca_bundle
     ) as session:
-        requester = Requester(job.parts.client(session, config.api_url), pacer, stopper, slots)
+        requester = job.requester = Requester(
+            job.parts.client(session, config.api_url), pacer, stopper, slots
+        )
         if job.ticker is not None:
             job.ticker.requester = requester
         sender = Sender(config, requester, breaker, recorder, stopper)
+        sends = int(np.count_nonzero(index.status == Plan.SEND))
+        sends = sends if config.limit is None else min(sends, config.limit)
+        estimated = functools.partial(_estimate, job, pacer, sends, up_to=len(resume) > 0)
+        sender.after_preflight = estimated
+        if not config.preflight:
+            estimated()
         producer = produce(PassTwo(config, source, index, resume, recorder, stopper, queue), senders)
         workers = [sender.work(queue) for _ in range(senders)]
         pipeline = asyncio.ensure_future(_pipeline(stopper, producer, workers))
@@ -318,6 +379,43 @@ async def _send_all(
             recorder.summary.throttled = pacer.throttled
             recorder.summary.requests = requester.requests
             recorder.summary.concurrency = slots.report()
+
+
+def _estimate(job: _Job, pacer: Pacer | None, requests: int, *, up_to: bool) -> None:
+    assert job.summary is not None
+    made = estimate(job.config, pacer, requests, up_to=up_to)
+    job.summary.estimate, job.summary.estimate_s = str(made), made.seconds
+    log.info("estimate: %s", job.summary.estimate)
+
+
+async def _probe_limit(job: _Job) -> Pacer | None:
+    """A dry run's preflight: one empty POST (nothing is recorded) to read the advertised limit
+    for the estimate.  A refused key stops the dry run as it would stop the run (exit 3)."""
+    config, stopper = job.config, job.stopper
+    assert job.api_key is not None
+    pacer = job.parts.pacer(
+        config.fixed_rate,
+        headroom=config.headroom,
+        stopped=stopper.stopped,
+        backoff=Backoff(config.backoff_base, config.backoff_cap),
+    )
+    slots = Concurrency(1, 1)
+    async with make_session(
+        job.api_key, concurrency=1, timeout=config.timeout, ca_bundle=config.ca_bundle
+    ) as session:
+        requester = Requester(job.parts.client(session, config.api_url), pacer, stopper, slots)
+        answer = await requester.attempt(config.media, "0" * 64, EMPTY_BODY)
+    assert job.summary is not None
+    job.summary.requests = requester.requests
+    if answer is None or answer is INTERRUPTED:
+        return None
+    if answer.verdict.action is Action.ABORT:
+        stopper.request(ExitCode.ABORTED, f"preflight: {why(answer)}")
+        return None
+    if answer.status is None:
+        log.warning("preflight: no answer (%s): the estimate assumes the pace", answer.verdict.error_code)
+        return None
+    return pacer
 
 
 #: A stage of the pipeline: a coroutine run for what it does, not for a value.

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from ..config import RunConfig
 from ..errors import ExitCode
@@ -51,6 +52,8 @@ class Sender:
         self.retry_backoff = Backoff(config.backoff_base, config.backoff_cap)
         self._preflight_lock = asyncio.Lock()
         self._preflight_done = not config.preflight
+        #: Called once the preflight's answer was learnt from (the runner's estimate).
+        self.after_preflight: Callable[[], None] | None = None
 
     async def work(self, queue: asyncio.Queue[Item | None]) -> None:
         """One sender: rows from ``queue`` until its ``None``."""
@@ -181,6 +184,8 @@ async def preflight(sender: Sender, item: Item) -> None:
             sender.requester.pacer.describe(),
             sender.requester.slots.describe(),
         )
+        if sender.after_preflight is not None:
+            sender.after_preflight()
         return
 
 

@@ -126,6 +126,9 @@ class RunSummary:
     exit_code: int | None
     stop_reason: str
     concurrency: Mapping[str, Any]
+    #: What the run said before sending (requests, pace, duration); "" and None before it did.
+    estimate: str
+    estimate_s: float | None
 
     @classmethod
     def of(cls, summary: Summary) -> RunSummary:

@@ -507,6 +507,8 @@ _SAMPLE_VALUES = {  # a flag's sample value by metavar (or dest); numbers as TOM
     "DAYS": 2.5,
     "MAP": "ai=artificial,real=human",
     "LIST": "submitted,not_ready",
+    "DURATION": "7h30m",
+    "HH:MM[ ZONE]": "06:00 Europe/Rome",
 }
 
 

@@ -276,3 +276,17 @@ def test_systemd_analyze_verifies_the_units(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert calendar.returncode == 0, calendar.stderr
+
+
+def test_the_nightly_schedules_stop_the_run_before_business_hours() -> None:
+    _, entries = _crontab_entries()
+    cron = _parse_run(shlex.split(entries[0][1].split("&&")[-1])[1:])
+    service = _parse_run([a.replace("%d", "/run/credentials/x") for a in _exec_argv(_unit(SERVICE))][1:])
+    for args in (cron, service):
+        stop_at = args.stop_at  # type: ignore[attr-defined]
+        assert (stop_at.hour, stop_at.minute) == (6, 0)
+    match = _ON_CALENDAR.match(_one(_unit(TIMER)["Timer"], "OnCalendar"))
+    assert match and int(match[1]) >= 18, "the window starts in the evening"
+    # TimeoutStartSec is only a backstop: it must not end the window before --stop-at does.
+    timeout = _one(_unit(SERVICE)["Service"], "TimeoutStartSec")
+    assert timeout.endswith("h") and int(timeout[:-1]) >= 24 - int(match[1]) + 6 + 1

@@ -252,7 +252,7 @@ async def run_paused_in_pass_one(tmp_path: Path, server: Server) -> AsyncIterato
         return sources[-1]
 
     config = make_config(tmp_path, server.url, batch_rows=2)
-    run = asyncio.ensure_future(run_job_async(config, KEY, Parts(source=source)))
+    run = asyncio.ensure_future(run_job_async(config, KEY, Parts(source=source), handle_signals=True))
     try:
         await asyncio.wait_for(paused.wait(), 10)
         yield PausedRead(run, config, sources[0], go)

@@ -36,6 +36,8 @@ SUMMARY: dict[str, Any] = {
     "concurrency": {"limit": 8, "max": 64, "mean_in_flight": 0.03, "mode": "auto", "peak_in_flight": 1},
     "dry_run": False,
     "duration_s": 8.511,
+    "estimate": "",
+    "estimate_s": None,
     "error_codes": {
         "conflicting_classifications": 7, "invalid_row": 8, "no_completed_request": 8,
         "no_longer_possible": 8, "no_request": 10, "not_classified": 12,

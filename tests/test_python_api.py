@@ -1,0 +1,331 @@
+"""The Python API as a notebook or an orchestrator uses it: inside a running loop, failures an
+orchestrator can act on (one exception type per way a run stops), progress, a stop from any thread."""
+
+from __future__ import annotations
+
+import _thread
+import asyncio
+import errno
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batch_override import (
+    LedgerUnwritable,
+    ProgressSnapshot,
+    Rate,
+    RowsFailed,
+    RunAborted,
+    RunConfig,
+    RunInterrupted,
+    ServerOutage,
+    StopHandle,
+    Summary,
+    run_job,
+)
+from batch_override.apikey import ApiKey
+from batch_override.emulator import DEMO_API_KEY
+from batch_override.errors import RunFailed
+from batch_override.job.parts import Parts
+from batch_override.job.runner import run_job_async
+from batch_override.ledger.writer import LedgerLock, LedgerWriter
+from tests.api_support import emulator_in_thread
+from tests.support import REPO, cli_env, read_ledger, sha, write_csv
+
+GRACE = 0.5
+
+
+def corrections(tmp_path: Path, rows: int) -> Path:
+    return write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(rows)])
+
+
+def config(tmp_path: Path, url: str, rows: int = 20, **kw: Any) -> RunConfig:
+    settings: dict[str, Any] = {"rate": Rate(1000, 1.0), "grace": GRACE, "backoff_base": 0.01}
+    settings.update(kw)
+    return RunConfig(
+        input=str(corrections(tmp_path, rows)), ledger=tmp_path / "l.csv", api_url=url, **settings
+    )
+
+
+def assert_lock_released(ledger: Path) -> None:
+    lock = LedgerLock(ledger)
+    lock.acquire({"pid": 0})  # raises LedgerLocked while a run still holds it
+    lock.release()
+
+
+def test_run_job_inside_asyncio_run_returns_the_summary(tmp_path: Path) -> None:
+    with emulator_in_thread(unknown="classified") as emulator:
+
+        async def notebook_cell() -> Summary:
+            return run_job(config(tmp_path, emulator.url), api_key=DEMO_API_KEY)
+
+        summary = asyncio.run(notebook_cell())
+    assert summary.exit_code == 0
+    assert summary.outcomes == {"submitted": 20}
+
+
+def test_run_job_in_a_running_loop_leaves_the_hosts_signal_handlers_alone(tmp_path: Path) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with emulator_in_thread(unknown="classified") as emulator:
+
+        async def cell() -> Summary:
+            return run_job(config(tmp_path, emulator.url), api_key=DEMO_API_KEY, handle_signals=True)
+
+        assert asyncio.run(cell()).exit_code == 0
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+async def test_the_library_installs_no_signal_handler_unless_asked(tmp_path: Path) -> None:
+    seen: list[object] = []
+
+    def progress(_: ProgressSnapshot) -> None:
+        seen.append(signal.getsignal(signal.SIGTERM))
+
+    with emulator_in_thread(unknown="classified") as emulator:
+        before = signal.getsignal(signal.SIGTERM)
+        await run_job_async(config(tmp_path, emulator.url), ApiKey(DEMO_API_KEY), on_progress=progress)
+    assert seen and all(handler is before for handler in seen)
+
+
+def test_an_interrupt_of_a_notebook_cell_stops_the_run_as_ctrl_c_would(tmp_path: Path) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("KeyboardInterrupt is delivered to the main thread only")
+    with emulator_in_thread(unknown="classified") as emulator:
+        cfg = config(tmp_path, emulator.url, rows=40, rate=Rate(5, 1.0), preflight=False)
+
+        async def cell() -> Summary:
+            return run_job(cfg, api_key=DEMO_API_KEY)
+
+        # A kernel's loop, as ipykernel runs one: no asyncio.run, whose own SIGINT handler differs.
+        loop = asyncio.new_event_loop()
+        timer = threading.Timer(1.0, _thread.interrupt_main)  # what the Interrupt button does
+        timer.start()
+        started = time.monotonic()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                loop.run_until_complete(cell())
+        finally:
+            timer.join()
+            loop.close()
+        elapsed = time.monotonic() - started
+    assert elapsed < 1.0 + GRACE + 2
+    outcomes = read_ledger(tmp_path / "l.csv")["outcome"].value_counts().to_dict()
+    assert outcomes["aborted"] > 20 and sum(outcomes.values()) == 40, (outcomes, elapsed)
+    assert_lock_released(tmp_path / "l.csv")
+
+
+# -- one exception per way a run stops -------------------------------------------------------------
+
+_SIGTERM_SCRIPT = """
+import sys
+from pathlib import Path
+from batch_override import Rate, RunConfig, RunInterrupted, run_job
+config = RunConfig(input=sys.argv[1], ledger=Path(sys.argv[2]), api_url=sys.argv[3], rate=Rate(5, 1.0),
+                   grace=float(sys.argv[4]), preflight=False)
+try:
+    run_job(config, raise_on_failure=True, handle_signals=sys.argv[5] == "handlers")
+except RunInterrupted as exc:
+    s = exc.summary
+    print(type(exc).__name__, exc.exit_code, exc.retryable, s.exit_code, s.outcomes["aborted"], flush=True)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+"""
+
+
+async def _signal_a_run(tmp_path: Path, emulator: Any, signum: int, handlers: str) -> tuple[list[str], float]:
+    """Start the script on 40 rows at 5/s, send ``signum`` once it sends; its words and how long
+    it took to end after the signal."""
+    script = tmp_path / "job.py"
+    script.write_text(_SIGTERM_SCRIPT, encoding="utf-8")
+    args = (str(corrections(tmp_path, 40)), str(tmp_path / "l.csv"), emulator.url, str(GRACE), handlers)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), *args, cwd=str(REPO), env=cli_env(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        for _ in range(300):  # the run is sending
+            if emulator.stats()["requests"] >= 2:
+                break
+            await asyncio.sleep(0.05)
+        started = time.monotonic()
+        proc.send_signal(signum)
+        out, err = await asyncio.wait_for(proc.communicate(), GRACE + 5)
+        elapsed = time.monotonic() - started
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert out, err.decode()[-2000:]
+    return out.decode().split(), elapsed
+
+
+async def test_sigterm_to_a_process_in_run_job_raises_run_interrupted_with_the_summary_within_grace(
+    tmp_path: Path, emulator_factory: Any
+) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    words, elapsed = await _signal_a_run(tmp_path, emulator, signal.SIGTERM, "handlers")
+    assert words[:4] == ["RunInterrupted", "143", "True", "143"], words
+    assert int(words[4]) > 20  # the rows not sent are aborted, and said so in the summary
+    assert elapsed < GRACE + 2
+    assert_lock_released(tmp_path / "l.csv")
+
+
+async def test_ctrl_c_in_a_script_without_handlers_winds_the_run_down_and_raises_keyboard_interrupt(
+    tmp_path: Path, emulator_factory: Any
+) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    words, elapsed = await _signal_a_run(tmp_path, emulator, signal.SIGINT, "no handlers")
+    assert words == ["KeyboardInterrupt"]
+    assert elapsed < GRACE + 2
+    outcomes = read_ledger(tmp_path / "l.csv")["outcome"].value_counts().to_dict()
+    assert outcomes["aborted"] > 20 and sum(outcomes.values()) == 40, outcomes
+    assert_lock_released(tmp_path / "l.csv")
+
+
+def test_a_refused_key_raises_run_aborted_not_retryable(tmp_path: Path) -> None:
+    with emulator_in_thread(unknown="classified") as emulator, pytest.raises(RunAborted) as caught:
+        run_job(config(tmp_path, emulator.url), api_key="not-the-key", raise_on_failure=True)
+    assert (caught.value.exit_code, caught.value.retryable) == (3, False)
+    assert caught.value.summary.exit_code == 3
+    assert "401" in caught.value.summary.stop_reason
+
+
+def test_an_outage_raises_server_outage_retryable(tmp_path: Path) -> None:
+    with (
+        emulator_in_thread(unknown="classified", fail_rate=1.0) as emulator,
+        pytest.raises(ServerOutage) as caught,
+    ):
+        run_job(config(tmp_path, emulator.url, max_outage=0.3), api_key=DEMO_API_KEY, raise_on_failure=True)
+    assert (caught.value.exit_code, caught.value.retryable) == (5, True)
+    assert sum(caught.value.summary.outcomes.values()) == 20, caught.value.summary.outcomes
+
+
+def test_rows_that_fail_raise_rows_failed_retryable(tmp_path: Path) -> None:
+    # Every row rejected: the emulator knows none of them.
+    with emulator_in_thread() as emulator, pytest.raises(RowsFailed) as caught:
+        run_job(
+            config(tmp_path, emulator.url, max_failure_rate=1.0),
+            api_key=DEMO_API_KEY,
+            raise_on_failure=True,
+        )
+    assert (caught.value.exit_code, caught.value.retryable) == (1, True)
+    assert caught.value.summary.outcomes == {"rejected": 20}
+
+
+class _FullDisk(LedgerWriter):
+    """A ledger whose fifth write meets a full disk."""
+
+    writes = 0
+
+    def _write_some(self, fd: int, data: memoryview) -> int:
+        self.writes += 1
+        if self.writes >= 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super()._write_some(fd, data)
+
+
+async def test_an_unwritable_ledger_raises_ledger_unwritable_not_retryable(tmp_path: Path) -> None:
+    with emulator_in_thread(unknown="classified") as emulator:
+        cfg = config(tmp_path, emulator.url, raise_on_failure=True)
+        with pytest.raises(LedgerUnwritable) as caught:
+            await run_job_async(cfg, ApiKey(DEMO_API_KEY), Parts(ledger_writer=_FullDisk))
+    assert (caught.value.exit_code, caught.value.retryable) == (6, False)
+    assert isinstance(caught.value, RunFailed)
+    assert_lock_released(tmp_path / "l.csv")
+
+
+def test_without_raise_on_failure_a_failed_run_returns_its_summary(tmp_path: Path) -> None:
+    with emulator_in_thread(unknown="classified") as emulator:
+        summary = run_job(config(tmp_path, emulator.url), api_key="not-the-key")
+    assert summary.exit_code == 3
+
+
+# -- progress and stopping from another thread -----------------------------------------------------
+
+
+def test_on_progress_is_called_about_once_a_second_and_once_at_the_end(tmp_path: Path) -> None:
+    seen: list[ProgressSnapshot] = []
+    with emulator_in_thread(unknown="classified") as emulator:
+        cfg = config(tmp_path, emulator.url, rows=36, rate=Rate(10, 1.0), preflight=False)
+        summary = run_job(cfg, api_key=DEMO_API_KEY, on_progress=seen.append)
+    assert 3.0 < summary.duration < 4.5
+    ticks = [s for s in seen if not s.final]
+    assert abs(len(ticks) - int(summary.duration)) <= 1, [s.elapsed_s for s in ticks]
+    assert [s.final for s in seen].count(True) == 1 and seen[-1].final
+    last = seen[-1]
+    assert (last.rows_done, last.rows_total, dict(last.outcomes), last.requests) == (
+        36,
+        36,
+        {"submitted": 36},
+        36,
+    )
+    middle = ticks[len(ticks) // 2]
+    assert 0 < middle.rows_done < 36 and middle.eta_s is not None and 5 < middle.rows_per_s < 15
+    assert "10/1s" in middle.pace and middle.in_flight >= 0
+    with pytest.raises(TypeError):
+        middle.outcomes["submitted"] = 0  # type: ignore[index]
+
+
+@pytest.mark.parametrize("behaviour", ["raises", "sleeps 5 s"])
+def test_a_callback_that_raises_or_sleeps_changes_neither_the_rate_nor_the_outcome(
+    tmp_path: Path, behaviour: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls = 0
+
+    def callback(_: ProgressSnapshot) -> None:
+        nonlocal calls
+        calls += 1
+        if behaviour == "raises":
+            raise ValueError("a bug in the callback")
+        time.sleep(5)
+
+    with emulator_in_thread(unknown="classified") as emulator:
+        cfg = config(tmp_path, emulator.url, rows=25, rate=Rate(10, 1.0), preflight=False)
+        started = time.monotonic()
+        summary = run_job(cfg, api_key=DEMO_API_KEY, on_progress=callback)
+        returned = time.monotonic() - started
+    assert summary.exit_code == 0 and summary.outcomes == {"submitted": 25}
+    assert 2.0 < summary.duration < 3.0  # 25 rows at 10/s, as without a callback
+    assert returned < summary.duration + 1.5  # the final call is not waited for long
+    assert calls >= 1
+    if behaviour == "raises":
+        warnings = [r for r in caplog.records if "on_progress raised ValueError" in r.getMessage()]
+        assert len(warnings) == 1 and calls >= 2
+
+
+def test_a_stop_from_another_thread_ends_the_run_within_grace_with_the_lock_released(tmp_path: Path) -> None:
+    handle = StopHandle()
+    with emulator_in_thread(unknown="classified") as emulator:
+        cfg = config(tmp_path, emulator.url, rows=40, rate=Rate(5, 1.0), preflight=False)
+        stopped_at: list[float] = []
+
+        def press_stop() -> None:
+            stopped_at.append(time.monotonic())
+            handle.stop("the Stop button")
+
+        timer = threading.Timer(1.0, press_stop)
+        timer.start()
+        with pytest.raises(RunInterrupted) as caught:
+            run_job(cfg, api_key=DEMO_API_KEY, stop=handle, raise_on_failure=True)
+        ended = time.monotonic()
+        timer.join()
+    assert ended - stopped_at[0] < GRACE + 2
+    summary = caught.value.summary
+    assert (summary.exit_code, caught.value.retryable) == (130, True)
+    assert "the Stop button" in summary.stop_reason
+    assert summary.outcomes["aborted"] > 20 and summary.outcomes["submitted"] >= 4
+    assert_lock_released(tmp_path / "l.csv")
+
+
+def test_a_stop_handle_used_before_the_run_stops_it_at_once(tmp_path: Path) -> None:
+    handle = StopHandle()
+    handle.stop()
+    with emulator_in_thread(unknown="classified") as emulator:
+        summary = run_job(config(tmp_path, emulator.url), api_key=DEMO_API_KEY, stop=handle)
+    assert summary.exit_code == 130 and handle.stopped
+    assert emulator.stats()["requests"] == 0

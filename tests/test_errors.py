@@ -11,7 +11,7 @@ from batch_override.summary import Summary
 def test_exit_codes_keep_their_documented_numbers() -> None:
     assert {c.name: int(c) for c in ExitCode} == {
         "OK": 0, "SOME_ROWS_FAILED": 1, "USAGE": 2, "ABORTED": 3, "LOCKED": 4, "OUTAGE": 5,
-        "LEDGER_WRITE": 6, "INTERNAL": 70, "SIGHUP": 129, "SIGINT": 130, "SIGTERM": 143,
+        "LEDGER_WRITE": 6, "DEADLINE": 7, "INTERNAL": 70, "SIGHUP": 129, "SIGINT": 130, "SIGTERM": 143,
     }  # fmt: skip
 
 

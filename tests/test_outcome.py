@@ -135,7 +135,7 @@ def test_the_error_codes_written_to_the_ledger_never_change() -> None:
             "validation_error", "unauthorized", "forbidden", "not_found", "method_not_allowed",
             "redirect", "tls_error", "rate_limited", "server_error", "timeout", "connection_error",
             "http", "invalid_row", "conflicting_classifications", "previously_rejected",
-            "classification_locked", "gave_up", "not_sent", "interrupted",
+            "classification_locked", "gave_up", "not_sent", "interrupted", "deadline",
         ]
     )  # fmt: skip
     assert status_code(ErrorCode.HTTP, 418) == "http_418"

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv demo test lint unit integration bench clean
+.PHONY: venv demo test lint unit integration image bench clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,11 @@ unit: $(STAMP)
 ## them after `make test`. Tests join it with @pytest.mark.integration. Exit 5 (none collected) is fine.
 integration: $(STAMP)
 	$(BIN)/pytest -q -m integration || [ $$? -eq 5 ]
+
+## The job's OCI image, built without pulling a base image (mmdebstrap + umoci; see deploy/image/):
+## an OCI layout in out/image/oci, tagged with the version; prints its size and build time.
+image: $(STAMP)
+	PYTHON=$(BIN)/python bash deploy/image/build.sh out/image
 
 ## Benchmarks; results go to BENCHMARKS.md (method there too).
 bench: $(STAMP)

@@ -224,3 +224,18 @@ async def test_sigterm_gives_143_with_the_rest_aborted_and_a_rerun_resumes(
     resent = emulator.stats()["requests"] - before
     assert resent <= rows - len(submitted) + 1
     assert len(emulator.overrides()) == rows
+
+
+def test_the_image_holds_no_build_tools_runs_as_65532_and_is_labelled(
+    rootfs: tuple[Path, dict[str, Any]],
+) -> None:
+    root, config = rootfs
+    for tool in ("gcc", "cc", "make", "pip", "pip3", "apt", "apt-get", "perl"):
+        assert not (root / "usr" / "bin" / tool).exists(), tool
+    assert not list((root / "opt" / "batch-override" / "site").glob("pip*"))
+    assert config["process"]["user"]["uid"] == UID
+    assert config["process"]["args"] == ["/usr/local/bin/batch-override"]
+    labels = config["annotations"]
+    assert labels["org.opencontainers.image.revision"].removesuffix("-dirty") == _head()
+    assert labels["org.opencontainers.image.version"] == (IMAGE_DIR / "tag").read_text().strip()
+    assert "nonroot:x:65532:65532:" in (root / "etc" / "passwd").read_text()

@@ -226,3 +226,18 @@ async def test_hash_reads_its_path_list_from_s3_and_resolves_paths_against_the_w
     import hashlib
 
     assert read_ledger(tmp_path / "out.csv")["hash"].tolist() == [hashlib.sha256(b"media bytes").hexdigest()]
+
+
+async def test_a_versioned_bucket_pins_the_version_id_in_the_run_log(
+    s3_server: S3Server, bucket: str, emulator_factory: object, tmp_path: Path
+) -> None:
+    s3_server.client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3_server.put(bucket, "c.csv", b"hash,classification\n" + f"{sha(1)},human\n".encode())
+    version = s3_server.client.head_object(Bucket=bucket, Key="c.csv")["VersionId"]
+    emulator: Emulator = await emulator_factory(unknown="classified")  # type: ignore[operator]
+    result = await run_against(
+        emulator.url, f"s3://{bucket}/c.csv", tmp_path / "l.csv", "--s3-endpoint", s3_server.url, env=s3_env()
+    )  # type: ignore[arg-type]
+    assert result.returncode == 0, result.stderr
+    started = json.loads((tmp_path / "l.csv.runs.jsonl").read_text().splitlines()[0])
+    assert started["input_object"]["version_id"] == version

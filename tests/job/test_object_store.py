@@ -5,9 +5,11 @@ before anything is sent, and one-line errors with no secret in them."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -78,9 +80,12 @@ async def test_an_s3_parquet_object_gives_the_ledger_the_local_file_gives_and_lo
 
     first, second = await emulator_factory(), await emulator_factory()  # type: ignore[operator]
     from_file = await run_against(first.url, local, tmp_path / "file.csv", env=s3_env())
+    temp = tmp_path / "tmp"  # where the copy goes, to see it removed
+    temp.mkdir()
     from_s3 = await run_cli(
         "run", uri, "--ledger", str(tmp_path / "s3.csv"), "--api-url", second.url,
-        "--s3-endpoint", s3_server.url, "--s3-region", "us-east-1", "--rate", "1000/s", env=s3_env(),
+        "--s3-endpoint", s3_server.url, "--s3-region", "us-east-1", "--rate", "1000/s",
+        env={**s3_env(), "TMPDIR": str(temp)},
     )  # fmt: skip
 
     assert from_s3.returncode == from_file.returncode == 1, from_s3.stderr  # unknown hashes: not_ready
@@ -89,7 +94,7 @@ async def test_an_s3_parquet_object_gives_the_ledger_the_local_file_gives_and_lo
     started = json.loads((tmp_path / "s3.csv.runs.jsonl").read_text().splitlines()[0])
     assert started["input"] == uri
     assert started["input_object"] == {"etag": etag}
-    assert not list(Path(tmp_path).glob("batch-override-object-*"))
+    assert list(temp.iterdir()) == []
 
 
 async def test_a_gs_gzip_csv_object_gives_the_ledger_the_local_file_gives_and_logs_its_generation(
@@ -126,38 +131,49 @@ async def test_validate_reads_a_200k_row_s3_object_once_copied(
 
 
 class ReplacedAfterPassOne(CorrectionsFile):
-    """The object, replaced in the store the moment pass one has read the copy."""
+    """The object, replaced in the store (by ``replace``) the moment pass one has read the copy."""
 
-    replace: tuple[S3Server, str, str, bytes]
+    replace: Callable[[], None]
 
     def batches(self):  # type: ignore[no-untyped-def]
         yield from super().batches()
         if getattr(self, "replaced", False) is False:
             self.replaced = True
-            server, bucket, key, data = self.replace
-            server.put(bucket, key, data)
+            self.replace()
 
 
+@pytest.mark.parametrize("store", ["s3", "gs"])
 async def test_an_object_replaced_between_the_passes_stops_the_run_with_exit_2_before_sending(
-    s3_server: S3Server, bucket: str, emulator_factory: object, aws_env: dict[str, str], tmp_path: Path
-) -> None:
-    s3_server.put(bucket, "c.parquet", parquet_bytes(corrections(20)))
+    s3_server: S3Server, gcs_server: GcsServer, bucket: str, emulator_factory: object, aws_env: object,
+    tmp_path: Path, store: str, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    old, new = parquet_bytes(corrections(20)), parquet_bytes(corrections(20, 100))
+    if store == "s3":
+        s3_server.put(bucket, "c.parquet", old)
+        uri, where = f"s3://{bucket}/c.parquet", {"s3_endpoint": s3_server.url}
+        replace = functools.partial(s3_server.put, bucket, "c.parquet", new)
+    else:
+        gcs_server.put("corrections/replaced.parquet", old)
+        uri, where = "gs://corrections/replaced.parquet", {"gcs_endpoint": gcs_server.url, "anonymous": True}
+        replace = functools.partial(gcs_server.put, "corrections/replaced.parquet", new)
     emulator: Emulator = await emulator_factory()  # type: ignore[operator]
 
     def source(config: RunConfig) -> CorrectionsFile:
         assert isinstance(config.input, str)
-        ReplacedAfterPassOne.replace = (s3_server, bucket, "c.parquet", parquet_bytes(corrections(20, 100)))
-        return ReplacedAfterPassOne(config.input, InputOptions.of(config))
+        opened = ReplacedAfterPassOne(config.input, InputOptions.of(config))
+        opened.replace = replace
+        return opened
 
     config = RunConfig(
-        input=f"s3://{bucket}/c.parquet", ledger=tmp_path / "l.csv", api_url=emulator.url,
-        rate=Rate(1000, 1.0), s3_endpoint=s3_server.url,
-    )  # fmt: skip
+        input=uri, ledger=tmp_path / "l.csv", api_url=emulator.url, rate=Rate(1000, 1.0), **where
+    )  # type: ignore[arg-type]
     summary = await asyncio.wait_for(run_job_async(config, ApiKey(DEMO_API_KEY), Parts(source=source)), 30)
 
     assert summary.exit_code == ExitCode.USAGE
     assert "changed" in (summary.stop_reason or "")
     assert emulator.overrides() == []
+    said = "etag" if store == "s3" else "generation"
+    assert any("replaced in the store" in r.message and said in r.message for r in caplog.records)
 
 
 @pytest.mark.parametrize(
@@ -174,13 +190,16 @@ async def test_an_unreadable_object_is_one_line_exit_2_without_a_secret(
 ) -> None:
     s3_server.put(bucket, "c.csv", b"hash,classification\n")
     uri = target.format(bucket=bucket)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
     result = await run_cli(
-        "run", uri, "--ledger", str(tmp_path / "l.csv"), "--s3-endpoint", s3_server.url, *flags, env=s3_env()
-    )
+        "run", uri, "--ledger", str(tmp_path / "l.csv"), "--s3-endpoint", s3_server.url, *flags,
+        env={**s3_env(), "TMPDIR": str(temp)},
+    )  # fmt: skip
     assert result.returncode == ExitCode.USAGE
     assert result.stderr.count("\n") == 1 and uri in result.stderr and expected in result.stderr
     assert AWS_ENV["AWS_SECRET_ACCESS_KEY"] not in result.stderr + result.stdout
-    assert not (tmp_path / "l.csv").exists()
+    assert not (tmp_path / "l.csv").exists() and list(temp.iterdir()) == []  # the copy removed too
 
 
 async def test_an_unreachable_store_is_one_line_exit_2(tmp_path: Path) -> None:

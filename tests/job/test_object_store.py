@@ -260,3 +260,10 @@ async def test_a_versioned_bucket_pins_the_version_id_in_the_run_log(
     assert result.returncode == 0, result.stderr
     started = json.loads((tmp_path / "l.csv.runs.jsonl").read_text().splitlines()[0])
     assert started["input_object"]["version_id"] == version
+
+
+async def test_a_missing_gs_object_is_one_line_exit_2(gcs_server: GcsServer, tmp_path: Path) -> None:
+    uri = "gs://corrections/no/such/object.parquet"
+    result = await run_cli("validate", uri, "--gcs-endpoint", gcs_server.url, "--anonymous")
+    assert result.returncode == ExitCode.USAGE
+    assert result.stderr == f"batch-override: error: {uri}: no such object (or no such bucket)\n"

@@ -44,7 +44,7 @@ cp -a "$repo/pyproject.toml" "$repo/README.md" "$repo/batch_override" "$work/src
 find "$work/src" -name __pycache__ -type d -prune -exec rm -rf {} +
 "$python" -m pip wheel -q --disable-pip-version-check --no-deps -w "$work/wheels" "$work/src"
 # The lock pins dev tools too; only what the job's wheel depends on is installed.
-"$python" -m pip install -q --disable-pip-version-check --no-compile --target "$work/site" \
+"$python" -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-compile --target "$work/site" \
     --only-binary=:all: --implementation cp --python-version 3.11 --abi cp311 \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     -c "$repo/requirements.lock" "$work"/wheels/batch_override-*.whl

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv demo test lint unit integration bench clean
+.PHONY: venv demo test lint unit integration image bench clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,11 @@ integration: $(STAMP) $(VENV)/.integration-stamp
 $(VENV)/.integration-stamp: $(STAMP) requirements-integration.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c requirements.lock -r requirements-integration.txt
 	touch $@
+
+## The job's OCI image, built without pulling a base image (mmdebstrap + umoci; see deploy/image/):
+## an OCI layout in out/image/oci, tagged with the version; prints its size and build time.
+image: $(STAMP)
+	PYTHON=$(BIN)/python bash deploy/image/build.sh out/image
 
 ## Benchmarks; results go to BENCHMARKS.md (method there too).
 bench: $(STAMP)

@@ -243,6 +243,7 @@ _RANGES: dict[str, Allowed] = {
     "progress_interval": Allowed(float, 0, _DAY, low_open=True, optional=True),
     "max_duration": Allowed(float, 0, 100 * _DAY, low_open=True, optional=True),
     "raise_on_failure": Allowed(bool),
+    "anonymous": Allowed(bool),
 }
 #: Fields whose flag is not ``--`` plus the field name (the negated booleans: their job-file key).
 _FLAGS = {
@@ -261,9 +262,10 @@ def option_name(field: str) -> str:
 class RunConfig:
     """Everything a run needs except the API key, which travels separately (see :mod:`apikey`).
 
-    ``input`` is a file path (``-`` for standard input), a ``pandas.DataFrame`` or a
-    ``pyarrow.Table``; it takes no part in equality and hashing (two configs differing only in
-    their input are the same job settings, and a DataFrame cannot be hashed).
+    ``input`` is a file path (``-`` for standard input), an ``s3://`` or ``gs://`` URI, a
+    ``pandas.DataFrame`` or a ``pyarrow.Table``; it takes no part in equality and hashing (two
+    configs differing only in their input are the same job settings, and a DataFrame cannot be
+    hashed).
     """
 
     input: str | pd.DataFrame | pa.Table = field(compare=False, hash=False)
@@ -308,6 +310,12 @@ class RunConfig:
     stop_at: StopAt | None = None
     #: Raise a :class:`~.errors.RunFailed` subclass instead of returning a summary with exit != 0.
     raise_on_failure: bool = False
+    #: Object-store inputs (``s3://``, ``gs://``): where the store is (None: the provider's own),
+    #: the S3 region, and whether to read without credentials (else the provider's usual chain).
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    gcs_endpoint: str | None = None
+    anonymous: bool = False
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> RunConfig:
@@ -364,6 +372,11 @@ class RunConfig:
         if not (self.rate == "auto" or isinstance(self.rate, Rate)):
             raise UsageError("--rate: expected N/PERIOD such as 60/min, 5/s, 3600/h, or 'auto'")
         check_api_url(self.api_url)
+        for name in ("s3_endpoint", "gcs_endpoint"):
+            if getattr(self, name) is not None:
+                check_endpoint(option_name(name), getattr(self, name))
+        if self.s3_region is not None and not (isinstance(self.s3_region, str) and self.s3_region.strip()):
+            raise UsageError("--s3-region must name a region, such as eu-west-1")
         for _, target in self.label_map:
             if target not in CLASSIFICATIONS:
                 raise UsageError(f"--label-map: {target!r} is not human or artificial")
@@ -454,6 +467,24 @@ def check_api_url(url: str) -> None:
         raise UsageError(f"--api-url {url!r}: plain http is allowed only for loopback hosts (the emulator)")
     if parts.query or parts.fragment:
         raise UsageError(f"--api-url {url!r}: must not carry a query or fragment")
+
+
+def check_endpoint(flag: str, url: str) -> None:
+    """An object store's endpoint: ``https://HOST[:PORT]``, plain http only for a loopback host (a
+    local S3 or GCS server), never with credentials in it (they come from the provider's chain)."""
+    if not isinstance(url, str):
+        raise UsageError(f"{flag} must be text, such as https://s3.example.com")
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise UsageError(
+            f"{flag} must not carry credentials (user:password@); they come from the environment"
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
+        raise UsageError(f"{flag} {url!r}: expected https://HOST[:PORT]")
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        raise UsageError(f"{flag} {url!r}: plain http is allowed only for loopback hosts")
+    if parts.query or parts.fragment:
+        raise UsageError(f"{flag} {url!r}: must not carry a query or fragment")
 
 
 #: Options whose text needs more than ``str``, ``int`` or ``float`` to become a value.

@@ -48,9 +48,12 @@ import pyarrow.csv as pacsv
 from ..domain import CLASSIFICATIONS, MEDIA
 from ..errors import BatchOverrideError, ExitCode, InputError, UsageError, first_line
 from ..files import atomic_writer
+from ..input.batch import InputOptions
 from ..input.cells import as_text  # non-text cells: the ledger's one rule
+from ..input.object_store import ObjectCopy, is_object_uri
 from ..input.table import open_table
 from ..job.progress import Progress
+from .options import OBJECT_STORE, add_config_options
 from .pathlist import read_paths, shown
 
 CHUNK_BYTES = 1 << 20
@@ -77,10 +80,15 @@ def sha256_file(path: Path) -> tuple[str, str]:
 class _Input:
     """INPUT opened through :func:`~batch_override.input.table.open_table`; :meth:`batches` streams it."""
 
-    def __init__(self, path: Path, path_column: str, chunk_rows: int, encoding: str | None = None) -> None:
-        self.table = open_table(path, encoding=encoding)
+    def __init__(
+        self, path: Path, path_column: str, chunk_rows: int, encoding: str | None, copy: ObjectCopy | None
+    ) -> None:
+        self.table = open_table(
+            copy.path if copy else path, display=str(copy.uri) if copy else None, encoding=encoding
+        )
         self.chunk_rows = chunk_rows
-        self.base = path.resolve().parent
+        # An object's media are local files: relative paths resolve against the working directory.
+        self.base = Path.cwd() if copy else path.resolve().parent
         folded: dict[str, str] = {}
         for column in self.table.names:
             key = column.strip().lower()
@@ -137,7 +145,7 @@ class _PathList:
 
 
 def hash_corrections(
-    input_path: Path,
+    input_path: Path | str,
     output: Path,
     *,
     path_column: str = "path",
@@ -148,24 +156,52 @@ def hash_corrections(
     paths_from: BinaryIO | None = None,
     nul: bool = False,
     progress: bool | None = None,
+    store: InputOptions | None = None,
 ) -> tuple[int, int]:
     """Hash every file INPUT names and write the corrections file; returns ``(rows, failed)``.
 
     With ``paths_from`` (``hash -``), the paths are read from that stream instead (see
     :mod:`.pathlist`; NUL-separated when ``nul``), relative to the working directory, and
     ``input_path`` only names them in messages.  ``fill`` adds columns with one value on every
-    row (``--classification human``).  Raises :class:`InputError` for an unreadable INPUT or one
-    without the path column (nothing is written then), :class:`UsageError` for ``output`` naming
-    INPUT itself or a ``fill`` column INPUT already has.
+    row (``--classification human``).  An ``s3://`` or ``gs://`` INPUT (a string) is copied first,
+    reached as ``store`` says; its relative paths resolve against the working directory.
+    Raises :class:`InputError` for an unreadable INPUT or one without the path column (nothing is
+    written then), :class:`UsageError` for ``output`` naming INPUT itself or a ``fill`` column
+    INPUT already has.
     """
+    copy = None
+    if isinstance(input_path, str) and is_object_uri(input_path):
+        copy = ObjectCopy(input_path, store or InputOptions(), extensions=".csv, .csv.gz, .tsv, .parquet")
+    try:
+        return _hash_into(
+            input_path if copy else Path(input_path), output, path_column, workers, chunk_rows, encoding,
+            dict(fill or {}), paths_from, nul, progress, copy,
+        )  # fmt: skip
+    finally:
+        if copy is not None:
+            copy.close()
+
+
+def _hash_into(
+    input_path: Path | str,
+    output: Path,
+    path_column: str,
+    workers: int | None,
+    chunk_rows: int,
+    encoding: str | None,
+    fill: dict[str, str],
+    paths_from: BinaryIO | None,
+    nul: bool,
+    progress: bool | None,
+    copy: ObjectCopy | None,
+) -> tuple[int, int]:
     source: _Input | _PathList
     if paths_from is not None:
         source = _PathList(paths_from, nul=nul, chunk_rows=chunk_rows)
     else:
-        if output.resolve() == input_path.resolve():
+        if copy is None and output.resolve() == Path(input_path).resolve():
             raise UsageError(f"-o {output}: would overwrite INPUT; write the corrections to another file")
-        source = _Input(input_path, path_column, chunk_rows, encoding)
-    fill = dict(fill or {})
+        source = _Input(Path(input_path), path_column, chunk_rows, encoding, copy)
     for column in fill:
         if column.lower() in {n.strip().lower() for n in source.kept}:
             raise UsageError(f"--{column}: {input_path} already has a {column!r} column")
@@ -250,7 +286,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "error column); 2 unreadable INPUT, no path column, or an unwritable OUTPUT; 129, 130, 143 "
         "SIGHUP, SIGINT, SIGTERM (no OUTPUT, no temporary file left)",
     )
-    p.add_argument("input", metavar="INPUT", help="file listing the media files, one per row, or - (stdin)")
+    p.add_argument(
+        "input",
+        metavar="INPUT",
+        help="file listing the media files, one per row (or an s3:// or gs:// object of one), or - (stdin)",
+    )
     p.add_argument("-o", "--output", metavar="PATH", required=True, help="corrections CSV to write")
     p.add_argument(
         "-0",
@@ -274,6 +314,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         metavar="NAME",
         help="text encoding of a CSV INPUT without a byte-order mark, e.g. cp1252 (default utf-8)",
     )
+    add_config_options(p, OBJECT_STORE)
     p.add_argument(
         "--workers",
         metavar="N",
@@ -336,8 +377,9 @@ def _main_hash(args: argparse.Namespace) -> int:
             raise UsageError("--workers must be at least 1")
         if args.nul and not from_stdin:
             raise UsageError("-0 reads NUL-separated paths from standard input: use it with INPUT -")
+        store = InputOptions(**{k: getattr(args, k) for k in OBJECT_STORE if k in args})
         rows, failed = hash_corrections(
-            Path("<stdin>" if from_stdin else args.input),
+            "<stdin>" if from_stdin else args.input,
             Path(args.output),
             path_column=args.path_column,
             workers=args.workers,
@@ -346,6 +388,7 @@ def _main_hash(args: argparse.Namespace) -> int:
             paths_from=sys.stdin.buffer if from_stdin else None,
             nul=args.nul,
             progress=args.progress,
+            store=store,
         )
     except BatchOverrideError as exc:
         print(f"batch-override: error: {exc}", file=sys.stderr)

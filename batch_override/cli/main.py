@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
         "input",
         nargs="?",
         metavar="INPUT",
-        help="corrections file: .csv, .csv.gz, .tsv, .parquet, or - for CSV on stdin",
+        help="corrections file: .csv, .csv.gz, .tsv, .parquet, or - for CSV on stdin; or an "
+        "s3://BUCKET/KEY or gs://BUCKET/KEY object of one of those (copied once to a private temp file)",
     )
     run.add_argument(
         "--ledger",

@@ -117,7 +117,21 @@ HELP: dict[str, Help] = {
     "neutralize_formulas": Help(
         "write cells starting with = + - @ as they are (for machine readers)", flag="--raw-cells", negate=True
     ),
+    "s3_endpoint": Help(
+        "s3:// inputs: the S3 service, e.g. https://minio.internal:9000 (default AWS; AWS_ENDPOINT_URL "
+        "is not read); credentials come from AWS's usual chain (environment, profile, role)",
+        "URL",
+    ),
+    "s3_region": Help("s3:// inputs: the bucket's region (default: asked of AWS, or us-east-1)", "NAME"),
+    "gcs_endpoint": Help(
+        "gs:// inputs: the Cloud Storage service (default Google's); credentials from Google's "
+        "application default credentials",
+        "URL",
+    ),
+    "anonymous": Help("read s3:// and gs:// inputs without credentials (public buckets)"),
 }
+#: The run options that say where an s3:// or gs:// input is and how to reach it.
+OBJECT_STORE = ("s3_endpoint", "s3_region", "gcs_endpoint", "anonymous")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""``batch-override validate INPUT``: check a corrections file the way ``run`` would, send nothing.
+"""``batch-override validate INPUT``: check a corrections file (or an s3:// or gs:// object) the
+way ``run`` would, send nothing.
 
 Contract: every problem line names the line a text editor shows (the header is line 1; quoted
 cells that span lines and blank lines counted), at most ``--max-problems`` of them, then one
@@ -17,10 +18,10 @@ from ..errors import ExitCode
 from ..input.batch import Batch, InputOptions
 from ..input.file_input import CorrectionsFile
 from .logs import setup_logging
-from .options import add_config_options
+from .options import OBJECT_STORE, add_config_options
 
 #: The run options that say how to read the input: ``validate`` takes them as ``run`` does.
-_READING = ("hash_column", "classification_column", "media_column", "media", "encoding")
+_READING = ("hash_column", "classification_column", "media_column", "media", "encoding", *OBJECT_STORE)
 
 
 def add_parser(

@@ -17,7 +17,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..config import check_media
+from ..config import check_endpoint, check_media, option_name
 from ..domain import CLASSIFICATION_COLUMN, CLASSIFICATIONS, HASH_COLUMN, HASH_PATTERN, MEDIA
 from ..keys import bytes_to_hex
 from .cells import as_text as _as_text  # non-text cells: one rule for Parquet and DataFrames
@@ -45,9 +45,16 @@ class InputOptions:
     batch_rows: int = 65_536
     label_map: tuple[tuple[str, str], ...] = ()
     encoding: str | None = None
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    gcs_endpoint: str | None = None
+    anonymous: bool = False
 
     def __post_init__(self) -> None:
         check_media(self.media)
+        for name in ("s3_endpoint", "gcs_endpoint"):
+            if getattr(self, name) is not None:
+                check_endpoint(option_name(name), getattr(self, name))
 
     @classmethod
     def of(cls, config: RunConfig) -> InputOptions:

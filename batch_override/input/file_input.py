@@ -8,6 +8,7 @@ too few or too many fields is kept, as an invalid row, never dropped.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,36 +19,42 @@ from ..errors import InputError, first_line
 from .batch import InputOptions, spreadsheet_line
 from .blocks import BLOCK_SIZE, straddles
 from .cellsize import describe_size
+from .object_store import ObjectCopy, is_object_uri
 from .source import BatchSource
 from .stdin_copy import StdinCopy, is_stream
 from .table import open_table
 
+log = logging.getLogger("batch_override")
 _DEFAULTS = InputOptions()
+_EXTENSIONS = ".csv, .csv.gz, .tsv, .parquet (or - for CSV on stdin)"
 
 
 class CorrectionsFile(BatchSource):
-    """A corrections file (or ``-``: CSV on standard input), opened far enough to know its columns.
+    """A corrections file (or ``-``: CSV on standard input; or an ``s3://`` / ``gs://`` object),
+    opened far enough to know its columns.
 
-    The trap: standard input (and a FIFO or character device named as the input) is copied to
-    a temporary file first (both passes read it), which :meth:`close` removes; an error while
-    opening removes it too.
+    The trap: standard input (and a FIFO or character device named as the input) and an object
+    are copied to a temporary file first (both passes read the input), which :meth:`close`
+    removes; an error while opening removes it too.  An object replaced in the store after the
+    copy was made fails the second read (see :mod:`.object_store`), so the run stops before it
+    sends rows planned from the old version.
     """
 
     def __init__(self, path: str, options: InputOptions = _DEFAULTS) -> None:
         display = "<stdin>" if path == "-" else path
         self._ragged: list[tuple[int | None, str, int]] = []
-        self._spooled: StdinCopy | None = None
+        self._spooled: StdinCopy | ObjectCopy | None = None
+        self._reads = 0
         try:
             if path == "-":
                 self._spooled = StdinCopy()
+            elif is_object_uri(path):
+                self._spooled = ObjectCopy(path, options, extensions=_EXTENSIONS)
             elif is_stream(Path(path)):  # a FIFO or a device: read once, so copied as stdin is
                 self._spooled = StdinCopy(Path(path))
             self.path = self._spooled.path if self._spooled is not None else Path(path)
             self._table = open_table(
-                self.path,
-                display=display,
-                encoding=options.encoding,
-                extensions=".csv, .csv.gz, .tsv, .parquet (or - for CSV on stdin)",
+                self.path, display=display, encoding=options.encoding, extensions=_EXTENSIONS
             )
             self.kind = self._table.kind
             if self._table.parquet is not None:
@@ -56,6 +63,11 @@ class CorrectionsFile(BatchSource):
         except BaseException:
             self.close()  # the stdin copy holds the whole input: never leave it behind
             raise
+
+    @property
+    def origin(self) -> dict[str, str] | None:
+        """The object's version read (ETag, version id, generation); None for a local file."""
+        return self._spooled.identity if isinstance(self._spooled, ObjectCopy) else None
 
     def physical_lines(self, rows: list[int]) -> dict[int, int]:
         """The line a text editor shows for each 0-based data row of ``rows`` (see :mod:`.table`)."""
@@ -72,13 +84,21 @@ class CorrectionsFile(BatchSource):
         return self.sha256
 
     def close(self) -> None:
-        """Remove the spooled copy of standard input, if any."""
+        """Remove the copy of standard input or of the object, if any."""
         if self._spooled is not None:
             self._spooled.close()
             self._spooled = None
 
     # -- reading -----------------------------------------------------------------------------
     def _record_batches(self) -> Iterator[pa.RecordBatch]:
+        self._reads += 1
+        if self._reads > 1 and isinstance(self._spooled, ObjectCopy):
+            change = self._spooled.changed()
+            if change is not None:
+                # Pass two reports any failed read as "the input changed": say how, here.
+                error = self._fail(f"the object was replaced in the store since the run copied it ({change})")
+                log.warning("%s", error)
+                raise error
         if self.kind == "parquet":
             yield from self._parquet_batches()
             return

@@ -88,6 +88,11 @@ class BatchSource:
     def _read_error(self, exc: BaseException, start: int) -> InputError:
         return self._fail(f"cannot read row {start} on: {first_line(exc)}")
 
+    @property
+    def origin(self) -> dict[str, str] | None:
+        """The version of an object-store input read (for the run log); None for other inputs."""
+        return None
+
     def physical_lines(self, rows: list[int]) -> dict[int, int]:
         """The line a person finds each 0-based data row of ``rows`` on (here: its position)."""
         return {row: row for row in rows}

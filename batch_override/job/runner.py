@@ -297,8 +297,10 @@ def _log_run(job: _Job, source: BatchSource, fingerprint: str, event: str, summa
         key_fingerprint=fingerprint,
         tool_version=__version__,
         user_host=runlog.user_at_host(),
-        # A path resolved; "<stdin>", "<DataFrame>" and "<pyarrow.Table>" as they are.
-        input=source.display if source.display.startswith("<") else str(Path(source.display).resolve()),
+        # A path resolved; "<stdin>", "<DataFrame>", "<pyarrow.Table>" and s3:// or gs:// as they are.
+        input=source.display
+        if source.display.startswith("<") or source.origin is not None
+        else str(Path(source.display).resolve()),
         input_sha256=source.sha256,
         input_rows=summary.rows,
         # The input's own names for these columns: the retry file reuses them (report.py).
@@ -309,6 +311,7 @@ def _log_run(job: _Job, source: BatchSource, fingerprint: str, event: str, summa
         },
         dry_run=job.config.dry_run,
         at=utc_now(),
+        input_object=source.origin,  # the version read: ETag, version id or generation
         summary=runlog.RunSummary.of(summary) if event == runlog.FINISHED else None,
     )
     try:

@@ -164,6 +164,8 @@ class RunRecord:
     #: The input's own names of the hash, classification and media columns (the retry file's).
     columns: Mapping[str, str] | None = None
     dry_run: bool | None = None
+    #: An object-store input's version read (ETag, version id or generation); only for those.
+    input_object: Mapping[str, str] | None = None
     #: ISO 8601 UTC, as the ledger's ``finished_at``.
     at: str | None = None
     summary: RunSummary | None = None
@@ -177,6 +179,8 @@ class RunRecord:
 
     def to_json(self) -> dict[str, Any]:
         out = _to_json(self)
+        if self.input_object is None:
+            del out["input_object"]
         if self.summary is None:
             del out["summary"]
         else:

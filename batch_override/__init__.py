@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 from .apikey import ApiKey, load_api_key
-from .config import Rate, RunConfig, StopAt
+from .config import Rate, RunConfig
 from .errors import (
     BatchOverrideError,
     DeadlineReached,
@@ -36,6 +36,7 @@ from .errors import (
     ServerOutage,
 )
 from .outcome import Outcome
+from .schedule import StopAt
 from .stopping import StopHandle
 from .summary import ProgressSnapshot, Summary
 

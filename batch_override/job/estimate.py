@@ -12,8 +12,9 @@ import math
 import time
 from dataclasses import dataclass
 
-from ..config import RunConfig, format_duration
+from ..config import RunConfig
 from ..pacing.pacer import FALLBACK_RATE, Pacer
+from ..schedule import format_duration
 from .watch import deadline_in
 
 

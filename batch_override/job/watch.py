@@ -20,8 +20,9 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 
-from ..config import RunConfig, format_duration
+from ..config import RunConfig
 from ..errors import ExitCode
+from ..schedule import format_duration
 from ..stopping import Stopper
 from ..summary import ProgressSnapshot
 

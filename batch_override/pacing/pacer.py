@@ -25,7 +25,6 @@ Header values that are absurd are ignored (see :mod:`.rate_headers`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -51,23 +50,21 @@ WINDOW_MARGIN = 0.01
 __all__ = ["FALLBACK_RATE", "Pacer", "SlidingLog", "Ticket", "retry_after_seconds"]
 
 
-async def _first(*events: asyncio.Event) -> None:
-    """Wait until any of ``events`` is set."""
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+async def _sleep(stopped: asyncio.Event, seconds: float, until: asyncio.Event | None = None) -> bool:
+    """Sleep, but wake at once when the run stops (or ``until`` is set: then True).
+
+    The trap: the pacer sets ``until`` and clears it at once (a pulse), so whether it fired must
+    be read from its waiter, not from the event afterwards (that read False, and the first
+    answer's window was then taken as lost: the minute's guess doubled to two)."""
+    waiters = [asyncio.ensure_future(stopped.wait())]
+    if until is not None:
+        waiters.append(asyncio.ensure_future(until.wait()))
     try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiter in waiters:
             waiter.cancel()
-
-
-async def _sleep(stopped: asyncio.Event, seconds: float, until: asyncio.Event | None = None) -> bool:
-    """Sleep, but wake at once when the run stops (or ``until`` is set: then True)."""
-    events = (stopped,) if until is None else (stopped, until)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(_first(*events), seconds)
-        return until is not None and until.is_set()
-    return False
+    return until is not None and waiters[-1] in done
 
 
 class Ticket(NamedTuple):

@@ -264,6 +264,7 @@ async def _send_all(
         rows_needed=min(3, max(2, senders)),
         max_outage=config.max_outage,
         backoff_base=config.backoff_base,
+        max_wait=config.max_wait,
         stopped=stopper.stopped,
     )
     queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=senders * 4)

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 
 from ..config import RunConfig
 from ..errors import ExitCode
@@ -52,17 +53,27 @@ class Requester:
         self.requests = 0
         self._stopper = stopper
 
-    async def attempt(self, media: str, sha256: str, body: bytes) -> Answer | None:
+    async def attempt(
+        self, media: str, sha256: str, body: bytes, turn: Callable[[], Awaitable[bool]] | None = None
+    ) -> Answer | None:
         """One request; None when the run stopped before it could be sent, :data:`INTERRUPTED`
-        when the grace period cut it off in flight."""
+        when the grace period cut it off in flight.  ``turn`` (the outage breaker's) is awaited
+        last, once the slot and the pacer's turn are had: True when it made the sender wait (the
+        pacer's turn is then stale, and taken again).  Asked before them, every sender queued at
+        the slot or the pacer when the breaker opened sent once more (64 during an outage)."""
         await self.slots.acquire()  # a slot first: a sender waiting at the pacer is ready to go
         try:
-            return await self._paced(media, sha256, body)
+            return await self._paced(media, sha256, body, turn)
         finally:
             self.slots.release()
 
-    async def _paced(self, media: str, sha256: str, body: bytes) -> Answer | None:
+    async def _paced(
+        self, media: str, sha256: str, body: bytes, turn: Callable[[], Awaitable[bool]] | None
+    ) -> Answer | None:
         ticket = await self.pacer.acquire()
+        if ticket is not None and turn is not None and await turn():
+            self.pacer.observe(ticket, None, {})  # not sent: nothing to learn
+            ticket = await self.pacer.acquire()
         if ticket is None:
             return None
         self.requests += 1
@@ -157,12 +168,20 @@ class Sender:
                 if last is not None:  # a row mid-retry ends with its last answer
                     self._finish(item, last, attempts)
                 return  # else the caller records it aborted
+            probe = False
+
+            async def turn() -> bool:
+                nonlocal probe
+                if not self.breaker.is_open:
+                    return False
+                probe = await self.breaker.wait_turn()
+                return True
+
             try:
-                probe = await self.breaker.wait_turn() if self.breaker.is_open else False
+                answer = await self.requester.attempt(item.media, item.hash, body, turn)
             except OutageTooLong as exc:
                 self.stopper.request(ExitCode.OUTAGE, str(exc))
                 continue
-            answer = await self.requester.attempt(item.media, item.hash, body)
             if answer is None:
                 continue  # stopped before sending: the check above ends the row
             if answer is INTERRUPTED:
@@ -175,7 +194,8 @@ class Sender:
                 self.recorder.retrying(item.row)
             in_outage = False
             if action is Action.RETRY:
-                in_outage = self.breaker.failed(answer.verdict.error_code, probe, item.row)
+                wait = retry_after_seconds(answer.headers)  # a 503's: when service returns
+                in_outage = self.breaker.failed(answer.verdict.error_code, probe, item.row, wait)
             else:
                 self.breaker.succeeded(probe)
             step, retries = decide(
@@ -241,7 +261,7 @@ async def preflight(sender: Sender, item: Item) -> None:
             return
         if verdict.action is Action.RETRY:
             # Nothing else is in flight: each failed try stands for another sender.
-            breaker.failed(verdict.error_code, probe, row=-tries)
+            breaker.failed(verdict.error_code, probe, -tries, retry_after_seconds(answer.headers))
             await sender.backoff(0)
             continue
         breaker.succeeded(probe)

@@ -28,6 +28,7 @@ from typing import Any
 
 from bench import data
 from bench.procs import PYTHON, emulator, job_argv, run_measured
+from bench.report import Check, Section, Table, pct
 
 ROWS_CLASSIFIED = ("--unknown", "classified")
 
@@ -165,6 +166,46 @@ def table(results: list[dict[str, Any]]) -> str:
             f"| {r['total']:.0%} | {r['share_429']:.2%} | {r['other_429']:.2%} | {s503}{extra} |"
         )
     return "\n".join(lines)
+
+
+def _check(r: dict[str, Any]) -> Check:
+    """The issue's target for the job's row of a case."""
+    case, exits = r["case"], r["exit"]
+    ok = all(code == 0 for code in exits)
+    if case.key.startswith("steady"):
+        target = ">= 85% of free, job <= 1% 429, neighbour <= 2% 429"
+        ok = ok and r["of_free"] >= 0.85 and r["share_429"] <= 0.01 and r["other_429"] <= 0.02
+        measured = f"{pct(r['of_free'])} of free, {pct(r['share_429'], 2)} / {pct(r['other_429'], 2)} 429"
+    elif case.key.startswith("burst"):
+        target = ">= 80% of free, job <= 2% 429, neighbour <= 5% 429"
+        ok = ok and r["of_free"] >= 0.8 and r["share_429"] <= 0.02 and r["other_429"] <= 0.05
+        measured = f"{pct(r['of_free'])} of free, {pct(r['share_429'], 2)} / {pct(r['other_429'], 2)} 429"
+    elif case.jobs > 1:
+        target = "both exit 0, <= 2% 429, together >= 80% of the limit per window"
+        ok = ok and r["share_429"] <= 0.02 and r["total"] >= 0.8
+        measured = f"exits {exits}, {pct(r['share_429'], 2)} 429, {pct(r['total'])} of the limit"
+    else:
+        s503 = r["stats"]["responses_by_status"].get("503", 0)
+        target = "<= 10 requests answered 503, exit 0, no row failed"
+        ok = ok and s503 <= 10 and r.get("failed", 1) == 0
+        measured = f"{s503} answered 503, exit {exits}, {r.get('failed')} failed"
+    return Check(f"shared: {case.title}", measured, target, ok)
+
+
+def run(*, cases: list[str] | None = None, command: str) -> Section:
+    """The section for ``bench.run`` (``--only shared``)."""
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-shared-") as tmp:
+        for key in cases or list(CASES):
+            results += measure(CASES[key], Path(tmp))
+    lines = table(results).splitlines()
+    out = Table([cell.strip() for cell in lines[0].strip("|").split("|")])
+    for line in lines[2:]:
+        out.add(*(cell.strip() for cell in line.strip("|").split("|")))
+    method = __doc__.split("\n", 2)[2].strip() if __doc__ else ""
+    checks = [_check(r) for r in results if r["client"] == "job"]
+    return Section("shared", "5. Sharing the key: other traffic, two jobs, maintenance", method, command,
+                   tables=[("The shared key", out)], checks=checks)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

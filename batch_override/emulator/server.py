@@ -46,7 +46,7 @@ from batch_override.emulator.faults import Failure, Fault, FaultPlan
 from batch_override.emulator.network import Latency, Network, Workers
 from batch_override.emulator.state import ContentState, Outcome
 from batch_override.emulator.throttle import FixedWindowThrottle
-from batch_override.emulator.traffic import Maintenance, OtherTraffic
+from batch_override.emulator.traffic import Traffic
 
 ROUTES: Final[dict[str, str]] = {
     "image": "/api/classification/{hash}/override",
@@ -80,9 +80,8 @@ class EmulatedApi:
         "_forbidden",
         "_known",
         "_limit_header",
-        "_maintenance",
-        "_other",
         "_rate_headers",
+        "_traffic",
         "config",
         "content",
         "network",
@@ -107,15 +106,7 @@ class EmulatedApi:
             limit, period = config.rate_limit
             self.throttle = FixedWindowThrottle(limit, period, config.clock, key_id, config.laravel_windows)
             self._limit_header = str(limit)
-        started = config.clock()
-        self._other: OtherTraffic | None = None
-        if config.other_traffic is not None:
-            rate, burst = config.other_traffic
-            self._other = OtherTraffic(rate, burst, started, config.api_keys[0])
-        self._maintenance: Maintenance | None = None
-        if config.maintenance is not None:
-            after, seconds, retry_after = config.maintenance
-            self._maintenance = Maintenance(started + after, seconds, retry_after)
+        self._traffic = Traffic.of(config, config.clock())
         plan = FaultPlan(config.seed, config.fail_rate, config.drop_rate, config.drop_after_record_rate)
         # None keeps the fault-free path (benchmarks) free of hashing and attempt counting.
         self._faults = plan if plan.active else None
@@ -139,10 +130,8 @@ class EmulatedApi:
             return self._respond(request, media, body)
 
     def _respond(self, request: web.Request, media: str, body: bytes) -> web.StreamResponse:
-        maintenance = self._maintenance
-        if maintenance is not None and maintenance.active(self.config.clock()):
-            failure_body, content_type = responses.FAILURES[Failure.SERVICE_UNAVAILABLE]
-            return self._answer(503, failure_body, maintenance.headers(), content_type)
+        if (down := self._traffic.down(self.config.clock())) is not None:
+            return self._answer(503, *down)
         key = request.headers.get("X-Api-Key")
         if key is None or key not in self._known:
             return self._answer(401, responses.UNAUTHORIZED)
@@ -151,7 +140,7 @@ class EmulatedApi:
 
         rate_headers: dict[str, str] | None = None
         if self.throttle is not None:
-            self._play_other_traffic()
+            self._traffic.play(self.throttle, self.config.clock())
             decision = self.throttle.hit(key)
             if not decision.allowed:
                 return self._answer(
@@ -218,25 +207,16 @@ class EmulatedApi:
             request.transport.close()
         return web.Response(status=204)
 
-    def _play_other_traffic(self) -> None:
-        if self._other is not None and self.throttle is not None:
-            self._other.play(self.throttle, self.config.clock(), self._maintenance)
-
     def stats(self) -> dict[str, Any]:
-        """Counters for tests and benchmarks; see ``GET /_emulator/stats``.  ``requests`` and
-        ``responses_by_status`` are the client's; a window's ``accepted`` and ``throttled`` are
-        everyone's, ``other_accepted`` and ``other_throttled`` the other traffic's share, and
-        ``other_traffic`` its totals (with ``--other-traffic``)."""
-        self._play_other_traffic()
+        """Counters for tests and benchmarks (``GET /_emulator/stats``; windows: see traffic.py)."""
         windows = self.throttle.windows if self.throttle is not None else []
-        extra: dict[str, Any] = {} if self._other is None else {"other_traffic": self._other.stats()}
         return {
-            **extra,
+            **self._traffic.stats(self.throttle, self.config.clock()),  # first: it counts what is due
             "requests": self.requests,
             "responses_by_status": dict(self.responses_by_status),
             "overrides": len(self.content.overrides),
             "in_flight": self.network.in_flight.snapshot(),
-            "windows": [w.stats(other=self._other is not None) for w in windows],
+            "windows": [w.stats(other=self._traffic.other is not None) for w in windows],
         }
 
     def overrides(self) -> list[dict[str, str]]:

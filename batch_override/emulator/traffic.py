@@ -20,7 +20,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
+from batch_override.emulator import responses
+from batch_override.emulator.config import EmulatorConfig
+from batch_override.emulator.faults import Failure
 from batch_override.emulator.throttle import FixedWindowThrottle
 
 
@@ -73,3 +77,40 @@ class Maintenance:
 
     def headers(self) -> dict[str, str] | None:
         return None if self.retry_after is None else {"Retry-After": str(self.retry_after)}
+
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """What else happens on one emulator: its other traffic and its maintenance (either None)."""
+
+    other: OtherTraffic | None
+    maintenance: Maintenance | None
+
+    @classmethod
+    def of(cls, config: EmulatorConfig, started: float) -> Traffic:
+        other = None
+        if config.other_traffic is not None:
+            rate, burst = config.other_traffic
+            other = OtherTraffic(rate, burst, started, config.api_keys[0])
+        maintenance = None
+        if config.maintenance is not None:
+            after, seconds, retry_after = config.maintenance
+            maintenance = Maintenance(started + after, seconds, retry_after)
+        return cls(other, maintenance)
+
+    def down(self, now: float) -> tuple[bytes, dict[str, str] | None, str] | None:
+        """The 503's body, headers and content type while the maintenance is on at ``now``."""
+        if self.maintenance is None or not self.maintenance.active(now):
+            return None
+        page, kind = responses.FAILURES[Failure.SERVICE_UNAVAILABLE]
+        return page, self.maintenance.headers(), kind
+
+    def play(self, throttle: FixedWindowThrottle | None, now: float) -> None:
+        """Count the other traffic due by ``now``."""
+        if self.other is not None and throttle is not None:
+            self.other.play(throttle, now, self.maintenance)
+
+    def stats(self, throttle: FixedWindowThrottle | None, now: float) -> dict[str, Any]:
+        """``other_traffic`` for ``GET /_emulator/stats``, once what is due by ``now`` is counted."""
+        self.play(throttle, now)
+        return {} if self.other is None else {"other_traffic": self.other.stats()}

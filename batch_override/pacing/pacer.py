@@ -130,6 +130,21 @@ class PaceModel:
             wanted.append((budget, self.learner.estimate * (1 + WINDOW_MARGIN)))
         return wanted
 
+    def counts_read(self, others: int, contradictions: int, limit: int) -> None:
+        """What the window made of the counts so far: ``others`` per window, ``contradictions``
+        in a row (see :class:`~.window.ServerWindow`)."""
+        if contradictions >= CONTRADICTIONS:
+            self.counts_ignored = True
+            log.warning(
+                "ignoring X-RateLimit-Remaining: %d answers in a row contradict it (it does not "
+                "move while they are accepted); pacing at the limit over the window",
+                contradictions,
+            )
+        if self.fixed is None:
+            # Less than half the headroom is left to the headroom: a long tail's reordered
+            # counts show a few "others" that are our own stragglers.
+            self.others = others if others > self.headroom / 2 * limit else 0
+
     def no_headers(self) -> None:
         if self.fixed is None and self.server_limit is None and not self.fallback:
             self.fallback = True
@@ -171,7 +186,6 @@ class Pacer:
         self._lock = asyncio.Lock()
         self._answered = asyncio.Event()
         self._repaced = asyncio.Event()  # set (and cleared) when an answer changes the pace
-        self.repaces = 0  # how often it did (a simulation on a virtual clock reads this)
         self._headers = HeaderReader()
         learner = WindowLearner(rate.period if rate is not None else DEFAULT_WINDOW)
         self.model = PaceModel(rate, headroom, learner)
@@ -201,8 +215,9 @@ class Pacer:
 
     def _rebuild(self) -> None:
         model = self.model  # called on every answer: most change nothing the meters come from
-        shape = (model.server_limit, model.learner.estimate, model.fallback, model.others)
-        if shape == self._shape:
+        if (
+            shape := (model.server_limit, model.learner.estimate, model.fallback, model.others)
+        ) == self._shape:
             return
         self._shape = shape
         wanted, old = model.meters(), self._meters
@@ -212,7 +227,6 @@ class Pacer:
             self.rate = min(limit / period for limit, period in wanted) if wanted else None
             # A sender asleep on the old pace (1.33 s apart while a 1 s window is still a
             # minute's guess) must not sleep through the new one: wake it to ask again.
-            self.repaces += 1
             self._repaced.set()
             self._repaced.clear()
             if old and self.model.fixed is None:
@@ -225,14 +239,8 @@ class Pacer:
         if not self._meters:
             return None if self._probing else 0.0  # auto: one request alone tells the limit
         cap = self.model.cap
-        if cap is not None:
-            hold = self.window.hold(now, cap, self._seq + 1)
-            # Never a guessed period asleep with nothing in flight: a count that says the window
-            # is full before its length is known (someone else's, or a broken header) gets the
-            # meters' pace, and the next answer tells more (a 429 says how long to pause).
-            idle = self.window.in_flight == 0 and not self.window.learner.known
-            if (hold is None or hold > 0) and not idle:
-                return hold
+        if cap is not None and ((hold := self.window.hold(now, cap, self._seq + 1)) is None or hold > 0):
+            return hold
         catching_up = self._catch_up.wait(now)
         return max(m.wait(now) for m in self._meters) if catching_up is None else catching_up
 
@@ -244,15 +252,12 @@ class Pacer:
             return self.grant(self._clock())  # the common case at full speed: nothing to wait for
         async with self._lock:
             while not self._stopped.is_set():
-                now = self._clock()
-                wait = self.wait(now)
-                if wait is None:
+                if (wait := self.wait(now := self._clock())) is None:
                     answered = await _sleep(self._stopped, self.period, self._answered)
                     if not answered and self._meters:
                         self.window.assume_ended(self._seq + 1)  # the opener's answer was lost
                 elif wait > 0:
-                    # An answer may end a hold (the last one in flight: see wait), a new pace a
-                    # meter's wait.
+                    # An answer may end a hold (ServerWindow.hold), a new pace a meter's wait.
                     await _sleep(self._stopped, wait, self._repaced, self._answered)
                 else:
                     return self.grant(now)
@@ -298,27 +303,14 @@ class Pacer:
             self._bare_429s = 0
             remaining = None if self.model.counts_ignored else found.remaining
             if found.limit is not None and remaining is not None:
-                window = self.window
-                counted = found.limit - remaining
+                window, counted = self.window, found.limit - remaining
                 if counted >= 1 and window.counted(
                     ticket.seq, ticket.sent_at, counted, now, full=not remaining
                 ):
                     self._rebuild()  # the window's length just showed: catch up in the window it opened
-                    budget, used = self.model.budget or 0, window.used
                     steady = self._meters[-1]  # the budget's meter (PaceModel.meters puts it last)
-                    self._catch_up.start(now, ticket.sent_at, budget - used, steady)
-                if window.contradictions >= CONTRADICTIONS:
-                    self.model.counts_ignored = True
-                    log.warning(
-                        "ignoring X-RateLimit-Remaining: %d answers in a row contradict it (it does "
-                        "not move while they are accepted); pacing at the limit over the window",
-                        window.contradictions,
-                    )
-                if self.model.fixed is None:
-                    # Less than half the headroom is left to the headroom: a long tail's reordered
-                    # counts show a few "others" that are our own stragglers.
-                    others = window.others
-                    self.model.others = others if others > self.model.headroom / 2 * found.limit else 0
+                    self._catch_up.start(now, ticket.sent_at, (self.model.budget or 0) - window.used, steady)
+                self.model.counts_read(window.others, window.contradictions, found.limit)
             elif found.limit is None:
                 self.model.no_headers()
         self._rebuild()

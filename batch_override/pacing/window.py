@@ -20,6 +20,29 @@ time a window outlives it (an hour in six steps).
 The trap: bounds come from other windows than the current one, and the server may change its
 throttle (or share the key with other traffic): when the bounds contradict each other, the
 newest wins rather than the learner getting stuck.
+
+:class:`ServerWindow` is where the client stands in the server's current window, from
+``X-RateLimit-Remaining``.  The server's count (``Limit - Remaining``) is the truth: it is
+everyone's use of the window,
+ours and other traffic's on the key; ours is what we sent into it; the difference is the
+other traffic, whose share per window (``others``, the most in the last window or this one, a
+lower bound from each answer) the pacer leaves to it.  A window is dated whoever opened it:
+the count restarting between two of our answers (a send after an answer counted no more
+than it) bounds the new window's start between those two.
+
+Contract: :meth:`hold` says how long the next send must wait once ``cap`` requests are
+counted in the current window; the counts and times of the answers feed :attr:`learner`.
+The trap: answers arrive out of order and after later sends went out.  A count ``c`` covers
+what the server had counted by then, including later sends that overtook this request; of
+the later sends, only those still unanswered may yet be counted.  So the window holds about
+``c`` plus the later sends still in flight, the most by any answer.  (Adding every later
+send counts the ones that overtook twice: on a long-tailed network, 150 ms median and 1.5 s
+p99, that put 110 into windows holding 90 and held the pacer for nothing.)  What it leaves
+out, earlier sends still in flight that are counted later, are a long tail's few
+stragglers: the cap has the headroom for them.  A count that does not move between two
+answers, the second sent after the first was answered (``Remaining: 0`` on every accepted
+answer behind a broken proxy), contradicts itself: ``contradictions`` counts those in a row,
+and the pacer stops reading the count after ``CONTRADICTIONS``.
 """
 
 from __future__ import annotations
@@ -120,30 +143,10 @@ _OTHERS_WINDOWS = 1
 CONTRADICTIONS = 3
 
 
-class ServerWindow:
-    """Where the client stands in the server's current window, from ``X-RateLimit-Remaining``.
-
-    The server's count (``Limit - Remaining``) is the truth: it is everyone's use of the window,
-    ours and other traffic's on the key; ours is what we sent into it; the difference is the
-    other traffic, whose share per window (:attr:`others`, the most in the last window or this one, a
-    lower bound from each answer) the pacer leaves to it.  A window is dated whoever opened it:
-    the count restarting between two of our answers (a send after an answer counted no more
-    than it) bounds the new window's start between those two.
-
-    Contract: :meth:`hold` says how long the next send must wait once ``cap`` requests are
-    counted in the current window; the counts and times of the answers feed :attr:`learner`.
-    The trap: answers arrive out of order and after later sends went out.  A count ``c`` covers
-    what the server had counted by then, including later sends that overtook this request; of
-    the later sends, only those still unanswered may yet be counted.  So the window holds about
-    ``c`` plus the later sends still in flight, the most by any answer.  (Adding every later
-    send counts the ones that overtook twice: on a long-tailed network, 150 ms median and 1.5 s
-    p99, that put 110 into windows holding 90 and held the pacer for nothing.)  What it leaves
-    out, earlier sends still in flight that are counted later, are a long tail's few
-    stragglers: the cap has the headroom for them.  A count that does not move between two
-    answers, the second sent after the first was answered (``Remaining: 0`` on every accepted
-    answer behind a broken proxy), contradicts itself: :attr:`contradictions` counts those in
-    a row, and the pacer stops reading the count after :data:`CONTRADICTIONS`.
-    """
+class _Position:
+    """Where the client stands in the server's current window: our sends in flight, the requests
+    counted (``used``, everyone's), the window's opener and the other traffic seen; how long
+    to hold.  :class:`ServerWindow` reads the answers' counts into it."""
 
     __slots__ = (
         "_assumed_from",
@@ -227,7 +230,9 @@ class ServerWindow:
     def hold(self, now: float, cap: int, next_seq: int) -> float | None:
         """Seconds the next send must wait for the window to end (0: go now); None: wait for
         the opener's answer, which dates the window."""
-        if self.used < cap:
+        # Never a guessed window asleep with nothing in flight (a count full before the length
+        # is known: someone else's, or a broken header): the meters pace, the next answer tells.
+        if self.used < cap or (not self._flying and not self.learner.known):
             return 0.0
         opener = self.opener
         if opener is None or opener.answered is None:
@@ -269,6 +274,30 @@ class ServerWindow:
             return  # full: the next answer, a 429 in the same window, tells more (or a stuck header)
         ours = self._last_sent - first + 1
         self._others_now = max(self._others_now, counted - ours)
+
+    def throttled(self, seq: int, sent: float, wait: float, now: float) -> None:
+        """A 429 asked to wait ``wait`` whole seconds.  That is a pause, not the window's length
+        (a WAF's penalty or a downgrade's first 429 asks for 30 s on a 1 s window): it only says
+        the window ends by then (to a second either way, as Laravel and the emulator round
+        differently); the windows that follow tell how long they last."""
+        opener = self.opener
+        if (
+            opener is not None
+            and opener.sent is not None
+            and math.isfinite(opener.sent)
+            and seq >= opener.seq
+        ):
+            self.learner.shorter(now + wait + 1 - opener.sent)
+        self.used = 0
+        self._assumed_from = None
+
+
+class ServerWindow(_Position):
+    """Where the client stands in the server's current window, from ``X-RateLimit-Remaining``:
+    :meth:`counted` reads each answer's count (see the module docstring for the contract and
+    its traps), :meth:`~_Position.hold` says how long the next send must wait."""
+
+    __slots__ = ()
 
     def counted(self, seq: int, sent: float, counted: int, now: float, *, full: bool = False) -> bool:
         """The answer to send ``seq`` says the server had counted ``counted`` in its window
@@ -364,19 +393,3 @@ class ServerWindow:
         if seq >= opener.seq:  # sent before the opener, it may be the last window's straggler
             self._note_others(counted, full)
         return False
-
-    def throttled(self, seq: int, sent: float, wait: float, now: float) -> None:
-        """A 429 asked to wait ``wait`` whole seconds.  That is a pause, not the window's length
-        (a WAF's penalty or a downgrade's first 429 asks for 30 s on a 1 s window): it only says
-        the window ends by then (to a second either way, as Laravel and the emulator round
-        differently); the windows that follow tell how long they last."""
-        opener = self.opener
-        if (
-            opener is not None
-            and opener.sent is not None
-            and math.isfinite(opener.sent)
-            and seq >= opener.seq
-        ):
-            self.learner.shorter(now + wait + 1 - opener.sent)
-        self.used = 0
-        self._assumed_from = None

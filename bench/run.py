@@ -1,4 +1,4 @@
-"""``python -m bench.run [--quick] [--only pacing|overhead|scale|field] [--case KEY]``: run the
+"""``python -m bench.run [--quick] [--only pacing|overhead|scale|field|shared] [--case KEY]``: run the
 benchmarks, print a table, and rewrite BENCHMARKS.md.
 
 The full suite (``make bench``) takes about 20 minutes and writes BENCHMARKS.md.  ``--quick`` uses
@@ -16,11 +16,11 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import field, overhead, pacing, scale
+from bench import field, overhead, pacing, scale, shared
 from bench.procs import REPO, BenchError
 from bench.report import Check, Section, render_markdown, render_text, revision
 
-SECTIONS = ("pacing", "overhead", "scale", "field")
+SECTIONS = ("pacing", "overhead", "scale", "field", "shared")
 
 PREAMBLE = """
 How fast and how frugal `batch-override` is, measured against what a user would otherwise run:
@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                     repeats=1 if quick else 3,
                     command=_command(args, key),
                 )
+            elif key == "shared":
+                section = shared.run(command=_command(args, key))
             elif key == "field":
                 section = field.run(
                     cases=args.case or field.DEFAULT_CASES, quick=quick, command=_command(args, key)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from bench import data
@@ -135,6 +136,22 @@ def _self_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _stream_wanted(ledger: Path) -> int:
+    """What the index must read, the fair baseline: the ledger's five wanted columns as text,
+    streamed by ``pyarrow.csv.open_csv`` with threads (as the loader reads them), nothing kept."""
+    from batch_override.ledger.resume import WANTED
+
+    convert = pacsv.ConvertOptions(
+        include_columns=list(WANTED), column_types=dict.fromkeys(WANTED, pa.string())
+    )
+    read = pacsv.ReadOptions(use_threads=True, block_size=1 << 23)
+    lines = 0
+    with pacsv.open_csv(str(ledger), read_options=read, convert_options=convert) as reader:
+        for batch in reader:
+            lines += batch.num_rows
+    return lines
+
+
 def _resume(rows: int) -> tuple[Table, Check, list[str]]:
     """Loading a ``rows``-line ledger's resume index beside pyarrow reading the same file."""
     # The job's own loader, given the trusted runs the way the job computes them.
@@ -166,12 +183,13 @@ def _resume(rows: int) -> tuple[Table, Check, list[str]]:
     # Interleaved, best of 5 each: a burst of load from elsewhere hits both alike.
     wait_for_quiet()
     busy, ours, started = machine_busy_seconds(), _self_cpu(), time.monotonic()
-    loads, reads = [], []
+    loads, reads, streams = [], [], []
     for _ in range(5):
         loads.append(timed(lambda: load_resume_index(ledger, trusted)))
         reads.append(timed(lambda: pacsv.read_csv(str(ledger))))
+        streams.append(timed(lambda: _stream_wanted(ledger)))
     foreign = max(0.0, machine_busy_seconds() - busy - (_self_cpu() - ours)) / (time.monotonic() - started)
-    t_load, t_read = min(loads), min(reads)
+    t_load, t_read, t_stream = min(loads), min(reads), min(streams)
     # The same through the CLI: a 10-row dry run with that ledger minus one with a header-only ledger.
     tiny = OUT / "resume-tiny.csv"
     data.write_corrections(tiny, 10)
@@ -185,30 +203,40 @@ def _resume(rows: int) -> tuple[Table, Check, list[str]]:
         runs = [_dry_run(tiny, path, OUT / "resume-summary.json", 120) for _ in range(3)]
         walls[name] = min(r.wall for r in runs)
     cli_delta = walls["full"] - walls["empty"]
-    table = Table(["step", "seconds (best of 5)", "vs pyarrow.csv.read_csv"])
-    table.add("`pyarrow.csv.read_csv(ledger)` (baseline)", f"{t_read:.3f}", "1.00x")
+    table = Table(["step", "seconds (best of 5)", "vs pyarrow.csv.read_csv", "vs open_csv(include_columns)"])
+    table.add("`pyarrow.csv.read_csv(ledger)`", f"{t_read:.3f}", "1.00x", ratio(t_read, t_stream))
+    table.add(
+        "`pyarrow.csv.open_csv(ledger, include_columns=WANTED)` streamed (the fair baseline)",
+        f"{t_stream:.3f}",
+        ratio(t_stream, t_read),
+        "1.00x",
+    )
     table.add(
         "`batch_override.ledger.resume.load_resume_index(ledger, trusted)`",
         f"{t_load:.3f}",
         ratio(t_load, t_read),
+        ratio(t_load, t_stream),
     )
     table.add(
         "CLI: 10-row `--dry-run` with this ledger minus with a header-only ledger",
         f"{cli_delta:.3f}",
         ratio(cli_delta, t_read),
+        ratio(cli_delta, t_stream),
     )
     size = ledger.stat().st_size / 2**20
     notes.append(
         f"resume ledger: {rows:,} lines ({size:.0f} MiB), one trusted run, every line `submitted`; "
         f"other load while timing: {foreign:.2f} cores; all 5 times, load_resume_index: "
-        f"{', '.join(f'{x:.3f}' for x in loads)} s, read_csv: {', '.join(f'{x:.3f}' for x in reads)} s; "
+        f"{', '.join(f'{x:.3f}' for x in loads)} s, read_csv: {', '.join(f'{x:.3f}' for x in reads)} s, "
+        f"open_csv(include_columns): {', '.join(f'{x:.3f}' for x in streams)} s; "
         f"the CLI runs took {walls['full']:.2f}s and {walls['empty']:.2f}s"
     )
     check = Check(
         f"scale: resume index from a {rows:,}-line ledger",
-        f"{t_load:.3f}s vs read_csv {t_read:.3f}s ({ratio(t_load, t_read)})",
-        "<= 2x pyarrow.csv.read_csv",
-        t_load <= 2 * t_read,
+        f"{t_load:.3f}s vs open_csv(include_columns) {t_stream:.3f}s ({ratio(t_load, t_stream)}); "
+        f"vs read_csv {t_read:.3f}s ({ratio(t_load, t_read)})",
+        "<= 1.5x pyarrow.csv.open_csv reading the same include_columns",
+        t_load <= 1.5 * t_stream,
     )
     return table, check, notes
 

@@ -88,6 +88,44 @@ def _latency(text: str) -> tuple[float, float | None]:
     return median, p99
 
 
+def _other_traffic(text: str) -> tuple[float, int]:
+    """``"20"``: 20/s evenly; ``"80:80"``: 80/s in bursts of 80; ``"12/15s:12"``: 12 at once per 15 s."""
+    rate_text, colon, burst_text = text.partition(":")
+    if "/" in rate_text:
+        count, period = parse_rate_limit(rate_text)
+        rate = count / period
+    else:
+        try:
+            rate = float(rate_text)
+        except ValueError:
+            rate = -1.0
+    if not (0 < rate < float("inf")) or (colon and not (burst_text.isdigit() and int(burst_text) >= 1)):
+        raise argparse.ArgumentTypeError(
+            f"expected RATE[:BURST] such as 20, 12/15s or 80:80 (RATE > 0, BURST >= 1), not {text!r}"
+        )
+    return rate, int(burst_text) if colon else 1
+
+
+def _maintenance(text: str) -> tuple[float, float, int | None]:
+    """``"10:20:5"`` -> from 10 s after the start, for 20 s, ``Retry-After: 5``; ``"10:20"``: none."""
+    parts = text.split(":")
+    try:
+        after, seconds = float(parts[0]), float(parts[1])
+        retry_after = int(parts[2]) if len(parts) == 3 else None
+    except (ValueError, IndexError):
+        after = seconds = -1.0
+        retry_after = None
+    if (
+        len(parts) > 3
+        or not (0 <= after < float("inf") and 0 < seconds < float("inf"))
+        or (retry_after is not None and retry_after < 0)
+    ):
+        raise argparse.ArgumentTypeError(
+            f"expected AFTER:SECONDS[:RETRY_AFTER] such as 10:20:5, not {text!r}"
+        )
+    return after, seconds, retry_after
+
+
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {text!r}")
@@ -173,6 +211,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="milliseconds each request holds a worker (see --capacity; default: 0)",
     )
+    parser.add_argument(
+        "--other-traffic",
+        type=_other_traffic,
+        metavar="RATE[:BURST]",
+        help="another client on the (first) API key, counted by --rate-limit from the start: RATE "
+        "requests/s (or N/PERIOD) in bursts of BURST at once (default 1: evenly spaced); "
+        "/_emulator/stats shows its accepted and throttled counts",
+    )
+    parser.add_argument(
+        "--maintenance",
+        type=_maintenance,
+        metavar="AFTER:SECONDS[:RETRY_AFTER]",
+        help="Laravel's maintenance mode: from AFTER s after the start, for SECONDS, answer 503 "
+        "with Retry-After: RETRY_AFTER (omitted: none) and no rate-limit headers",
+    )
     for name, what in (
         ("fail", "answer 500/502/503"),
         ("drop", "close the connection without answering"),
@@ -210,6 +263,8 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             drop_rate=args.drop_rate,
             drop_after_record_rate=args.drop_after_record_rate,
             seed=args.seed,
+            other_traffic=args.other_traffic,
+            maintenance=args.maintenance,
         )
     except (TypeError, ValueError) as exc:
         parser.error(str(exc))

@@ -50,6 +50,12 @@ class EmulatorConfig:
       ``Retry-After`` may be 0) expires it; see ``throttle.py``.
     - ``fail_rate`` / ``drop_rate`` / ``drop_after_record_rate``: fault probabilities, consecutive
       bands of one draw, so their sum must not exceed 1. Decided from ``seed`` (see ``faults.py``).
+    - ``other_traffic``: ``(rate, burst)``: another client on the first of ``api_keys``, ``rate``
+      requests a second in bursts of ``burst`` (1: evenly spaced), from the emulator's start;
+      needs ``rate_limit`` (see ``traffic.py``).  ``None``: the client is alone on its key.
+    - ``maintenance``: ``(after, seconds, retry_after)``: Laravel's maintenance mode from ``after``
+      seconds after the start for ``seconds``: 503 with ``Retry-After: retry_after`` (``None``:
+      no such header) and no rate-limit headers.
     - ``clock``: unix seconds. The throttle reads only this, so tests inject a fake clock.
 
     Trap: ``api_keys`` must be a tuple (or list) of keys; a bare string is rejected rather than
@@ -71,6 +77,8 @@ class EmulatorConfig:
     drop_rate: float = 0.0
     drop_after_record_rate: float = 0.0
     seed: int = 0
+    other_traffic: tuple[float, int] | None = None
+    maintenance: tuple[float, float, int | None] | None = None
     clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
@@ -106,6 +114,18 @@ class EmulatorConfig:
         if self.laravel_windows and (self.rate_limit is None or self.rate_limit[1] < 1):
             # Laravel's throttle breaks below one second (the decay is cast to whole seconds).
             raise ValueError("laravel_windows: needs a rate_limit whose window is at least 1 second")
+        if self.other_traffic is not None:
+            rate, burst = self.other_traffic
+            if not (math.isfinite(rate) and rate > 0) or isinstance(burst, bool) or burst < 1:
+                raise ValueError("other_traffic: (rate > 0 per second, burst >= 1 requests)")
+            if self.rate_limit is None:
+                raise ValueError("other_traffic: needs a rate_limit (there is no count to share otherwise)")
+        if self.maintenance is not None:
+            after, seconds, retry_after = self.maintenance
+            if not (math.isfinite(after) and after >= 0 and math.isfinite(seconds) and seconds > 0):
+                raise ValueError("maintenance: (after >= 0, seconds > 0, retry_after) in seconds")
+            if retry_after is not None and (isinstance(retry_after, bool) or retry_after < 0):
+                raise ValueError("maintenance: retry_after must be whole seconds >= 0 (or None)")
         rates = {
             "fail_rate": self.fail_rate,
             "drop_rate": self.drop_rate,

@@ -2,6 +2,8 @@
 
 Request pipeline, in the order Laravel's middleware applies it (each step can answer and stop):
 
+0. maintenance (if configured and due): 503 with ``Retry-After``, no rate-limit headers, nothing
+   counted (Laravel's ``PreventRequestsDuringMaintenance`` is a global middleware).
 1. auth: ``X-Api-Key`` missing or unknown -> 401; forbidden -> 403. No rate-limit headers, not
    counted by the throttle (Laravel authenticates before it throttles per user).
 2. throttle (if configured): 429 past the window's limit; passed responses carry
@@ -22,6 +24,8 @@ Traps worth knowing:
 - Everything after reading the body, the network delay and the wait for a worker
   (``network.py``) is synchronous, so concurrent requests cannot interleave between a check and
   its record.
+- Other traffic (``traffic.py``) is counted, at its own times, just before the throttle counts
+  a request and before stats are read.
 - ``rate_headers=False`` strips every ``X-RateLimit-*`` and ``Retry-After`` header, as a proxy
   may: a 429 then says nothing about when to come back.
 """
@@ -42,6 +46,7 @@ from batch_override.emulator.faults import Failure, Fault, FaultPlan
 from batch_override.emulator.network import Latency, Network, Workers
 from batch_override.emulator.state import ContentState, Outcome
 from batch_override.emulator.throttle import FixedWindowThrottle
+from batch_override.emulator.traffic import Traffic
 
 ROUTES: Final[dict[str, str]] = {
     "image": "/api/classification/{hash}/override",
@@ -76,6 +81,7 @@ class EmulatedApi:
         "_known",
         "_limit_header",
         "_rate_headers",
+        "_traffic",
         "config",
         "content",
         "network",
@@ -100,6 +106,7 @@ class EmulatedApi:
             limit, period = config.rate_limit
             self.throttle = FixedWindowThrottle(limit, period, config.clock, key_id, config.laravel_windows)
             self._limit_header = str(limit)
+        self._traffic = Traffic.of(config, config.clock())
         plan = FaultPlan(config.seed, config.fail_rate, config.drop_rate, config.drop_after_record_rate)
         # None keeps the fault-free path (benchmarks) free of hashing and attempt counting.
         self._faults = plan if plan.active else None
@@ -123,6 +130,8 @@ class EmulatedApi:
             return self._respond(request, media, body)
 
     def _respond(self, request: web.Request, media: str, body: bytes) -> web.StreamResponse:
+        if (down := self._traffic.down(self.config.clock())) is not None:
+            return self._answer(503, *down)
         key = request.headers.get("X-Api-Key")
         if key is None or key not in self._known:
             return self._answer(401, responses.UNAUTHORIZED)
@@ -131,6 +140,7 @@ class EmulatedApi:
 
         rate_headers: dict[str, str] | None = None
         if self.throttle is not None:
+            self._traffic.play(self.throttle, self.config.clock())
             decision = self.throttle.hit(key)
             if not decision.allowed:
                 return self._answer(
@@ -198,14 +208,15 @@ class EmulatedApi:
         return web.Response(status=204)
 
     def stats(self) -> dict[str, Any]:
-        """Counters for tests and benchmarks; see ``GET /_emulator/stats``."""
+        """Counters for tests and benchmarks (``GET /_emulator/stats``; windows: see traffic.py)."""
         windows = self.throttle.windows if self.throttle is not None else []
         return {
+            **self._traffic.stats(self.throttle, self.config.clock()),  # first: it counts what is due
             "requests": self.requests,
             "responses_by_status": dict(self.responses_by_status),
             "overrides": len(self.content.overrides),
             "in_flight": self.network.in_flight.snapshot(),
-            "windows": [w.stats() for w in windows],
+            "windows": [w.stats(other=self._traffic.other is not None) for w in windows],
         }
 
     def overrides(self) -> list[dict[str, str]]:

@@ -36,15 +36,21 @@ class Window:
     key_id: str
     start: float
     end: float
-    accepted: int = 0
+    accepted: int = 0  # everyone's: the server's count (X-RateLimit-Limit - Remaining)
     throttled: int = 0
+    # Of those, the emulated other traffic's (``--other-traffic``): the client's are the rest.
+    other_accepted: int = 0
+    other_throttled: int = 0
     # Accepted requests per tenth of the period: shows a burst that the totals hide.
     tenths: list[int] = field(default_factory=lambda: [0] * 10)
 
-    def stats(self) -> dict[str, object]:
-        """The window as ``GET /_emulator/stats`` lists it (the key only as its label)."""
+    def stats(self, *, other: bool = False) -> dict[str, object]:
+        """The window as ``GET /_emulator/stats`` lists it (the key only as its label; the other
+        traffic's counts only when there is other traffic)."""
         stats = asdict(self)  # a copy: the lists handed out never alias the live window
         stats["key"] = stats.pop("key_id")
+        if not other:
+            del stats["other_accepted"], stats["other_throttled"]
         return stats
 
 
@@ -80,9 +86,10 @@ class FixedWindowThrottle:
     # Appended as windows open, so it is in order of start for a clock that never goes back.
     windows: list[Window] = field(default_factory=list, init=False)
 
-    def hit(self, key: str) -> Decision:
-        """Count one request for ``key`` now, unless the key's current window is spent."""
-        now = self.clock()
+    def hit(self, key: str, at: float | None = None, *, other: bool = False) -> Decision:
+        """Count one request for ``key`` now (or at ``at``, not before an earlier hit), unless the
+        key's current window is spent.  ``other``: the emulated other traffic's request."""
+        now = self.clock() if at is None else at
         window = self._current.get(key)
         if window is None or now >= window.end:
             end = now + self.period
@@ -93,9 +100,11 @@ class FixedWindowThrottle:
             self.windows.append(window)
         if window.accepted < self.limit:
             window.accepted += 1
+            window.other_accepted += other
             window.tenths[min(9, int((now - window.start) * 10 / self.period))] += 1
             return Decision(True, self.limit - window.accepted)
         window.throttled += 1
+        window.other_throttled += other
         if self.laravel_windows == "redis":
             timer = math.floor(window.start + self.period)
             return Decision(False, 0, max(0, timer - math.floor(now)), timer)

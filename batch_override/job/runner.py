@@ -350,6 +350,7 @@ async def _send_all(
         rows_needed=min(MAX_ROWS, max(MIN_ROWS, senders)),
         max_outage=config.max_outage,
         backoff=backoff,
+        max_wait=config.max_wait,
         stopped=stopper.stopped,
     )
     job.pacer, job.slots = pacer, slots

@@ -89,12 +89,20 @@ class Sender:
                 if last is not None:  # a row mid-retry ends with its last answer
                     self._finish(item, last, attempts)
                 return  # else the caller records it aborted
+            probe = False
+
+            async def turn() -> bool:
+                nonlocal probe
+                if not self.breaker.is_open:
+                    return False
+                probe = await self.breaker.wait_turn()
+                return True
+
             try:
-                probe = await self.breaker.wait_turn() if self.breaker.is_open else False
+                answer = await self.requester.attempt(item.media, item.hash, body, turn)
             except OutageTooLong as exc:
                 self.stopper.request(ExitCode.OUTAGE, str(exc))
                 continue
-            answer = await self.requester.attempt(item.media, item.hash, body)
             if answer is None:
                 continue  # stopped before sending: the check above ends the row
             if answer is INTERRUPTED:
@@ -107,7 +115,8 @@ class Sender:
                 self.recorder.retrying(item.row)
             in_outage = False
             if action is Action.RETRY:
-                in_outage = self.breaker.failed(answer.verdict.error_code, probe, item.row)
+                wait = retry_after_seconds(answer.headers)  # a 503's: when service returns
+                in_outage = self.breaker.failed(answer.verdict.error_code, probe, item.row, wait)
             else:
                 self.breaker.succeeded(probe)
             step, retries = decide(
@@ -171,7 +180,7 @@ async def preflight(sender: Sender, item: Item) -> None:
             return
         if verdict.action is Action.RETRY:
             # Nothing else is in flight: each failed try stands for another sender.
-            breaker.failed(verdict.error_code, probe, row=-tries)
+            breaker.failed(verdict.error_code, probe, -tries, retry_after_seconds(answer.headers))
             await sender.backoff(0)
             continue
         breaker.succeeded(probe)

@@ -48,6 +48,10 @@ TOLERANCE = 1.2
 SAMPLE = 50
 #: Samples in a row without more throughput before the limit is cut.
 STALLS = 2
+#: A batch whose latencies spread wider than this (standard deviation of their logs, a factor of
+#: e^1.5 = 4.5) mixes two levels: it straddles a jump in latency, or the network is bimodal.  A
+#: long tail of 150 ms median and 1.5 s p99 spreads 1.0; 10 ms -> 2 s straddled 1.6-2.6.
+MIXED = 1.5
 
 
 class Sample(NamedTuple):
@@ -171,7 +175,12 @@ class AutoLimit:
             spread = math.sqrt(max(0.0, squares / count - mean_log * mean_log) / count)
             in_flight = (area - started_area) / (now - started)
             sample = Sample(in_flight, total / count, math.exp(mean_log), spread)
-            if not self._queued(sample, fastest):
+            if spread * math.sqrt(count) > MIXED:
+                # Two levels of latency in one sample (a jump): it is nobody's reference, and what
+                # follows is judged afresh, from the new latency (Little's law) up.
+                self._best = Sample(0.0, math.inf, math.inf, 0.0)
+                self._stalls = 0
+            elif not self._queued(sample, fastest):
                 self._update(sample, peak)
         self._sample, self._start = (0, 0.0, 0.0, 0.0, math.inf), (now, area)
         return True

@@ -25,7 +25,6 @@ Header values that are absurd are ignored (see :mod:`.rate_headers`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -37,7 +36,7 @@ from ..config import Rate
 from .backoff import Backoff
 from .rate_headers import HeaderReader, retry_after_seconds
 from .sliding_log import CatchUp, SlidingLog
-from .window import DEFAULT_WINDOW, ServerWindow, WindowLearner
+from .window import CONTRADICTIONS, DEFAULT_WINDOW, ServerWindow, WindowLearner
 
 log = logging.getLogger("batch_override")
 
@@ -52,23 +51,19 @@ WINDOW_MARGIN = 0.01
 __all__ = ["FALLBACK_RATE", "Pacer", "SlidingLog", "Ticket", "retry_after_seconds"]
 
 
-async def _first(*events: asyncio.Event) -> None:
-    """Wait until any of ``events`` is set."""
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+async def _sleep(stopped: asyncio.Event, seconds: float, *until: asyncio.Event) -> bool:
+    """Sleep, but wake at once when the run stops (or one of ``until`` is set: then True).
+
+    The trap: the pacer sets ``until`` and clears it at once (a pulse), so whether it fired must
+    be read from its waiter, not from the event afterwards (that read False, and the first
+    answer's window was then taken as lost: the minute's guess doubled to two)."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in (stopped, *until)]
     try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiter in waiters:
             waiter.cancel()
-
-
-async def _sleep(stopped: asyncio.Event, seconds: float, until: asyncio.Event | None = None) -> bool:
-    """Sleep, but wake at once when the run stops (or ``until`` is set: then True)."""
-    events = (stopped,) if until is None else (stopped, until)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(_first(*events), seconds)
-        return until is not None and until.is_set()
-    return False
+    return any(waiter in done for waiter in waiters[1:])
 
 
 class Ticket(NamedTuple):
@@ -80,9 +75,10 @@ class Ticket(NamedTuple):
 
 class PaceModel:
     """What pace the answers so far call for: the user's rate exactly, auto's fallback exactly, or
-    the server's limit less headroom over the learned window.  No clock, no I/O."""
+    the server's limit less headroom over the learned window, less what other traffic on the key
+    takes of it.  No clock, no I/O."""
 
-    __slots__ = ("fallback", "fixed", "headroom", "learner", "server_limit")
+    __slots__ = ("counts_ignored", "fallback", "fixed", "headroom", "learner", "others", "server_limit")
 
     def __init__(self, fixed: Rate | None, headroom: float, learner: WindowLearner) -> None:
         self.fixed = fixed
@@ -90,20 +86,35 @@ class PaceModel:
         self.learner = learner
         self.server_limit: int | None = None
         self.fallback = False  # auto mode, and the server sends no X-RateLimit headers
+        self.others = 0  # other traffic's expected requests per window (ServerWindow.others)
+        self.counts_ignored = False  # X-RateLimit-Remaining contradicts the answers: not read
 
     @property
-    def budget(self) -> int | None:
-        """Sends allowed per server window (None: no server limit known)."""
+    def window_budget(self) -> int | None:
+        """Requests, everyone's, allowed per server window: the limit less the headroom."""
         if self.server_limit is None:
             return None
         return max(1, math.floor(self.server_limit * (1 - self.headroom)))
 
     @property
+    def budget(self) -> int | None:
+        """Our sends per server window: the window's budget less the other traffic's share
+        (None: no server limit known)."""
+        total = self.window_budget
+        if total is None:
+            return None
+        return max(1, total - self.others) if self.fixed is None else total
+
+    @property
     def cap(self) -> int | None:
-        """Sends per server window past which the pacer holds until the window ends."""
+        """Requests counted per server window, everyone's, past which the pacer holds until the
+        window ends (None: no hold)."""
+        if self.counts_ignored:
+            return None
         # The pace keeps the headroom; the hold guards the server's own limit once the window is
-        # known (it costs a round trip per window), and the budget while it is still a guess.
-        cap = self.server_limit if self.learner.known else self.budget
+        # known (it costs a round trip per window), and the budget while it is still a guess, or
+        # while others share the key: the headroom is theirs, whatever the order of arrivals.
+        cap = self.server_limit if self.learner.known and not self.others else self.window_budget
         if self.fixed is not None and cap is not None:  # the user's limit, per server window
             cap = min(cap, math.ceil(self.fixed.limit * self.learner.estimate / self.fixed.period))
         return cap
@@ -119,6 +130,21 @@ class PaceModel:
         if budget is not None:
             wanted.append((budget, self.learner.estimate * (1 + WINDOW_MARGIN)))
         return wanted
+
+    def counts_read(self, others: int, contradictions: int, limit: int) -> None:
+        """What the window made of the counts so far: ``others`` per window, ``contradictions``
+        in a row (see :class:`~.window.ServerWindow`)."""
+        if contradictions >= CONTRADICTIONS:
+            self.counts_ignored = True
+            log.warning(
+                "ignoring X-RateLimit-Remaining: %d answers in a row contradict it (it does not "
+                "move while they are accepted); pacing at the limit over the window",
+                contradictions,
+            )
+        if self.fixed is None:
+            # Less than half the headroom is left to the headroom: a long tail's reordered
+            # counts show a few "others" that are our own stragglers.
+            self.others = others if others > self.headroom / 2 * limit else 0
 
     def no_headers(self) -> None:
         if self.fixed is None and self.server_limit is None and not self.fallback:
@@ -137,7 +163,8 @@ class PaceModel:
         if budget is None:
             return "auto (learning)"
         guess = "" if self.learner.known else ", window assumed until one ends"
-        return f"auto: {budget}/{self.learner.estimate:g}s{guess}"
+        others = f", of {self.window_budget}: other traffic takes ~{self.others}" if self.others else ""
+        return f"auto: {budget}/{self.learner.estimate:g}s{guess}{others}"
 
 
 class Pacer:
@@ -159,7 +186,6 @@ class Pacer:
         self._lock = asyncio.Lock()
         self._answered = asyncio.Event()
         self._repaced = asyncio.Event()  # set (and cleared) when an answer changes the pace
-        self.repaces = 0  # how often it did (a simulation on a virtual clock reads this)
         self._headers = HeaderReader()
         learner = WindowLearner(rate.period if rate is not None else DEFAULT_WINDOW)
         self.model = PaceModel(rate, headroom, learner)
@@ -189,7 +215,9 @@ class Pacer:
 
     def _rebuild(self) -> None:
         model = self.model  # called on every answer: most change nothing the meters come from
-        if (shape := (model.server_limit, model.learner.estimate, model.fallback)) == self._shape:
+        if (
+            shape := (model.server_limit, model.learner.estimate, model.fallback, model.others)
+        ) == self._shape:
             return
         self._shape = shape
         wanted, old = model.meters(), self._meters
@@ -199,7 +227,6 @@ class Pacer:
             self.rate = min(limit / period for limit, period in wanted) if wanted else None
             # A sender asleep on the old pace (1.33 s apart while a 1 s window is still a
             # minute's guess) must not sleep through the new one: wake it to ask again.
-            self.repaces += 1
             self._repaced.set()
             self._repaced.clear()
             if old and self.model.fixed is None:
@@ -212,10 +239,8 @@ class Pacer:
         if not self._meters:
             return None if self._probing else 0.0  # auto: one request alone tells the limit
         cap = self.model.cap
-        if cap is not None:
-            hold = self.window.hold(now, cap, self._seq + 1)
-            if hold is None or hold > 0:
-                return hold
+        if cap is not None and ((hold := self.window.hold(now, cap, self._seq + 1)) is None or hold > 0):
+            return hold
         catching_up = self._catch_up.wait(now)
         return max(m.wait(now) for m in self._meters) if catching_up is None else catching_up
 
@@ -227,14 +252,13 @@ class Pacer:
             return self.grant(self._clock())  # the common case at full speed: nothing to wait for
         async with self._lock:
             while not self._stopped.is_set():
-                now = self._clock()
-                wait = self.wait(now)
-                if wait is None:
-                    answered = await _sleep(self._stopped, self.period, until=self._answered)
+                if (wait := self.wait(now := self._clock())) is None:
+                    answered = await _sleep(self._stopped, self.period, self._answered)
                     if not answered and self._meters:
                         self.window.assume_ended(self._seq + 1)  # the opener's answer was lost
                 elif wait > 0:
-                    await _sleep(self._stopped, wait, until=self._repaced)
+                    # An answer may end a hold (ServerWindow.hold), a new pace a meter's wait.
+                    await _sleep(self._stopped, wait, self._repaced, self._answered)
                 else:
                     return self.grant(now)
             return None
@@ -276,13 +300,16 @@ class Pacer:
             self._blocked_until = max(self._blocked_until, now + wait)
         else:
             self._bare_429s = 0
-            if found.limit is not None and found.remaining is not None:
-                counted = found.limit - found.remaining
-                if counted >= 1 and self.window.counted(ticket.seq, ticket.sent_at, counted, now):
+            remaining = None if self.model.counts_ignored else found.remaining
+            if found.limit is not None and remaining is not None:
+                window, counted = self.window, found.limit - remaining
+                if counted >= 1 and window.counted(
+                    ticket.seq, ticket.sent_at, counted, now, full=not remaining
+                ):
                     self._rebuild()  # the window's length just showed: catch up in the window it opened
-                    budget, used = self.model.budget or 0, self.window.used
                     steady = self._meters[-1]  # the budget's meter (PaceModel.meters puts it last)
-                    self._catch_up.start(now, ticket.sent_at, budget - used, steady)
-            else:
+                    self._catch_up.start(now, ticket.sent_at, (self.model.budget or 0) - window.used, steady)
+                self.model.counts_read(window.others, window.contradictions, found.limit)
+            elif found.limit is None:
                 self.model.no_headers()
         self._rebuild()

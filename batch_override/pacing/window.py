@@ -20,11 +20,35 @@ time a window outlives it (an hour in six steps).
 The trap: bounds come from other windows than the current one, and the server may change its
 throttle (or share the key with other traffic): when the bounds contradict each other, the
 newest wins rather than the learner getting stuck.
+
+:class:`ServerWindow` is where the client stands in the server's current window, from
+``X-RateLimit-Remaining``.  The server's count (``Limit - Remaining``) is the truth: it is
+everyone's use of the window,
+ours and other traffic's on the key; ours is what we sent into it; the difference is the
+other traffic, whose share per window (``others``, the most in the last window or this one, a
+lower bound from each answer) the pacer leaves to it.  A window is dated whoever opened it:
+the count restarting between two of our answers (a send after an answer counted no more
+than it) bounds the new window's start between those two.
+
+Contract: :meth:`hold` says how long the next send must wait once ``cap`` requests are
+counted in the current window; the counts and times of the answers feed :attr:`learner`.
+The trap: answers arrive out of order and after later sends went out.  A count ``c`` covers
+what the server had counted by then, including later sends that overtook this request; of
+the later sends, only those still unanswered may yet be counted.  So the window holds about
+``c`` plus the later sends still in flight, the most by any answer.  (Adding every later
+send counts the ones that overtook twice: on a long-tailed network, 150 ms median and 1.5 s
+p99, that put 110 into windows holding 90 and held the pacer for nothing.)  What it leaves
+out, earlier sends still in flight that are counted later, are a long tail's few
+stragglers: the cap has the headroom for them.  A count that does not move between two
+answers, the second sent after the first was answered (``Remaining: 0`` on every accepted
+answer behind a broken proxy), contradicts itself: ``contradictions`` counts those in a row,
+and the pacer stops reading the count after ``CONTRADICTIONS``.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import NamedTuple
 
 #: The window assumed before answers tell: Laravel's default throttle is 60 per minute.
@@ -91,50 +115,104 @@ class WindowLearner:
 
 
 class Opener(NamedTuple):
-    """The request that opened a server window: its sequence number, send and answer times (None
-    while unknown).  The server opened the window in between, so answer time + length is when it
-    surely ends."""
+    """Our first send counted in the server's current window: its sequence number, and when the
+    window opened, at the earliest (``sent``) and at the latest (``answered``; None while unknown).
+    When our send opened the window these are its send and answer times; when someone else's
+    did (other traffic on the key, a second job), ``sent`` is the send of our last request still
+    counted in the window before (-inf: none seen) and ``answered`` the answer that showed the
+    count restarting.  ``answered`` + length is when the window surely ends."""
 
     seq: int
     sent: float | None
     answered: float | None
 
 
-class ServerWindow:
-    """Where the client stands in the server's current window, from ``X-RateLimit-Remaining``.
+class _Top(NamedTuple):
+    """Our newest answer (by send) counted in the current window, and its count."""
 
-    Contract: :meth:`hold` says how long the next send must wait once ``cap`` sends are counted
-    in the current window; the counts and times of the answers feed :attr:`learner`.  The trap:
-    answers arrive out of order and after later sends went out.  A count ``c`` covers what the
-    server had counted by then, including later sends that overtook this request; of the later
-    sends, only those still unanswered may yet be counted.  So the window holds about ``c`` plus
-    the later sends still in flight, the most by any answer.  (Adding every later send counts the
-    ones that overtook twice: on a long-tailed network that overfills the estimate and holds the
-    pacer for nothing; BENCHMARKS.md quotes a run.)  What it leaves out, earlier
-    sends still in flight that are counted later, are a long tail's few stragglers: the cap has
-    the headroom for them.
-    """
+    seq: int
+    sent: float
+    answered: float
+    total: int
 
-    __slots__ = ("_assumed_from", "_exact", "_flying", "learner", "opener", "used")
+
+#: Complete windows whose other traffic sets its expected share (the last: a second job that ends
+#: frees its share a window later; a neighbour that bursts each window shows it in each).
+_OTHERS_WINDOWS = 1
+#: Answers in a row whose count contradicts itself before the count is called broken.
+CONTRADICTIONS = 3
+
+
+class _Position:
+    """Where the client stands in the server's current window: our sends in flight, the requests
+    counted (``used``, everyone's), the window's opener and the other traffic seen; how long
+    to hold.  :class:`ServerWindow` reads the answers' counts into it."""
+
+    __slots__ = (
+        "_assumed_from",
+        "_exact",
+        "_first_possible",
+        "_flying",
+        "_last_sent",
+        "_others_now",
+        "_others_seen",
+        "_top",
+        "_tops",
+        "contradictions",
+        "learner",
+        "opener",
+        "used",
+    )
 
     def __init__(self, learner: WindowLearner, *, exact: bool = False) -> None:
         self.learner = learner
         self._exact = exact  # paced at the limit itself: only an answer proves a window over
         self.opener: Opener | None = None
-        self.used = 0  # sends counted (or assumed counted) in the current window
+        self.used = 0  # requests counted (or assumed counted) in the current window, everyone's
         self._assumed_from: int | None = None  # first send after we assumed the window ended
         self._flying: dict[int, float] = {}  # sends not answered yet: seq -> sent
+        self._top: _Top | None = None
+        self._tops: deque[_Top] = deque(maxlen=_FLYING_MAX)  # the current window's, by send
+        self._first_possible = 1  # our earliest send that may be counted in the current window
+        self._last_sent = 0
+        self._others_now = 0  # other traffic seen in the current window (a lower bound)
+        self._others_seen: deque[int] = deque(maxlen=_OTHERS_WINDOWS)
+        self.contradictions = 0
+
+    @property
+    def others(self) -> int:
+        """Other traffic's expected requests per window: the most seen in the last few windows."""
+        return max(self._others_now, max(self._others_seen, default=0))
+
+    @property
+    def _shared(self) -> bool:
+        """Other traffic has shown on the key (or the first answer found a window open): only
+        then is a count restart read as a window someone else opened.  Alone, our own counts
+        date every window (a restart read from the counts of a long tail's reordered answers
+        only misdates it)."""
+        return bool(self.others) or (self.opener is not None and self.opener.sent == -math.inf)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._flying)
 
     def _end(self) -> float:
         """When the current window ends by a known estimate (opener sent + length), else inf.
         Sends after it are the next window's, which a slow answer would otherwise count here."""
         opener = self.opener
-        if self.learner.known and opener is not None and opener.sent is not None and not self._exact:
+        if (
+            self.learner.known
+            and opener is not None
+            and opener.sent is not None
+            and math.isfinite(opener.sent)
+            and not self._exact
+        ):
             return opener.sent + self.learner.estimate
         return math.inf
 
     def sent(self, seq: int, at: float) -> None:
         self.used += at < self._end()
+        self._last_sent = seq
         flying = self._flying
         if len(flying) >= _FLYING_MAX:  # sends cut off by a stop are never answered
             del flying[next(iter(flying))]
@@ -152,7 +230,9 @@ class ServerWindow:
     def hold(self, now: float, cap: int, next_seq: int) -> float | None:
         """Seconds the next send must wait for the window to end (0: go now); None: wait for
         the opener's answer, which dates the window."""
-        if self.used < cap:
+        # Never a guessed window asleep with nothing in flight (a count full before the length
+        # is known: someone else's, or a broken header): the meters pace, the next answer tells.
+        if self.used < cap or (not self._flying and not self.learner.known):
             return 0.0
         opener = self.opener
         if opener is None or opener.answered is None:
@@ -168,28 +248,136 @@ class ServerWindow:
         self.used = 0
         self._assumed_from = next_seq
 
-    def counted(self, seq: int, sent: float, counted: int, now: float) -> bool:
-        """The answer to send ``seq`` says it was the ``counted``-th of its window.  True when
-        this send opened a window and showed, for the first time, how long windows last."""
-        opener, learner = self.opener, self.learner
-        if counted == 1:
+    def _opened(self, opener: Opener, first_possible: int, top: _Top, used: int) -> None:
+        """A new window: ``opener`` dates it; our sends from ``first_possible`` may count in it."""
+        self._others_seen.append(self._others_now)
+        self._others_now = 0
+        self.opener, self._assumed_from, self._first_possible = opener, None, first_possible
+        self._top, self.used = top, used
+        self._tops.clear()
+        self._tops.append(top)
+
+    def _answered_before(self, sent: float) -> _Top | None:
+        """Our newest answer in the current window that came before ``sent`` (pipelined sends
+        go out before the answers to the ones just before them)."""
+        for top in reversed(self._tops):
+            if top.answered <= sent:
+                return top
+        return None
+
+    def _note_others(self, counted: int, full: bool) -> None:
+        # Our sends that may be counted by now: every one from the window's first possible on.
+        # Only while none of ours is in flight from before it: a long tail's stragglers land in
+        # later windows, and answers overtaken say the count of a window we misplace.
+        first = self._first_possible
+        if full or any(seq < first for seq in self._flying):
+            return  # full: the next answer, a 429 in the same window, tells more (or a stuck header)
+        ours = self._last_sent - first + 1
+        self._others_now = max(self._others_now, counted - ours)
+
+    def throttled(self, seq: int, sent: float, wait: float, now: float) -> None:
+        """A 429 asked to wait ``wait`` whole seconds.  That is a pause, not the window's length
+        (a WAF's penalty or a downgrade's first 429 asks for 30 s on a 1 s window): it only says
+        the window ends by then (to a second either way, as Laravel and the emulator round
+        differently); the windows that follow tell how long they last."""
+        opener = self.opener
+        if (
+            opener is not None
+            and opener.sent is not None
+            and math.isfinite(opener.sent)
+            and seq >= opener.seq
+        ):
+            self.learner.shorter(now + wait + 1 - opener.sent)
+        self.used = 0
+        self._assumed_from = None
+
+
+class ServerWindow(_Position):
+    """Where the client stands in the server's current window, from ``X-RateLimit-Remaining``:
+    :meth:`counted` reads each answer's count (see the module docstring for the contract and
+    its traps), :meth:`~_Position.hold` says how long the next send must wait."""
+
+    __slots__ = ()
+
+    def counted(self, seq: int, sent: float, counted: int, now: float, *, full: bool = False) -> bool:
+        """The answer to send ``seq`` says the server had counted ``counted`` in its window
+        (``full``: all of its limit, ``Remaining: 0``).  True when this send opened a window and
+        showed, for the first time, how long windows last."""
+        opener, learner, top = self.opener, self.learner, self._top
+        here = _Top(seq, sent, now, counted)
+        before = self._answered_before(sent)
+        if before is not None and top is not None and seq > top.seq:
+            top = before  # the count to compare with: the newest this send surely came after
+        # Answered before the current window can have ended (it lasts longer than ``lo``): not a
+        # restart, whatever the count (the newest answer may be a long tail's straggler).
+        young = opener is not None and opener.sent is not None and now < opener.sent + learner.lo
+        if (
+            top is not None
+            and seq > top.seq
+            and sent >= top.answered
+            and counted <= top.total
+            and not young
+            and self._shared
+        ):
+            if counted == top.total and full:
+                # Accepted after an answer that said the window was full, in the same window: the
+                # count is stuck (a new window opened by others exactly to our limit is not likely).
+                self.contradictions += 1
+                return False
+            self.contradictions = 0
+            # The count restarted between two of our answers: a new window, opened by this send
+            # (counted 1) or by someone else's after our last one counted in the old window.
             known = learner.known
-            if opener is not None and opener.sent is not None and seq > opener.seq:
+            if opener is not None and opener.sent is not None and math.isfinite(opener.sent):
                 learner.shorter(now - opener.sent)  # the previous window ended before this one opened
-            if opener is None or seq >= opener.seq:
-                self.opener, self._assumed_from = Opener(seq, sent, now), None
-                self.used = 1 + self._later(seq)
+            if counted == 1:
+                self._opened(Opener(seq, sent, now), seq, here, 1 + self._later(seq))
                 return not known and learner.known and not self._exact
+            self._opened(Opener(seq, top.sent, now), top.seq + 1, here, counted + self._later(seq))
+            self._note_others(counted, full)
             return False
-        first = seq - counted + 1  # the window's opener, counting only our own sends
-        if opener is None or first > opener.seq:
-            # A newer window whose opener has not answered yet (or other traffic opened it).
-            self.opener, self._assumed_from = Opener(first, None, None), None
-            self.used = counted + self._later(seq)
+        self.contradictions = 0
+        if counted == 1:
+            if opener is not None and seq < opener.seq:
+                if seq < self._first_possible or not self._shared:
+                    return False  # an earlier window's opener, answered late
+                # The true opener of the current window, answered after a later send showed it.
+                bound = opener.answered if opener.answered is not None else now
+                self.opener = Opener(seq, max(sent, opener.sent or sent), min(now, bound))
+                self._first_possible = seq
+                return False
+            known = learner.known
+            if (
+                opener is not None
+                and opener.sent is not None
+                and math.isfinite(opener.sent)
+                and seq > opener.seq
+            ):
+                learner.shorter(now - opener.sent)  # the previous window ended before this one opened
+            self._opened(Opener(seq, sent, now), seq, here, 1 + self._later(seq))
+            return not known and learner.known and not self._exact
+        first = seq - counted + 1  # at the latest, our first send counted in this answer's window
+        if opener is not None and first > opener.seq:
+            # A newer window: even if all but this one were ours, our sends since the opener are
+            # more than the count.  Its opener (a long tail's late answer, or other traffic) is
+            # unknown: the window opened by this answer, after the last send of the old one.
+            after = top.sent if top is not None and top.seq < first else None
+            # Alone on the key, its own opener's answer will date it exactly: wait for that.
+            dated = Opener(first, after, now) if self.others else Opener(first, None, None)
+            self._opened(dated, first, here, counted + self._later(seq))
+            self._note_others(counted, full)
             return False
-        if seq < opener.seq:
+        if opener is None:
+            # The first answer finds a window open: other traffic's (or an earlier run's).
+            self._opened(Opener(seq, -math.inf, now), 1, here, counted + self._later(seq))
+            self._note_others(counted, full)
+            return False
+        if seq < self._first_possible:
             return False  # an answer from an earlier window says nothing of the current one
-        if opener.answered is not None:
+        # Shared, a count that rose may be a new window's (others sent more into it than into
+        # the old one's rest): no lower bound from an answer that came a window's length late.
+        doubtful = self._shared and sent - (top.answered if top is not None else sent) >= learner.lo
+        if opener.answered is not None and seq >= opener.seq and not doubtful:
             if self._assumed_from is not None and seq >= self._assumed_from:
                 learner.outlived(sent - opener.answered)  # we thought it over: it was not
             else:
@@ -199,20 +387,9 @@ class ServerWindow:
         self.used = held if fresh else max(self.used, held)
         if fresh:
             self._assumed_from = None
+        if self._top is None or seq > self._top.seq:
+            self._top = here
+            self._tops.append(here)
+        if seq >= opener.seq:  # sent before the opener, it may be the last window's straggler
+            self._note_others(counted, full)
         return False
-
-    def throttled(self, seq: int, sent: float, wait: float, now: float) -> None:
-        """A 429 asked to wait ``wait`` whole seconds: the window ends then (to a second either
-        way, as Laravel and the emulator round differently), and the next one starts afresh."""
-        opener = self.opener
-        if opener is not None and opener.sent is not None and seq >= opener.seq:
-            self.learner.shorter(now + wait + 1 - opener.sent)
-            if opener.answered is not None:
-                # Still open when this arrived: after an assumed end, the window outlived it.
-                lasted = sent + max(0.0, wait - 1) - opener.answered
-                if self._assumed_from is not None and seq >= self._assumed_from:
-                    self.learner.outlived(lasted)
-                else:
-                    self.learner.longer(lasted)
-        self.used = 0
-        self._assumed_from = None

@@ -5,7 +5,9 @@ One failing row is the row's problem and spends its retries; many senders failin
 turn a ten-minute proxy outage into a million ``failed`` rows.  After ``threshold`` transient
 failures in a row the breaker opens: senders wait, one probe request at a time goes out with
 growing backoff, and the first real answer closes it.  An outage longer than ``max_outage``
-seconds raises :class:`OutageTooLong`.
+seconds raises :class:`OutageTooLong`.  A failure that says when to come back (a 503 with
+``Retry-After``, Laravel's maintenance mode) sets the next probe's delay instead (at most
+``max_wait``), so service is resumed within a moment of ``Retry-After``, not a doubling later.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Breaker:
         rows_needed: int = MIN_ROWS,
         max_outage: float,
         backoff: Backoff | None = None,
+        max_wait: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         stopped: asyncio.Event | None = None,
     ) -> None:
@@ -52,6 +55,8 @@ class Breaker:
         self._rows_needed = rows_needed
         self._max_outage = max_outage
         self._backoff = backoff or Backoff()
+        self._max_wait = max_wait
+        self._retry_after: float | None = None  # the server's word for the next probe's delay
         self._clock = clock
         self._streak = 0
         self._streak_rows: set[int] = set()
@@ -93,6 +98,8 @@ class Breaker:
                 self._probe.release()
                 return False
             delay = self._backoff.delay(self._probes)
+            if self._retry_after is not None:
+                delay, self._retry_after = self._retry_after, None
             self._probes += 1
             remaining = self._max_outage - (self._clock() - self._opened_at)
             with contextlib.suppress(TimeoutError):
@@ -111,12 +118,14 @@ class Breaker:
         if self._opened_at is not None:
             self._opened_at = None
             self._probes = 0
+            self._retry_after = None
             self._closed.set()
         if probe and self._probe.locked():
             self._probe.release()
 
-    def failed(self, reason: str, probe: bool, row: int = -1) -> bool:
+    def failed(self, reason: str, probe: bool, row: int = -1, retry_after: float | None = None) -> bool:
         """A transient failure; True when it is part of an outage (the row keeps its retries).
+        ``retry_after``: the server's ``Retry-After``, the next probe's delay (at most ``max_wait``).
 
         An outage needs ``threshold`` failures in a row *from at least two rows* (three with
         more senders): one row failing again and again is that row's problem, not the server's.
@@ -125,13 +134,14 @@ class Breaker:
         """
         self._streak += 1
         self._streak_rows.add(row)
+        if retry_after is not None:
+            self._retry_after = min(retry_after, self._max_wait)
         if probe and self._probe.locked():
             self._probe.release()
-        if (
-            self._opened_at is None
-            and self._streak >= max(1, self._threshold())
-            and len(self._streak_rows) >= self._rows_needed
-        ):
+        # A failure that says when to come back (maintenance mode) speaks for the whole server:
+        # the streak need not be as long as what may be in flight, only from enough rows.
+        needed = self._rows_needed if retry_after is not None else max(1, self._threshold())
+        if self._opened_at is None and self._streak >= needed and len(self._streak_rows) >= self._rows_needed:
             self._opened_at = self._clock()
             self._reason = reason
             self._closed.clear()

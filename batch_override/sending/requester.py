@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from ..outcome import Action, ErrorCode, Outcome, Verdict
 from ..pacing.concurrency import Concurrency
@@ -42,17 +43,27 @@ class Requester:
         self.requests = 0
         self._stopper = stopper
 
-    async def attempt(self, media: str, sha256: str, body: bytes) -> Answer | None:
+    async def attempt(
+        self, media: str, sha256: str, body: bytes, turn: Callable[[], Awaitable[bool]] | None = None
+    ) -> Answer | None:
         """One request; None when the run stopped before it could be sent, :data:`INTERRUPTED`
-        when the grace period cut it off in flight."""
+        when the grace period cut it off in flight.  ``turn`` (the outage breaker's) is awaited
+        last, once the slot and the pacer's turn are had: True when it made the sender wait (the
+        pacer's turn is then stale, and taken again).  Asked before them, every sender queued at
+        the slot or the pacer when the breaker opened sent once more (64 during an outage)."""
         await self.slots.acquire()  # a slot first: a sender waiting at the pacer is ready to go
         try:
-            return await self._paced(media, sha256, body)
+            return await self._paced(media, sha256, body, turn)
         finally:
             self.slots.release()
 
-    async def _paced(self, media: str, sha256: str, body: bytes) -> Answer | None:
+    async def _paced(
+        self, media: str, sha256: str, body: bytes, turn: Callable[[], Awaitable[bool]] | None
+    ) -> Answer | None:
         ticket = await self.pacer.acquire()
+        if ticket is not None and turn is not None and await turn():
+            self.pacer.observe(ticket, None, {})  # not sent: nothing to learn
+            ticket = await self.pacer.acquire()
         if ticket is None:
             return None
         self.requests += 1

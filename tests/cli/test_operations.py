@@ -256,3 +256,21 @@ async def test_requests_still_in_flight_when_the_grace_period_ends_are_recorded_
     lines = read_ledger(ledger)
     assert sorted(lines["row"]) == list(range(6))
     assert lines["error_code"].value_counts().to_dict() == {"interrupted": 2, "not_sent": 4}
+
+
+async def test_maintenance_mode_gets_a_few_probes_and_the_run_resumes_when_it_ends(
+    tmp_path: Path, emulator_factory
+) -> None:
+    # Laravel's `artisan down --retry=1` from 0.5 s after the start, for 3 s: every sender queued at
+    # its slot or the pacer when the breaker opens waits for it, and the probes wait Retry-After.
+    emulator = await emulator_factory(unknown="classified", maintenance=(0.5, 3.0, 1))
+    corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(400)])
+    result = await run_cli(
+        "run", str(corrections), "--ledger", str(tmp_path / "l.csv"), "--api-url", emulator.url,
+        "--rate", "100/s", "--backoff-base", "0.01", "--max-retries", "2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = read_ledger(tmp_path / "l.csv")
+    assert set(lines["outcome"]) == {"submitted"}
+    # The streak that opens the breaker (what is in flight, at least 3) and a probe a second.
+    assert emulator.stats()["responses_by_status"].get("503", 0) <= 10

@@ -7,7 +7,7 @@ import heapq
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from batch_override.pacing.concurrency import Concurrency
 
@@ -18,6 +18,11 @@ class Outcome:
     duration: float
     mean_in_flight: float
     limit: int
+    sends: list[float] = field(default_factory=list)  # when each request went
+
+    def rate(self, start: float, end: float) -> float:
+        """Requests sent per second between ``start`` and ``end``."""
+        return sum(start <= t < end for t in self.sends) / (end - start)
 
     @property
     def throughput(self) -> float:
@@ -52,6 +57,7 @@ def simulate(
     busy: list[float] = []  # capacity server: when each busy worker frees
     started: dict[int, float] = {}
     next_tick, sent, ident = 0.0, 0, 0
+    sends: list[float] = []
     while now[0] < seconds:
         if done and done[0][0] <= min(next_tick, seconds):
             now[0], rid = heapq.heappop(done)
@@ -64,6 +70,7 @@ def simulate(
             continue
         ident += 1
         sent += 1
+        sends.append(now[0])
         started[ident] = now[0]
         meter.started()
         if capacity is None:
@@ -75,4 +82,12 @@ def simulate(
             busy.append(free_at + service)
             heapq.heappush(done, (free_at + service, ident))
         next_tick = now[0] + 1 / rate if not probe or sent > 1 else done[0][0]
-    return Outcome(sent, seconds, meter.mean_in_flight, meter.limit)
+    return Outcome(sent, seconds, meter.mean_in_flight, meter.limit, sends)
+
+
+def jump(at: float, before: float, after: float, p99: float = 2.0, seed: int = 1) -> Callable[[float], float]:
+    """Latency independent of load that jumps from ``before`` to ``after`` at ``at`` (lognormal
+    noise of that p99 / median ratio around each level)."""
+    rng = random.Random(seed)
+    sigma = math.log(p99) / 2.326
+    return lambda now: (before if now < at else after) * math.exp(sigma * rng.gauss(0, 1))

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from batch_override.pacing.concurrency import Concurrency
-from tests.job.concurrency_sim import network, simulate
+from tests.job.concurrency_sim import jump, network, simulate
 
 
 def test_a_far_server_gets_what_the_pace_needs_in_flight() -> None:
@@ -91,3 +91,14 @@ async def test_a_sender_cancelled_as_it_is_woken_passes_the_slot_on() -> None:
     first.cancel()  # ...which is cancelled before it runs
     await asyncio.wait_for(second, 1)
     assert first.cancelled()
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_latency_jump_keeps_what_the_maximum_allows_at_the_new_latency(seed: int) -> None:
+    # 10 ms -> 2 s mid-run, no queueing at the server: 64 in flight allow 32/s.  The batch that
+    # straddles the jump mixed both levels and became the gradient's reference: the next batches,
+    # slower and with more in flight, looked like a queue and the limit fell to 13 (6/s).
+    outcome = simulate(
+        90.0, latency=jump(10 + seed * 0.37, 0.01, 2.0, seed=seed), seconds=60.0, maximum=64, probe=True
+    )
+    assert outcome.rate(30.0, 60.0) >= 0.9 * 64 / 2.0

@@ -124,3 +124,25 @@ def test_the_streak_follows_a_threshold_asked_at_each_failure(clock: VirtualCloc
     breaker = Breaker(lambda: in_flight[0], rows_needed=3, max_outage=60.0, clock=clock)
     in_flight[0] = 4
     assert [breaker.failed("server_error", probe=False, row=r) for r in range(4)] == [False] * 3 + [True]
+
+
+async def test_a_retry_after_sets_the_next_probes_delay_capped_by_max_wait(
+    monkeypatch: pytest.MonkeyPatch, clock: VirtualClock
+) -> None:
+    slept: list[float] = []
+    breaker = Breaker(
+        2, max_outage=600.0, backoff=Backoff(0.5, rng=random.Random(0)), max_wait=4.0, clock=clock
+    )
+
+    async def fake_wait_for(awaitable: object, timeout: float) -> None:  # noqa: ASYNC109 (its signature)
+        slept.append(timeout)
+        getattr(awaitable, "close", lambda: None)()
+        raise TimeoutError
+
+    breaker.failed("service_unavailable", probe=False, row=1, retry_after=3.0)
+    breaker.failed("service_unavailable", probe=False, row=2, retry_after=3.0)
+    monkeypatch.setattr(asyncio, "wait_for", fake_wait_for)  # the probe's sleep, measured not slept
+    assert await breaker.wait_turn() is True
+    breaker.failed("service_unavailable", probe=True, row=1, retry_after=30.0)
+    assert await breaker.wait_turn() is True
+    assert slept == [3.0, 4.0]  # the server's word, not the doubling backoff; at most --max-wait

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+#: The signals that stop a run or a command (held back while a temporary file is named).
+_STOPS = {signal.SIGHUP, signal.SIGINT, signal.SIGTERM}
 
 
 @contextlib.contextmanager
@@ -18,8 +22,15 @@ def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[IO[bytes]]:
     The data is fsynced before the rename, so after a crash ``path`` holds the old or the new
     content, never a mix; on an exception the temporary file is removed and ``path`` is untouched.
     """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = ""
+    # A stop signal between creating the file and knowing its name would leave it behind: it is
+    # held back until the name is known, then handled inside the try (whose cleanup removes it).
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
     try:
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
@@ -27,8 +38,9 @@ def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[IO[bytes]]:
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise
 
 

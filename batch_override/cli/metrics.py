@@ -36,6 +36,7 @@ import base64
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote_plus, urlsplit
 
@@ -61,6 +62,32 @@ PASSWORD_VAR = "PUSHGATEWAY_PASSWORD"
 log = logging.getLogger("batch_override")
 
 
+_Setter = Callable[[str, str, float], None]
+
+
+def _gauge_setter(registry: CollectorRegistry, base: dict[str, str]) -> _Setter:
+    """``gauge(name, help, value)``: one gauge in ``registry``, labelled with ``base``."""
+
+    def gauge(name: str, help_text: str, value: float) -> None:
+        metric = Gauge(_PREFIX + name, help_text, list(base), registry=registry)
+        (metric.labels(**base) if base else metric).set(value)
+
+    return gauge
+
+
+def _run_gauges(
+    gauge: Callable[[str, str, float], None], *, in_progress: bool, done: int, total: int
+) -> None:
+    """The in-progress gauges, as a running job shows them or as a finished run leaves them."""
+    gauge(
+        RUN_IN_PROGRESS.removeprefix(_PREFIX),
+        "1 while a run is in progress, 0 once it ended.",
+        int(in_progress),
+    )
+    gauge("run_rows_done", "Rows of the current (or last) run given a ledger line so far.", done)
+    gauge("run_input_rows", "Rows of the current (or last) run's input.", total)
+
+
 def build_registry(
     summary: Summary, *, job: str | None, last_success_unix: float | None, now: float | None = None
 ) -> CollectorRegistry:
@@ -70,10 +97,7 @@ def build_registry(
     """
     registry = CollectorRegistry(auto_describe=True)
     base = {} if job is None else {"job": job}
-
-    def gauge(name: str, help_text: str, value: float) -> None:
-        metric = Gauge(_PREFIX + name, help_text, list(base), registry=registry)
-        (metric.labels(**base) if base else metric).set(value)
+    gauge = _gauge_setter(registry, base)
 
     rows = Gauge(_PREFIX + "rows", "Rows of the last run by outcome.", [*base, "outcome"], registry=registry)
     outcomes = [o.value for o in Outcome]
@@ -98,9 +122,7 @@ def build_registry(
     gauge("mean_in_flight", "Requests in flight on average in the last run.",
           float(summary.concurrency.get("mean_in_flight", 0.0)))  # fmt: skip
     # The in-progress gauges as a finished run leaves them: not running, every row done.
-    gauge(RUN_IN_PROGRESS.removeprefix(_PREFIX), "1 while a run is in progress, 0 once it ended.", 0)
-    gauge("run_rows_done", "Rows of the current (or last) run given a ledger line so far.", finished_rows)
-    gauge("run_input_rows", "Rows of the current (or last) run's input.", summary.rows)
+    _run_gauges(gauge, in_progress=False, done=finished_rows, total=summary.rows)
     gauge("requests", "HTTP requests the last run sent (per run, not cumulative).", summary.requests)
     gauge(
         "throttled_requests",
@@ -243,14 +265,9 @@ def build_progress_registry(snap: Snapshot, *, job: str | None) -> CollectorRegi
     """
     registry = CollectorRegistry(auto_describe=True)
     base = {} if job is None else {"job": job}
+    gauge = _gauge_setter(registry, base)
 
-    def gauge(name: str, help_text: str, value: float) -> None:
-        metric = Gauge(_PREFIX + name, help_text, list(base), registry=registry)
-        (metric.labels(**base) if base else metric).set(value)
-
-    gauge(RUN_IN_PROGRESS.removeprefix(_PREFIX), "1 while a run is in progress, 0 once it ended.", 1)
-    gauge("run_rows_done", "Rows of the current (or last) run given a ledger line so far.", snap.done)
-    gauge("run_input_rows", "Rows of the current (or last) run's input.", snap.total)
+    _run_gauges(gauge, in_progress=True, done=snap.done, total=snap.total)
     gauge(
         "run_last_progress_timestamp_seconds",
         "Unix time the running job's rows done last grew.",

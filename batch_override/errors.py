@@ -35,9 +35,13 @@ class ExitCode(enum.IntEnum):
 
 
 class BatchOverrideError(Exception):
-    """Base class: ``str(error)`` is the one line shown to the user."""
+    """Base class: ``str(error)`` is the one line shown to the user.
 
-    exit_code = ExitCode.USAGE
+    ``exit_code`` is a plain ``int`` on a raised failure (:class:`RunFailed`): hosts put it in
+    their own records, and some (Dagster's metadata) refuse an enum even when it is an int.
+    """
+
+    exit_code: int = ExitCode.USAGE
 
 
 class UsageError(BatchOverrideError):
@@ -82,7 +86,7 @@ class RunFailed(BatchOverrideError):
         why = summary.stop_reason or "some rows did not succeed"
         super().__init__(f"run {summary.run_id} exited {summary.exit_code}: {why}")
         self.summary = summary
-        self.exit_code = ExitCode(summary.exit_code)
+        self.exit_code = int(summary.exit_code)
 
 
 class RunInterrupted(RunFailed):

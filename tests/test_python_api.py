@@ -251,21 +251,21 @@ def test_without_raise_on_failure_a_failed_run_returns_its_summary(tmp_path: Pat
 def test_on_progress_is_called_about_once_a_second_and_once_at_the_end(tmp_path: Path) -> None:
     seen: list[ProgressSnapshot] = []
     with emulator_in_thread(unknown="classified") as emulator:
-        cfg = config(tmp_path, emulator.url, rows=36, rate=Rate(10, 1.0), preflight=False)
+        cfg = config(tmp_path, emulator.url, rows=100, rate=Rate(10, 1.0), preflight=False)
         summary = run_job(cfg, api_key=DEMO_API_KEY, on_progress=seen.append)
-    assert 3.0 < summary.duration < 4.5
+    assert 9.0 < summary.duration < 11.5  # the 10-second run
     ticks = [s for s in seen if not s.final]
     assert abs(len(ticks) - int(summary.duration)) <= 1, [s.elapsed_s for s in ticks]
     assert [s.final for s in seen].count(True) == 1 and seen[-1].final
     last = seen[-1]
     assert (last.rows_done, last.rows_total, dict(last.outcomes), last.requests) == (
-        36,
-        36,
-        {"submitted": 36},
-        36,
+        100,
+        100,
+        {"submitted": 100},
+        100,
     )
     middle = ticks[len(ticks) // 2]
-    assert 0 < middle.rows_done < 36 and middle.eta_s is not None and 5 < middle.rows_per_s < 15
+    assert 0 < middle.rows_done < 100 and middle.eta_s is not None and 5 < middle.rows_per_s < 15
     assert "10/1s" in middle.pace and middle.in_flight >= 0
     with pytest.raises(TypeError):
         middle.outcomes["submitted"] = 0  # type: ignore[index]

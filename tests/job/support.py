@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -115,3 +116,22 @@ async def run_rows(
     # Bounded: a run that hangs fails this test instead of the whole suite's timeout.
     summary = await asyncio.wait_for(run_job_async(run_config, ApiKey(key)), 30)
     return summary, read_ledger(ledger)
+
+
+def send_times(records: Sequence[logging.LogRecord]) -> list[float]:
+    """When the job sent each request, by its own ``POST`` debug lines (logged as the pacer grants
+    the turn, before any I/O): the pacer's promise is about these, not about arrival times, which a
+    loaded test machine jitters by tens of milliseconds either way."""
+    return [r.created for r in records if r.getMessage().startswith("POST ")]
+
+
+def most_in_any_span(times: Sequence[float], span: float, slack: float = 0.02) -> int:
+    """The most of ``times`` within any half-open span of ``span - slack`` seconds.  ``slack``
+    absorbs a preemption between the pacer's clock read and the log line, never a pacing bug
+    (which shows as whole extra sends)."""
+    ordered, most, first = sorted(times), 0, 0
+    for last, at in enumerate(ordered):
+        while at - ordered[first] >= span - slack:
+            first += 1
+        most = max(most, last - first + 1)
+    return most

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import logging
 import random
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from aiohttp import web
 
 from batch_override.config import Rate
 from batch_override.pacing.pacer import SlidingLog
-from tests.job.support import Hit, always, run_rows, scripted
+from tests.job.support import Hit, always, most_in_any_span, run_rows, scripted, send_times
 from tests.support import read_ledger, run_cli, sha, write_csv
 
 
@@ -48,32 +49,39 @@ def test_late_wake_ups_do_not_push_the_schedule_back() -> None:
     assert now <= 100 * 0.02 + 0.002
 
 
-@pytest.mark.parametrize("rate", ["40/s", "auto"])
-async def test_pacing_at_the_servers_limit_is_never_throttled(
-    tmp_path: Path, emulator_factory, rate: str
-) -> None:
+async def test_auto_pacing_at_the_servers_limit_is_never_throttled(tmp_path: Path, emulator_factory) -> None:
+    # Default headroom: the 10 % kept free absorbs the arrival jitter of a loaded machine; pacing
+    # with no headroom at all is the pacer simulation's business (tests/job/pacer_sim.py).
     emulator = await emulator_factory(unknown="classified", rate_limit=(40, 1.0))
     corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(100)])
     result = await run_cli(
         "run", str(corrections), "--ledger", str(tmp_path / "l.csv"), "--api-url", emulator.url,
-        "--rate", rate, "--headroom", "0", "--concurrency", "8",
+        "--rate", "auto", "--concurrency", "8",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     windows = emulator.stats()["windows"]
     assert sum(w["throttled"] for w in windows) == 0
-    assert max(w["accepted"] for w in windows) == 40
+    assert max(w["accepted"] for w in windows) <= 40
     assert set(read_ledger(tmp_path / "l.csv")["outcome"]) == {"submitted"}
 
 
-async def test_an_explicit_rate_below_the_servers_is_respected(tmp_path: Path, emulator_factory) -> None:
-    emulator = await emulator_factory(unknown="classified", rate_limit=(10, 1.0))
-    corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(12)])
-    result = await run_cli(
-        "run", str(corrections), "--ledger", str(tmp_path / "l.csv"), "--api-url", emulator.url,
-        "--rate", "4/s", "--concurrency", "8",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert max(w["accepted"] for w in emulator.stats()["windows"]) <= 4
+@pytest.mark.parametrize(("rate", "limit"), [(Rate(4, 1.0), 4), (Rate(40, 1.0), 40)])
+async def test_an_explicit_rate_is_never_exceeded_in_any_span(
+    tmp_path: Path, emulator_factory, caplog: pytest.LogCaptureFixture, rate: Rate, limit: int
+) -> None:
+    # The promise is about the job's sends; the server's fixed windows see them a jittered round
+    # trip later, so a window may count one more than the sends of any one second (never a 429
+    # below the server's limit, which is 10 / 55 here).
+    emulator = await emulator_factory(unknown="classified", rate_limit=(limit * 5 // 4 + 5, 1.0))
+    rows = [(sha(i), "human") for i in range(3 * limit)]
+    with caplog.at_level(logging.DEBUG, logger="batch_override"):
+        summary, ledger = await run_rows(tmp_path, emulator.url, rows, rate=rate, concurrency=8)
+    assert summary.exit_code == 0
+    assert set(ledger["outcome"]) == {"submitted"}
+    sent = send_times(caplog.records)
+    assert len(sent) == len(rows) + 1  # and the preflight
+    assert most_in_any_span(sent, 1.0) == limit
+    assert sum(w["throttled"] for w in emulator.stats()["windows"]) == 0
 
 
 async def test_auto_learns_a_three_second_window_evenly_without_a_429(

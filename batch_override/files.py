@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-#: The signals that stop a run or a command (held back while a temporary file is named).
-_STOPS = {signal.SIGHUP, signal.SIGINT, signal.SIGTERM}
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
 @contextlib.contextmanager
@@ -21,16 +19,21 @@ def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[IO[bytes]]:
 
     The data is fsynced before the rename, so after a crash ``path`` holds the old or the new
     content, never a mix; on an exception the temporary file is removed and ``path`` is untouched.
+    The trap: an exception raised by a signal handler right as the file is opened can leak its
+    descriptor (the process is ending then), never the file.
     """
+    # The name is known before the file exists: a stop signal's exception (``hash`` raises one
+    # from its handler, which may run between any two bytecodes, and a signal mask cannot hold it
+    # back while another thread may take it) then always finds the file to remove.
     tmp = ""
-    # A stop signal between creating the file and knowing its name would leave it behind: it is
-    # held back until the name is known, then handled inside the try (whose cleanup removes it).
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
     try:
-        try:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        while True:
+            tmp = os.path.join(path.parent, f".{path.name}.{secrets.token_hex(6)}.tmp")
+            try:
+                fd = os.open(tmp, _CREATE, 0o600)
+                break
+            except FileExistsError:
+                tmp = ""  # not ours: never removed
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()

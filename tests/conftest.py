@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -10,6 +11,17 @@ from batch_override.emulator import DEMO_API_KEY, Emulator, EmulatorConfig
 from tests.clock import VirtualClock
 
 Serve = Callable[..., Awaitable[Emulator]]
+
+
+@pytest.fixture(autouse=True)
+def _logger_restored() -> Iterator[None]:
+    """The ``batch_override`` logger as it was: a command run in-process installs a handler on
+    that test's captured stderr, which is closed once the test ends."""
+    logger = logging.getLogger("batch_override")
+    saved = (logger.handlers[:], logger.propagate, logger.level)
+    yield
+    logger.handlers[:], logger.propagate = saved[0], saved[1]
+    logger.setLevel(saved[2])
 
 
 @pytest.fixture

@@ -163,6 +163,8 @@ async def test_auto_concurrency_reaches_the_rate_of_a_far_server(tmp_path: Path,
         concurrency="auto",
     )
     assert summary.exit_code == 0
-    assert summary.requests / summary.duration >= 60  # a fixed 8 in flight at 200 ms: 40/s at most
+    # More than a fixed 8 in flight could ever send at 200 ms (40/s, the run's start included),
+    # however loaded the machine; Little's law wants 30 in flight for the 150/s asked.
+    assert summary.requests / summary.duration > 40
     assert summary.concurrency["mode"] == "auto"
     assert 16 < summary.concurrency["peak_in_flight"] <= 64

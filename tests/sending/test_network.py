@@ -126,7 +126,8 @@ async def test_no_proxy_naming_the_api_host_bypasses_the_proxy(
 async def test_a_proxy_that_drops_rate_limit_headers_does_not_hang_the_default_auto_rate(
     tmp_path: Path, emulator_factory
 ) -> None:
-    # Without headers auto paces at exactly 60/min: three rows and the preflight take 3 s.
+    # Without headers auto paces at exactly 60/min: three rows and the preflight take 3 s; the hang
+    # this guards against waited a whole assumed minute, so 20 s tells them apart on any machine.
     emulator = await emulator_factory(unknown="classified", rate_limit=(50, 1.0))
     corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(3)])
     async with forwarding_proxy(drop_headers=("X-RateLimit-Limit", "X-RateLimit-Remaining")) as proxy:
@@ -135,7 +136,7 @@ async def test_a_proxy_that_drops_rate_limit_headers_does_not_hang_the_default_a
             env=_env(HTTP_PROXY=proxy.url, NO_PROXY=""),
         )  # fmt: skip
         try:
-            finished = await _exited(proc, 6)
+            finished = await _exited(proc, 20)
             ended_by_sigterm = None
             if not finished:
                 proc.terminate()
@@ -145,7 +146,7 @@ async def test_a_proxy_that_drops_rate_limit_headers_does_not_hang_the_default_a
                 proc.kill()  # our own child, by PID
             await proc.communicate()
     assert finished, (
-        f"still running after 6 s ({len(proxy.seen)} requests); SIGTERM ended it: {ended_by_sigterm}"
+        f"still running after 20 s ({len(proxy.seen)} requests); SIGTERM ended it: {ended_by_sigterm}"
     )
     assert proc.returncode == 0
     assert len(emulator.overrides()) == 3

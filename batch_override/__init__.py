@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,12 +37,10 @@ from .errors import (
 from .outcome import Outcome
 from .schedule import StopAt
 from .stopping import StopHandle
-from .summary import ProgressSnapshot, Summary
+from .summary import OnProgress, ProgressSnapshot, Summary
 
 if TYPE_CHECKING:
     import pandas as pd
-
-OnProgress = Callable[[ProgressSnapshot], object]
 
 
 def _key(config: RunConfig, api_key: ApiKey | str | None) -> ApiKey | None:

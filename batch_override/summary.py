@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,21 +96,66 @@ class Summary:
 
 @dataclass(frozen=True, slots=True)
 class ProgressSnapshot:
-    """What ``on_progress`` gets, about once a second and once at the end (``final``): a copy,
-    so it may be kept or handed to another thread.  ``rows_per_s`` and ``eta_s`` come from the
-    last ten seconds (rows skipped from the ledger at the start would make a whole-run average
-    promise too much); ``eta_s`` is None until rows finish."""
+    """A running job at one moment: what ``on_progress`` gets (about once a second and once at
+    the end, ``final``), what a ``--progress-interval`` line says and what the in-progress
+    metrics show.  A copy, so it may be kept or handed to another thread.
+
+    ``rows_per_s`` is measured over the last seconds only (ten for ``on_progress``, a minute for
+    progress lines): rows skipped from the ledger at the start would make a whole-run average
+    promise too much.  ``eta_s`` is rows left at that rate, None until rows finish.  The trap:
+    ``rows_total`` leaves out the rows ``--limit`` will not attempt, so ``rows_done`` reaches it.
+    """
 
     run_id: str
     rows_done: int
     rows_total: int
     outcomes: Mapping[str, int]  # read-only
     requests: int
-    elapsed_s: float
+    elapsed_s: float  # since the run started
     rows_per_s: float
     eta_s: float | None
     pace: str  # the pacer's own words, e.g. "auto: 54/60s, window assumed until one ends"
     window_s: float | None  # the server window learnt (or assumed), None before sending
     in_flight: int
     concurrency_limit: int | None
+    throttled: int = 0  # requests answered 429 so far
+    last_progress: float = 0.0  # Unix time rows_done last grew (a stuck run's stays put)
     final: bool = False
+
+    def line(self) -> str:
+        """``progress 40/100 rows (40%): submitted=38, not_ready=2; 5.0 rows/s; ...; ETA 0:00:12``."""
+        share = f" ({100 * self.rows_done / self.rows_total:.0f}%)" if self.rows_total else ""
+        counts = ", ".join(f"{k}={v}" for k, v in sorted(self.outcomes.items()) if v) or "none yet"
+        parts = [f"progress {self.rows_done}/{self.rows_total} rows{share}: {counts}"]
+        parts.append(f"{self.rows_per_s:.1f} rows/s")
+        parts.append(f"{self.requests} requests, {self.throttled} answered 429")
+        if self.window_s is not None:
+            parts.append(f"pace {self.pace}")
+        if self.concurrency_limit is not None:
+            parts.append(f"in flight {self.in_flight}/{self.concurrency_limit}")
+        parts.append(f"ETA {_clock(self.eta_s)}")
+        return "; ".join(parts)
+
+    def fields(self) -> dict[str, Any]:
+        """The numbers, for a JSON log line's ``progress`` object (the attribute names)."""
+        out = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("run_id", "final")
+        }
+        out["outcomes"] = dict(self.outcomes)
+        out["rows_per_s"] = round(self.rows_per_s, 3)
+        out["elapsed_s"] = round(self.elapsed_s, 3)
+        out["eta_s"] = None if self.eta_s is None else round(self.eta_s, 1)
+        return out
+
+
+#: What ``on_progress`` (and ``on_tick``) is: called with each snapshot; what it returns is ignored.
+OnProgress = Callable[[ProgressSnapshot], object]
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    whole = round(seconds)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"

@@ -15,7 +15,7 @@ import pytest
 
 from batch_override.config import RunConfig
 from batch_override.errors import UsageError
-from batch_override.job.watch import deadline_in
+from batch_override.job.deadline import deadline_in
 from batch_override.schedule import StopAt, parse_duration
 from tests.support import latest, read_ledger, run_against, sha, write_csv
 

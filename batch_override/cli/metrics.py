@@ -46,10 +46,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ..errors import ExitCode, UsageError, first_line
 from ..files import atomic_writer
-from ..job.ticker import Snapshot
 from ..outcome import Outcome
 from ..sending.client import env_proxy
-from ..summary import Summary
+from ..summary import ProgressSnapshot, Summary
 
 _PREFIX = "batch_override_"
 LAST_SUCCESS = _PREFIX + "last_success_timestamp_seconds"
@@ -257,7 +256,7 @@ def push_metrics(gateway: str, summary: Summary, *, job: str, now: float | None 
     asyncio.run(push_metrics_async(gateway, summary, job=job, now=now))
 
 
-def build_progress_registry(snap: Snapshot, *, job: str | None) -> CollectorRegistry:
+def build_progress_registry(snap: ProgressSnapshot, *, job: str | None) -> CollectorRegistry:
     """The in-progress gauges (``batch_override_run_*``) of a running job at ``snap``.
 
     Names distinct from the last run's, so a refresh never changes what an alert on the last
@@ -267,15 +266,15 @@ def build_progress_registry(snap: Snapshot, *, job: str | None) -> CollectorRegi
     base = {} if job is None else {"job": job}
     gauge = _gauge_setter(registry, base)
 
-    _run_gauges(gauge, in_progress=True, done=snap.done, total=snap.total)
+    _run_gauges(gauge, in_progress=True, done=snap.rows_done, total=snap.rows_total)
     gauge(
         "run_last_progress_timestamp_seconds",
         "Unix time the running job's rows done last grew.",
         snap.last_progress,
     )
-    gauge("run_rows_per_second", "Rows the running job finished per second, recently.", snap.rate)
-    if snap.eta is not None:
-        gauge("run_eta_seconds", "Seconds the running job needs at its recent rate.", snap.eta)
+    gauge("run_rows_per_second", "Rows the running job finished per second, recently.", snap.rows_per_s)
+    if snap.eta_s is not None:
+        gauge("run_eta_seconds", "Seconds the running job needs at its recent rate.", snap.eta_s)
     gauge("run_requests", "HTTP requests the running job sent so far.", snap.requests)
     gauge("run_throttled_requests", "Requests of the running job answered 429 so far.", snap.throttled)
     gauge("run_in_flight", "Requests the running job has in flight.", snap.in_flight)
@@ -316,7 +315,7 @@ class LiveMetrics:
                 families = []
             self._carried = [f for f in families if not f.name.startswith(_PREFIX + "run_")]
 
-    def __call__(self, snap: Snapshot) -> None:
+    def __call__(self, snap: ProgressSnapshot) -> None:
         if self.metrics_file is not None:
             try:
                 registry = build_progress_registry(snap, job=self.job)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ..config import RunConfig
 from ..pacing.pacer import FALLBACK_RATE, Pacer
 from ..schedule import format_duration
-from .watch import deadline_in
+from .deadline import deadline_in
 
 
 @dataclass(frozen=True, slots=True)

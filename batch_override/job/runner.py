@@ -22,7 +22,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -47,7 +47,8 @@ from ..sending.breaker import MAX_ROWS, MIN_ROWS, MIN_STREAK, Breaker
 from ..sending.client import EMPTY_BODY, make_session
 from ..sending.requester import INTERRUPTED, Requester
 from ..stopping import Halted, StopHandle, Stopper, signals_handled
-from ..summary import ProgressSnapshot, Summary
+from ..summary import OnProgress, ProgressSnapshot, Summary
+from .deadline import deadline_armed
 from .estimate import estimate
 from .parts import DEFAULT_PARTS, Parts
 from .plan import InputIndex, Plan, index_input
@@ -55,8 +56,7 @@ from .producer import PassTwo, produce
 from .progress import Progress
 from .recorder import Item, Recorder
 from .sender import Sender, why
-from .ticker import Snapshot, Ticker
-from .watch import OnProgress, deadline_armed, progress_fed
+from .ticker import FINAL_WAIT, LINES_SPAN, ON_PROGRESS_INTERVAL, ON_PROGRESS_SPAN, Meter, Ticker, ticking
 
 log = logging.getLogger("batch_override")
 
@@ -70,8 +70,7 @@ class _Job:
     started: float
     stopper: Stopper
     recorder: Recorder | None = None  # once the input is planned
-    on_tick: Callable[[Snapshot], None] | None = None
-    ticker: Ticker | None = None  # with --progress-interval, while rows are sent
+    on_tick: OnProgress | None = None
     summary: Summary | None = None
     pacer: Pacer | None = None  # once sending starts
     slots: Concurrency | None = None
@@ -83,15 +82,18 @@ class _Job:
             self.recorder.close()
         os._exit(code)
 
-    def snapshot(self, final: bool, rows_per_s: float, eta_s: float | None) -> ProgressSnapshot:
-        """The run as ``on_progress`` sees it now (see :class:`ProgressSnapshot`)."""
+    def snapshot(self, meter: Meter, final: bool) -> ProgressSnapshot:
+        """The run now (see :class:`ProgressSnapshot`), its rate and ETA read from ``meter``."""
         summary = self.summary
         outcomes = dict(summary.outcomes) if summary is not None else {}
         pacer, slots = self.pacer, self.slots
+        done = sum(outcomes.values())
+        total = (summary.rows - summary.not_attempted) if summary is not None else 0
+        rows_per_s, eta_s = meter.read(done, total)
         return ProgressSnapshot(
             run_id=self.run_id,
-            rows_done=sum(outcomes.values()),
-            rows_total=(summary.rows - summary.not_attempted) if summary is not None else 0,
+            rows_done=done,
+            rows_total=total,
             outcomes=MappingProxyType(outcomes),
             requests=self.requester.requests if self.requester is not None else 0,
             elapsed_s=time.monotonic() - self.started,
@@ -101,6 +103,8 @@ class _Job:
             window_s=pacer.period if pacer is not None else None,
             in_flight=slots.in_flight if slots is not None else 0,
             concurrency_limit=slots.limit if slots is not None else None,
+            throttled=pacer.throttled if pacer is not None else 0,
+            last_progress=meter.last_progress,
             final=final,
         )
 
@@ -113,7 +117,7 @@ async def run_job_async(
     handle_signals: bool = False,
     on_progress: OnProgress | None = None,
     stop: StopHandle | None = None,
-    on_tick: Callable[[Snapshot], None] | None = None,
+    on_tick: OnProgress | None = None,
 ) -> Summary:
     """Run one job to the end and return its summary (``summary.exit_code`` says how it went).
 
@@ -126,8 +130,8 @@ async def run_job_async(
 
     ``handle_signals``: SIGINT/SIGTERM stop the run (a second one exits at once), only on the
     main thread; off, the host's handlers stay.  ``on_progress`` and ``stop``: see
-    :mod:`.watch` and :class:`~.stopping.StopHandle`.  With ``config.progress_interval``, ``on_tick``
-    gets a :class:`~.ticker.Snapshot` at each progress line, in a worker thread (the command line
+    :mod:`.ticker` and :class:`~.stopping.StopHandle`.  With ``config.progress_interval``, ``on_tick``
+    gets the :class:`ProgressSnapshot` of each progress line, in a worker thread (the command line
     refreshes its metrics there).  ``parts`` is the seam tests use to inject faults.
     """
     if not config.dry_run and api_key is None:
@@ -149,7 +153,7 @@ async def run_job_async(
             if stop is not None:
                 stack.enter_context(stop.attached(job.stopper))
             stack.enter_context(deadline_armed(config, job.stopper))
-            async with progress_fed(on_progress, job.snapshot):
+            async with ticking(_on_progress_ticker(job, on_progress), final=True, wait=FINAL_WAIT):
                 summary = await _run_locked(job)
     finally:
         if lock is not None:
@@ -208,7 +212,7 @@ async def _run_planned(job: _Job, source: BatchSource, index: InputIndex, summar
         _log_start(job, source, index, resume)
         recorder.progress = Progress(index.rows, enabled=config.progress)
         with logging_redirect_tqdm(loggers=[log]) if recorder.progress.enabled else contextlib.nullcontext():
-            await _with_ticker(job, summary, _send_all(job, source, index, resume, recorder))
+            await _with_ticker(job, _send_all(job, source, index, resume, recorder))
     except BatchOverrideError as exc:
         if not logged:
             raise  # found before anything was sent: the caller reports it
@@ -226,21 +230,25 @@ async def _run_planned(job: _Job, source: BatchSource, index: InputIndex, summar
                 _log_run(job, source, fingerprint, runlog.FINISHED, summary)
 
 
-async def _with_ticker(job: _Job, summary: Summary, sending: Coroutine[object, object, None]) -> None:
-    """Await ``sending`` with a :class:`Ticker` beside it when ``--progress-interval`` asks."""
+def _on_progress_ticker(job: _Job, callback: OnProgress | None) -> Ticker | None:
+    if callback is None:
+        return None
+    meter = Meter(ON_PROGRESS_SPAN)
+    return Ticker(ON_PROGRESS_INTERVAL, functools.partial(job.snapshot, meter), callback, name="on_progress")
+
+
+async def _with_ticker(job: _Job, sending: Coroutine[object, object, None]) -> None:
+    """Await ``sending`` with progress lines beside it when ``--progress-interval`` asks; a
+    refresh still running is waited for (the final metrics come after it)."""
     interval = job.config.progress_interval
-    if interval is None:
+    meter = Meter(LINES_SPAN)
+    ticker = (
+        None
+        if interval is None
+        else Ticker(interval, functools.partial(job.snapshot, meter), job.on_tick, lines=True)
+    )
+    async with ticking(ticker, final=False, wait=None):
         await sending
-        return
-    job.ticker = Ticker(summary, interval, job.on_tick)
-    ticking = asyncio.ensure_future(job.ticker.run())
-    try:
-        await sending
-    finally:
-        ticking.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await ticking
-        await job.ticker.drain()
 
 
 def _open_ledger(job: _Job, source: BatchSource) -> LedgerWriter:
@@ -357,16 +365,12 @@ async def _send_all(
     queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=senders * 4)
     if recorder.progress is not None:
         recorder.progress.concurrency = slots.describe
-    if job.ticker is not None:
-        job.ticker.pacer, job.ticker.slots = pacer, slots
     async with make_session(
         job.api_key, concurrency=senders, timeout=config.timeout, ca_bundle=config.ca_bundle
     ) as session:
         requester = job.requester = Requester(
             job.parts.client(session, config.api_url), pacer, stopper, slots
         )
-        if job.ticker is not None:
-            job.ticker.requester = requester
         sender = Sender(config, requester, breaker, recorder, stopper)
         sends = int(np.count_nonzero(index.status == Plan.SEND))
         sends = sends if config.limit is None else min(sends, config.limit)

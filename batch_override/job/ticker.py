@@ -1,189 +1,181 @@
-"""Progress off a terminal: every ``--progress-interval`` seconds one progress line, and a callback.
+"""Progress while a job runs: snapshots on a steady beat, handed to whoever listens.
 
-:class:`Ticker` takes a :class:`Snapshot` of the running job at each tick (start + k x interval,
-on an absolute grid, so ticks never drift), logs it as one line (``progress`` with its numbers as
-fields under ``--log-format json``) and hands it to ``on_tick`` (the command line refreshes its
-metrics there).  It knows nothing of metrics or the command line: the job must not import them.
+Two listen, each through its own :class:`Ticker`, both given
+:class:`~batch_override.summary.ProgressSnapshot` (the one progress vocabulary):
+
+- ``on_progress`` (the Python API): every :data:`ON_PROGRESS_INTERVAL` seconds from the start of
+  the run, and once at the end (``final``), its rate measured over :data:`ON_PROGRESS_SPAN`;
+- ``--progress-interval`` while rows are sent: one log line a tick (``progress`` with the numbers
+  as fields under ``--log-format json``), and ``on_tick``, where the command line refreshes its
+  in-progress metrics; its rate is measured over :data:`LINES_SPAN`.
 
 Contract:
-- ``on_tick`` runs in a worker thread (a Pushgateway push may block for seconds) and the next tick
-  waits for it: a slow callback skips ticks, it never stacks them.  An exception from it is one
-  warning per run; the run goes on.  After cancelling :meth:`Ticker.run`, await
-  :meth:`Ticker.drain`: a callback still running then finishes before anything the caller does
-  next (a final metrics push must not be overwritten by a late in-progress one).
-- The rate is rows finished over the last :data:`RATE_WINDOW` seconds (or since the start, when
-  shorter), so rows finished without a request (skipped, invalid) early in a run stop weighing on
-  the ETA a minute later.  ETA = rows left / rate; ``None`` before any row finished.
-- ``last_progress`` is the wall-clock time of the first tick that saw more rows done than the one
-  before (the ticker's start before any): a stuck run's stays put while its ticks go on.
+- Ticks are on an absolute grid (start + k x interval), so they never drift.
+- The callback runs in a worker thread of the ticker's own (a push may block for seconds), one
+  call at a time: a call still running when a tick is due makes that tick skip the callback (its
+  progress line still goes out), so a slow callback never slows the run nor stacks calls.  A
+  callback that raises is one warning per ticker; the run goes on.
+- :meth:`Ticker.finish` waits for a call still running (a late in-progress push must never land
+  after the final one the command line makes next), then, when asked, makes the final call; it
+  waits at most ``wait`` seconds for them: a slower callback ends after ``run_job`` returned.
 
-Trap: rows a ``--limit`` leaves unattempted are in ``total`` but never finish, so such a run's
-ETA is too long and ``done`` never reaches ``total``.
+Trap: the thread is the ticker's, not the loop's default executor, on purpose: a callback that
+never returns must not keep ``asyncio.run`` from returning (it waits for the default executor).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import AsyncIterator, Callable
 
-from ..summary import Summary
+from ..summary import OnProgress, ProgressSnapshot
 
 log = logging.getLogger("batch_override")
 
-#: Seconds of history the rate (and so the ETA) is measured over.
-RATE_WINDOW = 60.0
+#: ``on_progress``: seconds between calls, seconds of history behind its rate, and the longest
+#: wait for its final call.
+ON_PROGRESS_INTERVAL = 1.0
+ON_PROGRESS_SPAN = 10.0
+FINAL_WAIT = 1.0
+#: ``--progress-interval`` lines: seconds of history behind their rate (and so the ETA).
+LINES_SPAN = 60.0
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """A running job at one moment: what a progress line and the in-progress metrics show."""
-
-    done: int
-    total: int
-    outcomes: dict[str, int]
-    elapsed: float  # seconds since sending started
-    rate: float  # rows finished per second, recently (see RATE_WINDOW)
-    eta: float | None  # seconds left at that rate; None before any row finished
-    requests: int
-    throttled: int  # 429 answers so far
-    in_flight: int
-    concurrency_limit: int | None
-    pace: str  # the pacer's own words: "auto: 45/1s", "5/1s (evenly spaced)"
-    window: float | None  # the server's window as learnt, seconds
-    last_progress: float = field(default=0.0)  # Unix time rows done last grew
-
-    def line(self) -> str:
-        """``progress 40/100 rows (40%): submitted=38, not_ready=2; 5.0 rows/s; ...; ETA 0:00:12``."""
-        share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
-        counts = ", ".join(f"{k}={v}" for k, v in sorted(self.outcomes.items()) if v) or "none yet"
-        parts = [f"progress {self.done}/{self.total} rows{share}: {counts}", f"{self.rate:.1f} rows/s"]
-        parts.append(f"{self.requests} requests, {self.throttled} answered 429")
-        if self.pace:
-            parts.append(f"pace {self.pace}")
-        if self.concurrency_limit is not None:
-            parts.append(f"in flight {self.in_flight}/{self.concurrency_limit}")
-        parts.append(f"ETA {_clock(self.eta)}")
-        return "; ".join(parts)
-
-    def fields(self) -> dict[str, Any]:
-        """The numbers, for a JSON log line (``eta_s`` None when not known)."""
-        out = asdict(self)
-        out["eta_s"] = None if self.eta is None else round(self.eta, 1)
-        out["rows_per_s"] = round(self.rate, 3)
-        out["elapsed_s"] = round(self.elapsed, 3)
-        for renamed in ("eta", "rate", "elapsed"):
-            del out[renamed]
-        return out
-
-
-def _clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown"
-    whole = round(seconds)
-    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
-
-
-class Ticker:
-    """Snapshots of ``summary`` (counted live by the recorder) every ``interval`` seconds.
-
-    The sending stage sets :attr:`pacer`, :attr:`requester` and :attr:`slots` once they exist
-    (a dry run has none: its lines show rows alone).
-    """
+class Meter:
+    """Rows per second over the last ``span`` seconds, the ETA at that rate, and when rows done
+    last grew.  Read it once per tick: each :meth:`read` is one point of its history."""
 
     def __init__(
         self,
-        summary: Summary,
-        interval: float,
-        on_tick: Callable[[Snapshot], None] | None = None,
+        span: float,
         *,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self.summary = summary
-        self.interval = interval
-        self.on_tick = on_tick
-        self.pacer: Any = None
-        self.requester: Any = None
-        self.slots: Any = None
+        self.span = span
         self._clock, self._wall = clock, wall
-        self._started = clock()
-        self._history: deque[tuple[float, int]] = deque([(self._started, 0)])
+        self._history: deque[tuple[float, int]] = deque([(clock(), 0)])
         self._last_done = 0
-        self._last_progress = wall()
-        self._warned = False
-        self._pending: asyncio.Future[None] | None = None  # the callback running in its thread
+        self.last_progress = wall()  # the start, before any row finished
 
-    def snapshot(self) -> Snapshot:
+    def read(self, done: int, total: int) -> tuple[float, float | None]:
+        """``(rows_per_s, eta_s)`` now; ``eta_s`` None before any row finished (0 when none is left)."""
         now = self._clock()
-        summary = self.summary
-        done = sum(summary.outcomes.values())
         history = self._history
         history.append((now, done))
-        while len(history) > 2 and now - history[1][0] >= RATE_WINDOW:
+        while len(history) > 2 and now - history[1][0] >= self.span:
             history.popleft()
         then, done_then = history[0]
         rate = (done - done_then) / (now - then) if now > then else 0.0
         if done > self._last_done:
-            self._last_done, self._last_progress = done, self._wall()
-        left = max(0, summary.rows - done)
+            self._last_done, self.last_progress = done, self._wall()
+        left = max(0, total - done)
         eta = left / rate if rate > 0 else (0.0 if left == 0 else None)
-        pacer, slots = self.pacer, self.slots
-        return Snapshot(
-            done=done,
-            total=summary.rows,
-            outcomes=dict(summary.outcomes),
-            elapsed=now - self._started,
-            rate=rate,
-            eta=eta,
-            requests=self.requester.requests if self.requester is not None else 0,
-            throttled=pacer.throttled if pacer is not None else 0,
-            in_flight=slots.in_flight if slots is not None else 0,
-            concurrency_limit=slots.limit if slots is not None else None,
-            pace=pacer.describe() if pacer is not None else "",
-            window=pacer.period if pacer is not None else None,
-            last_progress=self._last_progress,
-        )
+        return rate, eta
+
+
+class Ticker:
+    """Every ``interval`` seconds: ``take(final=False)``, logged as a progress line when
+    ``lines``, and handed to ``callback`` (see the module's contract); ``name`` is the
+    callback's in its warning."""
+
+    def __init__(
+        self,
+        interval: float,
+        take: Callable[[bool], ProgressSnapshot],
+        callback: OnProgress | None = None,
+        *,
+        lines: bool = False,
+        name: str = "the progress callback",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval
+        self._take = take
+        self._callback = callback
+        self._lines = lines
+        self._name = name
+        self._clock = clock
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pending: concurrent.futures.Future[None] | None = None
+        self._warned = False
 
     async def run(self) -> None:
-        """Tick until cancelled (the runner cancels it when sending ends)."""
-        tick = 0
+        """Tick until cancelled."""
+        started, tick = self._clock(), 0
         while True:
             tick += 1
-            delay = self._started + tick * self.interval - self._clock()
-            if delay < 0:  # a slow callback: skip the ticks it overran
+            delay = started + tick * self.interval - self._clock()
+            if delay < 0:  # the loop was busy: skip the ticks it overran
                 tick += int(-delay // self.interval) + 1
-                delay = self._started + tick * self.interval - self._clock()
+                delay = started + tick * self.interval - self._clock()
             await asyncio.sleep(delay)
-            snap = self.snapshot()
+            self.tick()
+
+    def tick(self, final: bool = False) -> None:
+        snap = self._take(final)
+        if self._lines:
             log.info("%s", snap.line(), extra={"fields": {"progress": snap.fields()}})
-            if self.on_tick is not None:
-                await self._call(snap)
-                await self.drain()
-
-    async def _call(self, snap: Snapshot) -> None:
-        assert self.on_tick is not None
-        self._pending = asyncio.ensure_future(asyncio.to_thread(self.on_tick, snap))
-        # Shielded: a cancel of run() must not orphan a push that would land after the final one.
-        with contextlib.suppress(Exception):  # drain() reports it
-            await asyncio.shield(self._pending)
-
-    async def drain(self) -> None:
-        """Wait for a callback still running (after :meth:`run` was cancelled)."""
-        pending, self._pending = self._pending, None
-        if pending is None:
+        if self._callback is None:
             return
+        if not final and self._pending is not None and not self._pending.done():
+            return  # the last call is still running: skip this one
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="progress")
+        self._pending = self._pool.submit(self._call, snap)
+
+    def _call(self, snap: ProgressSnapshot) -> None:
+        assert self._callback is not None
         try:
-            await pending
+            self._callback(snap)
         except Exception as exc:  # the run matters more than its progress report
             if not self._warned:
                 self._warned = True
-                log.warning("progress callback failed (further failures not logged): %s", exc)
+                log.warning(
+                    "%s raised %s: %s (the run goes on; not logged again)",
+                    self._name,
+                    type(exc).__name__,
+                    exc,
+                )
+
+    async def finish(self, *, final: bool, wait: float | None) -> None:
+        """Wait for a call still running and, with ``final``, the final one: at most ``wait`` s."""
+        if final and self._callback is not None:
+            self.tick(final=True)  # queued behind a call still running: one thread
+        pending, pool = self._pending, self._pool
+        if pending is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(pending)), wait)
+        if pool is not None:
+            pool.shutdown(wait=False)
 
 
-__all__ = ["RATE_WINDOW", "Snapshot", "Ticker"]
+@contextlib.asynccontextmanager
+async def ticking(ticker: Ticker | None, *, final: bool, wait: float | None) -> AsyncIterator[None]:
+    """``ticker`` running while the block runs (nothing when None), then :meth:`Ticker.finish`."""
+    if ticker is None:
+        yield
+        return
+    task = asyncio.ensure_future(ticker.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await ticker.finish(final=final, wait=wait)
+
+
+__all__ = [
+    "FINAL_WAIT",
+    "LINES_SPAN",
+    "ON_PROGRESS_INTERVAL",
+    "ON_PROGRESS_SPAN",
+    "Meter",
+    "Ticker",
+    "ticking",
+]

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from batch_override.cli.metrics import build_progress_registry, build_registry
-from batch_override.job.ticker import Snapshot
+from batch_override.summary import ProgressSnapshot
 from tests.binaries import debian_binary
 from tests.cli.support import summary_of_a_run
 from tests.support import FAST, REPO, sha, start_cli, write_csv
@@ -41,9 +41,9 @@ def _queries() -> list[tuple[str, str]]:
 
 
 def _our_metric_names() -> set[str]:
-    snap = Snapshot(
-        done=1, total=2, outcomes={}, elapsed=1.0, rate=1.0, eta=1.0, requests=1, throttled=0,
-        in_flight=1, concurrency_limit=1, pace="", window=1.0, last_progress=1.0,
+    snap = ProgressSnapshot(
+        run_id="r", rows_done=1, rows_total=2, outcomes={}, elapsed_s=1.0, rows_per_s=1.0, eta_s=1.0,
+        requests=1, throttled=0, in_flight=1, concurrency_limit=1, pace="", window_s=1.0, last_progress=1.0,
     )  # fmt: skip
     registries = [
         build_registry(summary_of_a_run(0), job=None, last_success_unix=1.0, now=2.0),

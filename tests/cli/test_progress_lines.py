@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from batch_override.job.ticker import Ticker
-from batch_override.summary import Summary
+from batch_override.job.ticker import LINES_SPAN, Meter
+from batch_override.summary import ProgressSnapshot
 from tests.binaries import debian_binary
 from tests.cli.support import metric_key, scrape_pushgateway
 from tests.support import FAST, cli_env, run_against, sha, start_cli, write_csv
@@ -56,9 +56,9 @@ async def _paced_run(tmp_path: Path, emulator_factory: Any, rows: int, rate: int
     for line in second_half:
         predicted = _unix(line["ts"]) + line["progress"]["eta_s"]
         assert abs(predicted - end) <= 0.1 * length, (line, end)
-    done = [line["progress"]["done"] for line in lines]
+    done = [line["progress"]["rows_done"] for line in lines]
     assert done == sorted(done) and done[-1] < rows
-    assert all(line["progress"]["total"] == rows for line in lines)
+    assert all(line["progress"]["rows_total"] == rows for line in lines)
     assert all(line["progress"]["pace"] == f"{rate}/1s (evenly spaced)" for line in lines)
     assert "ETA 0:" in lines[-1]["msg"] and f"/{rows} rows" in lines[-1]["msg"]
 
@@ -89,26 +89,37 @@ def test_without_an_interval_a_run_off_a_terminal_writes_no_progress_line(tmp_pa
 
 def test_the_eta_is_rows_left_over_the_recent_rate_and_unknown_before_any_row() -> None:
     now = [1000.0]
-    summary = Summary(run_id="r", ledger=None, api_url="-", rows=400)
-    ticker = Ticker(summary, 5.0, clock=lambda: now[0], wall=lambda: now[0] + 1e9)
-    first = ticker.snapshot()
-    assert (first.done, first.eta, first.rate) == (0, None, 0.0)
+    meter = Meter(LINES_SPAN, clock=lambda: now[0], wall=lambda: now[0] + 1e9)
+    outcomes: Counter[str] = Counter()
+
+    def snapshot() -> ProgressSnapshot:
+        done = sum(outcomes.values())
+        rate, eta = meter.read(done, 400)
+        return ProgressSnapshot(
+            run_id="r", rows_done=done, rows_total=400, outcomes=dict(outcomes), requests=0,
+            elapsed_s=now[0] - 1000.0, rows_per_s=rate, eta_s=eta, pace="", window_s=None,
+            in_flight=0, concurrency_limit=None, last_progress=meter.last_progress,
+        )  # fmt: skip
+
+    first = snapshot()
+    assert (first.rows_done, first.eta_s, first.rows_per_s) == (0, None, 0.0)
     assert "ETA unknown" in first.line()
     now[0] += 10
-    summary.outcomes = Counter({"skipped": 30, "submitted": 10})  # 30 without a request, at once
-    snap = ticker.snapshot()
-    assert snap.rate == pytest.approx(4.0) and snap.eta == pytest.approx(90.0)
+    outcomes.update({"skipped": 30, "submitted": 10})  # 30 without a request, at once
+    snap = snapshot()
+    assert snap.rows_per_s == pytest.approx(4.0) and snap.eta_s == pytest.approx(90.0)
     assert snap.last_progress == 1010.0 + 1e9
     for _ in range(13):  # then 2 rows/s, ticked every 5 s
         now[0] += 5
-        summary.outcomes["submitted"] += 10
-        snap = ticker.snapshot()
+        outcomes["submitted"] += 10
+        snap = snapshot()
     # A minute on, the early burst has left the window: the rate is the recent 2 rows/s.
-    assert snap.done == 170 and snap.rate == pytest.approx(2.0)
-    assert snap.eta == pytest.approx(115.0)
+    assert snap.rows_done == 170 and snap.rows_per_s == pytest.approx(2.0)
+    assert snap.eta_s == pytest.approx(115.0)
     assert "ETA 0:01:55" in snap.line() and "170/400 rows (42%)" in snap.line()
+    assert snap.fields()["rows_done"] == 170 and "final" not in snap.fields()
     now[0] += 5
-    stuck = ticker.snapshot()  # no row finished since: the last progress stays
+    stuck = snapshot()  # no row finished since: the last progress stays
     assert stuck.last_progress == snap.last_progress == 1075.0 + 1e9
 
 

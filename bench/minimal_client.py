@@ -4,9 +4,11 @@ One session, a semaphore of 8, every row posted; a 429 is retried after ``Retry-
 that the script would drop most rows, and it would not be doing the job); no ledger, no resume.
 ``--limiter`` adds ``AsyncLimiter(3000, 60)``, the 50/s a user would configure; ``--limiter N/SECONDS``
 sets another (``40/15`` for a server's 40 per 15 s). Its bucket starts empty, so it lets the first
-rows through in a burst (NOTES.md, "Traps").
+rows through in a burst (NOTES.md, "Traps").  ``--concurrency N`` sizes the semaphore (a user who
+knows the server is far away; the job's own default maximum is 64).
 
-    python -m bench.minimal_client INPUT.csv URL [--limiter [N/SECONDS]]   (key from $IDENTIFAI_API_KEY)
+    python -m bench.minimal_client INPUT.csv URL [--limiter [N/SECONDS]] [--concurrency N]
+    (key from $IDENTIFAI_API_KEY)
 
 Prints ``{"status": count, ...}`` as JSON.
 """
@@ -24,8 +26,10 @@ import aiohttp
 from aiolimiter import AsyncLimiter
 
 
-async def main(rows: list[dict[str, str]], url: str, limiter: AsyncLimiter | None) -> dict[int, int]:
-    semaphore = asyncio.Semaphore(8)
+async def main(
+    rows: list[dict[str, str]], url: str, limiter: AsyncLimiter | None, concurrency: int = 8
+) -> dict[int, int]:
+    semaphore = asyncio.Semaphore(concurrency)
     headers = {"X-Api-Key": os.environ["IDENTIFAI_API_KEY"]}
     async with aiohttp.ClientSession(headers=headers) as session:
 
@@ -52,6 +56,7 @@ if __name__ == "__main__":
     args, limit = sys.argv[3:], None
     if "--limiter" in args:
         after = args[args.index("--limiter") + 1 :]
-        count, period = (after[0] if after else "3000/60").split("/")
+        count, period = (after[0] if after and "/" in after[0] else "3000/60").split("/")
         limit = AsyncLimiter(int(count), float(period))
-    print(json.dumps(asyncio.run(main(corrections, sys.argv[2], limit))))
+    in_flight = int(args[args.index("--concurrency") + 1]) if "--concurrency" in args else 8
+    print(json.dumps(asyncio.run(main(corrections, sys.argv[2], limit, in_flight))))

@@ -3,7 +3,7 @@ benchmarks, print a table, and rewrite BENCHMARKS.md.
 
 The full suite (``make bench``) takes about 20 minutes and writes BENCHMARKS.md.  ``--quick`` uses
 smaller sizes and leaves out the minute-long windows (about 6 minutes), ``--only`` picks sections
-and ``--case`` picks cases of the field section; any of them writes
+and ``--case`` picks cases of the field and shared sections; any of them writes
 ``bench/out/BENCHMARKS.partial.md`` instead, so a partial run never replaces the full figures
 (``--output`` chooses the file).
 """
@@ -21,6 +21,8 @@ from bench.procs import REPO, BenchError
 from bench.report import Check, Section, render_markdown, render_text, revision
 
 SECTIONS = ("pacing", "overhead", "scale", "field", "shared")
+#: The sections whose cases ``--case`` picks (a key names a case of one of them).
+CASES: dict[str, list[str]] = {"field": list(field.CASES), "shared": list(shared.CASES)}
 
 PREAMBLE = """
 How fast and how frugal `batch-override` is, measured against what a user would otherwise run:
@@ -36,7 +38,8 @@ Debian's `php-cli php-laravel-framework php-redis redis-server`) and says so whe
 Run everything: `make bench` (= `.venv/bin/python -m bench.run`, ~20 min, rewrites this file).
 A developer's check: `.venv/bin/python -m bench.run --quick` (~6 min; smaller sizes, no minute-long
 windows, writes `bench/out/BENCHMARKS.partial.md`).  One section: `.venv/bin/python -m bench.run
---only pacing` (or `overhead`, `scale`, `field`); some field cases: `--only field --case l40-15s`.
+--only pacing` (or `overhead`, `scale`, `field`, `shared`); some cases: `--only field --case l40-15s`,
+`--only shared --case latency-jump`.
 """
 
 
@@ -44,8 +47,8 @@ def _command(args: argparse.Namespace, section: str) -> str:
     parts = [".venv/bin/python -m bench.run", "--only", section]
     if args.quick:
         parts.append("--quick")
-    if section == "field":
-        parts += [f"--case {key}" for key in args.case or ()]
+    if section in CASES:
+        parts += [f"--case {key}" for key in args.case or () if key in CASES[section]]
     return " ".join(parts)
 
 
@@ -54,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes: about 2 minutes")
     parser.add_argument("--only", action="append", choices=SECTIONS, help="run this section (repeatable)")
     parser.add_argument(
-        "--case", action="append", choices=list(field.CASES), help="field case to run (repeatable)"
+        "--case",
+        action="append",
+        choices=[key for keys in CASES.values() for key in keys],
+        help="field or shared case to run (repeatable; a section none is picked from runs them all)",
     )
     parser.add_argument("--output", type=Path, help="markdown file to write (default: see above)")
     parser.add_argument("--keep-data", action="store_true", help="keep generated inputs in bench/out/data")
@@ -65,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     output: Path = args.output or (
         REPO / "BENCHMARKS.md" if full else REPO / "bench/out/BENCHMARKS.partial.md"
     )
+
+    def picked(section: str) -> list[str] | None:
+        return [key for key in args.case or () if key in CASES[section]] or None
+
     started = time.monotonic()
     revision_at_start = revision()
     sections: list[Section] = []
@@ -87,10 +97,10 @@ def main(argv: list[str] | None = None) -> int:
                     command=_command(args, key),
                 )
             elif key == "shared":
-                section = shared.run(command=_command(args, key))
+                section = shared.run(cases=picked(key), quick=quick, command=_command(args, key))
             elif key == "field":
                 section = field.run(
-                    cases=args.case or field.DEFAULT_CASES, quick=quick, command=_command(args, key)
+                    cases=picked(key) or field.DEFAULT_CASES, quick=quick, command=_command(args, key)
                 )
             else:
                 section = scale.run(

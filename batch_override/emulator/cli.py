@@ -126,6 +126,19 @@ def _maintenance(text: str) -> tuple[float, float, int | None]:
     return after, seconds, retry_after
 
 
+def _latency_jump(text: str) -> tuple[float, float, float | None]:
+    """``"5:2000"`` -> from 5 s after the start, a 2 s round trip; ``"5:150:1500"``: lognormal."""
+    after_text, colon, latency_text = text.partition(":")
+    try:
+        after = float(after_text)
+    except ValueError:
+        after = -1.0
+    if not (colon and latency_text and 0 <= after < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected AFTER:MEDIAN[:P99] such as 5:2000, not {text!r}")
+    median, p99 = _latency(latency_text)
+    return after, median, p99
+
+
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {text!r}")
@@ -190,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="strip X-RateLimit-* and Retry-After from every answer, as a proxy may",
     )
     parser.add_argument(
+        "--stuck-remaining",
+        action="store_true",
+        help="a broken proxy or cache: every answer the throttle passes says X-RateLimit-Remaining: 0 "
+        "while the server goes on accepting up to the limit; needs --rate-limit",
+    )
+    parser.add_argument(
         "--latency-ms",
         type=_latency,
         default=(0.0, None),
@@ -197,6 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="network round trip per request, in ms (half before it is counted, half after): fixed, "
         "or lognormal with that median and "
         "99th percentile (drawn from --seed)",
+    )
+    parser.add_argument(
+        "--latency-jump",
+        type=_latency_jump,
+        metavar="AFTER:MEDIAN[:P99]",
+        help="a route that changes mid-run: from AFTER s after the start, every request's round trip "
+        "is MEDIAN ms (or lognormal MEDIAN:P99, as --latency-ms) instead of --latency-ms; no queue at "
+        "the server (unless --capacity); /_emulator/stats shows when and how many",
     )
     parser.add_argument(
         "--capacity",
@@ -265,6 +292,8 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             seed=args.seed,
             other_traffic=args.other_traffic,
             maintenance=args.maintenance,
+            latency_jump=args.latency_jump,
+            stuck_remaining=args.stuck_remaining,
         )
     except (TypeError, ValueError) as exc:
         parser.error(str(exc))

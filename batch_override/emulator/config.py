@@ -56,6 +56,12 @@ class EmulatorConfig:
     - ``maintenance``: ``(after, seconds, retry_after)``: Laravel's maintenance mode from ``after``
       seconds after the start for ``seconds``: 503 with ``Retry-After: retry_after`` (``None``:
       no such header) and no rate-limit headers.
+    - ``latency_jump``: ``(after, median_ms, p99_ms)``: from ``after`` seconds after the start, every
+      request's round trip is ``median_ms`` (lognormal with ``p99_ms`` unless it is ``None``, as
+      ``latency_ms``/``latency_p99_ms``) instead; decided as the request arrives (see ``network.py``).
+    - ``stuck_remaining``: every answer the throttle passes says ``X-RateLimit-Remaining: 0`` (a
+      broken proxy or cache) while the throttle goes on counting and accepting up to the limit;
+      needs ``rate_limit`` and the rate headers.
     - ``clock``: unix seconds. The throttle reads only this, so tests inject a fake clock.
 
     Trap: ``api_keys`` must be a tuple (or list) of keys; a bare string is rejected rather than
@@ -79,6 +85,8 @@ class EmulatorConfig:
     seed: int = 0
     other_traffic: tuple[float, int] | None = None
     maintenance: tuple[float, float, int | None] | None = None
+    latency_jump: tuple[float, float, float | None] | None = None
+    stuck_remaining: bool = False
     clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
@@ -126,6 +134,14 @@ class EmulatorConfig:
                 raise ValueError("maintenance: (after >= 0, seconds > 0, retry_after) in seconds")
             if retry_after is not None and (isinstance(retry_after, bool) or retry_after < 0):
                 raise ValueError("maintenance: retry_after must be whole seconds >= 0 (or None)")
+        if self.latency_jump is not None:
+            after, median, p99 = self.latency_jump
+            if not (math.isfinite(after) and after >= 0 and math.isfinite(median) and median >= 0):
+                raise ValueError("latency_jump: (after >= 0 seconds, median >= 0 ms, p99 ms or None)")
+            if p99 is not None and not (median > 0 and math.isfinite(p99) and p99 >= median):
+                raise ValueError("latency_jump: a p99 needs a median > 0 and must be >= it (and finite)")
+        if self.stuck_remaining and (self.rate_limit is None or not self.rate_headers):
+            raise ValueError("stuck_remaining: needs a rate_limit and its headers (rate_headers=True)")
         rates = {
             "fail_rate": self.fail_rate,
             "drop_rate": self.drop_rate,

@@ -12,6 +12,17 @@ The delay is a round trip: half of it before the request is processed (the reque
 out), half after (the answer travelling back), so a throttle counts a request half-way, as a
 server that far away would.  Trap: before issue 10 all of it came first, which let a long tail's
 stragglers reach the throttle up to a whole round trip after the client's last send.
+
+``LatencyJump`` is a route that changes mid-run (``--latency-jump AFTER:MEDIAN[:P99]``): until
+its time every request's round trip is drawn from the first ``Latency``, from then on from the
+second, decided once as the request arrives (a request already on its way keeps its delay).  The
+server keeps no queue for it (unless ``--capacity`` says so): a client that keeps 64 in flight at
+a 2 s round trip gets 32 answers a second.  Its time is read on the emulator's clock (a test's
+virtual clock), the delays are slept on the event loop's.
+
+``InFlight`` also keeps every arrival's unix time (``GET /_emulator/arrivals``), so a benchmark
+can tell a client's pauses and its rate over any stretch; the trap: 8 bytes a request, kept for
+the emulator's life.
 """
 
 from __future__ import annotations
@@ -21,8 +32,12 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from array import array
+from collections.abc import AsyncIterator, Callable, Iterator
 from statistics import NormalDist
+from typing import Protocol
+
+from batch_override.emulator.config import EmulatorConfig
 
 _Z99 = NormalDist().inv_cdf(0.99)
 
@@ -32,9 +47,11 @@ class Latency:
 
     __slots__ = ("_mu", "_random", "_sigma", "median")
 
-    def __init__(self, median: float, p99: float | None = None, seed: int = 0) -> None:
+    def __init__(
+        self, median: float, p99: float | None = None, seed: int = 0, stream: str = "latency"
+    ) -> None:
         self.median = median
-        self._random = random.Random(f"latency\0{seed}")  # its own stream: faults never shift it
+        self._random = random.Random(f"{stream}\0{seed}")  # its own stream: faults never shift it
         self._mu = math.log(median) if median > 0 else 0.0
         self._sigma = math.log(p99 / median) / _Z99 if p99 is not None and median > 0 else 0.0
 
@@ -42,6 +59,35 @@ class Latency:
         if not self._sigma:
             return self.median
         return self._random.lognormvariate(self._mu, self._sigma)
+
+
+class Delay(Protocol):
+    """What ``Network`` draws a request's round trip from: a ``Latency`` or a ``LatencyJump``."""
+
+    def draw(self) -> float: ...
+
+
+class LatencyJump:
+    """``before``'s delays until ``at`` (unix seconds on ``clock``), ``after``'s from then on;
+    ``jumped`` counts the requests that drew from ``after``."""
+
+    __slots__ = ("_clock", "after", "at", "before", "jumped")
+
+    def __init__(self, before: Latency, after: Latency, at: float, clock: Callable[[], float]) -> None:
+        self.before = before
+        self.after = after
+        self.at = at
+        self._clock = clock
+        self.jumped = 0
+
+    def draw(self) -> float:
+        if self._clock() < self.at:
+            return self.before.draw()
+        self.jumped += 1
+        return self.after.draw()
+
+    def stats(self) -> dict[str, float]:
+        return {"at": self.at, "median": self.after.median, "jumped": self.jumped}
 
 
 class Workers:
@@ -72,15 +118,17 @@ class Workers:
 
 class InFlight:
     """How many requests the server holds now, at most, and in total over time (request-seconds);
-    and the unix times of the first and last arrivals, so a benchmark can tell the rate sent."""
+    and the unix time of every arrival (``arrivals``, in order; ``first`` and ``last`` of them),
+    so a benchmark can tell the rate sent and the pauses."""
 
-    __slots__ = ("_since", "first", "last", "max", "now", "seconds")
+    __slots__ = ("_since", "arrivals", "first", "last", "max", "now", "seconds")
 
     def __init__(self) -> None:
         self.now = 0
         self.max = 0
         self.seconds = 0.0
         self.first = self.last = 0.0
+        self.arrivals = array("d")
         self._since = time.monotonic()
 
     def _tick(self) -> None:
@@ -93,6 +141,7 @@ class InFlight:
         self._tick()
         self.last = time.time()
         self.first = self.first or self.last
+        self.arrivals.append(self.last)
         self.now += 1
         self.max = max(self.max, self.now)
         try:
@@ -110,12 +159,35 @@ class InFlight:
 class Network:
     """What stands between a request's arrival and its processing: delay, then a free worker."""
 
-    __slots__ = ("in_flight", "latency", "workers")
+    __slots__ = ("in_flight", "jump", "latency", "workers")
 
-    def __init__(self, latency: Latency, workers: Workers) -> None:
+    def __init__(self, latency: Delay, workers: Workers) -> None:
         self.latency = latency
+        self.jump = latency if isinstance(latency, LatencyJump) else None
         self.workers = workers
         self.in_flight = InFlight()
+
+    @classmethod
+    def of(cls, config: EmulatorConfig, started: float) -> Network:
+        """The network ``config`` describes; a latency jump is timed from ``started`` on its clock."""
+        p99 = config.latency_p99_ms / 1000 if config.latency_p99_ms is not None else None
+        latency = Latency(config.latency_ms / 1000, p99, config.seed)
+        workers = Workers(config.capacity, config.service_ms / 1000)
+        if config.latency_jump is None:
+            return cls(latency, workers)
+        after, median, jump_p99 = config.latency_jump
+        later = Latency(median / 1000, None if jump_p99 is None else jump_p99 / 1000, config.seed, "jump")
+        return cls(LatencyJump(latency, later, started + after, config.clock), workers)
+
+    def stats(self) -> dict[str, dict[str, float]]:
+        """``in_flight`` (and ``latency_jump`` when there is one) for ``GET /_emulator/stats``."""
+        jump = {} if self.jump is None else {"latency_jump": self.jump.stats()}
+        return {"in_flight": self.in_flight.snapshot(), **jump}
+
+    def arrivals(self) -> list[float]:
+        """Every request's unix arrival time, in order (``GET /_emulator/arrivals``): as it entered
+        the server, before its network delay, i.e. its send."""
+        return self.in_flight.arrivals.tolist()
 
     @contextlib.asynccontextmanager
     async def carry(self) -> AsyncIterator[None]:

@@ -28,6 +28,10 @@ Traps worth knowing:
   a request and before stats are read.
 - ``rate_headers=False`` strips every ``X-RateLimit-*`` and ``Retry-After`` header, as a proxy
   may: a 429 then says nothing about when to come back.
+- ``stuck_remaining`` (``--stuck-remaining``) makes every passed answer say
+  ``X-RateLimit-Remaining: 0``, as a broken proxy or cache may, while the throttle goes on
+  counting, accepting up to the limit and answering 429 past it (with the true ``Retry-After``).
+- ``latency_jump`` (``--latency-jump``) changes the round trip mid-run (``network.py``).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from aiohttp import web
 from batch_override.emulator import responses
 from batch_override.emulator.config import MEDIA, EmulatorConfig
 from batch_override.emulator.faults import Failure, Fault, FaultPlan
-from batch_override.emulator.network import Latency, Network, Workers
+from batch_override.emulator.network import Network
 from batch_override.emulator.state import ContentState, Outcome
 from batch_override.emulator.throttle import FixedWindowThrottle
 from batch_override.emulator.traffic import Traffic
@@ -55,6 +59,7 @@ ROUTES: Final[dict[str, str]] = {
 }
 STATS_PATH: Final = "/_emulator/stats"
 OVERRIDES_PATH: Final = "/_emulator/overrides"
+ARRIVALS_PATH: Final = "/_emulator/arrivals"
 
 _CLASSIFICATIONS: Final = {"human": "human", "artificial": "artificial"}
 # The bodies clients actually send (json.dumps with and without separators), answered without
@@ -95,9 +100,8 @@ class EmulatedApi:
         # Forbidden keys are known keys: they get 403, never 401.
         self._known = frozenset(config.api_keys) | frozenset(config.forbidden_keys)
         self._forbidden = frozenset(config.forbidden_keys)
-        p99 = config.latency_p99_ms / 1000 if config.latency_p99_ms is not None else None
-        latency = Latency(config.latency_ms / 1000, p99, config.seed)
-        self.network = Network(latency, Workers(config.capacity, config.service_ms / 1000))
+        started = config.clock()
+        self.network = Network.of(config, started)
         self._rate_headers = config.rate_headers
         self.content = ContentState(config.states, config.unknown)
         self.throttle: FixedWindowThrottle | None = None
@@ -106,7 +110,7 @@ class EmulatedApi:
             limit, period = config.rate_limit
             self.throttle = FixedWindowThrottle(limit, period, config.clock, key_id, config.laravel_windows)
             self._limit_header = str(limit)
-        self._traffic = Traffic.of(config, config.clock())
+        self._traffic = Traffic.of(config, started)
         plan = FaultPlan(config.seed, config.fail_rate, config.drop_rate, config.drop_after_record_rate)
         # None keeps the fault-free path (benchmarks) free of hashing and attempt counting.
         self._faults = plan if plan.active else None
@@ -155,7 +159,7 @@ class EmulatedApi:
                 )
             rate_headers = {
                 "X-RateLimit-Limit": self._limit_header,
-                "X-RateLimit-Remaining": str(decision.remaining),
+                "X-RateLimit-Remaining": "0" if self.config.stuck_remaining else str(decision.remaining),
             }
 
         classification = _classification(request.headers.get("Content-Type", ""), body)
@@ -215,7 +219,7 @@ class EmulatedApi:
             "requests": self.requests,
             "responses_by_status": dict(self.responses_by_status),
             "overrides": len(self.content.overrides),
-            "in_flight": self.network.in_flight.snapshot(),
+            **self.network.stats(),
             "windows": [w.stats(other=self._traffic.other is not None) for w in windows],
         }
 
@@ -251,8 +255,8 @@ API: Final = web.AppKey("batch_override_emulator", EmulatedApi)
 def build_app(config: EmulatorConfig) -> web.Application:
     """A fresh application with its own state: serve it with ``Emulator`` or aiohttp's ``TestServer``.
 
-    Observability routes (``GET /_emulator/stats``, ``GET /_emulator/overrides``) need no key and
-    are neither counted nor throttled.
+    Observability routes (``GET /_emulator/stats``, ``/_emulator/overrides``, ``/_emulator/arrivals``)
+    need no key and are neither counted nor throttled.
     """
     api = EmulatedApi(config)
     app = web.Application()
@@ -266,8 +270,12 @@ def build_app(config: EmulatorConfig) -> web.Application:
     async def overrides(_request: web.Request) -> web.Response:
         return web.json_response(api.overrides())
 
+    async def arrivals(_request: web.Request) -> web.Response:
+        return web.json_response(api.network.arrivals())
+
     app.router.add_get(STATS_PATH, stats)
     app.router.add_get(OVERRIDES_PATH, overrides)
+    app.router.add_get(ARRIVALS_PATH, arrivals)
     return app
 
 
@@ -330,6 +338,10 @@ class Emulator:
     def overrides(self) -> list[dict[str, str]]:
         """The same list as ``GET /_emulator/overrides``."""
         return self._api.overrides()
+
+    def arrivals(self) -> list[float]:
+        """The same list as ``GET /_emulator/arrivals``."""
+        return self._api.network.arrivals()
 
 
 def _base_url(address: Any) -> str:

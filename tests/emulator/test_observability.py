@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 from aiohttp.test_utils import TestServer
@@ -67,3 +68,20 @@ async def test_build_app_serves_under_aiohttp_test_server(session: aiohttp.Clien
         assert (await post(session, url, "audio", "h", key="k")).status == 201
         assert (await post(session, url, "audio", "h", key=DEMO_API_KEY)).status == 401
         assert (await get_json(session, url + "/_emulator/stats"))["overrides"] == 1
+
+
+async def test_arrivals_list_every_override_requests_arrival_in_order(
+    serve: Serve, session: aiohttp.ClientSession
+) -> None:
+    emulator = await serve(EmulatorConfig(unknown="classified"))
+    before = time.time()
+    await post(session, emulator.url, "image", "a")
+    await post(session, emulator.url, "image", "b", key=None)  # a 401 arrived too
+    await get_json(session, emulator.url + "/_emulator/stats")  # not an override request
+    await post(session, emulator.url, "video", "c")
+    arrivals = await get_json(session, emulator.url + "/_emulator/arrivals")
+    assert arrivals == emulator.arrivals()
+    assert len(arrivals) == 3
+    assert before <= arrivals[0] <= arrivals[1] <= arrivals[2] <= time.time()
+    in_flight = emulator.stats()["in_flight"]
+    assert (in_flight["first"], in_flight["last"]) == (arrivals[0], arrivals[-1])

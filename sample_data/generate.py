@@ -36,7 +36,8 @@ def main() -> None:
             cls = rng.choice(["human", "artificial"])
             if status is not None:
                 state.append((media, h, status))
-            rows.append({"hash": h, "classification": cls, "media": media, "note": note, "ticket": f"T-{1000 + n}"})
+            ticket = f"T-{1000 + n}"
+            rows.append({"hash": h, "classification": cls, "media": media, "note": note, "ticket": ticket})
             if note == "corrected earlier in the web app":
                 earlier.append((media, h, cls))
 
@@ -65,7 +66,7 @@ def main() -> None:
         ("", "artificial", "empty hash"),
         (sha(9004), "AI", "classification in other words"),
         (sha(9005), "", "empty classification"),
-        ("=HYPERLINK(\"http://example.invalid\")", "human", "spreadsheet formula"),
+        ('=HYPERLINK("http://example.invalid")', "human", "spreadsheet formula"),
     ]
     for h, cls, note in bad:
         rows.append({"hash": h, "classification": cls, "media": "video", "note": note, "ticket": "T-bad"})

@@ -5,6 +5,6 @@ import sys
 
 sys.path.insert(0, "/opt/batch-override/site")
 
-from batch_override.__main__ import main  # noqa: E402
+from batch_override.__main__ import main
 
 sys.exit(main())

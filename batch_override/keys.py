@@ -84,10 +84,12 @@ class GrowableKeys:
     __slots__ = ("_array", "_size")
 
     def __init__(self, capacity: int = 1 << 16, dtype: np.dtype[np.bytes_] = KEY_DTYPE) -> None:
-        self._array: KeyArray = np.empty(capacity, dtype)
+        self._array: KeyArray | None = np.empty(capacity, dtype)
         self._size = 0
 
     def extend(self, keys: KeyArray) -> None:
+        if self._array is None:
+            raise RuntimeError("GrowableKeys.extend() after finish(): the keys were handed over")
         need = self._size + len(keys)
         if need > len(self._array):
             self._array.resize(max(need, len(self._array) + len(self._array) // 8), refcheck=False)
@@ -95,7 +97,13 @@ class GrowableKeys:
         self._size = need
 
     def finish(self) -> KeyArray:
-        """The keys; the builder lets go of them, so the caller alone decides when they are freed."""
-        array, self._array = self._array, np.empty(0, self._array.dtype)
+        """The keys; the builder lets go of them, so the caller alone decides when they are freed.
+
+        Once only: a second call raises ``RuntimeError`` (the builder no longer holds the keys, and
+        keeping them to hand out again is what letting go avoids), as does ``extend`` after it.
+        """
+        if self._array is None:
+            raise RuntimeError("GrowableKeys.finish() called twice: the keys were handed over")
+        array, self._array = self._array, None
         array.resize(self._size, refcheck=False)
         return array

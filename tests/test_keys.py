@@ -73,3 +73,9 @@ def test_growable_keys_hands_its_keys_over_once_and_refuses_a_second_finish_or_m
     with pytest.raises(RuntimeError, match="after finish"):
         builder.extend(keys)
 
+
+def test_hex_is_read_from_large_strings_and_sliced_strings_alike() -> None:
+    hashes = [sha(i) for i in range(4)]
+    expected = b"".join(bytes.fromhex(h) for h in hashes[1:])
+    for values in (pa.array(hashes, pa.large_string()), pa.array(hashes)):
+        assert hex_to_bytes(values.slice(1)).tobytes() == expected

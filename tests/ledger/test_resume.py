@@ -115,3 +115,22 @@ def test_two_decisive_lines_of_one_run_for_a_key_the_greater_verdict_wins_not_th
     ledger = write_ledger(tmp_path / "l.csv", [line(0, "rejected", "r1"), line(0, "submitted", "r1")])
     (key,) = make_keys(pa.array([sha(0)]), pa.array(["video"]), pa.array(["human"]))
     assert load_resume_index(ledger, {"r1": 0.0}).lookup(np.array([key])).tolist() == [Prior.REJECTED]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "run", "expected"),
+    [("submitted", "r1", Prior.DONE), ("planned", "r1", Prior.NONE), ("submitted", "r2", Prior.NONE)],
+    ids=["trusted-and-decisive", "not-decisive", "untrusted-run"],
+)
+def test_a_ledger_repeating_one_run_media_and_outcome_is_coded_like_any_other(
+    tmp_path: Path, outcome: str, run: str, expected: Prior
+) -> None:
+    # Every cell of the run, media and outcome columns alike: they are checked once, not per cell.
+    lines = [line(i, outcome, run, media="image") for i in range(50)]
+    ledger = write_ledger(tmp_path / "l.csv", lines)
+    keys = make_keys(
+        pa.array([sha(i) for i in range(50)]), pa.array(["image"] * 50), pa.array(["human"] * 50)
+    )
+    index = load_resume_index(ledger, {"r1": 0.0})
+    assert index.lookup(keys).tolist() == [expected] * 50
+    assert len(index) == (50 if expected else 0)

@@ -24,6 +24,7 @@ capacity costs nothing.
 from __future__ import annotations
 
 import mmap
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -113,30 +114,50 @@ class LatestEntries:
     def finish(self, *, first_run: bool) -> tuple[Entries, npt.NDArray[np.uint16] | None]:
         """Each key's byte-greatest entry in byte order, and with ``first_run`` the smallest run
         ordinal among each key's entries (bytes 34-35) beside it."""
-        total = sum(self._sizes)
-        out = np.empty(total, ENTRY_DTYPE)
-        firsts = np.empty(total, np.uint16) if first_run else None
+        maps = [m for m in self._maps if m is not None]
+        if len(maps) < len(self._maps):
+            raise RuntimeError("LatestEntries.finish() called twice")
+        self._maps = [None] * len(maps)
+        sizes, bits = self._sizes, self._bits
+        out = np.empty(sum(sizes), ENTRY_DTYPE)
+        firsts = np.empty(len(out), np.uint16) if first_run else None
         write = 0
-        for bucket, size in enumerate(self._sizes):
-            mapped, self._maps[bucket] = self._maps[bucket], None
-            if mapped is None:
-                raise RuntimeError("LatestEntries.finish() called twice")
-            write = _copy_latest(mapped, size, self._bits, out, firsts, write)
-            mapped.close()  # no view of it is left: its pages go back to the system now
+        # A thread sorts the next bucket while this one is copied out: numpy lets go of the GIL
+        # in both, so a second core shortens the wait (and a busy machine loses nothing).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="resume-sort") as pool:
+            sorting = pool.submit(_positions, maps[0], sizes[0], bits)
+            for bucket, mapped in enumerate(maps):
+                last, first = sorting.result()
+                if bucket + 1 < len(maps):
+                    sorting = pool.submit(_positions, maps[bucket + 1], sizes[bucket + 1], bits)
+                write = _copy_out(mapped, sizes[bucket], last, first, out, firsts, write)
+                mapped.close()  # no view of it is left: its pages go back to the system now
         out.resize(write, refcheck=False)
         if firsts is not None:
             firsts.resize(write, refcheck=False)
         return out, firsts
 
 
-def _copy_latest(
-    mapped: mmap.mmap, size: int, bits: int, out: Entries, firsts: npt.NDArray[np.uint16] | None, write: int
+def _positions(mapped: mmap.mmap, size: int, bits: int) -> tuple[Positions, Positions]:
+    """A bucket's :func:`_latest` (its views of the map are gone when this returns)."""
+    if not size:
+        return np.empty(0, np.intp), np.empty(0, np.intp)
+    return _latest(np.frombuffer(mapped, ENTRY_DTYPE, count=size), bits)
+
+
+def _copy_out(
+    mapped: mmap.mmap,
+    size: int,
+    last: Positions,
+    first: Positions,
+    out: Entries,
+    firsts: npt.NDArray[np.uint16] | None,
+    write: int,
 ) -> int:
     """Write one bucket's latest entries (and first runs) at ``write``; returns the new end."""
     if not size:
         return write
     entries = np.frombuffer(mapped, ENTRY_DTYPE, count=size)
-    last, first = _latest(entries, bits)
     end = write + len(last)
     np.take(entries, last, out=out[write:end], mode="clip")
     if firsts is not None:
@@ -152,15 +173,17 @@ def _new_map(entries: int) -> mmap.mmap:
 def _latest(entries: Entries, bits: int) -> tuple[Positions, Positions]:
     """Positions of each key's last and first entry in byte order (keys in byte order too)."""
     order, same_next = _byte_order(entries, bits)
+    if same_next is None:  # no two entries share a key: each is its key's first and last
+        return order, order
     is_last = ~same_next
     is_first = np.ones(len(entries), np.bool_)
     is_first[1:] = is_last[:-1]
     return order[is_last], order[is_first]
 
 
-def _byte_order(entries: Entries, bits: int) -> tuple[Positions, Mask]:
+def _byte_order(entries: Entries, bits: int) -> tuple[Positions, Mask | None]:
     """The permutation that sorts one bucket's entries by their bytes, and for each position in
-    that order whether the next entry holds the same key.
+    that order whether the next entry holds the same key (None: no two share a key).
 
     The number is the entry's first 8 bytes, less the ``bits`` every entry of the bucket shares,
     with the entry's position in the low bits: one uint64 sort, and the positions come back
@@ -179,9 +202,10 @@ def _byte_order(entries: Entries, bits: int) -> tuple[Positions, Mask]:
     order = (numbers & low).astype(np.intp)
     numbers >>= np.uint64(position_bits)
     tied = numbers[1:] == numbers[:-1]
+    if not tied.any():
+        return order, None
     same_next = np.zeros(m, np.bool_)
-    if tied.any():
-        _order_ties(entries, order, tied, same_next)
+    _order_ties(entries, order, tied, same_next)
     return order, same_next
 
 

@@ -30,12 +30,15 @@ KeyArray = npt.NDArray[np.bytes_]
 
 def hex_to_bytes(hashes: pa.Array) -> npt.NDArray[np.uint8]:
     """(n, 32) bytes of n validated 64-character lowercase hex strings (no nulls)."""
-    arr = hashes.cast(pa.large_string()) if not pa.types.is_large_string(hashes.type) else hashes
-    n = len(arr)
+    n = len(hashes)
     if n == 0:
         return np.empty((0, 32), np.uint8)
-    offsets = np.frombuffer(arr.buffers()[1], np.int64)[arr.offset : arr.offset + n + 1]
-    data = np.frombuffer(arr.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]
+    # The characters are read where pyarrow put them: no cast, which would copy them all.
+    if not pa.types.is_string(hashes.type):
+        hashes = hashes.cast(pa.large_string())
+    width = np.int32 if pa.types.is_string(hashes.type) else np.int64
+    offsets = np.frombuffer(hashes.buffers()[1], width)[hashes.offset : hashes.offset + n + 1]
+    data = np.frombuffer(hashes.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]
     try:  # C speed for the usual case; the table below also takes (and zeroes) non-hex bytes
         return np.frombuffer(binascii.a2b_hex(data.data), np.uint8).reshape(n, 32)
     except (binascii.Error, ValueError):
@@ -84,10 +87,12 @@ class GrowableKeys:
     __slots__ = ("_array", "_size")
 
     def __init__(self, capacity: int = 1 << 16, dtype: np.dtype[np.bytes_] = KEY_DTYPE) -> None:
-        self._array: KeyArray = np.empty(capacity, dtype)
+        self._array: KeyArray | None = np.empty(capacity, dtype)
         self._size = 0
 
     def extend(self, keys: KeyArray) -> None:
+        if self._array is None:
+            raise RuntimeError("GrowableKeys.extend() after finish(): the keys were handed over")
         need = self._size + len(keys)
         if need > len(self._array):
             self._array.resize(max(need, len(self._array) + len(self._array) // 8), refcheck=False)
@@ -95,7 +100,13 @@ class GrowableKeys:
         self._size = need
 
     def finish(self) -> KeyArray:
-        """The keys; the builder lets go of them, so the caller alone decides when they are freed."""
-        array, self._array = self._array, np.empty(0, self._array.dtype)
+        """The keys; the builder lets go of them, so the caller alone decides when they are freed.
+
+        Once only: a second call raises ``RuntimeError`` (the builder no longer holds the keys, and
+        keeping them to hand out again is what letting go avoids), as does ``extend`` after it.
+        """
+        if self._array is None:
+            raise RuntimeError("GrowableKeys.finish() called twice: the keys were handed over")
+        array, self._array = self._array, None
         array.resize(self._size, refcheck=False)
         return array

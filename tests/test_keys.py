@@ -6,6 +6,7 @@ import hashlib
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from batch_override.keys import KEY_DTYPE, GrowableKeys, bytes_to_hex, hex_to_bytes, make_keys
 
@@ -59,3 +60,22 @@ def test_growable_keys_grows_past_its_capacity_and_hands_back_exactly_what_was_a
     builder.extend(keys[4:])
     out = builder.finish()
     assert out.tolist() == keys.tolist()
+
+
+def test_growable_keys_hands_its_keys_over_once_and_refuses_a_second_finish_or_more_keys() -> None:
+    keys = make_keys(pa.array([sha(i) for i in range(3)]), pa.array(["video"] * 3), pa.array(["human"] * 3))
+    builder = GrowableKeys(capacity=2)
+    builder.extend(keys)
+    assert builder.finish().tolist() == keys.tolist()
+    # Before: a second finish() returned three empty keys, which would match nothing and hide the bug.
+    with pytest.raises(RuntimeError, match="finish"):
+        builder.finish()
+    with pytest.raises(RuntimeError, match="after finish"):
+        builder.extend(keys)
+
+
+def test_hex_is_read_from_large_strings_and_sliced_strings_alike() -> None:
+    hashes = [sha(i) for i in range(4)]
+    expected = b"".join(bytes.fromhex(h) for h in hashes[1:])
+    for values in (pa.array(hashes, pa.large_string()), pa.array(hashes)):
+        assert hex_to_bytes(values.slice(1)).tobytes() == expected

@@ -78,7 +78,16 @@ class PaceModel:
     the server's limit less headroom over the learned window, less what other traffic on the key
     takes of it.  No clock, no I/O."""
 
-    __slots__ = ("counts_ignored", "fallback", "fixed", "headroom", "learner", "others", "server_limit")
+    __slots__ = (
+        "counts_ignored",
+        "fallback",
+        "fixed",
+        "headroom",
+        "learner",
+        "others",
+        "reserved",
+        "server_limit",
+    )
 
     def __init__(self, fixed: Rate | None, headroom: float, learner: WindowLearner) -> None:
         self.fixed = fixed
@@ -87,6 +96,7 @@ class PaceModel:
         self.server_limit: int | None = None
         self.fallback = False  # auto mode, and the server sends no X-RateLimit headers
         self.others = 0  # other traffic's expected requests per window (ServerWindow.others)
+        self.reserved = 0  # of the current window, left to the other traffic (ServerWindow.reserved)
         self.counts_ignored = False  # X-RateLimit-Remaining contradicts the answers: not read
 
     @property
@@ -98,12 +108,12 @@ class PaceModel:
 
     @property
     def budget(self) -> int | None:
-        """Our sends per server window: the window's budget less the other traffic's share
-        (None: no server limit known)."""
+        """Our sends per server window: the window's budget less what of the current window is
+        left to the other traffic (None: no server limit known)."""
         total = self.window_budget
         if total is None:
             return None
-        return max(1, total - self.others) if self.fixed is None else total
+        return max(1, total - self.reserved) if self.fixed is None else total
 
     @property
     def cap(self) -> int | None:
@@ -119,6 +129,11 @@ class PaceModel:
             cap = min(cap, math.ceil(self.fixed.limit * self.learner.estimate / self.fixed.period))
         return cap
 
+    @property
+    def shape(self) -> tuple[object, ...]:
+        """What the meters are made of (:meth:`meters`), and what :meth:`describe` tells."""
+        return (self.server_limit, self.learner.estimate, self.fallback, self.reserved, self.others)
+
     def meters(self) -> list[tuple[int, float]]:
         """(limit, period) of each rate meter the pace is made of; none before the first answer."""
         wanted: list[tuple[int, float]] = []
@@ -131,9 +146,9 @@ class PaceModel:
             wanted.append((budget, self.learner.estimate * (1 + WINDOW_MARGIN)))
         return wanted
 
-    def counts_read(self, others: int, contradictions: int, limit: int) -> None:
-        """What the window made of the counts so far: ``others`` per window, ``contradictions``
-        in a row (see :class:`~.window.ServerWindow`)."""
+    def counts_read(self, others: int, reserved: int, contradictions: int, limit: int) -> None:
+        """What the window made of the counts so far: ``others`` per window, ``reserved`` of the
+        current one, ``contradictions`` in a row (see :class:`~.window.ServerWindow`)."""
         if contradictions >= CONTRADICTIONS:
             self.counts_ignored = True
             log.warning(
@@ -144,7 +159,9 @@ class PaceModel:
         if self.fixed is None:
             # Less than half the headroom is left to the headroom: a long tail's reordered
             # counts show a few "others" that are our own stragglers.
-            self.others = others if others > self.headroom / 2 * limit else 0
+            shared = others > self.headroom / 2 * limit
+            self.others = others if shared else 0
+            self.reserved = reserved if shared else 0
 
     def no_headers(self) -> None:
         if self.fixed is None and self.server_limit is None and not self.fallback:
@@ -159,12 +176,14 @@ class PaceModel:
             return f"{self.fixed} (evenly spaced)"
         if self.fallback and self.server_limit is None:
             return f"auto: no X-RateLimit headers, {FALLBACK_RATE}"
-        budget = self.budget
-        if budget is None:
+        total = self.window_budget
+        if total is None:
             return "auto (learning)"
         guess = "" if self.learner.known else ", window assumed until one ends"
-        others = f", of {self.window_budget}: other traffic takes ~{self.others}" if self.others else ""
-        return f"auto: {budget}/{self.learner.estimate:g}s{guess}{others}"
+        # The pace of a window that the other traffic takes its share of (the current window's
+        # budget moves as the reserve does).
+        others = f", of {total}: other traffic takes ~{self.others}" if self.others else ""
+        return f"auto: {max(1, total - self.others)}/{self.learner.estimate:g}s{guess}{others}"
 
 
 class Pacer:
@@ -193,6 +212,7 @@ class Pacer:
         self._meters: list[SlidingLog] = []
         self._catch_up = CatchUp()
         self._shape: tuple[object, ...] = ()  # what the meters were built from (see _rebuild)
+        self._told = ""  # the pace last described (see _rebuild)
         self.rate: float | None = None  # requests per second (None before the first answer in auto)
         self._seq = 0
         self._blocked_until = -math.inf
@@ -215,9 +235,7 @@ class Pacer:
 
     def _rebuild(self) -> None:
         model = self.model  # called on every answer: most change nothing the meters come from
-        if (
-            shape := (model.server_limit, model.learner.estimate, model.fallback, model.others)
-        ) == self._shape:
+        if (shape := model.shape) == self._shape:
             return
         self._shape = shape
         wanted, old = model.meters(), self._meters
@@ -229,8 +247,10 @@ class Pacer:
             # minute's guess) must not sleep through the new one: wake it to ask again.
             self._repaced.set()
             self._repaced.clear()
-            if old and self.model.fixed is None:
-                log.info("pacing %s", self.describe())
+            # The reserve moves with the answers: a line only when the pace per window changes.
+            told, self._told = self._told, self.describe()
+            if old and self.model.fixed is None and self._told != told:
+                log.info("pacing %s", self._told)
 
     def wait(self, now: float) -> float | None:
         """Seconds before the next send may go (0: now); None: wait for an answer first."""
@@ -309,7 +329,9 @@ class Pacer:
                     self._rebuild()  # the window's length just showed: catch up in the window it opened
                     steady = self._meters[-1]  # the budget's meter (PaceModel.meters puts it last)
                     self._catch_up.start(now, ticket.sent_at, (self.model.budget or 0) - window.used, steady)
-                self.model.counts_read(window.others, window.contradictions, found.limit)
+                self.model.counts_read(
+                    window.others, window.reserved(now), window.contradictions, found.limit
+                )
             elif found.limit is None:
                 self.model.no_headers()
         self._rebuild()

@@ -66,6 +66,14 @@ async def _sleep(stopped: asyncio.Event, seconds: float, *until: asyncio.Event) 
     return any(waiter in done for waiter in waiters[1:])
 
 
+def _carried(old: list[SlidingLog], probe: deque[float], caught: deque[float]) -> deque[float]:
+    """The sends new meters start from: the old meters' longest log (the probe's, before any),
+    and a catch-up's sends, which the steady meter did not count.  A catch-up is for the window
+    whose length just showed: a new length ends it (:meth:`.CatchUp.stop`)."""
+    recent = max((m.recent for m in old), key=len, default=probe)
+    return deque(sorted([*recent, *caught])) if caught else recent
+
+
 class Ticket(NamedTuple):
     """A granted turn: the send's sequence number and time, handed back to :meth:`Pacer.observe`."""
 
@@ -79,6 +87,7 @@ class PaceModel:
     takes of it.  No clock, no I/O."""
 
     __slots__ = (
+        "_told",
         "counts_ignored",
         "fallback",
         "fixed",
@@ -98,6 +107,7 @@ class PaceModel:
         self.others = 0  # other traffic's expected requests per window (ServerWindow.others)
         self.reserved = 0  # of the current window, left to the other traffic (ServerWindow.reserved)
         self.counts_ignored = False  # X-RateLimit-Remaining contradicts the answers: not read
+        self._told = ""  # the pace last described (see retold)
 
     @property
     def window_budget(self) -> int | None:
@@ -163,6 +173,12 @@ class PaceModel:
             self.others = others if shared else 0
             self.reserved = reserved if shared else 0
 
+    def retold(self) -> str | None:
+        """:meth:`describe`, when it changed since the last call (else None).  The reserve for
+        other traffic moves with the answers: the pace per window is worth a line, not each move."""
+        told, self._told = self._told, self.describe()
+        return self._told if self._told != told else None
+
     def no_headers(self) -> None:
         if self.fixed is None and self.server_limit is None and not self.fallback:
             self.fallback = True
@@ -212,7 +228,6 @@ class Pacer:
         self._meters: list[SlidingLog] = []
         self._catch_up = CatchUp()
         self._shape: tuple[object, ...] = ()  # what the meters were built from (see _rebuild)
-        self._told = ""  # the pace last described (see _rebuild)
         self.rate: float | None = None  # requests per second (None before the first answer in auto)
         self._seq = 0
         self._blocked_until = -math.inf
@@ -237,20 +252,19 @@ class Pacer:
         model = self.model  # called on every answer: most change nothing the meters come from
         if (shape := model.shape) == self._shape:
             return
+        caught = self._catch_up.stop() if self._shape[1:2] != shape[1:2] else deque()  # see _carried
         self._shape = shape
         wanted, old = model.meters(), self._meters
         if [(m.limit, m.period) for m in old] != wanted:
-            recent = max((m.recent for m in old), key=len, default=self._probe_sent)
+            recent = _carried(old, self._probe_sent, caught)
             self._meters = [SlidingLog(limit, period, recent) for limit, period in wanted]
             self.rate = min(limit / period for limit, period in wanted) if wanted else None
             # A sender asleep on the old pace (1.33 s apart while a 1 s window is still a
             # minute's guess) must not sleep through the new one: wake it to ask again.
             self._repaced.set()
             self._repaced.clear()
-            # The reserve moves with the answers: a line only when the pace per window changes.
-            told, self._told = self._told, self.describe()
-            if old and self.model.fixed is None and self._told != told:
-                log.info("pacing %s", self._told)
+            if (told := model.retold()) is not None and old and model.fixed is None:
+                log.info("pacing %s", told)
 
     def wait(self, now: float) -> float | None:
         """Seconds before the next send may go (0: now); None: wait for an answer first."""
@@ -323,15 +337,18 @@ class Pacer:
             remaining = None if self.model.counts_ignored else found.remaining
             if found.limit is not None and remaining is not None:
                 window, counted = self.window, found.limit - remaining
-                if counted >= 1 and window.counted(
+                shown = counted >= 1 and window.counted(
                     ticket.seq, ticket.sent_at, counted, now, full=not remaining
-                ):
-                    self._rebuild()  # the window's length just showed: catch up in the window it opened
-                    steady = self._meters[-1]  # the budget's meter (PaceModel.meters puts it last)
-                    self._catch_up.start(now, ticket.sent_at, (self.model.budget or 0) - window.used, steady)
+                )
+                # Before the catch-up, which spends what the other traffic leaves of this window
+                # (an earlier run that filled the last one has gone: 4 of 40 caught up, not 35).
                 self.model.counts_read(
                     window.others, window.reserved(now), window.contradictions, found.limit
                 )
+                if shown:
+                    self._rebuild()  # the window's length just showed: catch up in the window it opened
+                    steady = self._meters[-1]  # the budget's meter (PaceModel.meters puts it last)
+                    self._catch_up.start(now, ticket.sent_at, (self.model.budget or 0) - window.used, steady)
             elif found.limit is None:
                 self.model.no_headers()
         self._rebuild()

@@ -8,6 +8,7 @@ at the minute's guess while the count's restarts show the length).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 
 import pytest
@@ -77,6 +78,25 @@ def test_two_jobs_on_one_key_share_the_quota_without_429s_or_a_minute_asleep(
     assert sum(windows) / len(windows) >= 0.8 * limit
     span = server.opened[-1] - server.opened[2]
     assert sum(windows) / span >= 0.8 * limit / decay
+
+
+@pytest.mark.parametrize(
+    ("limit", "decay", "floor", "full_from"),
+    # 15 s: the window that shows the length was caught up with the budget less the last window's
+    # others (4 of 40).  1 s: the first estimate is 10 s (the job sent once a guessed minute's
+    # share), and its catch-up paced 15 a second through the ten 1 s windows after it.
+    [(100, 1.0, False, 3), (40, 15.0, True, 2)],
+    ids=["1s", "15s-laravel-floor"],
+)
+def test_a_job_started_into_a_window_an_earlier_run_left_full_paces_in_full_once_the_length_shows(
+    limit: int, decay: float, floor: bool, full_from: int
+) -> None:
+    left = [-0.5 * decay] * int(0.8 * limit)  # the earlier run's last 80 % of the limit
+    server = Throttle(limit, decay, floor=floor, other=iter([*left, math.inf]))
+    (run,) = simulate_jobs([Job(sends=10_000)], server, until=20 * decay)
+    assert run.share_429 == 0
+    windows = [len(w) for w in server.windows[full_from : full_from + 5]]
+    assert min(windows) >= 0.94 * 0.9 * limit
 
 
 def test_a_stuck_remaining_is_ignored_with_one_warning_and_never_a_pause(

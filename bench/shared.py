@@ -114,6 +114,8 @@ CASES = {
                    "28/15", together=True),
         SharedCase("two-jobs-1s", "100/1s, two jobs on the key (the second 5 s later)",
                    ("--rate-limit", "100/s"), 100, 1.0, 900, jobs=2, stagger=5.0),
+        SharedCase("two-jobs-15s", "40/15s (Laravel windows), two jobs on the key (the second 20 s later)",
+                   ("--rate-limit", "40/15s", "--laravel-windows"), 40, 15.0, 150, jobs=2, stagger=20.0),
         SharedCase("maintenance", "100/1s, 20 s of 503 with Retry-After: 5 from 3 s after the start",
                    ("--rate-limit", "100/s", "--maintenance", "3:20:5"), 100, 1.0, 1500),
         SharedCase("latency-jump", "no limit, 10 ms away, 2 s from 8 s after the start, --rate 100/s",

@@ -66,6 +66,14 @@ async def _sleep(stopped: asyncio.Event, seconds: float, *until: asyncio.Event) 
     return any(waiter in done for waiter in waiters[1:])
 
 
+def _carried(old: list[SlidingLog], probe: deque[float], caught: deque[float]) -> deque[float]:
+    """The sends new meters start from: the old meters' longest log (the probe's, before any),
+    and a catch-up's sends, which the steady meter did not count.  A catch-up is for the window
+    whose length just showed: a new length ends it (:meth:`.CatchUp.stop`)."""
+    recent = max((m.recent for m in old), key=len, default=probe)
+    return deque(sorted([*recent, *caught])) if caught else recent
+
+
 class Ticket(NamedTuple):
     """A granted turn: the send's sequence number and time, handed back to :meth:`Pacer.observe`."""
 
@@ -78,7 +86,17 @@ class PaceModel:
     the server's limit less headroom over the learned window, less what other traffic on the key
     takes of it.  No clock, no I/O."""
 
-    __slots__ = ("counts_ignored", "fallback", "fixed", "headroom", "learner", "others", "server_limit")
+    __slots__ = (
+        "_told",
+        "counts_ignored",
+        "fallback",
+        "fixed",
+        "headroom",
+        "learner",
+        "others",
+        "reserved",
+        "server_limit",
+    )
 
     def __init__(self, fixed: Rate | None, headroom: float, learner: WindowLearner) -> None:
         self.fixed = fixed
@@ -87,7 +105,9 @@ class PaceModel:
         self.server_limit: int | None = None
         self.fallback = False  # auto mode, and the server sends no X-RateLimit headers
         self.others = 0  # other traffic's expected requests per window (ServerWindow.others)
+        self.reserved = 0  # of the current window, left to the other traffic (ServerWindow.reserved)
         self.counts_ignored = False  # X-RateLimit-Remaining contradicts the answers: not read
+        self._told = ""  # the pace last described (see retold)
 
     @property
     def window_budget(self) -> int | None:
@@ -98,12 +118,12 @@ class PaceModel:
 
     @property
     def budget(self) -> int | None:
-        """Our sends per server window: the window's budget less the other traffic's share
-        (None: no server limit known)."""
+        """Our sends per server window: the window's budget less what of the current window is
+        left to the other traffic (None: no server limit known)."""
         total = self.window_budget
         if total is None:
             return None
-        return max(1, total - self.others) if self.fixed is None else total
+        return max(1, total - self.reserved) if self.fixed is None else total
 
     @property
     def cap(self) -> int | None:
@@ -119,6 +139,11 @@ class PaceModel:
             cap = min(cap, math.ceil(self.fixed.limit * self.learner.estimate / self.fixed.period))
         return cap
 
+    @property
+    def shape(self) -> tuple[object, ...]:
+        """What the meters are made of (:meth:`meters`), and what :meth:`describe` tells."""
+        return (self.server_limit, self.learner.estimate, self.fallback, self.reserved, self.others)
+
     def meters(self) -> list[tuple[int, float]]:
         """(limit, period) of each rate meter the pace is made of; none before the first answer."""
         wanted: list[tuple[int, float]] = []
@@ -131,9 +156,9 @@ class PaceModel:
             wanted.append((budget, self.learner.estimate * (1 + WINDOW_MARGIN)))
         return wanted
 
-    def counts_read(self, others: int, contradictions: int, limit: int) -> None:
-        """What the window made of the counts so far: ``others`` per window, ``contradictions``
-        in a row (see :class:`~.window.ServerWindow`)."""
+    def counts_read(self, others: int, reserved: int, contradictions: int, limit: int) -> None:
+        """What the window made of the counts so far: ``others`` per window, ``reserved`` of the
+        current one, ``contradictions`` in a row (see :class:`~.window.ServerWindow`)."""
         if contradictions >= CONTRADICTIONS:
             self.counts_ignored = True
             log.warning(
@@ -144,7 +169,15 @@ class PaceModel:
         if self.fixed is None:
             # Less than half the headroom is left to the headroom: a long tail's reordered
             # counts show a few "others" that are our own stragglers.
-            self.others = others if others > self.headroom / 2 * limit else 0
+            shared = others > self.headroom / 2 * limit
+            self.others = others if shared else 0
+            self.reserved = reserved if shared else 0
+
+    def retold(self) -> str | None:
+        """:meth:`describe`, when it changed since the last call (else None).  The reserve for
+        other traffic moves with the answers: the pace per window is worth a line, not each move."""
+        told, self._told = self._told, self.describe()
+        return self._told if self._told != told else None
 
     def no_headers(self) -> None:
         if self.fixed is None and self.server_limit is None and not self.fallback:
@@ -159,12 +192,14 @@ class PaceModel:
             return f"{self.fixed} (evenly spaced)"
         if self.fallback and self.server_limit is None:
             return f"auto: no X-RateLimit headers, {FALLBACK_RATE}"
-        budget = self.budget
-        if budget is None:
+        total = self.window_budget
+        if total is None:
             return "auto (learning)"
         guess = "" if self.learner.known else ", window assumed until one ends"
-        others = f", of {self.window_budget}: other traffic takes ~{self.others}" if self.others else ""
-        return f"auto: {budget}/{self.learner.estimate:g}s{guess}{others}"
+        # The pace of a window that the other traffic takes its share of (the current window's
+        # budget moves as the reserve does).
+        others = f", of {total}: other traffic takes ~{self.others}" if self.others else ""
+        return f"auto: {max(1, total - self.others)}/{self.learner.estimate:g}s{guess}{others}"
 
 
 class Pacer:
@@ -215,22 +250,21 @@ class Pacer:
 
     def _rebuild(self) -> None:
         model = self.model  # called on every answer: most change nothing the meters come from
-        if (
-            shape := (model.server_limit, model.learner.estimate, model.fallback, model.others)
-        ) == self._shape:
+        if (shape := model.shape) == self._shape:
             return
+        caught = self._catch_up.stop() if self._shape[1:2] != shape[1:2] else deque()  # see _carried
         self._shape = shape
         wanted, old = model.meters(), self._meters
         if [(m.limit, m.period) for m in old] != wanted:
-            recent = max((m.recent for m in old), key=len, default=self._probe_sent)
+            recent = _carried(old, self._probe_sent, caught)
             self._meters = [SlidingLog(limit, period, recent) for limit, period in wanted]
             self.rate = min(limit / period for limit, period in wanted) if wanted else None
             # A sender asleep on the old pace (1.33 s apart while a 1 s window is still a
             # minute's guess) must not sleep through the new one: wake it to ask again.
             self._repaced.set()
             self._repaced.clear()
-            if old and self.model.fixed is None:
-                log.info("pacing %s", self.describe())
+            if (told := model.retold()) is not None and old and model.fixed is None:
+                log.info("pacing %s", told)
 
     def wait(self, now: float) -> float | None:
         """Seconds before the next send may go (0: now); None: wait for an answer first."""
@@ -303,13 +337,18 @@ class Pacer:
             remaining = None if self.model.counts_ignored else found.remaining
             if found.limit is not None and remaining is not None:
                 window, counted = self.window, found.limit - remaining
-                if counted >= 1 and window.counted(
+                shown = counted >= 1 and window.counted(
                     ticket.seq, ticket.sent_at, counted, now, full=not remaining
-                ):
+                )
+                # Before the catch-up, which spends what the other traffic leaves of this window
+                # (an earlier run that filled the last one has gone: 4 of 40 caught up, not 35).
+                self.model.counts_read(
+                    window.others, window.reserved(now), window.contradictions, found.limit
+                )
+                if shown:
                     self._rebuild()  # the window's length just showed: catch up in the window it opened
                     steady = self._meters[-1]  # the budget's meter (PaceModel.meters puts it last)
                     self._catch_up.start(now, ticket.sent_at, (self.model.budget or 0) - window.used, steady)
-                self.model.counts_read(window.others, window.contradictions, found.limit)
             elif found.limit is None:
                 self.model.no_headers()
         self._rebuild()

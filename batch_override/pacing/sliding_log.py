@@ -59,7 +59,9 @@ class CatchUp:
     the sends caught up do not push the next window's back.  The trap: the window opened when the
     request that showed it *arrived*, somewhere in its round trip; but a send reaches the server
     as much later as that request did, so the window's end for sends is that request's *send*
-    time plus the window's length.
+    time plus the window's length.  And that length is the first estimate: a second job that
+    saw a window rarely (its share was small) may first see 10 s for a 1 s window; when the
+    estimate changes, the catch-up ends (:meth:`stop`), or it would pace 9/s for 10 s.
     """
 
     __slots__ = ("_meter", "until")
@@ -78,6 +80,12 @@ class CatchUp:
         left = min(left, math.floor(self.PACE * steady.limit / steady.period * (end - now)))
         if left > 0:
             self._meter, self.until = SlidingLog(left, end - now), end
+
+    def stop(self) -> deque[float]:
+        """End the catch-up now (the window's length it was for turned out otherwise); its sends,
+        for the steady meter to count."""
+        meter, self._meter, self.until = self._meter, None, -math.inf
+        return deque() if meter is None else meter.recent
 
     def _active(self, now: float) -> SlidingLog | None:
         """The meter while catching up; None once the window has ended (or never started)."""

@@ -25,8 +25,10 @@ newest wins rather than the learner getting stuck.
 ``X-RateLimit-Remaining``.  The server's count (``Limit - Remaining``) is the truth: it is
 everyone's use of the window,
 ours and other traffic's on the key; ours is what we sent into it; the difference is the
-other traffic, whose share per window (``others``, the most in the last window or this one, a
-lower bound from each answer) the pacer leaves to it.  A window is dated whoever opened it:
+other traffic (a lower bound from each answer), whose share per window (``others``, the more
+of the last window's and this one's) sets what the pacer leaves it: :meth:`reserved`, what
+it has taken of the current window plus what it took of the last one after this point in it
+(:class:`OtherShare`, with its trap).  A window is dated whoever opened it:
 the count restarting between two of our answers (a send after an answer counted no more
 than it) bounds the new window's start between those two.
 
@@ -47,6 +49,7 @@ and the pacer stops reading the count after ``CONTRADICTIONS``.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from typing import NamedTuple
@@ -136,9 +139,69 @@ class _Top(NamedTuple):
     total: int
 
 
-#: Complete windows whose other traffic sets its expected share (the last: a second job that ends
-#: frees its share a window later; a neighbour that bursts each window shows it in each).
-_OTHERS_WINDOWS = 1
+class OtherShare:
+    """Other traffic on the key, window by window, from the counts: what it has taken of the
+    current window (``now``, a lower bound from each answer), what it took of the last one
+    (``last``) and when in it; :meth:`reserved` is what of the current window to leave it.
+
+    Contract: the reserve is what the other traffic has taken of this window so far, plus what
+    it took of the last window after this point in it; at most its expected share
+    (:attr:`expected`, the more of ``last`` and ``now``), at least what it has taken.  So a
+    steady neighbour keeps its whole share (what it has taken by now is what it had by then),
+    and so does a burst at the same point of each window, early or late, and a burst already
+    in; a neighbour that went away (a second job that ended) frees its share from the point
+    where it stopped in its last window, not a window later (40 per 15 s, two jobs on the key:
+    13 of 40 used in the window after the first one ended, and 0.79 of the limit over the two
+    jobs' windows; 0.86 with this).  Points in a window are seconds after the answer that dated
+    it (a late answer reads as early in the window: more is left reserved).
+
+    The trap: it bets that the other traffic keeps the timing it had in the last window.  A
+    neighbour that bursts at a random point of each window finds the window taken when its
+    burst comes later than the last one did (simulated, 16 at once per 40 per 15 s: 7-15 % of
+    its requests answered 429, 4-9 % keeping its whole share all window long).  Releasing the
+    share evenly over the window instead (``expected`` times the share of the window left)
+    frees less of a finished job's share (0.80 of the limit over the two jobs) and fails a
+    neighbour that bursts at the same late point of each window (at 90 % of it: 38 % of its
+    requests answered 429).
+    """
+
+    __slots__ = ("_last", "_seen", "last", "now")
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.last = 0
+        self._seen: list[tuple[float, int]] = []  # (seconds into the window, now) as ``now`` grew
+        self._last: list[tuple[float, int]] = []  # the same, of the last window
+
+    @property
+    def expected(self) -> int:
+        """Requests the other traffic is expected to take of a window."""
+        return max(self.now, self.last)
+
+    def seen(self, others: int, elapsed: float | None) -> None:
+        """An answer shows ``others`` of the current window the other traffic's, ``elapsed``
+        seconds into it (None: the window is not dated)."""
+        if others <= self.now:
+            return
+        self.now = others
+        if elapsed is not None:  # kept in order for the bisect, should the window be dated anew
+            self._seen.append((max(elapsed, self._seen[-1][0]) if self._seen else elapsed, others))
+
+    def opened(self) -> None:
+        """A new window: the current one becomes the last."""
+        self.last, self.now = self.now, 0
+        self._last, self._seen = self._seen, []
+
+    def reserved(self, elapsed: float | None) -> int:
+        """What of the current window to leave the other traffic, ``elapsed`` seconds into it
+        (None: not dated, its whole expected share)."""
+        if elapsed is None:
+            return self.expected
+        taken = bisect.bisect_right(self._last, elapsed, key=lambda point: point[0])
+        by_then = self._last[taken - 1][1] if taken else 0
+        return max(self.now, min(self.expected, self.now + self.last - by_then))
+
+
 #: Answers in a row whose count contradicts itself before the count is called broken.
 CONTRADICTIONS = 3
 
@@ -154,8 +217,7 @@ class _Position:
         "_first_possible",
         "_flying",
         "_last_sent",
-        "_others_now",
-        "_others_seen",
+        "_others",
         "_top",
         "_tops",
         "contradictions",
@@ -175,14 +237,18 @@ class _Position:
         self._tops: deque[_Top] = deque(maxlen=_FLYING_MAX)  # the current window's, by send
         self._first_possible = 1  # our earliest send that may be counted in the current window
         self._last_sent = 0
-        self._others_now = 0  # other traffic seen in the current window (a lower bound)
-        self._others_seen: deque[int] = deque(maxlen=_OTHERS_WINDOWS)
+        self._others = OtherShare()  # the other traffic seen, this window and the last
         self.contradictions = 0
 
     @property
     def others(self) -> int:
-        """Other traffic's expected requests per window: the most seen in the last few windows."""
-        return max(self._others_now, max(self._others_seen, default=0))
+        """Other traffic's expected requests per window: the more of the last window's and this one's."""
+        return self._others.expected
+
+    def _into(self, now: float) -> float | None:
+        """Seconds into the current window, from the answer that dated it (None: not dated)."""
+        opener = self.opener
+        return None if opener is None or opener.answered is None else now - opener.answered
 
     @property
     def _shared(self) -> bool:
@@ -250,8 +316,7 @@ class _Position:
 
     def _opened(self, opener: Opener, first_possible: int, top: _Top, used: int) -> None:
         """A new window: ``opener`` dates it; our sends from ``first_possible`` may count in it."""
-        self._others_seen.append(self._others_now)
-        self._others_now = 0
+        self._others.opened()
         self.opener, self._assumed_from, self._first_possible = opener, None, first_possible
         self._top, self.used = top, used
         self._tops.clear()
@@ -264,16 +329,6 @@ class _Position:
             if top.answered <= sent:
                 return top
         return None
-
-    def _note_others(self, counted: int, full: bool) -> None:
-        # Our sends that may be counted by now: every one from the window's first possible on.
-        # Only while none of ours is in flight from before it: a long tail's stragglers land in
-        # later windows, and answers overtaken say the count of a window we misplace.
-        first = self._first_possible
-        if full or any(seq < first for seq in self._flying):
-            return  # full: the next answer, a 429 in the same window, tells more (or a stuck header)
-        ours = self._last_sent - first + 1
-        self._others_now = max(self._others_now, counted - ours)
 
     def throttled(self, seq: int, sent: float, wait: float, now: float) -> None:
         """A 429 asked to wait ``wait`` whole seconds.  That is a pause, not the window's length
@@ -295,9 +350,24 @@ class _Position:
 class ServerWindow(_Position):
     """Where the client stands in the server's current window, from ``X-RateLimit-Remaining``:
     :meth:`counted` reads each answer's count (see the module docstring for the contract and
-    its traps), :meth:`~_Position.hold` says how long the next send must wait."""
+    its traps), :meth:`~_Position.hold` says how long the next send must wait, :meth:`reserved`
+    what of the window to leave to other traffic on the key."""
 
     __slots__ = ()
+
+    def reserved(self, now: float) -> int:
+        """Of the current window, the other traffic's share left to it (:class:`OtherShare`)."""
+        return self._others.reserved(self._into(now) if self.learner.known else None)
+
+    def _note_others(self, counted: int, full: bool, now: float) -> None:
+        # Our sends that may be counted by now: every one from the window's first possible on.
+        # Only while none of ours is in flight from before it: a long tail's stragglers land in
+        # later windows, and answers overtaken say the count of a window we misplace.
+        first = self._first_possible
+        if full or any(seq < first for seq in self._flying):
+            return  # full: the next answer, a 429 in the same window, tells more (or a stuck header)
+        ours = self._last_sent - first + 1
+        self._others.seen(counted - ours, self._into(now))
 
     def counted(self, seq: int, sent: float, counted: int, now: float, *, full: bool = False) -> bool:
         """The answer to send ``seq`` says the server had counted ``counted`` in its window
@@ -334,7 +404,7 @@ class ServerWindow(_Position):
                 self._opened(Opener(seq, sent, now), seq, here, 1 + self._later(seq))
                 return not known and learner.known and not self._exact
             self._opened(Opener(seq, top.sent, now), top.seq + 1, here, counted + self._later(seq))
-            self._note_others(counted, full)
+            self._note_others(counted, full, now)
             return False
         self.contradictions = 0
         if counted == 1:
@@ -365,12 +435,12 @@ class ServerWindow(_Position):
             # Alone on the key, its own opener's answer will date it exactly: wait for that.
             dated = Opener(first, after, now) if self.others else Opener(first, None, None)
             self._opened(dated, first, here, counted + self._later(seq))
-            self._note_others(counted, full)
+            self._note_others(counted, full, now)
             return False
         if opener is None:
             # The first answer finds a window open: other traffic's (or an earlier run's).
             self._opened(Opener(seq, -math.inf, now), 1, here, counted + self._later(seq))
-            self._note_others(counted, full)
+            self._note_others(counted, full, now)
             return False
         if seq < self._first_possible:
             return False  # an answer from an earlier window says nothing of the current one
@@ -391,5 +461,5 @@ class ServerWindow(_Position):
             self._top = here
             self._tops.append(here)
         if seq >= opener.seq:  # sent before the opener, it may be the last window's straggler
-            self._note_others(counted, full)
+            self._note_others(counted, full, now)
         return False

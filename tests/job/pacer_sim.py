@@ -95,6 +95,7 @@ class Throttle:
     end: float = -math.inf
     count: int = 0
     windows: list[list[float]] = field(default_factory=list)  # the jobs' accepted arrivals per window
+    opened: list[float] = field(default_factory=list)  # when each window opened
     others: list[int] = field(default_factory=list)  # the other traffic's accepted, per window
     throttled: int = 0  # the jobs' 429s
     other_throttled: int = 0
@@ -112,6 +113,7 @@ class Throttle:
             self.start, self.count = now, 0
             self.end = math.floor(epoch + now + self.decay) - epoch if self.floor else now + self.decay
             self.windows.append([])
+            self.opened.append(now)
             self.others.append(0)
         if self.count >= self.limit:
             return False

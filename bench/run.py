@@ -35,7 +35,7 @@ and every table says how busy the rest of the machine was meanwhile ("other load
 The field section (4) also runs the genuine Laravel 8 throttle (`php -S` and `redis-server`, from
 Debian's `php-cli php-laravel-framework php-redis redis-server`) and says so when they are absent.
 
-Run everything: `make bench` (= `.venv/bin/python -m bench.run`, ~20 min, rewrites this file).
+Run everything: `make bench` (= `.venv/bin/python -m bench.run`, ~25 min, rewrites this file).
 A developer's check: `.venv/bin/python -m bench.run --quick` (~6 min; smaller sizes, no minute-long
 windows, writes `bench/out/BENCHMARKS.partial.md`).  One section: `.venv/bin/python -m bench.run
 --only pacing` (or `overhead`, `scale`, `field`, `shared`); some cases: `--only field --case l40-15s`,

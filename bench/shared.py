@@ -132,8 +132,6 @@ CASES = {
 SIMULATED_ONLY = (
     "a 30 s penalty after a downgrade to 20/s on a 1 s window (>= 0.85 x 18/s from 5 s after it "
     "ends: `tests/job/test_shared_key.py`)",
-    "two jobs on 40/15 s windows (0.79 of the limit in the simulation, under the 0.8 target: the "
-    "window in which the first job ends keeps its share unused)",
 )
 
 

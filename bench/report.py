@@ -103,7 +103,7 @@ def _md_table(table: Table) -> list[str]:
 
 
 def _text_table(table: Table) -> list[str]:
-    widths = [max(len(c), *(len(r[i]) for r in table.rows)) for i, c in enumerate(table.columns)]
+    widths = [max([len(c), *(len(r[i]) for r in table.rows)]) for i, c in enumerate(table.columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(table.columns, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in table.rows]

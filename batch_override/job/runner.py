@@ -153,7 +153,10 @@ async def run_job_async(
             if stop is not None:
                 stack.enter_context(stop.attached(job.stopper))
             stack.enter_context(deadline_armed(config, job.stopper))
-            async with ticking(_on_progress_ticker(job, on_progress), final=True, wait=FINAL_WAIT):
+            on_progress_ticker = _ticker(
+                job, ON_PROGRESS_INTERVAL, ON_PROGRESS_SPAN, on_progress, name="on_progress"
+            )
+            async with ticking(on_progress_ticker, final=True, wait=FINAL_WAIT):
                 summary = await _run_locked(job)
     finally:
         if lock is not None:
@@ -230,22 +233,27 @@ async def _run_planned(job: _Job, source: BatchSource, index: InputIndex, summar
                 _log_run(job, source, fingerprint, runlog.FINISHED, summary)
 
 
-def _on_progress_ticker(job: _Job, callback: OnProgress | None) -> Ticker | None:
-    if callback is None:
+def _ticker(
+    job: _Job,
+    interval: float | None,
+    span: float,
+    callback: OnProgress | None,
+    *,
+    lines: bool = False,
+    name: str,
+) -> Ticker | None:
+    """A :class:`Ticker` of ``job``'s snapshots every ``interval`` s, its rate over ``span`` s
+    (None when there is no interval, or nothing listens)."""
+    if interval is None or (callback is None and not lines):
         return None
-    meter = Meter(ON_PROGRESS_SPAN)
-    return Ticker(ON_PROGRESS_INTERVAL, functools.partial(job.snapshot, meter), callback, name="on_progress")
+    return Ticker(interval, functools.partial(job.snapshot, Meter(span)), callback, lines=lines, name=name)
 
 
 async def _with_ticker(job: _Job, sending: Coroutine[object, object, None]) -> None:
     """Await ``sending`` with progress lines beside it when ``--progress-interval`` asks; a
     refresh still running is waited for (the final metrics come after it)."""
-    interval = job.config.progress_interval
-    meter = Meter(LINES_SPAN)
-    ticker = (
-        None
-        if interval is None
-        else Ticker(interval, functools.partial(job.snapshot, meter), job.on_tick, lines=True)
+    ticker = _ticker(
+        job, job.config.progress_interval, LINES_SPAN, job.on_tick, lines=True, name="the progress callback"
     )
     async with ticking(ticker, final=False, wait=None):
         await sending

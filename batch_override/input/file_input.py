@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -104,12 +104,9 @@ class CorrectionsFile(BatchSource):
             return
         # Single-threaded: the streaming reader is as fast that way here, and only then does
         # pyarrow number the rows it hands to invalid_row_handler.
-        yield from self._table.csv_reader(invalid_row_handler=self._on_ragged_row)
-
-    def _on_ragged_row(self, row: pacsv.InvalidRow) -> str:
-        """A row with too few or too many fields: keep it, as an invalid row (never dropped)."""
-        self._ragged.append((row.number, row.text, row.actual_columns))
-        return "skip"
+        # The handler holds the list, not ``self``: pyarrow's reader (and its threads) may keep
+        # it after the read, and must not keep the stdin copy's owner alive with it.
+        yield from self._table.csv_reader(invalid_row_handler=_keeping_ragged_rows(self._ragged))
 
     def _repair(self, record: pa.RecordBatch, start: int) -> tuple[pa.RecordBatch, dict[int, str]]:
         """Put the rows pyarrow skipped back in their places, as text in the hash column.
@@ -171,3 +168,14 @@ class CorrectionsFile(BatchSource):
 
 
 __all__ = ["CorrectionsFile"]
+
+
+def _keeping_ragged_rows(ragged: list[tuple[int | None, str, int]]) -> Callable[[pacsv.InvalidRow], str]:
+    """An ``invalid_row_handler`` that keeps a row with too few or too many fields in
+    ``ragged``, to come back as an invalid row (never dropped)."""
+
+    def keep(row: pacsv.InvalidRow) -> str:
+        ragged.append((row.number, row.text, row.actual_columns))
+        return "skip"
+
+    return keep

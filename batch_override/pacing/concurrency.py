@@ -14,6 +14,9 @@ request, :meth:`~Concurrency.started` / :meth:`~Concurrency.finished` around the
   latency: when its typical latency rose beyond the noise, the server queues, and the limit drops
   to what it served without a queue (its throughput times the unloaded latency, Netflix's
   gradient ``limit * minRTT / RTT``), from where the gradient below takes over.
+* **A slower network** is not a queue: a sample whose typical latency is :data:`SHIFT` times the
+  last one's at no more in flight (or one that mixes two levels) makes the limit start afresh
+  from Little's law at the new latency; a later cut needs new evidence of a queue.
 * **The gradient** keeps it from pushing a struggling server harder (the idea of Netflix's
   concurrency-limits and Envoy's adaptive concurrency, measured on throughput): while the pace is
   not reached, each sample of answers gives the mean in flight and, by Little's law, the
@@ -52,6 +55,13 @@ STALLS = 2
 #: e^1.5 = 4.5) mixes two levels: it straddles a jump in latency, or the network is bimodal.  A
 #: long tail of 150 ms median and 1.5 s p99 spreads 1.0; 10 ms -> 2 s straddled 1.6-2.6.
 MIXED = 1.5
+#: A sample whose typical latency is this many times the last one's with no more in flight: the
+#: network slowed, not the server's queue (which grows with the load).
+SHIFT = 3.0
+#: A sample also closes after this many seconds once it holds :data:`SAMPLE_MIN` answers: at a
+#: few answers a second (a small limit on a slow network) 50 answers would take minutes.
+SAMPLE_SECONDS = 2.0
+SAMPLE_MIN = 6
 
 
 class Sample(NamedTuple):
@@ -107,6 +117,8 @@ class AutoLimit:
         "_check",
         "_drain",
         "_grad",
+        "_last",
+        "_recent",
         "_sample",
         "_seen",
         "_settling",
@@ -134,6 +146,8 @@ class AutoLimit:
         self._check = False  # the sample after a jump: compare its latency with the unloaded one
         self._seen = 0  # answers averaged into :attr:`latency`
         self._drain = 0  # after a cut: the old level, whose answers the settling sample waits out
+        self._last: Sample | None = None  # the last sample closed
+        self._recent: deque[float] = deque(maxlen=SAMPLE_MIN)  # the latest latencies
 
     def retarget(self, target: float | None) -> None:
         """The pace changed (requests per second; None: not known yet)."""
@@ -163,27 +177,41 @@ class AutoLimit:
         ln = math.log(max(latency, 1e-6))
         count, total, logs, squares = count + 1, total + latency, logs + ln, squares + ln * ln
         fastest = min(fastest, ln)
+        self._recent.append(latency)
         if peak <= 1 and self._slow_start:
             self._alone.add(ln)
             self._jump()
-        if count < self._sample_size():
+        started, started_area = self._start
+        if count < self._sample_size() and (count < SAMPLE_MIN or now - started < SAMPLE_SECONDS):
             self._sample = (count, total, logs, squares, fastest)
             return False
-        started, started_area = self._start
         if now > started:
             mean_log = logs / count
             spread = math.sqrt(max(0.0, squares / count - mean_log * mean_log) / count)
             in_flight = (area - started_area) / (now - started)
             sample = Sample(in_flight, total / count, math.exp(mean_log), spread)
-            if spread * math.sqrt(count) > MIXED:
-                # Two levels of latency in one sample (a jump): it is nobody's reference, and what
-                # follows is judged afresh, from the new latency (Little's law) up.
-                self._best = Sample(0.0, math.inf, math.inf, 0.0)
-                self._stalls = 0
+            last, self._last = self._last, sample
+            if spread * math.sqrt(count) > MIXED or _shifted(sample, last):
+                self._relearn()
             elif not self._queued(sample, fastest):
                 self._update(sample, peak)
         self._sample, self._start = (0, 0.0, 0.0, 0.0, math.inf), (now, area)
         return True
+
+    def _relearn(self) -> None:
+        """The latency changed level (a sample mixing two, or one far above the last at no more
+        in flight): the network, not a queue.  What was learnt of the old level is nobody's
+        reference; Little's law sizes the limit from the latest answers, and the gradient starts
+        afresh from there (slow start: a cut needs new evidence of a queue)."""
+        self._best = Sample(0.0, math.inf, math.inf, 0.0)
+        self._stalls, self._check, self._slow_start = 0, False, True
+        self._alone = Alone()  # unloaded at the old level: says nothing of the new one
+        level = sorted(self._recent)[len(self._recent) // 2]
+        self.latency, self._seen = level, len(self._recent)  # a plain mean from here for a while
+        if self.target is not None:
+            needed = math.ceil(min(self.maximum, self.target * level * 1.5 + 2))
+            self._grad = max(self._grad, float(needed))
+            self.limit, self._settling = max(1, needed), True
 
     def _queued(self, sample: Sample, fastest: float) -> bool:
         """After a jump: True when the server queues (the limit then drops to what it served
@@ -247,6 +275,16 @@ class AutoLimit:
                 needed = max(needed, self.limit)
         before, self.limit = self.limit, max(1, min(self.maximum, math.ceil(min(needed, self._grad))))
         self._settling, self._drain = self.limit != before, 0
+
+
+def _shifted(sample: Sample, last: Sample | None) -> bool:
+    """True when ``sample``'s typical latency is :data:`SHIFT` times the last one's while no more
+    was in flight: a queue slows answers only as more of them wait.  The trap: only upwards.
+    Latency falling with less in flight is a queue draining after a cut; a faster network needs
+    nothing done (Little's law's need falls with the mean latency, and spare slots cost nothing)."""
+    if last is None or sample.in_flight > TOLERANCE * last.in_flight:
+        return False
+    return sample.typical >= SHIFT * last.typical
 
 
 class Concurrency:

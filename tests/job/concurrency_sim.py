@@ -46,10 +46,13 @@ def simulate(
     fixed: int | None = None,
     maximum: int = 64,
     probe: bool = False,
+    capacity_until: float = math.inf,
 ) -> Outcome:
     """Send at ``rate`` per second for ``seconds`` through the meter.  The server answers after
     ``latency`` (network), or serves ``capacity`` requests at once for ``service`` s each, FIFO.
-    ``probe``: the first request goes alone (the job's preflight), the others after its answer."""
+    ``probe``: the first request goes alone (the job's preflight), the others after its answer.
+    ``capacity_until``: from then on the ``capacity`` server is gone and ``latency`` answers (the
+    server changed under the run)."""
     now = [0.0]
     meter = Concurrency(fixed, maximum, clock=lambda: now[0])
     meter.pace(rate)
@@ -73,7 +76,7 @@ def simulate(
         sends.append(now[0])
         started[ident] = now[0]
         meter.started()
-        if capacity is None:
+        if capacity is None or now[0] >= capacity_until:
             assert latency is not None
             heapq.heappush(done, (now[0] + latency(now[0]), ident))
         else:

@@ -102,3 +102,17 @@ def test_a_latency_jump_keeps_what_the_maximum_allows_at_the_new_latency(seed: i
         90.0, latency=jump(10 + seed * 0.37, 0.01, 2.0, seed=seed), seconds=60.0, maximum=64, probe=True
     )
     assert outcome.rate(30.0, 60.0) >= 0.9 * 64 / 2.0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_after_a_cut_a_slower_network_is_not_taken_for_a_queue(seed: int) -> None:
+    # A server that serves 2 at once (200/s) makes the gradient cut the limit to ~3; then it is
+    # answered from 2 s away with no queue at all (64 in flight allow 32/s).  Before, the limit
+    # grew by one every 50 answers, which came at 1.5/s: 1.6/s a minute later.  A latency up by
+    # 200x at no more in flight is the network, and Little's law sizes the limit from it again.
+    outcome = simulate(
+        1000.0, latency=network(2.0, seed=seed), capacity=2, service=0.01, capacity_until=10.0,
+        seconds=40.0, maximum=64, probe=True,
+    )  # fmt: skip
+    assert outcome.rate(5.0, 10.0) >= 190.0  # the server's 200/s before
+    assert outcome.rate(20.0, 40.0) >= 0.9 * 64 / 2.0

@@ -107,29 +107,55 @@ class Alone:
         return sample.typical / math.exp(self.logs / self.count)
 
 
+class Gathering:
+    """The answers of the sample being gathered: sums of latency, of its log and its square, the
+    fastest (a log), where it started (time, in-flight integral), and the latest latencies."""
+
+    __slots__ = ("count", "fastest", "logs", "recent", "squares", "start", "total")
+
+    def __init__(self) -> None:
+        self.recent: deque[float] = deque(maxlen=SAMPLE_MIN)
+        self.restart(0.0, 0.0)
+
+    def restart(self, now: float, area: float) -> None:
+        self.count, self.total, self.logs, self.squares, self.fastest = 0, 0.0, 0.0, 0.0, math.inf
+        self.start = (now, area)
+
+    def add(self, latency: float) -> float:
+        """Count one answer; its latency's log."""
+        ln = math.log(max(latency, 1e-6))
+        self.count, self.total, self.logs, self.squares = (
+            self.count + 1, self.total + latency, self.logs + ln, self.squares + ln * ln,
+        )  # fmt: skip
+        self.fastest = min(self.fastest, ln)
+        self.recent.append(latency)
+        return ln
+
+    def full(self, size: int, now: float) -> bool:
+        """``size`` answers, or :data:`SAMPLE_SECONDS` with at least :data:`SAMPLE_MIN`."""
+        return self.count >= size or (self.count >= SAMPLE_MIN and now - self.start[0] >= SAMPLE_SECONDS)
+
+    def close(self, now: float, area: float) -> tuple[Sample, bool] | None:
+        """The sample, and whether it mixes two levels of latency (see :data:`MIXED`); None when
+        no time went by."""
+        started, started_area = self.start
+        if now <= started:
+            return None
+        count, mean_log = self.count, self.logs / self.count
+        spread = math.sqrt(max(0.0, self.squares / count - mean_log * mean_log) / count)
+        in_flight = (area - started_area) / (now - started)
+        sample = Sample(in_flight, self.total / count, math.exp(mean_log), spread)
+        return sample, spread * math.sqrt(count) > MIXED
+
+
 class AutoLimit:
     """The auto policy: Little's law for what the pace needs, the gradient for what the server
     takes.  Fed one answer at a time with the in-flight integral; no clock, no slots."""
 
     __slots__ = (
-        "_alone",
-        "_best",
-        "_check",
-        "_drain",
-        "_grad",
-        "_last",
-        "_recent",
-        "_sample",
-        "_seen",
-        "_settling",
-        "_slow_start",
-        "_stalls",
-        "_start",
-        "latency",
-        "limit",
-        "maximum",
-        "target",
-    )
+        "_alone", "_best", "_check", "_drain", "_grad", "_last", "_sample", "_seen", "_settling",
+        "_slow_start", "_stalls", "latency", "limit", "maximum", "target",
+    )  # fmt: skip
 
     def __init__(self, initial: int, maximum: int) -> None:
         self.maximum = maximum
@@ -137,8 +163,7 @@ class AutoLimit:
         self.target: float | None = None  # the pace, requests per second
         self.latency: float | None = None  # mean latency (a slow EWMA), for Little's law
         self._grad = float(self.limit)  # the gradient's limit: grows while it is used
-        self._sample = (0, 0.0, 0.0, 0.0, math.inf)  # answers; sums of latency, log, log squared; least log
-        self._start = (0.0, 0.0)  # the sample's start: time, in-flight integral
+        self._sample = Gathering()
         self._stalls = 0
         self._slow_start = self._settling = True
         self._best = Sample(0.0, math.inf, math.inf, 0.0)  # the sample of best throughput below the pace
@@ -147,7 +172,6 @@ class AutoLimit:
         self._seen = 0  # answers averaged into :attr:`latency`
         self._drain = 0  # after a cut: the old level, whose answers the settling sample waits out
         self._last: Sample | None = None  # the last sample closed
-        self._recent: deque[float] = deque(maxlen=SAMPLE_MIN)  # the latest latencies
 
     def retarget(self, target: float | None) -> None:
         """The pace changed (requests per second; None: not known yet)."""
@@ -173,29 +197,22 @@ class AutoLimit:
         self._seen += 1
         mean = self.latency if self.latency is not None else latency
         self.latency = mean + (latency - mean) * max(0.02, 1 / self._seen)
-        count, total, logs, squares, fastest = self._sample
-        ln = math.log(max(latency, 1e-6))
-        count, total, logs, squares = count + 1, total + latency, logs + ln, squares + ln * ln
-        fastest = min(fastest, ln)
-        self._recent.append(latency)
+        gathering = self._sample
+        ln = gathering.add(latency)
         if peak <= 1 and self._slow_start:
             self._alone.add(ln)
             self._jump()
-        started, started_area = self._start
-        if count < self._sample_size() and (count < SAMPLE_MIN or now - started < SAMPLE_SECONDS):
-            self._sample = (count, total, logs, squares, fastest)
+        if not gathering.full(self._sample_size(), now):
             return False
-        if now > started:
-            mean_log = logs / count
-            spread = math.sqrt(max(0.0, squares / count - mean_log * mean_log) / count)
-            in_flight = (area - started_area) / (now - started)
-            sample = Sample(in_flight, total / count, math.exp(mean_log), spread)
+        closed = gathering.close(now, area)
+        if closed is not None:
+            sample, mixed = closed
             last, self._last = self._last, sample
-            if spread * math.sqrt(count) > MIXED or _shifted(sample, last):
+            if mixed or _shifted(sample, last):
                 self._relearn()
-            elif not self._queued(sample, fastest):
+            elif not self._queued(sample, gathering.fastest):
                 self._update(sample, peak)
-        self._sample, self._start = (0, 0.0, 0.0, 0.0, math.inf), (now, area)
+        gathering.restart(now, area)
         return True
 
     def _relearn(self) -> None:
@@ -206,8 +223,9 @@ class AutoLimit:
         self._best = Sample(0.0, math.inf, math.inf, 0.0)
         self._stalls, self._check, self._slow_start = 0, False, True
         self._alone = Alone()  # unloaded at the old level: says nothing of the new one
-        level = sorted(self._recent)[len(self._recent) // 2]
-        self.latency, self._seen = level, len(self._recent)  # a plain mean from here for a while
+        recent = self._sample.recent
+        level = sorted(recent)[len(recent) // 2]
+        self.latency, self._seen = level, len(recent)  # a plain mean from here for a while
         if self.target is not None:
             needed = math.ceil(min(self.maximum, self.target * level * 1.5 + 2))
             self._grad = max(self._grad, float(needed))

@@ -14,9 +14,12 @@ request, :meth:`~Concurrency.started` / :meth:`~Concurrency.finished` around the
   latency: when its typical latency rose beyond the noise, the server queues, and the limit drops
   to what it served without a queue (its throughput times the unloaded latency, Netflix's
   gradient ``limit * minRTT / RTT``), from where the gradient below takes over.
-* **A slower network** is not a queue: a sample whose typical latency is :data:`SHIFT` times the
-  last one's at no more in flight (or one that mixes two levels) makes the limit start afresh
-  from Little's law at the new latency; a later cut needs new evidence of a queue.
+* **A slower network** is not a queue: a queue we cause keeps the server busy, so its latency
+  rises with what we have in flight and throughput holds.  A sample whose typical latency is
+  :data:`SHIFT` times the last one's *and* whose throughput is a :data:`SHIFT`-th of it was slowed
+  by something else (the network, or a server that got slower for everyone): the limit starts
+  afresh from Little's law at the new latency, and that sample is the new unloaded reference, so
+  the sample after the new jump is checked for a queue as the first one was.
 * **The gradient** keeps it from pushing a struggling server harder (the idea of Netflix's
   concurrency-limits and Envoy's adaptive concurrency, measured on throughput): while the pace is
   not reached, each sample of answers gives the mean in flight and, by Little's law, the
@@ -55,13 +58,16 @@ STALLS = 2
 #: e^1.5 = 4.5) mixes two levels: it straddles a jump in latency, or the network is bimodal.  A
 #: long tail of 150 ms median and 1.5 s p99 spreads 1.0; 10 ms -> 2 s straddled 1.6-2.6.
 MIXED = 1.5
-#: A sample whose typical latency is this many times the last one's with no more in flight: the
-#: network slowed, not the server's queue (which grows with the load).
+#: A sample whose typical latency is this many times the last one's while its throughput fell as
+#: many times: the network slowed, not the server's queue (which keeps throughput up).
 SHIFT = 3.0
 #: A sample also closes after this many seconds once it holds :data:`SAMPLE_MIN` answers: at a
 #: few answers a second (a small limit on a slow network) 50 answers would take minutes.
 SAMPLE_SECONDS = 2.0
 SAMPLE_MIN = 6
+#: Samples after a jump checked for a queue, until one is clearly queued or clearly not: the first
+#: can still hold answers sent before the queue built up (its fastest among them).
+CHECKS = 3
 
 
 class Sample(NamedTuple):
@@ -98,6 +104,13 @@ class Alone:
     def add(self, ln: float) -> None:
         self.count, self.logs, self.slowest = self.count + 1, self.logs + ln, max(self.slowest, ln)
 
+    @classmethod
+    def level(cls, sample: Sample, slowest: float) -> Alone:
+        """A sample taken as the unloaded level (its typical latency; its slowest answer, a log)."""
+        alone = cls()
+        alone.count, alone.logs, alone.slowest = 1, math.log(sample.typical), slowest
+        return alone
+
     def queued(self, sample: Sample, fastest: float) -> float | None:
         """How many times the sample's typical latency exceeds the unloaded one, when even its
         fastest answer (a log) took twice as long as every unloaded one; else None (a milder
@@ -106,12 +119,16 @@ class Alone:
             return None
         return sample.typical / math.exp(self.logs / self.count)
 
+    def unqueued(self, sample: Sample) -> bool:
+        """Whether the sample's typical latency is within twice the unloaded one: no queue."""
+        return sample.typical <= 2 * math.exp(self.logs / self.count)
+
 
 class Gathering:
     """The answers of the sample being gathered: sums of latency, of its log and its square, the
-    fastest (a log), where it started (time, in-flight integral), and the latest latencies."""
+    fastest and slowest (logs), where it started (time, in-flight integral), the latest latencies."""
 
-    __slots__ = ("count", "fastest", "logs", "recent", "squares", "start", "total")
+    __slots__ = ("count", "fastest", "logs", "recent", "slowest", "squares", "start", "total")
 
     def __init__(self) -> None:
         self.recent: deque[float] = deque(maxlen=SAMPLE_MIN)
@@ -119,6 +136,7 @@ class Gathering:
 
     def restart(self, now: float, area: float) -> None:
         self.count, self.total, self.logs, self.squares, self.fastest = 0, 0.0, 0.0, 0.0, math.inf
+        self.slowest = -math.inf
         self.start = (now, area)
 
     def add(self, latency: float) -> float:
@@ -127,13 +145,17 @@ class Gathering:
         self.count, self.total, self.logs, self.squares = (
             self.count + 1, self.total + latency, self.logs + ln, self.squares + ln * ln,
         )  # fmt: skip
-        self.fastest = min(self.fastest, ln)
+        self.fastest, self.slowest = min(self.fastest, ln), max(self.slowest, ln)
         self.recent.append(latency)
         return ln
 
-    def full(self, size: int, now: float) -> bool:
-        """``size`` answers, or :data:`SAMPLE_SECONDS` with at least :data:`SAMPLE_MIN`."""
-        return self.count >= size or (self.count >= SAMPLE_MIN and now - self.start[0] >= SAMPLE_SECONDS)
+    def full(self, size: int, now: float, *, timed: bool) -> bool:
+        """``size`` answers, or (``timed``) :data:`SAMPLE_SECONDS` with at least :data:`SAMPLE_MIN`.
+        The trap: the sample after a change of the limit must hold the answers it waits for (a
+        queue shows only once the requests sent before it are answered), so it is never timed."""
+        if self.count >= size:
+            return True
+        return timed and self.count >= SAMPLE_MIN and now - self.start[0] >= SAMPLE_SECONDS
 
     def close(self, now: float, area: float) -> tuple[Sample, bool] | None:
         """The sample, and whether it mixes two levels of latency (see :data:`MIXED`); None when
@@ -153,7 +175,7 @@ class AutoLimit:
     takes.  Fed one answer at a time with the in-flight integral; no clock, no slots."""
 
     __slots__ = (
-        "_alone", "_best", "_check", "_drain", "_grad", "_last", "_sample", "_seen", "_settling",
+        "_alone", "_best", "_checks", "_drain", "_grad", "_last", "_sample", "_seen", "_settling",
         "_slow_start", "_stalls", "latency", "limit", "maximum", "target",
     )  # fmt: skip
 
@@ -168,10 +190,10 @@ class AutoLimit:
         self._slow_start = self._settling = True
         self._best = Sample(0.0, math.inf, math.inf, 0.0)  # the sample of best throughput below the pace
         self._alone = Alone()
-        self._check = False  # the sample after a jump: compare its latency with the unloaded one
+        self._checks = 0  # samples after a jump left to compare with the unloaded latency
         self._seen = 0  # answers averaged into :attr:`latency`
         self._drain = 0  # after a cut: the old level, whose answers the settling sample waits out
-        self._last: Sample | None = None  # the last sample closed
+        self._last: Sample | None = None  # the last sample closed that held one level of latency
 
     def retarget(self, target: float | None) -> None:
         """The pace changed (requests per second; None: not known yet)."""
@@ -186,7 +208,7 @@ class AutoLimit:
         if needed <= self.limit:
             return False
         self._grad = max(self._grad, float(needed))
-        self.limit, self._settling, self._check = needed, True, True
+        self.limit, self._settling, self._checks = needed, True, CHECKS
         return True
 
     def answered(self, latency: float, now: float, area: float, peak: int) -> bool:
@@ -202,47 +224,52 @@ class AutoLimit:
         if peak <= 1 and self._slow_start:
             self._alone.add(ln)
             self._jump()
-        if not gathering.full(self._sample_size(), now):
+        if not gathering.full(self._sample_size(), now, timed=not (self._settling or self._checks)):
             return False
         closed = gathering.close(now, area)
         if closed is not None:
             sample, mixed = closed
-            last, self._last = self._last, sample
-            if mixed or _shifted(sample, last):
-                self._relearn()
+            if mixed:
+                # Two levels of latency in one sample (a jump): it is nobody's reference; the next
+                # sample, at one level, is judged against the last one before it.
+                self._best, self._stalls = Sample(0.0, math.inf, math.inf, 0.0), 0
+            elif _shifted(sample, self._last):
+                self._relearn(sample, gathering.slowest)
             elif not self._queued(sample, gathering.fastest):
                 self._update(sample, peak)
+            if not mixed:
+                self._last = sample
         gathering.restart(now, area)
         return True
 
-    def _relearn(self) -> None:
-        """The latency changed level (a sample mixing two, or one far above the last at no more
-        in flight): the network, not a queue.  What was learnt of the old level is nobody's
-        reference; Little's law sizes the limit from the latest answers, and the gradient starts
-        afresh from there (slow start: a cut needs new evidence of a queue)."""
-        self._best = Sample(0.0, math.inf, math.inf, 0.0)
-        self._stalls, self._check, self._slow_start = 0, False, True
-        self._alone = Alone()  # unloaded at the old level: says nothing of the new one
+    def _relearn(self, sample: Sample, slowest: float) -> None:
+        """The latency changed level without our load (see :func:`_shifted`): what was learnt
+        of the old level is nobody's reference.  ``sample`` is the new unloaded level (``slowest``:
+        its slowest answer, a log) and the gradient's new best; Little's law sizes the limit from
+        the latest answers (slow start, the jump), and the sample after it is checked for a queue
+        against that level.  The trap: forgetting the level instead would leave nothing to tell a
+        queue by, and a limit at the maximum would never be cut again."""
+        self._best = sample
+        self._stalls, self._slow_start, self._drain = 0, True, 0
+        self._alone = Alone.level(sample, slowest)
         recent = self._sample.recent
-        level = sorted(recent)[len(recent) // 2]
-        self.latency, self._seen = level, len(recent)  # a plain mean from here for a while
-        if self.target is not None:
-            needed = math.ceil(min(self.maximum, self.target * level * 1.5 + 2))
-            self._grad = max(self._grad, float(needed))
-            self.limit, self._settling = max(1, needed), True
+        self.latency, self._seen = sorted(recent)[len(recent) // 2], len(recent)  # a plain mean for a while
+        self._jump()
 
     def _queued(self, sample: Sample, fastest: float) -> bool:
         """After a jump: True when the server queues (the limit then drops to what it served
         unqueued, times the tolerance, and the gradient goes on from there)."""
-        if not self._check or self._settling:
+        if not self._checks or self._settling:
             return False  # the sample right after the jump mixes the levels (a queue building up)
         if self.target is not None and sample.throughput >= 0.95 * self.target:
-            self._check = False
+            self._checks = 0
             return False
-        self._check = False
         over = self._alone.queued(sample, fastest)
         if over is None:
+            # Not clearly queued: done if clearly not, else the next sample is checked too.
+            self._checks = 0 if self._alone.unqueued(sample) else self._checks - 1
             return False
+        self._checks = 0
         unqueued = sample.in_flight / over
         self._best = Sample(unqueued, sample.latency / over, sample.typical / over, sample.spread)
         self._grad, self._stalls, self._slow_start = max(1.0, TOLERANCE * unqueued), 0, False
@@ -251,7 +278,7 @@ class AutoLimit:
         return True
 
     def _sample_size(self) -> int:
-        if self._settling or self._check:
+        if self._settling or self._checks:
             # The requests sent before the change, about; after a jump, as few answers as show
             # a queue, as a queue costs the server while it lasts.
             return max(8 if self._settling else 16, self.limit, self._drain)
@@ -296,13 +323,16 @@ class AutoLimit:
 
 
 def _shifted(sample: Sample, last: Sample | None) -> bool:
-    """True when ``sample``'s typical latency is :data:`SHIFT` times the last one's while no more
-    was in flight: a queue slows answers only as more of them wait.  The trap: only upwards.
-    Latency falling with less in flight is a queue draining after a cut; a faster network needs
-    nothing done (Little's law's need falls with the mean latency, and spare slots cost nothing)."""
-    if last is None or sample.in_flight > TOLERANCE * last.in_flight:
+    """True when ``sample``'s typical latency is :data:`SHIFT` times the last one's and its
+    throughput a :data:`SHIFT`-th: slowed by something other than our load.  A queue we cause
+    keeps the server busy (latency up with in flight, throughput held), and a slower pace lowers
+    throughput without raising latency.  The trap: only upwards.  Latency falling is a queue
+    draining after a cut or a faster network, and needs nothing done (Little's law's need falls
+    with the mean latency, and spare slots cost nothing); and in flight alone cannot tell it, as
+    a slower network fills the slots a pace left free (1 in flight at 10 ms, 3 at 2 s)."""
+    if last is None:
         return False
-    return sample.typical >= SHIFT * last.typical
+    return sample.typical >= SHIFT * last.typical and sample.throughput * SHIFT <= last.throughput
 
 
 class Concurrency:

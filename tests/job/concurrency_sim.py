@@ -46,14 +46,19 @@ def simulate(
     fixed: int | None = None,
     maximum: int = 64,
     probe: bool = False,
+    capacity_from: float = 0.0,
     capacity_until: float = math.inf,
+    clock: float = 0.0,
 ) -> Outcome:
     """Send at ``rate`` per second for ``seconds`` through the meter.  The server answers after
     ``latency`` (network), or serves ``capacity`` requests at once for ``service`` s each, FIFO.
     ``probe``: the first request goes alone (the job's preflight), the others after its answer.
-    ``capacity_until``: from then on the ``capacity`` server is gone and ``latency`` answers (the
-    server changed under the run)."""
-    now = [0.0]
+    ``capacity_from`` / ``capacity_until``: the ``capacity`` server answers only in that span (of
+    the run's seconds), ``latency`` before and after it (the server changed under the run).
+    ``clock``: the virtual clock's reading at the start (a monotonic clock's is anything: a policy
+    must not take it for the time since the start)."""
+    now = [clock]
+    seconds += clock
     meter = Concurrency(fixed, maximum, clock=lambda: now[0])
     meter.pace(rate)
     done: list[tuple[float, int]] = []  # (answer time, id)
@@ -76,7 +81,7 @@ def simulate(
         sends.append(now[0])
         started[ident] = now[0]
         meter.started()
-        if capacity is None or now[0] >= capacity_until:
+        if capacity is None or not capacity_from <= now[0] - clock < capacity_until:
             assert latency is not None
             heapq.heappush(done, (now[0] + latency(now[0]), ident))
         else:
@@ -85,7 +90,7 @@ def simulate(
             busy.append(free_at + service)
             heapq.heappush(done, (free_at + service, ident))
         next_tick = now[0] + 1 / rate if not probe or sent > 1 else done[0][0]
-    return Outcome(sent, seconds, meter.mean_in_flight, meter.limit, sends)
+    return Outcome(sent, seconds - clock, meter.mean_in_flight, meter.limit, [t - clock for t in sends])
 
 
 def jump(at: float, before: float, after: float, p99: float = 2.0, seed: int = 1) -> Callable[[float], float]:

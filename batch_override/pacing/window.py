@@ -295,12 +295,18 @@ class _Position:
 
     def hold(self, now: float, cap: int, next_seq: int) -> float | None:
         """Seconds the next send must wait for the window to end (0: go now); None: wait for
-        the opener's answer, which dates the window."""
-        # Never a guessed window asleep with nothing in flight (a count full before the length
-        # is known: someone else's, or a broken header): the meters pace, the next answer tells.
-        if self.used < cap or (not self._flying and not self.learner.known):
+        the opener's answer, which dates the window.  Never a guessed window asleep with nothing
+        in flight: ``cap`` counted (someone else's, or a broken header) while the length is a
+        guess, a probe goes once the window has lasted twice as long as at our last answer in it
+        (a second at least, by the guessed end at most), so a restart shows within about a window.
+        The trap: the guessed end is a minute asleep on a 15 s window; no wait at all sends into a
+        full window at the meter's pace; probes cost a request each, a handful a window (doubling)."""
+        opener, top, guess = self.opener, self._top, not self._flying and not self.learner.known
+        if self.used < cap or (guess and (opener is None or opener.answered is None or top is None)):
             return 0.0
-        opener = self.opener
+        if guess and opener is not None and opener.answered is not None and top is not None:
+            seen = max(top.answered - opener.answered, 1.0)
+            return max(0.0, min(top.answered + seen, opener.answered + self.learner.estimate) - now)
         if opener is None or opener.answered is None:
             return None
         end = opener.answered + self.learner.estimate

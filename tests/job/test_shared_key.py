@@ -81,6 +81,29 @@ def test_two_jobs_on_one_key_share_the_quota_without_429s_or_a_minute_asleep(
 
 
 @pytest.mark.parametrize(
+    ("limit", "decay", "floor", "rows", "start", "pause"),
+    # The second job's start offsets that did worst while it paced the first one's leftover over
+    # the minute's guess: asleep 39-61 s, 0.68-0.71 of the limit per window (15 s), 0.21-0.62
+    # rate used (1 s); now 0.82-0.86 and 0.83-0.89.
+    [
+        *[(40, 15.0, True, 150, start, 15.0) for start in (9.0, 12.5, 19.0, 22.5, 29.5)],
+        *[(100, 1.0, False, 900, start, 3.0) for start in (4.3, 4.6, 4.9, 5.3)],
+    ],
+    ids=lambda v: f"{v:g}" if isinstance(v, float) else None,
+)
+def test_a_second_job_learns_a_window_the_first_fills_without_sleeping_the_minutes_guess(
+    limit: int, decay: float, floor: bool, rows: int, start: float, pause: float
+) -> None:
+    server = Throttle(limit, decay, floor=floor)
+    first, second = simulate_jobs([Job(sends=rows), Job(sends=rows, start=start)], server, latency=0.01)
+    assert first.statuses.count(429) + second.statuses.count(429) <= 0.02 * 2 * rows
+    assert max(second.pauses()) < pause
+    windows = [len(w) for w in server.windows[2:-1]]
+    assert sum(windows) / len(windows) >= 0.8 * limit
+    assert sum(windows) / (server.opened[-1] - server.opened[2]) >= 0.8 * limit / decay
+
+
+@pytest.mark.parametrize(
     ("limit", "decay", "floor", "full_from"),
     # 15 s: the window that shows the length was caught up with the budget less the last window's
     # others (4 of 40).  1 s: the first estimate is 10 s (the job sent once a guessed minute's

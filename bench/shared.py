@@ -13,6 +13,9 @@ accepted and throttled counts, and keeps every request's arrival time.
   ``accepted`` less its ``other_accepted``; the first two windows, where the window is learnt, and
   the last are left out), and that over what is free: limit x 0.9 less the neighbour's accepted.
 - **All per window / L**: everyone's accepted requests per complete window over the limit.
+  For two jobs also **rate used** (in the summary line): those windows' accepted requests over
+  the time from the first one's start to the last window's start, divided by L/D, so a key that
+  idles between windows (a job asleep on a guessed minute) shows.
 - **429s**: the job's share of its requests; the neighbour's share of its requests.
 - **Rows done (failed)**: rows the ledger says ``submitted`` (the minimal script: answers 201), and
   rows ``failed``.
@@ -142,6 +145,9 @@ def _job(case: SharedCase, rows_csv: Path, ledger: Path, url: str) -> list[str]:
 
 def _per_window(stats: dict[str, Any], case: SharedCase) -> dict[str, Any]:
     windows = stats["windows"][2:-1]
+    # Rate used: what those windows accepted over the time from the first one's start to the
+    # last window's (the one left out), so a key idle between windows shows (the field's rule).
+    span = float(stats["windows"][-1]["start"]) - float(windows[0]["start"]) if windows else 0.0
     ours = [w["accepted"] - w.get("other_accepted", 0) for w in windows]
     others = [w.get("other_accepted", 0) for w in windows]
     free = [case.limit * 0.9 - o for o in others]
@@ -153,6 +159,7 @@ def _per_window(stats: dict[str, Any], case: SharedCase) -> dict[str, Any]:
         "ours": sum(ours) / len(ours) if ours else 0.0,
         "of_free": sum(ours) / sum(free) if free and sum(free) > 0 else 0.0,
         "total": sum(w["accepted"] for w in windows) / len(windows) / case.limit if windows else 0.0,
+        "rate_used": sum(w["accepted"] for w in windows) / span / (case.limit / case.period) if span else 0.0,
         "share_429": stats["responses_by_status"].get("429", 0) / requests if requests else 0.0,
         "other_429": other["throttled"] / asked if asked else 0.0,
     }
@@ -291,9 +298,12 @@ JUDGES: dict[str, Judge] = {
         _of_free,
     ),
     "jobs": Judge(
-        "both exit 0, <= 2% 429, together >= 80% of the limit per window",
-        lambda r: r["share_429"] <= 0.02 and r["total"] >= 0.8,
-        lambda r: f"exits {r['exit']}, {pct(r['share_429'], 2)} 429, {pct(r['total'])} of the limit",
+        "both exit 0, <= 2% 429, together >= 80% of the limit per window and >= 80% rate used",
+        lambda r: r["share_429"] <= 0.02 and r["total"] >= 0.8 and r["rate_used"] >= 0.8,
+        lambda r: (
+            f"exits {r['exit']}, {pct(r['share_429'], 2)} 429, {pct(r['total'])} of the limit, "
+            f"{pct(r['rate_used'])} rate used"
+        ),
     ),
     "maintenance": Judge(
         "<= 10 requests answered 503, exit 0, no row failed",

@@ -74,6 +74,16 @@ def _carried(old: list[SlidingLog], probe: deque[float], caught: deque[float]) -
     return deque(sorted([*recent, *caught])) if caught else recent
 
 
+class Shape(NamedTuple):
+    """What a pace's meters are made of (see :attr:`PaceModel.shape`)."""
+
+    server_limit: int | None
+    estimate: float  # the window's length as learnt (or guessed)
+    fallback: bool
+    reserved: int
+    others: float
+
+
 class Ticket(NamedTuple):
     """A granted turn: the send's sequence number and time, handed back to :meth:`Pacer.observe`."""
 
@@ -149,9 +159,9 @@ class PaceModel:
         return cap
 
     @property
-    def shape(self) -> tuple[object, ...]:
+    def shape(self) -> Shape:
         """What the meters are made of (:meth:`meters`), and what :meth:`describe` tells."""
-        return (self.server_limit, self.learner.estimate, self.fallback, self.reserved, self.others)
+        return Shape(self.server_limit, self.learner.estimate, self.fallback, self.reserved, self.others)
 
     def meters(self) -> list[tuple[int, float]]:
         """(limit, period) of each rate meter the pace is made of; none before the first answer."""
@@ -236,7 +246,7 @@ class Pacer:
         self.window = ServerWindow(learner, exact=rate is not None)
         self._meters: list[SlidingLog] = []
         self._catch_up = CatchUp()
-        self._shape: tuple[object, ...] = ()  # what the meters were built from (see _rebuild)
+        self._shape: Shape | None = None  # what the meters were built from (see _rebuild)
         self.rate: float | None = None  # requests per second (None before the first answer in auto)
         self._seq = 0
         self._blocked_until = -math.inf
@@ -261,7 +271,8 @@ class Pacer:
         model = self.model  # called on every answer: most change nothing the meters come from
         if (shape := model.shape) == self._shape:
             return
-        caught = self._catch_up.stop() if self._shape[1:2] != shape[1:2] else deque()  # see _carried
+        estimate_changed = self._shape is None or self._shape.estimate != shape.estimate
+        caught = self._catch_up.stop() if estimate_changed else deque()  # see _carried
         self._shape = shape
         wanted, old = model.meters(), self._meters
         if [(m.limit, m.period) for m in old] != wanted:

@@ -214,11 +214,13 @@ class PaceModel:
         total = self.window_budget
         if total is None:
             return "auto (learning)"
-        guess = "" if self.learner.known else ", window assumed until one ends"
+        if not self.learner.known:  # the whole budget until then (see budget)
+            seen = f"; other traffic seen, ~{self.others}" if self.others else ""
+            return f"auto: {total}/{self.learner.estimate:g}s, window assumed until one ends{seen}"
         # The pace of a window that the other traffic takes its share of (the current window's
         # budget moves as the reserve does).
         others = f", of {total}: other traffic takes ~{self.others}" if self.others else ""
-        return f"auto: {max(1, total - self.others)}/{self.learner.estimate:g}s{guess}{others}"
+        return f"auto: {max(1, total - self.others)}/{self.learner.estimate:g}s{others}"
 
 
 class Pacer:

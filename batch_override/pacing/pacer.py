@@ -273,9 +273,8 @@ class Pacer:
         model = self.model  # called on every answer: most change nothing the meters come from
         if (shape := model.shape) == self._shape:
             return
-        estimate_changed = self._shape is None or self._shape.estimate != shape.estimate
-        caught = self._catch_up.stop() if estimate_changed else deque()  # see _carried
-        self._shape = shape
+        same_estimate = self._shape is not None and self._shape.estimate == shape.estimate
+        caught, self._shape = deque() if same_estimate else self._catch_up.stop(), shape  # see _carried
         wanted, old = model.meters(), self._meters
         if [(m.limit, m.period) for m in old] != wanted:
             recent = _carried(old, self._probe_sent, caught)

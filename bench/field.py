@@ -28,15 +28,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench import data
-from bench.procs import DEMO_API_KEY, PYTHON, emulator, job_argv, run_measured, together, wait_for_quiet
+from bench.procs import DEMO_API_KEY, PYTHON, emulator, job_argv, run_measured, wait_for_quiet
 from bench.report import Check, Section, Table, pct, ratio
+from bench.stages import Staged
 from tests.laravel import harness
 
 BEFORE = Path(__file__).with_name("field_before.md")
@@ -257,21 +257,16 @@ def _alone(case: Case, workdir: Path) -> Outcome:
     return _outcome(case, _run(case, job), _run(case, minimal) if minimal is not None else None)
 
 
-def _together(cases: list[Case], workdir: Path) -> list[Outcome]:
-    """Every client of ``cases`` at the same time, each against its own server, 4 s apart: the
-    minute-long cases first, the job before the minimal script (it paces below the limit, so it
-    takes longer).  One quiet wait before the first start; none after, the others are running."""
+def _slow_runs(cases: list[Case], workdir: Path) -> list[tuple[Case, str, Argv]]:
+    """Every client of ``cases``, in the order they start together: the minute-long cases first,
+    the job before the minimal script (it paces below the limit, so it takes longer)."""
     clients = {case.key: _clients(case, workdir) for case in cases}
-    starts = [
+    return [
         (case, name, argv)
         for case in sorted(cases, key=lambda c: not c.long)
         for name, argv in zip(("job", "minimal"), clients[case.key], strict=True)
         if argv is not None
     ]
-    wait_for_quiet(max_wait=3.0)
-    runs = together([functools.partial(_run, case, argv, quiet=False) for case, _name, argv in starts])
-    found = {(case.key, name): run for (case, name, _argv), run in zip(starts, runs, strict=True)}
-    return [_outcome(case, found[case.key, "job"], found.get((case.key, "minimal"))) for case in cases]
 
 
 def _fmt(x: float | None, fmt: Callable[[float], str]) -> str:
@@ -357,9 +352,10 @@ def _windows(outcomes: list[Outcome]) -> Table:
     return table
 
 
-def run(*, cases: list[str], quick: bool, command: str) -> Section:
-    """Run ``cases`` (keys of ``CASES``); with ``quick`` the minute-long ones are left out and
-    nothing is judged."""
+def stage(*, cases: list[str], quick: bool, command: str, workdir: Path) -> Staged:
+    """Run the CPU-bound ones of ``cases`` (keys of ``CASES``), each alone, and hand back the slow
+    ones (see :attr:`Case.together`) to run together (:mod:`bench.stages`); with ``quick`` the
+    minute-long ones are left out and nothing is judged."""
     selected = [CASES[key] for key in cases if not (quick and CASES[key].long)]
     notes: list[str] = []
     reason = harness.missing()
@@ -367,14 +363,27 @@ def run(*, cases: list[str], quick: bool, command: str) -> Section:
         notes.append(f"Laravel cases left out: {reason}")
         selected = [c for c in selected if c.server[0] != "laravel"]
     slow = [case for case in selected if case.together]
-    with tempfile.TemporaryDirectory(prefix="bench-field-") as tmp:
-        # The CPU-bound cases first, alone; then the slow ones, all at once.
-        by_key = {case.key: _alone(case, Path(tmp)) for case in selected if not case.together}
-        by_key |= {o.case.key: o for o in _together(slow, Path(tmp))} if slow else {}
-    outcomes = [by_key[case.key] for case in selected]
-    for outcome in outcomes:
-        notes += outcome.notes
-    listed = ", ".join(f"`{case.key}`" for case in slow) or "none in this run"
+    by_key = {case.key: _alone(case, workdir) for case in selected if not case.together}
+    starts = _slow_runs(slow, workdir)
+    listed = ", ".join(f"`{case.key}`" for case in slow)
+
+    def finish(runs: list[Run], others: list[str]) -> Section:
+        found = {(case.key, name): run for (case, name, _argv), run in zip(starts, runs, strict=True)}
+        for case in slow:
+            by_key[case.key] = _outcome(case, found[case.key, "job"], found.get((case.key, "minimal")))
+        return _section([by_key[case.key] for case in selected], notes, listed, others, quick, command)
+
+    label = f"the field's {listed}"
+    return Staged(
+        label, [functools.partial(_run, case, argv, quiet=False) for case, _n, argv in starts], finish
+    )
+
+
+def _section(
+    outcomes: list[Outcome], notes: list[str], listed: str, others: list[str], quick: bool, command: str
+) -> Section:
+    notes = notes + [note for outcome in outcomes for note in outcome.notes]
+    beside = f", and beside them {' and '.join(others)}" if others else ""
     method = f"""
 {__doc__.split(chr(10), 2)[2].strip()}
 
@@ -385,11 +394,12 @@ per client and case (windows of 15 s and a minute make repeats costly).
 
 The cases whose windows are 15 s or longer, and the minute-long header-less case, pace a few
 requests a second, which is not CPU-bound: they run together, every client of every one of them
-({listed}) at the same time, each against its own server (its own Redis for Laravel), started
-4 s apart, the minute-long ones first; the section costs the longest run's time instead of the sum,
-about four minutes less.  Their "other load" therefore counts the other clients and servers
-running meanwhile, not only other work.  The other cases run one client after the other, each
-alone on the machine: their pacing at 20-100/s and the 1000/s capacity case are CPU-bound.
+({listed or "none in this run"}{beside}) at the same time, each against its own server (its own
+Redis for Laravel), started 4 s apart, the longest first; they cost the longest run's time instead
+of the sum, minutes less.  Their "other load" therefore counts the other clients and servers
+running meanwhile (about half a core), not only other work.  The other cases run one client after
+the other, each alone: at 20-100 requests a second, and the capacity case at hundreds, a busy
+neighbour would move their figures.
 """
     before = BEFORE.read_text(encoding="utf-8").strip() if BEFORE.exists() else ""
     if before:

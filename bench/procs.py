@@ -8,7 +8,6 @@ descendant), in KiB.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import json
 import os
@@ -18,19 +17,15 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 DEMO_API_KEY = "demo-key-0000"
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
-#: Runs that go together start this far apart: a job's start-up (imports, planning: ~2 s alone)
-#: crowded by three others' left it no time before a latency jump 8 s after its emulator's start.
-TOGETHER_STAGGER = 4.0
-T = TypeVar("T")
 
 
 class BenchError(RuntimeError):
@@ -150,24 +145,6 @@ def wait_for_quiet(max_wait: float = 20.0, threshold: float = 0.3) -> float:
         load = (machine_busy_seconds() - before) / (time.monotonic() - started)
         if load < threshold or time.monotonic() > deadline:
             return load
-
-
-def together(runs: Sequence[Callable[[], T]], stagger: float = TOGETHER_STAGGER) -> list[T]:
-    """Call every one of ``runs`` at the same time, each in its own thread, the n-th ``n * stagger``
-    seconds after the first; their results, in order.  Put the longest first: the whole takes the
-    longest run's time plus its start's delay.
-
-    Only for runs that are not CPU-bound (pacing a few requests a second): on 2 cores, CPU-heavy
-    runs together measure each other.  Trap: one run's exception is raised only once every run has
-    ended (a thread cannot be cancelled; each run is bounded by its own timeout).
-    """
-
-    def one(n: int) -> T:
-        time.sleep(n * stagger)
-        return runs[n]()
-
-    with concurrent.futures.ThreadPoolExecutor(max(1, len(runs))) as pool:
-        return list(pool.map(one, range(len(runs))))
 
 
 def proc_cpu_seconds(pid: int) -> float:

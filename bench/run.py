@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 from bench import field, overhead, pacing, scale, shared
 from bench.procs import REPO, BenchError
 from bench.report import Check, Section, render_markdown, render_text, revision
+from bench.stages import Staged, finish_together
 
 SECTIONS = ("pacing", "overhead", "scale", "field", "shared")
 #: The sections whose cases ``--case`` picks (a key names a case of one of them).
@@ -75,9 +77,22 @@ def main(argv: list[str] | None = None) -> int:
     def picked(section: str) -> list[str] | None:
         return [key for key in args.case or () if key in CASES[section]] or None
 
+    def failed(key: str, exc: BaseException) -> Section:
+        # The package under test changes while benchmarks are written; say what broke, go on.
+        if not isinstance(exc, BenchError):
+            traceback.print_exception(exc)
+        print(f"bench: {key} failed: {exc}", file=sys.stderr)
+        reason = " ".join(str(exc).split())[:300]
+        section = Section(key, f"{key}: did not complete", f"Failed: {reason}", _command(args, key))
+        section.checks.append(Check(f"{key}: the benchmark runs", reason, "completes", False))
+        return section
+
     started = time.monotonic()
     revision_at_start = revision()
-    sections: list[Section] = []
+    by_key: dict[str, Section] = {}
+    staged: dict[str, tuple[Staged, float]] = {}  # the field's and shared's slow cases, run last
+    scratch = tempfile.TemporaryDirectory(prefix="bench-run-")  # removed at exit, or below
+    workdir = Path(scratch.name)
     for key in SECTIONS:
         if key not in only:
             continue
@@ -97,11 +112,24 @@ def main(argv: list[str] | None = None) -> int:
                     command=_command(args, key),
                 )
             elif key == "shared":
-                section = shared.run(cases=picked(key), quick=quick, command=_command(args, key))
-            elif key == "field":
-                section = field.run(
-                    cases=picked(key) or field.DEFAULT_CASES, quick=quick, command=_command(args, key)
+                staged[key] = (
+                    shared.stage(
+                        cases=picked(key), quick=quick, command=_command(args, key), workdir=workdir
+                    ),
+                    time.monotonic() - t0,
                 )
+                continue
+            elif key == "field":
+                staged[key] = (
+                    field.stage(
+                        cases=picked(key) or field.DEFAULT_CASES,
+                        quick=quick,
+                        command=_command(args, key),
+                        workdir=workdir,
+                    ),
+                    time.monotonic() - t0,
+                )
+                continue
             else:
                 section = scale.run(
                     small=100_000 if quick else 1_000_000,
@@ -112,15 +140,27 @@ def main(argv: list[str] | None = None) -> int:
                     judge=not quick,
                 )
         except Exception as exc:
-            # The package under test changes while benchmarks are written; say what broke, go on.
-            if not isinstance(exc, BenchError):
-                traceback.print_exc()
-            print(f"bench: {key} failed: {exc}", file=sys.stderr)
-            reason = " ".join(str(exc).split())[:300]
-            section = Section(key, f"{key}: did not complete", f"Failed: {reason}", _command(args, key))
-            section.checks.append(Check(f"{key}: the benchmark runs", reason, "completes", False))
+            section = failed(key, exc)
         section.seconds = time.monotonic() - t0
-        sections.append(section)
+        by_key[key] = section
+    if staged:
+        # Their slow cases pace a few requests a second: all of them at once cost the longest.
+        t0 = time.monotonic()
+        print(f"bench: the slow cases of {', '.join(staged)} together ...", file=sys.stderr, flush=True)
+        results = finish_together([stage for stage, _seconds in staged.values()])
+        together_seconds = time.monotonic() - t0
+        for (key, (stage, seconds)), found in zip(staged.items(), results, strict=True):
+            others = [other.label for k, (other, _s) in staged.items() if k != key and other.slow]
+            try:
+                if isinstance(found, BaseException):
+                    raise found
+                section = stage.finish(found, others if stage.slow else [])
+            except Exception as exc:
+                section = failed(key, exc)
+            section.seconds = seconds + together_seconds  # the slow cases' time counts for each
+            by_key[key] = section
+    scratch.cleanup()
+    sections = [by_key[key] for key in SECTIONS if key in by_key]
     total = time.monotonic() - started
     print(render_text(sections))
     invocation = "make bench" if full else " ".join(["python -m bench.run", *(argv or sys.argv[1:])])

@@ -36,8 +36,9 @@ accepted and throttled counts, and keeps every request's arrival time.
 Cases of one ``together`` group run at the same time: every client of each case, each against
 its own emulator, started 4 s apart, the longest first.  ``slow`` holds the cases that send a few
 requests a second (the two 15 s cases, with a neighbour and with two jobs, and the stuck count at
-1.5/s): pacing that is not CPU-bound, so together they cost the longest one's time instead of the
-sum of them, about three minutes less.  ``jump`` holds the latency jump's four runs.  The others
+1.5/s): pacing that is not CPU-bound, so ``bench.run`` starts them together with the field
+section's slow cases (``bench/stages.py``), and all of them cost the longest one's time instead of
+their sum.  ``jump`` holds the latency jump's four runs, together among themselves.  The others
 run one client after the other, alone.  A case is one entry of ``CASES``; its target is
 ``JUDGES[case.judge]`` (the key's first word).
 """
@@ -62,14 +63,16 @@ from typing import Any
 
 from batch_override.config import RunConfig
 from bench import data
-from bench.procs import PYTHON, EmulatorProcess, Measured, emulator, job_argv, run_measured, together
+from bench.procs import PYTHON, EmulatorProcess, Measured, emulator, job_argv, run_measured
 from bench.report import Check, Section, Table, pct
+from bench.stages import Staged, together
 
 ROWS_CLASSIFIED = ("--unknown", "classified")
 TIMEOUT = 600.0
 #: The job's default ``--max-concurrency``: what a latency jump's target is made of.
 MAX_IN_FLIGHT: int = next(f.default for f in dataclasses.fields(RunConfig) if f.name == "max_concurrency")
 SETTLE = 10.0  # seconds after a latency jump before its throughput counts
+SLOW = "slow"  # the together group of the cases that pace a few requests a second
 WARNING_WORD = "X-RateLimit-Remaining"
 
 
@@ -111,12 +114,12 @@ CASES = {
                    ("--rate-limit", "100/s", "--other-traffic", "40:40"), 100, 1.0, 700, "50/1"),
         SharedCase("steady-20-15s", "40/15s (Laravel windows), a neighbour at 8 per 15 s",
                    ("--rate-limit", "40/15s", "--laravel-windows", "--other-traffic", "8/15s"), 40, 15.0, 130,
-                   "28/15", together="slow"),
+                   "28/15", together=SLOW),
         SharedCase("two-jobs-1s", "100/1s, two jobs on the key (the second 5 s later)",
                    ("--rate-limit", "100/s"), 100, 1.0, 900, jobs=2, stagger=5.0),
         SharedCase("two-jobs-15s", "40/15s (Laravel windows), two jobs on the key (the second 20 s later)",
                    ("--rate-limit", "40/15s", "--laravel-windows"), 40, 15.0, 150, jobs=2, stagger=20.0,
-                   together="slow"),
+                   together=SLOW),
         SharedCase("maintenance", "100/1s, 20 s of 503 with Retry-After: 5 from 3 s after the start",
                    ("--rate-limit", "100/s", "--maintenance", "3:20:5"), 100, 1.0, 1500),
         SharedCase("latency-jump", "no limit, 10 ms away, 2 s from 8 s after the start, --rate 100/s",
@@ -125,7 +128,7 @@ CASES = {
                    minimal_flags=("--concurrency", "64"), tries=3, together="jump"),
         SharedCase("stuck-remaining", "100/1s behind a proxy whose X-RateLimit-Remaining is stuck at 0",
                    ("--rate-limit", "100/s", "--stuck-remaining"), 100, 1.0, 45, job_flags=(),
-                   together="slow"),
+                   together=SLOW),
     )
 }  # fmt: skip
 
@@ -244,10 +247,17 @@ def _longest_first(case: SharedCase) -> tuple[float, int]:
     return -case.period, -case.rows * case.jobs
 
 
+def _by_case(results: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """The results of case ``key``: the job's tries first, then the minimal script's."""
+    return sorted(
+        (r for r in results if r["case"].key == key), key=lambda r: (r["client"] != "job", r["try"])
+    )
+
+
 def measure(cases: list[SharedCase], workdir: Path) -> list[list[dict[str, Any]]]:
-    """Each case's results, in the order of ``cases``: one per run, the job's tries first, then the
-    minimal script's (if the case has one).  A case of a ``together`` group runs with the group's
-    other cases among ``cases`` (the first of them decides when), the longest case first."""
+    """Each case's results, in the order of ``cases`` (see :func:`_by_case`).  A case of a
+    ``together`` group runs with the group's other cases among ``cases`` (the first of them decides
+    when), the longest case first."""
     found: dict[str, list[dict[str, Any]]] = {}
     for case in cases:
         if case.key in found:
@@ -258,9 +268,7 @@ def measure(cases: list[SharedCase], workdir: Path) -> list[list[dict[str, Any]]
             results = together([run for runs in planned.values() for run in runs])
         else:
             results = [run() for run in planned[case.key]]
-        for key in planned:
-            found[key] = sorted((r for r in results if r["case"].key == key),
-                                key=lambda r: (r["client"] != "job", r["try"]))  # fmt: skip
+        found |= {key: _by_case(results, key) for key in planned}
     return [found[case.key] for case in cases]
 
 
@@ -402,13 +410,27 @@ def selected(cases: list[str] | None, quick: bool) -> list[SharedCase]:
     return [CASES[key] for key in cases or list(CASES) if not (quick and CASES[key].long)]
 
 
-def run(*, cases: list[str] | None = None, quick: bool = False, command: str) -> Section:
-    """The section for ``bench.run`` (``--only shared``)."""
-    judged: list[tuple[Check, list[dict[str, Any]]]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-shared-") as tmp:
-        picked = selected(cases, quick)
-        for case, found in zip(picked, measure(picked, Path(tmp)), strict=True):
-            judged.append((_check(case, [r for r in found if r["client"] == "job"]), found))
+def stage(*, cases: list[str] | None = None, quick: bool = False, command: str, workdir: Path) -> Staged:
+    """The section for ``bench.run`` (``--only shared``): every case but the ``slow`` group's runs
+    now; the slow group's runs are handed back to go with other sections' (:mod:`bench.stages`)."""
+    picked = selected(cases, quick)
+    now = [case for case in picked if case.together != SLOW]
+    found = dict(zip((case.key for case in now), measure(now, workdir), strict=True))
+    slow = sorted((case for case in picked if case.together == SLOW), key=_longest_first)
+    planned = [(case, run) for case in slow for run in _planned(case, workdir)]
+
+    def finish(results: list[dict[str, Any]], others: list[str]) -> Section:
+        found.update({case.key: _by_case(results, case.key) for case in slow})
+        return _section([(case, found[case.key]) for case in picked], others, command)
+
+    label = "the shared key's " + ", ".join(f"`{case.key}`" for case in slow)
+    return Staged(label, [run for _case, run in planned], finish)
+
+
+def _section(
+    cases: list[tuple[SharedCase, list[dict[str, Any]]]], others: list[str], command: str
+) -> Section:
+    judged = [(_check(case, [r for r in found if r["client"] == "job"]), found) for case, found in cases]
     out = Table(COLUMNS)
     for _, found in judged:
         for r in found:
@@ -418,6 +440,8 @@ def run(*, cases: list[str] | None = None, quick: bool = False, command: str) ->
     method += (
         f"\n\nCases (`--case KEY`, repeatable, picks some): {keys}; `--quick` leaves out the 15 s windows."
     )
+    if others:
+        method += f"  In this run the ``slow`` group ran beside {' and '.join(others)}."
     title = (
         "5. Sharing the key (issue 17): other traffic, two jobs, maintenance, a latency jump, stuck counts"
     )

@@ -397,9 +397,9 @@ requests a second, which is not CPU-bound: they run together, every client of ev
 ({listed or "none in this run"}{beside}) at the same time, each against its own server (its own
 Redis for Laravel), started 4 s apart, the longest first; they cost the longest run's time instead
 of the sum, minutes less.  Their "other load" therefore counts the other clients and servers
-running meanwhile (about half a core), not only other work.  The other cases run one client after
-the other, each alone: at 20-100 requests a second, and the capacity case at hundreds, a busy
-neighbour would move their figures.
+running meanwhile, not only other work.  The other cases run one client after the other, each
+alone: at 20-100 requests a second, and the capacity case at hundreds, a busy neighbour would
+move their figures.
 """
     before = BEFORE.read_text(encoding="utf-8").strip() if BEFORE.exists() else ""
     if before:

@@ -25,10 +25,9 @@ app (``tests/laravel/server.php``) logs every request, from which the harness re
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
+import functools
 import math
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +36,11 @@ from typing import Any
 from bench import data
 from bench.procs import DEMO_API_KEY, PYTHON, emulator, job_argv, run_measured, wait_for_quiet
 from bench.report import Check, Section, Table, pct, ratio
+from bench.stages import Staged
 from tests.laravel import harness
 
 BEFORE = Path(__file__).with_name("field_before.md")
+Argv = Callable[[str], list[str]]  # a client's command line, given its server's URL
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +59,9 @@ class Case:
     long: bool = False  # minute-long windows: left out of --quick
 
     @property
-    def side_by_side(self) -> bool:
-        """Windows of 15 s and more, or a minute-long run: job and minimal run at the same time."""
+    def together(self) -> bool:
+        """Windows of 15 s and more, or a minute-long run: a few requests a second, not CPU-bound,
+        so its clients run at the same time as every other such case's."""
         return self.long or (self.period or 0.0) >= 15
 
 
@@ -200,9 +202,11 @@ def _laravel_stats(app: harness.LaravelApp, period: float) -> dict[str, Any]:
     }
 
 
-def _run(case: Case, argv: Callable[[str], list[str]]) -> Run:
+def _run(case: Case, argv: Argv, quiet: bool = True) -> Run:
+    """One client against a fresh server; ``quiet``: first wait (briefly) for the machine to calm."""
     with _server(case) as (url, stats):
-        wait_for_quiet(max_wait=3.0)  # pacing is not CPU-bound: a short wait is enough
+        if quiet:
+            wait_for_quiet(max_wait=3.0)  # pacing is not CPU-bound: a short wait is enough
         timeout = 300 + 3 * case.rows * (case.period or 1.0) / (case.limit or 20)
         measured = run_measured(argv(url), timeout=timeout).check()
         counted = stats()
@@ -222,7 +226,8 @@ def _run(case: Case, argv: Callable[[str], list[str]]) -> Run:
     )
 
 
-def _measure(case: Case, workdir: Path) -> Outcome:
+def _clients(case: Case, workdir: Path) -> tuple[Argv, Argv | None]:
+    """The job's argv and the minimal script's (None: the case has none), given the server's URL."""
     rows_csv = data.write_corrections(workdir / f"{case.key}.csv", case.rows, seed=17)
 
     def job(url: str) -> list[str]:
@@ -234,19 +239,34 @@ def _measure(case: Case, workdir: Path) -> Outcome:
     def minimal(url: str) -> list[str]:
         return [PYTHON, "-m", "bench.minimal_client", str(rows_csv), url, "--limiter", case.limiter]
 
-    if case.limiter and case.side_by_side:
-        # Long windows make a case minutes long; pacing at a few requests a second is not CPU-bound,
-        # so the two clients run at once, each against its own server.
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            job_run, minimal_run = pool.submit(_run, case, job), pool.submit(_run, case, minimal)
-            outcome = Outcome(case, job_run.result(), minimal_run.result())
-    else:
-        outcome = Outcome(case, _run(case, job), _run(case, minimal) if case.limiter else None)
+    return job, minimal if case.limiter else None
+
+
+def _outcome(case: Case, job: Run, minimal: Run | None) -> Outcome:
+    outcome = Outcome(case, job, minimal)
     for name, run in (("job", outcome.job), ("minimal", outcome.minimal)):
         # The job's preflight request is one more accepted request than there are rows.
         if run is not None and run.accepted < case.rows:
             outcome.notes.append(f"{case.key}, {name}: only {run.accepted} of {case.rows} rows accepted")
     return outcome
+
+
+def _alone(case: Case, workdir: Path) -> Outcome:
+    """The job, then the minimal script, each with the machine to itself."""
+    job, minimal = _clients(case, workdir)
+    return _outcome(case, _run(case, job), _run(case, minimal) if minimal is not None else None)
+
+
+def _slow_runs(cases: list[Case], workdir: Path) -> list[tuple[Case, str, Argv]]:
+    """Every client of ``cases``, in the order they start together: the minute-long cases first,
+    the job before the minimal script (it paces below the limit, so it takes longer)."""
+    clients = {case.key: _clients(case, workdir) for case in cases}
+    return [
+        (case, name, argv)
+        for case in sorted(cases, key=lambda c: not c.long)
+        for name, argv in zip(("job", "minimal"), clients[case.key], strict=True)
+        if argv is not None
+    ]
 
 
 def _fmt(x: float | None, fmt: Callable[[float], str]) -> str:
@@ -332,31 +352,54 @@ def _windows(outcomes: list[Outcome]) -> Table:
     return table
 
 
-def run(*, cases: list[str], quick: bool, command: str) -> Section:
-    """Run ``cases`` (keys of ``CASES``); with ``quick`` the minute-long ones are left out and
-    nothing is judged."""
+def stage(*, cases: list[str], quick: bool, command: str, workdir: Path) -> Staged:
+    """Run the CPU-bound ones of ``cases`` (keys of ``CASES``), each alone, and hand back the slow
+    ones (see :attr:`Case.together`) to run together (:mod:`bench.stages`); with ``quick`` the
+    minute-long ones are left out and nothing is judged."""
     selected = [CASES[key] for key in cases if not (quick and CASES[key].long)]
     notes: list[str] = []
     reason = harness.missing()
     if reason is not None:
         notes.append(f"Laravel cases left out: {reason}")
         selected = [c for c in selected if c.server[0] != "laravel"]
-    outcomes = []
-    with tempfile.TemporaryDirectory(prefix="bench-field-") as tmp:
-        for case in selected:
-            outcome = _measure(case, Path(tmp))
-            notes += outcome.notes
-            outcomes.append(outcome)
+    slow = [case for case in selected if case.together]
+    by_key = {case.key: _alone(case, workdir) for case in selected if not case.together}
+    starts = _slow_runs(slow, workdir)
+    listed = ", ".join(f"`{case.key}`" for case in slow)
+
+    def finish(runs: list[Run], others: list[str]) -> Section:
+        found = {(case.key, name): run for (case, name, _argv), run in zip(starts, runs, strict=True)}
+        for case in slow:
+            by_key[case.key] = _outcome(case, found[case.key, "job"], found.get((case.key, "minimal")))
+        return _section([by_key[case.key] for case in selected], notes, listed, others, quick, command)
+
+    label = f"the field's {listed}"
+    return Staged(
+        label, [functools.partial(_run, case, argv, quiet=False) for case, _n, argv in starts], finish
+    )
+
+
+def _section(
+    outcomes: list[Outcome], notes: list[str], listed: str, others: list[str], quick: bool, command: str
+) -> Section:
+    notes = notes + [note for outcome in outcomes for note in outcome.notes]
+    beside = f", and beside them {' and '.join(others)}" if others else ""
     method = f"""
 {__doc__.split(chr(10), 2)[2].strip()}
 
 Cases (`--case KEY`, repeatable, picks some): {", ".join(f"`{key}`" for key in CASES)}; `l30-15s`
 runs only when asked. The job runs as `run rows.csv --ledger L --api-url URL -q` plus the case's
 flags; `--headroom 0` cases are judged against the baseline of the same server without it. One run
-per client and case (windows of 15 s and a minute make repeats costly). Where windows are 15 s or
-longer, and in the minute-long header-less case, the job and the minimal script run at the same
-time, each against its own server (pacing a few requests a second is not CPU-bound, and it halves
-the time); "other load" then includes the other client. Elsewhere they run one after the other.
+per client and case (windows of 15 s and a minute make repeats costly).
+
+The cases whose windows are 15 s or longer, and the minute-long header-less case, pace a few
+requests a second, which is not CPU-bound: they run together, every client of every one of them
+({listed or "none in this run"}{beside}) at the same time, each against its own server (its own
+Redis for Laravel), started 4 s apart, the longest first; they cost the longest run's time instead
+of the sum, minutes less.  Their "other load" therefore counts the other clients and servers
+running meanwhile, not only other work.  The other cases run one client after the other, each
+alone: at 20-100 requests a second, and the capacity case at hundreds, a busy neighbour would
+move their figures.
 """
     before = BEFORE.read_text(encoding="utf-8").strip() if BEFORE.exists() else ""
     if before:

@@ -212,7 +212,7 @@ def render_markdown(
         lines += [
             f"## {section.title}",
             "",
-            f"Reproduce: `{section.command}`",
+            f"Reproduce: `{section.command}` (this section took {section.seconds / 60:.1f} min)",
             "",
             section.method.strip(),
             "",

@@ -36,10 +36,13 @@ accepted and throttled counts, and keeps every request's arrival time.
   ``X-RateLimit-Remaining``; the job runs without ``-q`` there.  On a virtual clock:
   ``tests/job/test_shared_key.py``.
 
-Cases marked ``together`` (the 15 s windows with a neighbour, the latency jump) run every client
-at the same time, each against its own emulator, 4 s apart (the minimal script first): pacing a
-few requests a second is not CPU-bound, and it saves a minute of the 15 s case.  The others run
-one client after the other.  A case is one entry of ``CASES``; its target is
+Cases of one ``together`` group run at the same time: every client of each case, each against
+its own emulator, started 4 s apart, the longest first.  ``slow`` holds the cases that send a few
+requests a second (the two 15 s cases, with a neighbour and with two jobs, and the stuck count at
+1.5/s): pacing that is not CPU-bound, so ``bench.run`` starts them together with the field
+section's slow cases (``bench/stages.py``), and all of them cost the longest one's time instead of
+their sum.  ``jump`` holds the latency jump's four runs, together among themselves.  The others
+run one client after the other, alone.  A case is one entry of ``CASES``; its target is
 ``JUDGES[case.judge]`` (the key's first word).
 """
 
@@ -50,6 +53,7 @@ import collections
 import concurrent.futures
 import csv
 import dataclasses
+import functools
 import itertools
 import json
 import tempfile
@@ -64,15 +68,14 @@ from batch_override.config import RunConfig
 from bench import data
 from bench.procs import PYTHON, EmulatorProcess, Measured, emulator, job_argv, run_measured
 from bench.report import Check, Section, Table, pct
+from bench.stages import Staged, together
 
 ROWS_CLASSIFIED = ("--unknown", "classified")
 TIMEOUT = 600.0
 #: The job's default ``--max-concurrency``: what a latency jump's target is made of.
 MAX_IN_FLIGHT: int = next(f.default for f in dataclasses.fields(RunConfig) if f.name == "max_concurrency")
 SETTLE = 10.0  # seconds after a latency jump before its throughput counts
-#: Runs of a case that go together start this far apart: a job's start-up (imports, planning: ~2 s
-#: alone) crowded by three others' left it no time before a jump 8 s after its emulator's start.
-TOGETHER_STAGGER = 4.0
+SLOW = "slow"  # the together group of the cases that pace a few requests a second
 WARNING_WORD = "X-RateLimit-Remaining"
 
 
@@ -92,7 +95,7 @@ class SharedCase:
     job_flags: tuple[str, ...] = ("-q",)  # after `run ROWS --ledger L --api-url URL`
     minimal_flags: tuple[str, ...] = ()
     tries: int = 1  # runs of the job (of every job of the case), each against its own emulator
-    together: bool = False  # every run of the case at once, each against its own emulator
+    together: str = ""  # a group: its cases' runs all at once, each against its own emulator
 
     @property
     def judge(self) -> str:
@@ -114,19 +117,21 @@ CASES = {
                    ("--rate-limit", "100/s", "--other-traffic", "40:40"), 100, 1.0, 700, "50/1"),
         SharedCase("steady-20-15s", "40/15s (Laravel windows), a neighbour at 8 per 15 s",
                    ("--rate-limit", "40/15s", "--laravel-windows", "--other-traffic", "8/15s"), 40, 15.0, 130,
-                   "28/15", together=True),
+                   "28/15", together=SLOW),
         SharedCase("two-jobs-1s", "100/1s, two jobs on the key (the second 5 s later)",
                    ("--rate-limit", "100/s"), 100, 1.0, 900, jobs=2, stagger=5.0),
         SharedCase("two-jobs-15s", "40/15s (Laravel windows), two jobs on the key (the second 20 s later)",
-                   ("--rate-limit", "40/15s", "--laravel-windows"), 40, 15.0, 150, jobs=2, stagger=20.0),
+                   ("--rate-limit", "40/15s", "--laravel-windows"), 40, 15.0, 150, jobs=2, stagger=20.0,
+                   together=SLOW),
         SharedCase("maintenance", "100/1s, 20 s of 503 with Retry-After: 5 from 3 s after the start",
                    ("--rate-limit", "100/s", "--maintenance", "3:20:5"), 100, 1.0, 1500),
         SharedCase("latency-jump", "no limit, 10 ms away, 2 s from 8 s after the start, --rate 100/s",
                    ("--latency-ms", "10", "--latency-jump", "8:2000"), 0, 0.0, 1800, "100/1",
                    job_flags=("-q", "--rate", "100/s", "--max-duration", "35s"),
-                   minimal_flags=("--concurrency", "64"), tries=3, together=True),
+                   minimal_flags=("--concurrency", "64"), tries=3, together="jump"),
         SharedCase("stuck-remaining", "100/1s behind a proxy whose X-RateLimit-Remaining is stuck at 0",
-                   ("--rate-limit", "100/s", "--stuck-remaining"), 100, 1.0, 45, job_flags=()),
+                   ("--rate-limit", "100/s", "--stuck-remaining"), 100, 1.0, 45, job_flags=(),
+                   together=SLOW),
     )
 }  # fmt: skip
 
@@ -235,21 +240,43 @@ def _run(case: SharedCase, client: str, attempt: int, rows_csv: Path, workdir: P
     return {**found, **_done(ledgers, runs, client), **_timeline(stats, arrivals), **_per_window(stats, case)}
 
 
-def measure(case: SharedCase, workdir: Path) -> list[dict[str, Any]]:
-    """One result per run: the job's tries, then the minimal script's (if the case has one)."""
+def _planned(case: SharedCase, workdir: Path) -> list[Callable[[], dict[str, Any]]]:
+    """The case's runs, ready to start: the job's tries, then the minimal script; in a ``together``
+    group the minimal script first, as these cases have always run (starts are 4 s apart anyway)."""
     rows_csv = data.write_corrections(workdir / f"{case.key}.csv", case.rows * case.jobs, seed=17)
     runs = [("job", n) for n in range(case.tries)] + ([("minimal", 0)] if case.limiter else [])
-    if not case.together:
-        return [_run(case, client, n, rows_csv, workdir) for client, n in runs]
-    order = runs[-1:] + runs[:-1] if case.limiter else runs  # the minimal script, the longest, first
+    if case.together and case.limiter:
+        runs = runs[-1:] + runs[:-1]
+    return [functools.partial(_run, case, client, n, rows_csv, workdir) for client, n in runs]
 
-    def one(n: int) -> dict[str, Any]:
-        time.sleep(n * TOGETHER_STAGGER)
-        return _run(case, order[n][0], order[n][1], rows_csv, workdir)
 
-    with concurrent.futures.ThreadPoolExecutor(len(runs)) as pool:
-        found = list(pool.map(one, range(len(runs))))
-    return sorted(found, key=lambda r: (r["client"] != "job", r["try"]))
+def _longest_first(case: SharedCase) -> tuple[float, int]:
+    return -case.period, -case.rows * case.jobs
+
+
+def _by_case(results: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """The results of case ``key``: the job's tries first, then the minimal script's."""
+    return sorted(
+        (r for r in results if r["case"].key == key), key=lambda r: (r["client"] != "job", r["try"])
+    )
+
+
+def measure(cases: list[SharedCase], workdir: Path) -> list[list[dict[str, Any]]]:
+    """Each case's results, in the order of ``cases`` (see :func:`_by_case`).  A case of a
+    ``together`` group runs with the group's other cases among ``cases`` (the first of them decides
+    when), the longest case first."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for case in cases:
+        if case.key in found:
+            continue
+        group = sorted((c for c in cases if c.together and c.together == case.together), key=_longest_first)
+        planned = {c.key: _planned(c, workdir) for c in group or [case]}
+        if group:
+            results = together([run for runs in planned.values() for run in runs])
+        else:
+            results = [run() for run in planned[case.key]]
+        found |= {key: _by_case(results, key) for key in planned}
+    return [found[case.key] for case in cases]
 
 
 def _head(source: Path, target: Path, rows: int, skip: int = 0) -> Path:
@@ -393,13 +420,27 @@ def selected(cases: list[str] | None, quick: bool) -> list[SharedCase]:
     return [CASES[key] for key in cases or list(CASES) if not (quick and CASES[key].long)]
 
 
-def run(*, cases: list[str] | None = None, quick: bool = False, command: str) -> Section:
-    """The section for ``bench.run`` (``--only shared``)."""
-    judged: list[tuple[Check, list[dict[str, Any]]]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-shared-") as tmp:
-        for case in selected(cases, quick):
-            found = measure(case, Path(tmp))
-            judged.append((_check(case, [r for r in found if r["client"] == "job"]), found))
+def stage(*, cases: list[str] | None = None, quick: bool = False, command: str, workdir: Path) -> Staged:
+    """The section for ``bench.run`` (``--only shared``): every case but the ``slow`` group's runs
+    now; the slow group's runs are handed back to go with other sections' (:mod:`bench.stages`)."""
+    picked = selected(cases, quick)
+    now = [case for case in picked if case.together != SLOW]
+    found = dict(zip((case.key for case in now), measure(now, workdir), strict=True))
+    slow = sorted((case for case in picked if case.together == SLOW), key=_longest_first)
+    planned = [(case, run) for case in slow for run in _planned(case, workdir)]
+
+    def finish(results: list[dict[str, Any]], others: list[str]) -> Section:
+        found.update({case.key: _by_case(results, case.key) for case in slow})
+        return _section([(case, found[case.key]) for case in picked], others, command)
+
+    label = "the shared key's " + ", ".join(f"`{case.key}`" for case in slow)
+    return Staged(label, [run for _case, run in planned], finish)
+
+
+def _section(
+    cases: list[tuple[SharedCase, list[dict[str, Any]]]], others: list[str], command: str
+) -> Section:
+    judged = [(_check(case, [r for r in found if r["client"] == "job"]), found) for case, found in cases]
     out = Table(COLUMNS)
     for _, found in judged:
         for r in found:
@@ -409,6 +450,8 @@ def run(*, cases: list[str] | None = None, quick: bool = False, command: str) ->
     method += (
         f"\n\nCases (`--case KEY`, repeatable, picks some): {keys}; `--quick` leaves out the 15 s windows."
     )
+    if others:
+        method += f"  In this run the ``slow`` group ran beside {' and '.join(others)}."
     title = (
         "5. Sharing the key (issue 17): other traffic, two jobs, maintenance, a latency jump, stuck counts"
     )
@@ -424,8 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-shared-") as tmp:
-        for case in selected(args.case, args.quick):
-            results += measure(case, Path(tmp))
+        for found in measure(selected(args.case, args.quick), Path(tmp)):
+            results += found
     print(table(results))
     return 0
 

@@ -32,6 +32,9 @@ accepted and throttled counts, and keeps every request's arrival time.
   The job stops at its ``--max-duration 35s`` (exit 7, the rest of its rows left for a rerun), so
   a try that falls behind costs no more time than one that keeps up.  The same jump on a virtual
   clock: ``tests/job/test_concurrency.py`` (10 seeds).
+- **Resumed** (``maintenance``, in the summary line): the first request to arrive once service
+  returned, after the maintenance's end; it may wait a whole ``Retry-After`` from the last probe
+  answered 503, so the target is within ``Retry-After`` + 1.5 s.
 - **Warnings** (``stuck-remaining``): lines of the job's stderr that name
   ``X-RateLimit-Remaining``; the job runs without ``-q`` there.  On a virtual clock:
   ``tests/job/test_shared_key.py``.
@@ -56,6 +59,7 @@ import dataclasses
 import functools
 import itertools
 import json
+import math
 import tempfile
 import time
 import urllib.request
@@ -196,6 +200,11 @@ def _timeline(stats: dict[str, Any], arrivals: list[float]) -> dict[str, Any]:
         found["after_jump"] = rate(at + SETTLE, last)
         found["jump_settling"] = rate(at, min(at + SETTLE, last))
         found["allowed"] = MAX_IN_FLIGHT / jump["median"]
+    down = stats.get("maintenance")
+    if down is not None:
+        back = [t for t in arrivals if t >= down["end"]]
+        found["resumed"] = back[0] - down["end"] if back else math.inf
+        found["retry_after"] = down["retry_after"] or 0
     return found
 
 
@@ -333,10 +342,16 @@ JUDGES: dict[str, Judge] = {
         ),
     ),
     "maintenance": Judge(
-        "<= 10 requests answered 503, exit 0, no row failed",
-        lambda r: r["stats"]["responses_by_status"].get("503", 0) <= 10 and r["failed"] == 0,
+        "<= 10 requests answered 503, the first request after it within Retry-After + 1.5 s, exit 0, "
+        "no row failed",
         lambda r: (
-            f"{r['stats']['responses_by_status'].get('503', 0)} answered 503, exit {r['exit']}, "
+            r["stats"]["responses_by_status"].get("503", 0) <= 10
+            and r["resumed"] <= r["retry_after"] + 1.5
+            and r["failed"] == 0
+        ),
+        lambda r: (
+            f"{r['stats']['responses_by_status'].get('503', 0)} answered 503, the first request "
+            f"{r['resumed']:.2f} s after it (Retry-After {r['retry_after']}), exit {r['exit']}, "
             f"{r['failed']} failed"
         ),
     ),

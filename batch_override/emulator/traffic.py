@@ -78,6 +78,10 @@ class Maintenance:
     def headers(self) -> dict[str, str] | None:
         return None if self.retry_after is None else {"Retry-After": str(self.retry_after)}
 
+    def stats(self) -> dict[str, float | int | None]:
+        """When it ran (unix seconds, the arrivals' clock) and its ``Retry-After``."""
+        return {"start": self.start, "end": self.start + self.seconds, "retry_after": self.retry_after}
+
 
 @dataclass(frozen=True, slots=True)
 class Traffic:
@@ -113,4 +117,7 @@ class Traffic:
     def stats(self, throttle: FixedWindowThrottle | None, now: float) -> dict[str, Any]:
         """``other_traffic`` for ``GET /_emulator/stats``, once what is due by ``now`` is counted."""
         self.play(throttle, now)
-        return {} if self.other is None else {"other_traffic": self.other.stats()}
+        found: dict[str, Any] = {} if self.other is None else {"other_traffic": self.other.stats()}
+        if self.maintenance is not None:
+            found["maintenance"] = self.maintenance.stats()
+        return found

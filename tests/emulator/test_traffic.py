@@ -67,6 +67,8 @@ async def test_maintenance_answers_503_with_retry_after_and_counts_nothing(
     assert stats["responses_by_status"] == {"201": 2, "503": 1}
     # The neighbour's requests at 1 s and 2 s were turned away too: only 0 s and 3 s count.
     assert stats["other_traffic"]["accepted"] == 2
+    start = stats["maintenance"]["start"]
+    assert stats["maintenance"] == {"start": start, "end": start + 2.0, "retry_after": 5}
 
 
 async def test_maintenance_without_retry_after_sends_no_such_header(

@@ -301,10 +301,12 @@ class _Position:
         (a second at least, by the guessed end at most), so a restart shows within about a window.
         The trap: the guessed end is a minute asleep on a 15 s window; no wait at all sends into a
         full window at the meter's pace; probes cost a request each, a handful a window (doubling)."""
-        opener, top, guess = self.opener, self._top, not self._flying and not self.learner.known
-        if self.used < cap or (guess and (opener is None or opener.answered is None or top is None)):
+        if self.used < cap:
             return 0.0
-        if guess and opener is not None and opener.answered is not None and top is not None:
+        opener, top = self.opener, self._top
+        if not self._flying and not self.learner.known:  # a guess, nothing in flight: the probe
+            if opener is None or opener.answered is None or top is None:
+                return 0.0
             seen = max(top.answered - opener.answered, 1.0)
             return max(0.0, min(top.answered + seen, opener.answered + self.learner.estimate) - now)
         if opener is None or opener.answered is None:

@@ -111,17 +111,22 @@ class Alone:
         alone.count, alone.logs, alone.slowest = 1, math.log(sample.typical), slowest
         return alone
 
+    @property
+    def typical(self) -> float:
+        """The unloaded typical latency (the geometric mean of the latencies added)."""
+        return math.exp(self.logs / self.count)
+
     def queued(self, sample: Sample, fastest: float) -> float | None:
         """How many times the sample's typical latency exceeds the unloaded one, when even its
         fastest answer (a log) took twice as long as every unloaded one; else None (a milder
         queue is the gradient's to find)."""
         if fastest <= self.slowest + math.log(2):
             return None
-        return sample.typical / math.exp(self.logs / self.count)
+        return sample.typical / self.typical
 
     def unqueued(self, sample: Sample) -> bool:
         """Whether the sample's typical latency is within twice the unloaded one: no queue."""
-        return sample.typical <= 2 * math.exp(self.logs / self.count)
+        return sample.typical <= 2 * self.typical
 
 
 class Gathering:

@@ -157,6 +157,7 @@ def _per_window(stats: dict[str, Any], case: SharedCase) -> dict[str, Any]:
     # Rate used: what those windows accepted over the time from the first one's start to the
     # last window's (the one left out), so a key idle between windows shows (the field's rule).
     span = float(stats["windows"][-1]["start"]) - float(windows[0]["start"]) if windows else 0.0
+    accepted = sum(w["accepted"] for w in windows)
     ours = [w["accepted"] - w.get("other_accepted", 0) for w in windows]
     others = [w.get("other_accepted", 0) for w in windows]
     free = [case.limit * 0.9 - o for o in others]
@@ -167,8 +168,8 @@ def _per_window(stats: dict[str, Any], case: SharedCase) -> dict[str, Any]:
         "windows": len(windows),
         "ours": sum(ours) / len(ours) if ours else 0.0,
         "of_free": sum(ours) / sum(free) if free and sum(free) > 0 else 0.0,
-        "total": sum(w["accepted"] for w in windows) / len(windows) / case.limit if windows else 0.0,
-        "rate_used": sum(w["accepted"] for w in windows) / span / (case.limit / case.period) if span else 0.0,
+        "total": accepted / len(windows) / case.limit if windows else 0.0,
+        "rate_used": accepted / span / (case.limit / case.period) if span else 0.0,
         "share_429": stats["responses_by_status"].get("429", 0) / requests if requests else 0.0,
         "other_429": other["throttled"] / asked if asked else 0.0,
     }

@@ -3,19 +3,26 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+RUNTIME := $(VENV)/.runtime-stamp
 PYTEST_WORKERS ?= 2
 
 .PHONY: venv demo test lint unit integration image bench clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml requirements.lock
+# The runtime dependencies alone (what the demo and users need), then the development tools on top:
+# a first `make demo` does not install the test and lint toolchain.
+$(RUNTIME): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c requirements.lock -e .
+	touch $@
+
+$(STAMP): $(RUNTIME)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[dev]'
 	touch $@
 
 ## Run the main job on sample_data/ against the bundled emulator (ledger in out/demo.ledger.csv).
-demo: $(STAMP)
+demo: $(RUNTIME)
 	$(BIN)/python examples/demo.py
 
 ## Lint, type-check, then the whole test suite.
@@ -30,7 +37,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) -q -m "not integration"
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -q -m "not integration" --durations=15
 
 ## The slower checks against real components (container image, browser, orchestrators); CI runs
 ## them after `make test`. Tests join it with @pytest.mark.integration. Exit 5 (none collected) is fine.

@@ -4,9 +4,9 @@ Scope:
 - ``--run RUN_ID`` (default, or ``latest``: the run log's latest run, else the run that appended
   the ledger's last complete line) counts that run's lines: the same :class:`Summary` the run
   printed.  The run log beside the ledger (``LEDGER.runs.jsonl``) supplies what the ledger
-  cannot: the run's duration (its own figure, else ``started`` to ``finished``, else its first to last line), 429 answers, rows left
-  by ``--limit``, the exit code and the stop reason.  A run id only the run log knows (a run that
-  wrote no line) reports zero rows.
+  cannot: the run's duration (its own figure, else ``started`` to ``finished``, else its first
+  to last line), 429 answers, rows skipped or left unattempted, the exit code and the stop
+  reason.  A run id only the run log knows (a run that wrote no line) reports the run log's counts.
 - ``--run all`` is the ledger's state: one entry per *override* (media, hash, classification),
   in its latest line that says something about the server (submitted, already_submitted,
   skipped, rejected, not_ready, failed, aborted: what the job's own resume trusts); a line that

@@ -111,7 +111,7 @@ def _in_worker_thread(
         except KeyboardInterrupt as exc:  # the first stops the run, a second cuts its grace short
             interrupted = interrupted or exc
             stop.stop(
-                "interrupted (KeyboardInterrupt): finishing in-flight rows, recording the rest as aborted"
+                "interrupted (KeyboardInterrupt): finishing in-flight rows, leaving the rest for the next run"
             )
     if interrupted is not None:
         raise interrupted

@@ -147,6 +147,7 @@ _RANGES: dict[str, Allowed] = {
     "batch_rows": Allowed(int, 1, 10_000_000),
     "dry_run": Allowed(bool),
     "retry_rejected": Allowed(bool),
+    "record_skipped": Allowed(bool),
     "preflight": Allowed(bool),
     "neutralize_formulas": Allowed(bool),
     "progress": Allowed(bool, optional=True),
@@ -195,6 +196,9 @@ class RunConfig:
     limit: int | None = None
     dry_run: bool = False
     retry_rejected: bool = False
+    #: Also ledger the rows a run never attempts (``skipped``; ``aborted`` for rows a stop left
+    #: unsent), one line each per run, as earlier versions did; off: they are counted only.
+    record_skipped: bool = False
     max_outage: float = 1800.0
     max_wait: float = 900.0
     max_failure_rate: float = 0.5

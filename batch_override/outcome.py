@@ -47,6 +47,10 @@ RETRY_OUTCOMES = frozenset({Outcome.FAILED, Outcome.NOT_READY, Outcome.ABORTED})
 #: ``report --run all`` trust exactly these and pass over the rest (invalid, duplicate,
 #: conflict and planned lines are about the input, not the server).
 DECISIVE_OUTCOMES = DONE_OUTCOMES | {Outcome.REJECTED} | RETRY_OUTCOMES
+#: Outcomes a run counts (summary, run log, metrics) without a ledger line unless
+#: ``--record-skipped``: the ledger holds the verdict already.  ``report`` takes their counts
+#: from the run log.
+COUNTED_ONLY_OUTCOMES = frozenset({Outcome.SKIPPED})
 
 
 class ErrorCode(enum.StrEnum):

@@ -113,7 +113,7 @@ class Stopper:
         name = signal.Signals(signum).name
         if not self.stops:
             code = 128 + signum if signum in _SIGNALS else ExitCode.SIGTERM
-            self.request(code, f"signal {name}: finishing in-flight rows, recording the rest as aborted")
+            self.request(code, f"signal {name}: finishing in-flight rows, leaving the rest for the next run")
         else:
             log.error("signal %s while stopping (%s): cutting off the rows in flight", name, self.reason)
             self.cut_off()

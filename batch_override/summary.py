@@ -24,6 +24,8 @@ class Summary:
     requests: int = 0
     throttled: int = 0
     duration: float = 0.0
+    #: Rows read but never attempted (past ``--limit``, or not reached before a stop): no ledger
+    #: line; ``rows`` is always the outcomes' sum plus this.
     not_attempted: int = 0
     exit_code: int = ExitCode.OK
     stop_reason: str = ""
@@ -80,7 +82,10 @@ class Summary:
             codes = ", ".join(f"{k}={v}" for k, v in sorted(self.error_codes.items()))
             lines.append(f"  error codes: {codes}")
         if self.not_attempted:
-            lines.append(f"  not attempted (--limit): {self.not_attempted} rows left for a later run")
+            lines.append(
+                f"  not attempted: {self.not_attempted} rows never reached (--limit or a stop), "
+                "no ledger line; the next run of the input sends them"
+            )
         lines.append(
             f"  requests: {self.requests} ({self.sent_rate:.1f}/s), 429 answers: {self.throttled}, "
             f"ledger: {self.ledger or '-'}"

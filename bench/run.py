@@ -1,4 +1,4 @@
-"""``python -m bench.run [--quick] [--only pacing|overhead|scale|field|shared] [--case KEY]``: run the
+"""``python -m bench.run [--quick] [--only pacing|overhead|scale|field|shared|nightly] [--case KEY]``: run the
 benchmarks, print a table, and rewrite BENCHMARKS.md.
 
 The full suite (``make bench``) takes about 19 minutes on 2 cores (its budget: 25) and writes
@@ -18,12 +18,12 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import field, overhead, pacing, scale, shared
+from bench import field, nightly, overhead, pacing, scale, shared
 from bench.procs import REPO, BenchError
 from bench.report import Check, Section, render_markdown, render_text, revision
 from bench.stages import Staged, finish_together
 
-SECTIONS = ("pacing", "overhead", "scale", "field", "shared")
+SECTIONS = ("pacing", "overhead", "scale", "field", "shared", "nightly")
 #: The sections whose cases ``--case`` picks (a key names a case of one of them).
 CASES: dict[str, list[str]] = {"field": list(field.CASES), "shared": list(shared.CASES)}
 
@@ -41,8 +41,8 @@ Debian's `php-cli php-laravel-framework php-redis redis-server`) and says so whe
 Run everything: `make bench` (= `.venv/bin/python -m bench.run`, ~19 min, rewrites this file).
 A developer's check: `.venv/bin/python -m bench.run --quick` (~6 min; smaller sizes, no minute-long
 windows, writes `bench/out/BENCHMARKS.partial.md`).  One section: `.venv/bin/python -m bench.run
---only pacing` (or `overhead`, `scale`, `field`, `shared`); some cases: `--only field --case l40-15s`,
-`--only shared --case latency-jump`.
+--only pacing` (or `overhead`, `scale`, `field`, `shared`, `nightly`); some cases: `--only field
+--case l40-15s`, `--only shared --case latency-jump`.
 """
 
 
@@ -131,6 +131,17 @@ def main(argv: list[str] | None = None) -> int:
                     time.monotonic() - t0,
                 )
                 continue
+            elif key == "nightly":
+                section = nightly.run(
+                    base=20_000 if quick else 100_000,
+                    new=1000,
+                    nights=10 if quick else 30,
+                    rerun_rows=40_000 if quick else 200_000,
+                    reruns=10,
+                    command=_command(args, key),
+                    workdir=workdir,
+                    judge=not quick,
+                )
             else:
                 section = scale.run(
                     small=100_000 if quick else 1_000_000,

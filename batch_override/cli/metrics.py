@@ -83,7 +83,12 @@ def _run_gauges(
         "1 while a run is in progress, 0 once it ended.",
         int(in_progress),
     )
-    gauge("run_rows_done", "Rows of the current (or last) run given a ledger line so far.", done)
+    gauge(
+        "run_rows_done",
+        "Rows of the current (or last) run finished so far: given a ledger line, or counted skipped "
+        "(done in an earlier run) without one; rows never attempted are not done.",
+        done,
+    )
     gauge("run_input_rows", "Rows of the current (or last) run's input.", total)
 
 
@@ -114,10 +119,16 @@ def build_registry(
     finished_rows = sum(summary.outcomes.values())
     gauge(
         "rows_per_second",
-        "Rows finished (given a ledger line) per second of the last run.",
+        "Rows finished (with a ledger line, or counted skipped) per second of the last run.",
         finished_rows / summary.duration if summary.duration > 0 else 0.0,
     )
     gauge("exit_code", "Exit code of the last run (0 = every row succeeded).", summary.exit_code)
+    gauge(
+        "rows_not_attempted",
+        "Rows of the last run never attempted (--limit, or not reached before a stop): no ledger line; "
+        "the next run of the input sends them.",
+        summary.not_attempted,
+    )
     gauge("mean_in_flight", "Requests in flight on average in the last run.",
           float(summary.concurrency.get("mean_in_flight", 0.0)))  # fmt: skip
     # The in-progress gauges as a finished run leaves them: not running, every row done.

@@ -113,6 +113,11 @@ HELP: dict[str, Help] = {
         "(with a key, one empty preflight reads the server's limit)"
     ),
     "retry_rejected": Help("send again rows an earlier run saw rejected"),
+    "record_skipped": Help(
+        "also write a ledger line for each row the run does not attempt (skipped: done in an earlier "
+        "run; aborted: not reached before a stop), as earlier versions did; default: counted in "
+        "the summary, run log and metrics, not written"
+    ),
     "preflight": Help("skip the key check before the first row", flag="--no-preflight", negate=True),
     "neutralize_formulas": Help(
         "write cells starting with = + - @ as they are (for machine readers)", flag="--raw-cells", negate=True

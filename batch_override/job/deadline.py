@@ -39,7 +39,7 @@ def deadline_armed(config: RunConfig, stopper: Stopper) -> Iterator[None]:
         return
     seconds, option = deadline
     log.info("deadline: %s, in %.0fs", option, seconds)
-    reason = f"deadline ({option}) reached: finishing in-flight rows, recording the rest as aborted"
+    reason = f"deadline ({option}) reached: finishing in-flight rows, leaving the rest for the next run"
     timer = asyncio.get_running_loop().call_later(seconds, stopper.request, ExitCode.DEADLINE, reason)
     try:
         yield

@@ -1,9 +1,11 @@
 """Pass two: plan each batch, ledger the rows that need no request, hand the others to the senders.
 
 Contract: once the run has stopped, no row is handed out any more: the rest of the input is
-recorded ``aborted`` batch by batch (so every row gets its line), unless the ledger itself failed,
-when reading ends at once.  :func:`produce` ends with one ``None`` per sender on the queue, and only
-when it was not cancelled: a cancelled producer never waits on a queue nobody may read.
+read batch by batch and its rows finished without a request (skipped, invalid...) are recorded as
+usual, while the sendable ones are left ``not_attempted`` (``--record-skipped``: an ``aborted``
+line each), unless the ledger itself failed, when reading ends at once.  :func:`produce` ends
+with one ``None`` per sender on the queue, and only when it was not cancelled: a cancelled
+producer never waits on a queue nobody may read.
 """
 
 from __future__ import annotations
@@ -110,8 +112,7 @@ async def _produce(work: PassTwo) -> None:
             if len(send_at) == 0:
                 continue
             if stopper.stops:
-                plan[send_at] = Plan.ABORTED
-                recorder.immediate(batch, plan, send_at)
+                recorder.not_reached(batch, plan, send_at)
                 continue
             for item in items(batch, send_at, recorder, resume, neutralize=config.neutralize_formulas):
                 if stopper.stops:

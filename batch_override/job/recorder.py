@@ -1,5 +1,15 @@
 """Finishing rows: each finished row is counted in the summary and the progress bar, and ledgered.
 
+What gets a ledger line: every row the run attempted (sent, or may have sent: a row cut off in
+flight keeps its ``aborted`` line, so the retry file and resume see it) and every row it decided
+about from the input (invalid, duplicate, conflict) or from the ledger with a verdict the user
+reads (previously rejected, classification locked).  Rows the run never attempts get none, so a
+nightly rerun of a cumulative file writes only its new outcomes: a row already done is counted
+``skipped`` and a row never reached before a stop (or past ``--limit``) is counted
+``not_attempted`` (the summary's rows less its finished ones), in the summary, the run log and the
+metrics.  ``record_skipped`` (``--record-skipped``) writes those lines as well (``skipped``, and
+``aborted`` ``not_sent``/``deadline`` for rows never reached): the full record of earlier versions.
+
 Contract: :meth:`Recorder.finish` never raises for the ledger's sake.  A write or sync that
 fails with an ``OSError`` stops the run with exit 6 and nothing more is written (rows still
 finish, unrecorded: the rerun sends them again and the server answers "already submitted"); any
@@ -62,16 +72,28 @@ class Item:
     classification: str
     carried: tuple[str, ...]
     first_seen: float = math.nan  # unix time of the key's first ledger line (--give-up-after)
-    done: bool = False  # finished (counted, and ledgered if the ledger works)
+    done: bool = False  # finished (counted, and ledgered if the ledger works), or left unattempted
+    attempted: bool = False  # a request for it may have gone out: it gets a line whatever happens
+
+    def sent(self) -> None:
+        """A request for the row is going out (the requester's ``on_sent``)."""
+        self.attempted = True
 
 
 class Recorder:
     """The summary, the progress bar and the ledger writer (None in tests of planning alone)."""
 
     def __init__(
-        self, summary: Summary, stopper: Stopper, ledger: LedgerWriter | None, progress: Progress | None
+        self,
+        summary: Summary,
+        stopper: Stopper,
+        ledger: LedgerWriter | None,
+        progress: Progress | None,
+        *,
+        record_skipped: bool = False,
     ) -> None:
         self.summary = summary
+        self.record_skipped = record_skipped
         self.ledger = ledger
         self.progress = progress
         self._stopper = stopper
@@ -129,8 +151,23 @@ class Recorder:
             self._write(self.ledger.write, line, item.carried)
 
     def abort(self, item: Item, attempts: int = 0) -> None:
-        """Finish a row the run stopped before sending (again)."""
-        self.finish(item, self._not_sent(), attempts=attempts)
+        """End a row the run stopped before it finished.  One that may have been sent gets an
+        ``aborted`` line (``interrupted``: a rerun sends it again); one never sent is left for the
+        next run, uncounted here (the summary counts it ``not_attempted``), unless
+        ``record_skipped`` asks for its ``aborted`` line."""
+        if item.attempted:
+            self.finish(item, self._cut_off(), attempts=attempts)
+        elif self.record_skipped:
+            self.finish(item, self._not_sent(), attempts=attempts)
+        else:
+            item.done = True
+
+    def not_reached(self, batch: Batch, plan: np.ndarray[Any, Any], idx: np.ndarray[Any, Any]) -> None:
+        """Rows at ``idx`` the run stopped before handing out: no line (``not_attempted``), or
+        with ``record_skipped`` an ``aborted`` line each (``plan`` is changed in place then)."""
+        if self.record_skipped:
+            plan[idx] = Plan.ABORTED
+            self.immediate(batch, plan, idx)
 
     def immediate(self, batch: Batch, plan: np.ndarray[Any, Any], idx: np.ndarray[Any, Any]) -> None:
         """Ledger lines for rows finished without a request (``idx`` positions in the batch)."""
@@ -142,7 +179,10 @@ class Recorder:
             self.summary.count(outcome, err, int(np.count_nonzero(codes == code)))
             if self.progress is not None:
                 self.progress.advance(outcome.value, int(np.count_nonzero(codes == code)))
-        if self.ledger is not None and self._writable:
+        if not self.record_skipped:  # counted, not written: the ledger holds their verdicts already
+            written = codes != Plan.SKIPPED
+            idx, codes = idx[written], codes[written]
+        if self.ledger is not None and self._writable and len(idx):
             self._write(self.ledger.write_table, self._table(self.ledger, batch, codes, idx))
 
     def _table(
@@ -186,6 +226,10 @@ class Recorder:
             verdict = self._not_sent()
             return (verdict.outcome, verdict.error_code, verdict.message)
         return _PLAN_LINE[plan]
+
+    def _cut_off(self) -> Verdict:
+        reason = f"cut off ({self._stopper.reason}); a rerun sends it again"
+        return Verdict(Outcome.ABORTED, ErrorCode.INTERRUPTED, Action.DONE, reason)
 
     def _not_sent(self) -> Verdict:
         stopper = self._stopper

@@ -8,7 +8,8 @@ Shape (one TaskGroup, so nothing leaks when one part fails or the run is cancell
 The termination guarantee: whatever stops the run (401/403, wrong URL, failure threshold,
 outage, a signal, a cancel of :func:`run_job_async`, an unwritable ledger, a bug in any stage),
 no new request starts, rows in flight get ``--grace`` seconds and are then cut off, every row
-not finished is recorded ``aborted`` (unless the ledger is what failed), the run log gets its
+sent and not finished is recorded ``aborted``, every row never sent is counted ``not_attempted``
+(no line, unless ``--record-skipped``; the counts add up to the rows read), the run log gets its
 finish record and the lock is released.  A signal or cancel during pass 1 ends reading at the
 next batch.  See :mod:`stopping` for how, and for the exit code when several things went wrong.
 """
@@ -22,7 +23,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -34,10 +35,12 @@ from .._version import __version__
 from ..apikey import ApiKey
 from ..config import RunConfig
 from ..errors import BatchOverrideError, ExitCode, LedgerWriteError, failure_of
+from ..input.batch import Batch
 from ..input.source import BatchSource
 from ..ledger import runlog
+from ..ledger import state as resume_state
 from ..ledger.format import utc_now
-from ..ledger.resume import ResumeIndex, load_resume_index
+from ..ledger.resume import ResumeIndex
 from ..ledger.writer import LedgerLock, LedgerWriter, check_ledger_path, repair_torn_tail
 from ..outcome import Action, Outcome
 from ..pacing.backoff import Backoff
@@ -182,12 +185,14 @@ async def _run_locked(job: _Job) -> Summary:
         if config.ok_outcomes is not None:
             summary.ok_outcomes = config.ok_outcomes
         job.summary = summary
+        read = _Counted(stopper.interruptible(source.batches()))
         try:
             index, _ = await asyncio.gather(
-                stopper.in_thread(index_input, stopper.interruptible(source.batches())),
+                stopper.in_thread(index_input, read),
                 asyncio.to_thread(source.compute_sha256),
             )
         except Halted:  # a signal during pass 1: nothing was sent or written
+            summary.rows = read.rows  # what was read, all not attempted
             _conclude(summary, stopper, job.started)
             return summary
         summary.rows = index.rows
@@ -197,19 +202,33 @@ async def _run_locked(job: _Job) -> Summary:
         source.close()
 
 
+class _Counted:
+    """Batches passed through, counting their rows (what a stop during pass 1 has read)."""
+
+    def __init__(self, batches: Iterable[Batch]) -> None:
+        self._batches = batches
+        self.rows = 0
+
+    def __iter__(self) -> Iterator[Batch]:
+        for batch in self._batches:
+            self.rows += len(batch)
+            yield batch
+
+
 async def _run_planned(job: _Job, source: BatchSource, index: InputIndex, summary: Summary) -> None:
     config, stopper = job.config, job.stopper
     ledger = _open_ledger(job, source) if config.ledger is not None else None
-    job.recorder = recorder = Recorder(summary, stopper, ledger, None)
+    job.recorder = recorder = Recorder(summary, stopper, ledger, None, record_skipped=config.record_skipped)
     fingerprint = job.api_key.fingerprint if job.api_key else "-"
+    scope = resume_state.scope_of(config.api_url, fingerprint)
     logged = False
+    state: resume_state.ResumeState | None = None
     try:
         resume = ResumeIndex.empty()
         if config.ledger is not None:
             trusted = runlog.trusted_runs(runlog.runlog_path(config.ledger), config.api_url, fingerprint)
-            resume = await asyncio.to_thread(
-                load_resume_index, config.ledger, trusted, first_seen=config.give_up_after_days is not None
-            )
+            state = await asyncio.to_thread(resume_state.load, config.ledger, scope, list(trusted))
+            resume = state.index(trusted, first_seen=config.give_up_after_days is not None)
             _log_run(job, source, fingerprint, runlog.STARTED, summary)
             logged = True
         _log_start(job, source, index, resume)
@@ -231,6 +250,17 @@ async def _run_planned(job: _Job, source: BatchSource, index: InputIndex, summar
             # Logged by _log_run; the ledger is whole, and the started record keeps its lines trusted.
             with contextlib.suppress(LedgerWriteError):
                 _log_run(job, source, fingerprint, runlog.FINISHED, summary)
+        if state is not None and config.ledger is not None:
+            _save_state(config.ledger, scope, state, fingerprint, config.api_url)
+
+
+def _save_state(
+    ledger: Path, scope: str, state: resume_state.ResumeState, fingerprint: str, url: str
+) -> None:
+    """Bring resume's state up to the ledger's end (the run's own lines) and save it: the next
+    run reads only what is appended after this one."""
+    trusted = runlog.trusted_runs(runlog.runlog_path(ledger), url, fingerprint)
+    resume_state.refresh(ledger, scope, state, list(trusted))
 
 
 def _ticker(
@@ -278,6 +308,9 @@ def _open_ledger(job: _Job, source: BatchSource) -> LedgerWriter:
 
 def _conclude(summary: Summary, stopper: Stopper, started: float) -> None:
     summary.duration = time.monotonic() - started
+    # Every row read either finished (counted by outcome, with or without a line) or was never
+    # attempted (past --limit, or not reached before a stop): the counts add up to the rows read.
+    summary.not_attempted = max(0, summary.rows - sum(summary.outcomes.values()))
     stop = stopper.decisive()
     if stop is not None:
         summary.exit_code, summary.stop_reason = stop.exit_code, stop.reason

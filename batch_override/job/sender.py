@@ -63,6 +63,10 @@ class Sender:
                     await self._work_on(item)
                 except asyncio.CancelledError:
                     if not self.stopper.was_cut_off(task):
+                        # The run itself is cancelled (asyncio.run ending on a host's exception
+                        # cancels every task): the row is recorded as a stop records it.
+                        if not item.done:
+                            self.recorder.abort(item)
                         raise
                 except OutageTooLong as exc:
                     self.stopper.request(ExitCode.OUTAGE, str(exc))
@@ -99,7 +103,7 @@ class Sender:
                 return True
 
             try:
-                answer = await self.requester.attempt(item.media, item.hash, body, turn)
+                answer = await self.requester.attempt(item.media, item.hash, body, turn, item.sent)
             except OutageTooLong as exc:
                 self.stopper.request(ExitCode.OUTAGE, str(exc))
                 continue

@@ -73,9 +73,12 @@ class LedgerFile:
         *,
         block_size: int | None = None,
         ahead: bool = False,
+        start: int = 0,
     ) -> Iterator[pa.RecordBatch]:
         """Record batches of ``columns`` (text unless ``types`` says otherwise).
 
+        ``start`` (the byte where a line starts, past the header) reads only the lines from
+        there on, under the ledger's header (resume's state reads only what it has not seen).
         With ``ahead``, pyarrow parses with threads and a thread reads up to two blocks ahead,
         so the caller's work on one block overlaps the parsing of the next (resume's load).
         """
@@ -91,8 +94,8 @@ class LedgerFile:
             with open(self.path, "rb") as fh:
                 # The whole file when it ends with its last line (a path lets pyarrow read it
                 # natively); otherwise only the prefix up to it.
-                whole = self.path.stat().st_size == self.end
-                source: Any = arrow_source(self.path) if whole else _Prefix(fh, self.end)
+                whole = start == 0 and self.path.stat().st_size == self.end
+                source: Any = arrow_source(self.path) if whole else _Prefix(fh, self.end, start)
                 yield from pacsv.open_csv(source, read_options=options, convert_options=convert)
 
         try:
@@ -105,17 +108,28 @@ class LedgerFile:
 
 
 class _Prefix(io.RawIOBase):
-    """The first ``size`` bytes of a file: what the ledger held when the reader opened it."""
+    """The first ``size`` bytes of a file: what the ledger held when the reader opened it; with
+    ``start``, its header line and then only the bytes from ``start`` to ``size``."""
 
-    def __init__(self, fh: io.BufferedReader, size: int) -> None:
+    def __init__(self, fh: io.BufferedReader, size: int, start: int = 0) -> None:
         self._fh = fh
-        self._left = size
+        self._head = b""
+        if start > 0:
+            self._head = fh.readline()
+            start = max(start, len(self._head))
+            fh.seek(start)
+        self._left = size - start if start > 0 else size
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
+        if self._head:
+            n = min(len(view), len(self._head))
+            view[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
         n = self._fh.readinto(view[: min(len(view), self._left)]) or 0
         self._left -= n
         return n

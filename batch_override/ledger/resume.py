@@ -163,34 +163,51 @@ def load_resume_index(path: Path, trusted_runs: dict[str, float], *, first_seen:
     if not trusted_runs or read_header(path) is None:
         return ResumeIndex.empty()
     runs = list(trusted_runs)[-MAX_RUNS:]
-    run_values = pa.array(runs, pa.string())
-    entries = LatestEntries(_estimated_lines(path))
+    ledger = LedgerFile.open(path)
+    array, first_run = read_entries(ledger, runs, first_run=first_seen)
+    started = np.array([trusted_runs[r] for r in runs], np.float64) if first_seen else None
+    return ResumeIndex(array, first_run, started)
+
+
+def read_entries(
+    ledger: LedgerFile, runs: Sequence[str], *, first_run: bool, start: int = 0
+) -> tuple[npt.NDArray[np.bytes_], npt.NDArray[np.uint16] | None]:
+    """Each key's latest entry among the decisive lines of ``runs`` (ordinals: positions in
+    ``runs``), from the ledger's lines at byte ``start`` (a line's start) up to its last complete
+    line; with ``first_run`` the smallest ordinal of each key beside it."""
+    run_values = pa.array(list(runs), pa.string())
+    entries = LatestEntries(_estimated_lines(ledger.path, start))
     # Threads: the job's own ledger has no ragged rows to locate, so pyarrow may parse blocks
     # ahead in parallel while this loop turns the previous one into entries (in blocks twice the
     # usual size: fewer, larger batches for the threads).
-    for batch in LedgerFile.open(path).blocks(WANTED, block_size=2 * BLOCK_SIZE, ahead=True):
-        coded = _code_lines(batch, run_values)
-        keep = coded.keep
-        k = int(np.count_nonzero(keep))
-        if k == 0:
-            continue
-        raw = np.empty((k, 37), np.uint8)
-        run, outcome, media, cls = coded.run, coded.outcome, coded.media, coded.cls
-        if k < len(keep):  # usually every line is decisive and trusted: no copies then
-            run, outcome, media, cls = run[keep], outcome[keep], media[keep], cls[keep]
-            hashes = batch["hash"].filter(pa.array(keep))
-        else:
-            hashes = batch["hash"]
-        raw[:, :32] = hex_to_bytes(hashes)
-        raw[:, 32] = media + 1
-        raw[:, 33] = cls + 1
-        raw[:, 34] = run >> 8
-        raw[:, 35] = run & 0xFF
-        raw[:, 36] = _PRIOR_OF_CODE[outcome]
-        entries.add(raw.view(ENTRY_DTYPE).reshape(k))
-    array, first_run = entries.finish(first_run=first_seen)
-    started = np.array([trusted_runs[r] for r in runs], np.float64) if first_seen else None
-    return ResumeIndex(array, first_run, started)
+    for batch in ledger.blocks(WANTED, block_size=2 * BLOCK_SIZE, ahead=True, start=start):
+        block = _entries(batch, run_values)
+        if block is not None:
+            entries.add(block)
+    return entries.finish(first_run=first_run)
+
+
+def _entries(batch: pa.RecordBatch, run_values: pa.Array) -> npt.NDArray[np.bytes_] | None:
+    """The 37-byte entries of ``batch``'s trusted decisive lines (None: it has none)."""
+    coded = _code_lines(batch, run_values)
+    keep = coded.keep
+    k = int(np.count_nonzero(keep))
+    if k == 0:
+        return None
+    raw = np.empty((k, 37), np.uint8)
+    run, outcome, media, cls = coded.run, coded.outcome, coded.media, coded.cls
+    if k < len(keep):  # usually every line is decisive and trusted: no copies then
+        run, outcome, media, cls = run[keep], outcome[keep], media[keep], cls[keep]
+        hashes = batch["hash"].filter(pa.array(keep))
+    else:
+        hashes = batch["hash"]
+    raw[:, :32] = hex_to_bytes(hashes)
+    raw[:, 32] = media + 1
+    raw[:, 33] = cls + 1
+    raw[:, 34] = run >> 8
+    raw[:, 35] = run & 0xFF
+    raw[:, 36] = _PRIOR_OF_CODE[outcome]
+    return raw.view(ENTRY_DTYPE).reshape(k)
 
 
 def trusted_lines(batch: pa.RecordBatch | pa.Table, runs: Sequence[str]) -> npt.NDArray[np.bool_]:
@@ -219,13 +236,14 @@ def _code_lines(batch: pa.RecordBatch | pa.Table, run_values: pa.Array) -> _Code
     return _Coded(run, outcome, media, cls, keep)
 
 
-def _estimated_lines(path: Path) -> int:
-    """About how many lines the ledger has (from its size and its first MiB): it sizes the
-    buckets of :class:`LatestEntries` (a wrong guess costs speed, not correctness)."""
+def _estimated_lines(path: Path, start: int = 0) -> int:
+    """About how many lines the ledger has past ``start`` (from its size and a MiB of lines):
+    it sizes the buckets of :class:`LatestEntries` (a wrong guess costs speed, not correctness)."""
     with open(path, "rb") as fh:
+        fh.seek(start)
         head = fh.read(1 << 20)
     per_line = len(head) / max(1, head.count(b"\n"))
-    return int(path.stat().st_size / per_line * 1.02) + 1024
+    return int(max(0, path.stat().st_size - start) / per_line * 1.02) + 1024
 
 
 def _codes(values: pa.Array | pa.ChunkedArray, vocabulary: pa.Array) -> npt.NDArray[np.int32]:

@@ -290,7 +290,7 @@ def render_html(
     if summary.stop_reason:
         facts.insert(5, ("stopped", summary.stop_reason))
     if summary.not_attempted:
-        facts.append(("not attempted (--limit)", str(summary.not_attempted)))
+        facts.append(("not attempted (--limit or a stop)", str(summary.not_attempted)))
     if c:
         facts.append(("concurrency", f"{c.get('mode')}, {c.get('mean_in_flight')} in flight on average"))
     finished = sum(summary.outcomes.values())

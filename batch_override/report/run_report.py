@@ -1,12 +1,12 @@
 """``batch-override report LEDGER``: a run's summary read back from its ledger, and a retry file.
 
 Scope:
-- ``--run RUN_ID`` (default, or ``latest``: the run that appended the ledger's last complete
-  line) counts that run's lines: the same :class:`Summary` the run printed.  The run log beside
-  the ledger (``LEDGER.runs.jsonl``) supplies what the ledger cannot: the run's duration (its own
-  figure, else ``started`` to ``finished``, else its first to last line), 429 answers, rows left
-  by ``--limit``, the exit code and the stop reason.  A run id only the run log knows (a run that
-  wrote no line) reports zero rows.
+- ``--run RUN_ID`` (default, or ``latest``: the run log's latest run, else the run that appended
+  the ledger's last complete line) counts that run's lines: the same :class:`Summary` the run
+  printed.  The run log beside the ledger (``LEDGER.runs.jsonl``) supplies what the ledger
+  cannot: the run's duration (its own figure, else ``started`` to ``finished``, else its first
+  to last line), 429 answers, rows skipped or left unattempted, the exit code and the stop
+  reason.  A run id only the run log knows (a run that wrote no line) reports the run log's counts.
 - ``--run all`` is the ledger's state: one entry per *override* (media, hash, classification),
   in its latest line that says something about the server (submitted, already_submitted,
   skipped, rejected, not_ready, failed, aborted: what the job's own resume trusts); a line that
@@ -22,8 +22,10 @@ Traps:
   rehearsal and production) are mixed: the report notes it; ``--run RUN_ID`` shows one run exactly.
 - ``requests`` is the sum of the ``attempts`` column: the run's own summary also counts the one
   preflight request, so it can read one higher.
-- Rows a ``--limit`` run left unattempted have no ledger line, so no retry file can list them:
-  rerun the input itself (the report notes it).
+- Rows a run left unattempted (``--limit``, or not reached before a stop) have no ledger line,
+  so no retry file can list them: rerun the input itself (the report notes it).  Rows a run
+  skipped as done have no line either (unless ``--record-skipped``): their count comes from the
+  run log's ``finished`` record.
 
 The ledger is read with pyarrow in blocks, only up to its last complete line (a run may be
 appending, or a kill left a torn line: the report never repairs a ledger, the next run does).
@@ -48,7 +50,7 @@ from ..files import atomic_writer
 from ..ledger import runlog
 from ..ledger.reader import LedgerFile
 from ..ledger.runlog import RunRecords
-from ..outcome import DECISIVE_OUTCOMES, RETRY_OUTCOMES, Outcome
+from ..outcome import COUNTED_ONLY_OUTCOMES, DECISIVE_OUTCOMES, RETRY_OUTCOMES, Outcome
 from ..summary import Summary
 from . import html
 from .retry_file import RETRY_COLUMNS, column_flags, retry_columns, write_retry_file
@@ -83,7 +85,7 @@ def build_report(ledger: Path, run_id: str | None = None) -> Report:
         report = _whole_ledger(view, scan, records)
         report.retry_columns = retry_columns(records)
         return report
-    wanted = scan.last_run if run_id in (None, LATEST) else run_id
+    wanted = _latest_run(scan, records) if run_id in (None, LATEST) else run_id
     if wanted is None:
         raise LedgerError(f"{ledger}: the ledger has no lines yet; nothing to report")
     if wanted not in scan.runs.values and wanted not in records:
@@ -95,6 +97,15 @@ def build_report(ledger: Path, run_id: str | None = None) -> Report:
     report = _one_run(view, scan, records, wanted)
     report.retry_columns = retry_columns(records, wanted)
     return report
+
+
+def _latest_run(scan: Scan, records: dict[str, RunRecords]) -> str | None:
+    """The run log's latest run when it knows the run of the ledger's last line (a later run may
+    have written no line: every row skipped), else the run of the last line."""
+    last = scan.last_run
+    if records and (last is None or last in records):
+        return next(reversed(records))
+    return last
 
 
 def summarize(ledger: Path, run_id: str | None = None) -> Summary:
@@ -125,6 +136,11 @@ def _one_run(view: LedgerFile, scan: Scan, records: dict[str, RunRecords], run_i
         if run == code:
             summary.count(scan.outcomes.values[outcome], scan.error_codes.values[error], n)
     summary.requests = scan.attempts.get(code, 0)
+    if logged is not None:  # rows counted, not written (no --record-skipped): the run log has them
+        for counted in COUNTED_ONLY_OUTCOMES:
+            name = counted.value
+            if logged.outcomes.get(name, 0) > summary.outcomes.get(name, 0):
+                summary.outcomes[name] = logged.outcomes[name]
     summary.throttled = logged.throttled_429 if logged else 0
     summary.not_attempted = logged.not_attempted if logged else 0
     summary.estimate = (logged.estimate if logged else None) or ""  # what the run said before sending
@@ -144,8 +160,8 @@ def _one_run(view: LedgerFile, scan: Scan, records: dict[str, RunRecords], run_i
         notes.append(f"run {run_id} was a dry run (nothing sent); --run all shows the ledger's state")
     if summary.not_attempted:
         notes.append(
-            f"run {run_id} left {summary.not_attempted} rows unattempted (--limit); they have no ledger "
-            "line, so no retry file lists them: run the input again to send them"
+            f"run {run_id} left {summary.not_attempted} rows unattempted (--limit or a stop); they have no "
+            "ledger line, so no retry file lists them: run the input again to send them"
         )
     at = np.concatenate(scan.retry_at) if scan.retry_at else np.empty(0, np.int64)
     runs = np.concatenate(scan.retry_run) if scan.retry_run else np.empty(0, np.int32)

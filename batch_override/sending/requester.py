@@ -44,21 +44,32 @@ class Requester:
         self._stopper = stopper
 
     async def attempt(
-        self, media: str, sha256: str, body: bytes, turn: Callable[[], Awaitable[bool]] | None = None
+        self,
+        media: str,
+        sha256: str,
+        body: bytes,
+        turn: Callable[[], Awaitable[bool]] | None = None,
+        on_sent: Callable[[], object] | None = None,
     ) -> Answer | None:
         """One request; None when the run stopped before it could be sent, :data:`INTERRUPTED`
         when the grace period cut it off in flight.  ``turn`` (the outage breaker's) is awaited
         last, once the slot and the pacer's turn are had: True when it made the sender wait (the
         pacer's turn is then stale, and taken again).  Asked before them, every sender queued at
-        the slot or the pacer when the breaker opened sent once more (64 during an outage)."""
+        the slot or the pacer when the breaker opened sent once more (64 during an outage).
+        ``on_sent`` is called as the request goes out (from then on it may reach the server)."""
         await self.slots.acquire()  # a slot first: a sender waiting at the pacer is ready to go
         try:
-            return await self._paced(media, sha256, body, turn)
+            return await self._paced(media, sha256, body, turn, on_sent)
         finally:
             self.slots.release()
 
     async def _paced(
-        self, media: str, sha256: str, body: bytes, turn: Callable[[], Awaitable[bool]] | None
+        self,
+        media: str,
+        sha256: str,
+        body: bytes,
+        turn: Callable[[], Awaitable[bool]] | None,
+        on_sent: Callable[[], object] | None,
     ) -> Answer | None:
         ticket = await self.pacer.acquire()
         if ticket is not None and turn is not None and await turn():
@@ -67,6 +78,8 @@ class Requester:
         if ticket is None:
             return None
         self.requests += 1
+        if on_sent is not None:
+            on_sent()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("POST %s %s (%d bytes)", media, sha256, len(body))
         slots = self.slots

@@ -126,8 +126,12 @@ async def test_rows_aborted_by_a_refused_key_go_to_the_retry_file_with_their_med
     corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human", f"t-{i}") for i in range(5)],
                             header=("hash", "classification", "ticket"))  # fmt: skip
     ledger = tmp_path / "ledger.csv"
-    refused = await run_cli("run", str(corrections), "--ledger", str(ledger), "--api-url", emulator.url,
-                            "--media", "image", env=cli_env(key="wrong-key"))  # fmt: skip
+    args = ("run", str(corrections), "--ledger", str(ledger), "--api-url", emulator.url, "--media", "image")
+    refused = await run_cli(*args, env=cli_env(key="wrong-key"))
+    assert refused.returncode == 3  # no row was sent: counted not_attempted, no line
+    assert summarize(ledger).outcomes == {} and summarize(ledger).not_attempted == 5
+    # --record-skipped writes their aborted lines, as earlier versions did: the retry file lists them.
+    refused = await run_cli(*args, "--record-skipped", env=cli_env(key="wrong-key"))
     assert refused.returncode == 3
     assert summarize(ledger).outcomes == {"aborted": 5}
 
@@ -195,7 +199,7 @@ def test_the_run_log_supplies_wall_time_throttling_and_rows_left_by_limit(tmp_pa
 
     assert run_command(add_parser, "report", str(ledger), "--retry-file", str(tmp_path / "r.csv")) == 0
     err = capsys.readouterr().err
-    assert "40 rows unattempted (--limit)" in err
+    assert "40 rows unattempted (--limit or a stop)" in err
 
 
 def test_a_run_without_a_finished_record_says_so(tmp_path: Path) -> None:

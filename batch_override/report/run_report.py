@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -278,7 +279,8 @@ def main_report(args: argparse.Namespace) -> int:
             if n:
                 print(
                     f"wrote {n} row{'s' if n != 1 else ''} to retry to {args.retry_file} "
-                    f"(send them with: batch-override run {args.retry_file} --ledger {ledger}"
+                    f"(send them with: batch-override run {shlex.quote(args.retry_file)} "
+                    f"--ledger {shlex.quote(str(ledger))}"
                     f"{column_flags(report.retry_columns)})",
                     file=where,
                 )

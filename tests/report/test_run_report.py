@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -339,3 +340,35 @@ def test_a_dry_run_as_the_latest_run_is_pointed_out(tmp_path: Path, capsys) -> N
     assert "was a dry run" in captured.err and "wrote 0 rows" in captured.out
     assert run_command(add_parser, "report", str(ledger), "--run", "all", "--retry-file", str(retry)) == 0
     assert "wrote 1 row to retry" in capsys.readouterr().out
+
+
+def test_the_retry_hint_is_shell_quoted_and_a_formula_like_key_column_is_neutralised(
+    tmp_path: Path, capsys
+) -> None:
+    """``--hash-column @h`` and a folder with a space: the printed command, pasted into a shell,
+    reads the retry file (checked here by ``validate``, which reads as ``run`` does)."""
+    from batch_override.cli.main import main
+
+    folder = tmp_path / "my dir"
+    folder.mkdir()
+    ledger = write_ledger(
+        folder / "my ledger.csv", [line(0, "failed", "r", carried=["n"])], carried=("note",)
+    )
+    write_runlog(
+        ledger,
+        [
+            {
+                "event": "started",
+                "run_id": "r",
+                "columns": {"hash": "@h", "classification": "label", "media": "media"},
+            }
+        ],
+    )
+    retry = folder / "my retry.csv"
+    assert run_command(add_parser, "report", str(ledger), "--retry-file", str(retry)) == 0
+    hint = capsys.readouterr().out.split("(send them with: ")[1].rsplit(")", 1)[0]
+    argv = shlex.split(hint)
+    assert argv[:5] == ["batch-override", "run", str(retry), "--ledger", str(ledger)]
+    assert argv[5:] == ["--hash-column", "'@h", "--classification-column", "label"]
+    assert retry.read_text(encoding="utf-8").splitlines()[0] == '"\'@h","label","media","note"'
+    assert main(["validate", *argv[2:3], *argv[5:]]) == 0

@@ -20,8 +20,8 @@ Traps:
 - In ``--run all`` an invalid or conflicting row that a later input fixed keeps its old entry
   (the fixed row is another override), and runs against different API URLs (an emulator
   rehearsal and production) are mixed: the report notes it; ``--run RUN_ID`` shows one run exactly.
-- ``requests`` is the sum of the ``attempts`` column: the run's own summary also counts the one
-  preflight request, so it can read one higher.
+- ``requests`` is the run's own count from the run log (the preflight included), as its summary
+  said; without one (an older or killed run), the sum of the ``attempts`` column, one lower.
 - Rows a ``--limit`` run left unattempted have no ledger line, so no retry file can list them:
   rerun the input itself (the report notes it).
 
@@ -125,7 +125,8 @@ def _one_run(view: LedgerFile, scan: Scan, records: dict[str, RunRecords], run_i
     for (run, outcome, error), n in scan.counts.items():
         if run == code:
             summary.count(scan.outcomes.values[outcome], scan.error_codes.values[error], n)
-    summary.requests = scan.attempts.get(code, 0)
+    # The run's own count (its preflight included) when it logged one: the summary it printed.
+    summary.requests = (logged.requests if logged else 0) or scan.attempts.get(code, 0)
     summary.throttled = logged.throttled_429 if logged else 0
     summary.not_attempted = logged.not_attempted if logged else 0
     summary.estimate = (logged.estimate if logged else None) or ""  # what the run said before sending

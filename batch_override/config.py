@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 from urllib.parse import urlsplit
 
-from .domain import CLASSIFICATION_COLUMN, CLASSIFICATIONS, HASH_COLUMN, MEDIA
+from .domain import CLASSIFICATION_COLUMN, HASH_COLUMN, MEDIA, LabelMap, label_pairs, parse_label_map
 from .errors import UsageError
 from .schedule import StopAt, parse_duration
 
@@ -169,7 +170,102 @@ def option_name(field: str) -> str:
     return _FLAGS.get(field, "--" + field.replace("_", "-"))
 
 
-@dataclass(frozen=True, slots=True)
+_V = TypeVar("_V")  # what the field holds
+_A = TypeVar("_A")  # what else it accepts at construction (the flag's text)
+
+
+class Parsed(Generic[_V, _A]):
+    """A :class:`RunConfig` field that is given as its flag's text too, and holds the parsed value.
+
+    ``RunConfig(rate="60/min")`` holds ``Rate(60, 60.0)``: the constructor's parameter is typed
+    ``_V | _A`` (mypy reads a descriptor field's ``__init__`` type from ``__set__``) and the
+    attribute ``_V``, so ``config.rate`` needs no narrowing.  ``accept`` turns any value into
+    ``_V`` with the flag's own parser, or raises the flag's one-line :class:`UsageError`.
+
+    The trap: a descriptor cannot share its name with a slot, so :class:`RunConfig` is not
+    slotted; the value lives in the instance's ``__dict__`` under ``_`` plus the field's name.
+    """
+
+    def __init__(self, default: _V, accept: Callable[[object], _V]) -> None:
+        self._default = default
+        self._accept = accept
+        self._name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = "_" + name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _V: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> _V: ...
+    def __get__(self, obj: object | None, owner: type | None = None) -> _V:
+        if obj is None:  # the class's attribute: the default (dataclasses reads it so)
+            return self._default
+        value: _V = obj.__dict__[self._name]
+        return value
+
+    def __set__(self, obj: object, value: _V | _A) -> None:
+        obj.__dict__[self._name] = self._accept(value)
+
+
+def _shown(value: object) -> str:
+    """A value as a message quotes it: its repr, cut to 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _accept_rate(value: object) -> Rate | Literal["auto"]:
+    if isinstance(value, str):
+        return parse_rate(value)
+    if isinstance(value, Rate):
+        return value
+    raise UsageError(
+        f"--rate: expected N/PERIOD such as 60/min, 5/s, 3600/h, or 'auto' (got {_shown(value)})"
+    )
+
+
+def _accept_stop_at(value: object) -> StopAt | None:
+    if value is None or isinstance(value, StopAt):
+        return value
+    if isinstance(value, str):
+        return StopAt.parse(value)
+    raise UsageError(
+        f"--stop-at: expected HH:MM, optionally with a zone (06:00 Europe/Rome) (got {_shown(value)})"
+    )
+
+
+def _accept_duration(value: object) -> float | None:
+    """Text by :func:`parse_duration`; a number of seconds as it is (its range checked later)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    raise UsageError(f"--max-duration: expected a duration such as 7h30m, or seconds (got {_shown(value)})")
+
+
+def _accept_label_map(value: object) -> LabelMap:
+    if isinstance(value, str):
+        return parse_label_map(value)
+    if isinstance(value, Mapping):
+        return label_pairs(value.items())
+    if isinstance(value, tuple | list):
+        return label_pairs(value)
+    raise UsageError(
+        f"--label-map: expected WORD=human|artificial pairs as text or a mapping (got {_shown(value)})"
+    )
+
+
+def _accept_ledger(value: object) -> Path | None:
+    if value is None or isinstance(value, Path):
+        return value
+    if isinstance(value, str | os.PathLike):
+        return Path(value)
+    raise UsageError(f"--ledger must be a path (got {_shown(value)})")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything a run needs except the API key, which travels separately (see :mod:`apikey`).
 
@@ -177,10 +273,16 @@ class RunConfig:
     ``pandas.DataFrame`` or a ``pyarrow.Table``; it takes no part in equality and hashing (two
     configs differing only in their input are the same job settings, and a DataFrame cannot be
     hashed).
+
+    The :class:`Parsed` fields (``ledger``, ``rate``, ``label_map``, ``max_duration``,
+    ``stop_at``) also take the text their flag takes (``rate="60/min"``, ``label_map="ai=artificial"``
+    or ``{"ai": "artificial"}``, ``stop_at="06:00 UTC"``, ``max_duration="7h30m"``) and hold the
+    parsed value; a value none of the flag's spellings fits raises the flag's one-line
+    :class:`UsageError`.
     """
 
     input: str | pd.DataFrame | pa.Table = field(compare=False, hash=False)
-    ledger: Path | None = None
+    ledger: Parsed[Path | None, str | os.PathLike[str]] = Parsed(None, _accept_ledger)
     api_url: str = DEFAULT_API_URL
     media: str = "video"
     hash_column: str = HASH_COLUMN
@@ -189,7 +291,7 @@ class RunConfig:
     media_column: str | None = None
     concurrency: int | Literal["auto"] = "auto"
     max_concurrency: int = 64
-    rate: Rate | Literal["auto"] = "auto"
+    rate: Parsed[Rate | Literal["auto"], str] = Parsed("auto", _accept_rate)
     headroom: float = 0.1
     max_retries: int = 5
     timeout: float = 30.0
@@ -206,7 +308,7 @@ class RunConfig:
     grace: float = 10.0
     preflight: bool = True
     neutralize_formulas: bool = True
-    label_map: tuple[tuple[str, str], ...] = ()
+    label_map: Parsed[LabelMap, str | Mapping[str, str]] = Parsed((), _accept_label_map)
     ok_outcomes: frozenset[str] | None = None
     give_up_after_days: float | None = None
     progress: bool | None = None
@@ -219,9 +321,9 @@ class RunConfig:
     fsync_interval: float = 2.0
     batch_rows: int = 65_536
     #: Seconds from the start after which the run stops as on SIGTERM (exit 7); ``"7h30m"`` too.
-    max_duration: float | None = None
+    max_duration: Parsed[float | None, str] = Parsed(None, _accept_duration)
     #: A time of day the run stops at (exit 7); ``"06:00 Europe/Rome"`` too.
-    stop_at: StopAt | None = None
+    stop_at: Parsed[StopAt | None, str] = Parsed(None, _accept_stop_at)
     #: Raise a :class:`~.errors.RunFailed` subclass instead of returning a summary with exit != 0.
     raise_on_failure: bool = False
     #: Object-store inputs (``s3://``, ``gs://``): where the store is (None: the provider's own),
@@ -266,13 +368,6 @@ class RunConfig:
         return self.fixed_concurrency or self.max_concurrency
 
     def __post_init__(self) -> None:
-        # Python callers may write the deadline as the flags do ("7h30m", "06:00 UTC").
-        if isinstance(self.max_duration, str):
-            object.__setattr__(self, "max_duration", parse_duration(self.max_duration))
-        if isinstance(self.stop_at, str):
-            object.__setattr__(self, "stop_at", StopAt.parse(self.stop_at))
-        if not (self.stop_at is None or isinstance(self.stop_at, StopAt)):
-            raise UsageError("--stop-at: expected HH:MM, optionally with a zone (06:00 Europe/Rome)")
         for name, allowed in _RANGES.items():
             allowed.check(name, getattr(self, name))
         for name in ("hash_column", "classification_column"):
@@ -283,17 +378,12 @@ class RunConfig:
         ):
             raise UsageError("--media-column must name a column")
         check_media(self.media)
-        if not (self.rate == "auto" or isinstance(self.rate, Rate)):
-            raise UsageError("--rate: expected N/PERIOD such as 60/min, 5/s, 3600/h, or 'auto'")
         check_api_url(self.api_url)
         for name in ("s3_endpoint", "gcs_endpoint"):
             if getattr(self, name) is not None:
                 check_endpoint(option_name(name), getattr(self, name))
         if self.s3_region is not None and not (isinstance(self.s3_region, str) and self.s3_region.strip()):
             raise UsageError("--s3-region must name a region, such as eu-west-1")
-        for _, target in self.label_map:
-            if target not in CLASSIFICATIONS:
-                raise UsageError(f"--label-map: {target!r} is not human or artificial")
         if self.ok_outcomes is not None:
             from .outcome import Outcome
 
@@ -325,39 +415,6 @@ def parse_concurrency(text: str) -> int | Literal["auto"]:
             raise UsageError(f"--concurrency {text!r}: expected auto or a whole number") from None
 
     return _auto_or(whole, text)
-
-
-def fold_case(text: str) -> str:
-    """``text`` lowercased by Arrow's ``utf8_lower``, the kernel that lowercases the input's cells.
-
-    The trap it avoids: Python's ``str.lower`` differs from it (Turkish ``İ`` becomes ``i`` plus a
-    combining dot, a Greek final ``Σ`` becomes ``ς``), so a word lowercased by Python for the label
-    map never matched the same word in a cell.  Map and cells must share one rule.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    return str(pc.utf8_lower(pa.scalar(text, pa.string())).as_py())
-
-
-def parse_label_map(text: str) -> tuple[tuple[str, str], ...]:
-    """``ai=artificial,real=human`` -> pairs; words are matched after trimming and lowercasing
-    (:func:`fold_case`, as the cells are)."""
-    pairs: list[tuple[str, str]] = []
-    for part in text.split(","):
-        if not part.strip():
-            continue
-        word, sep, target = part.partition("=")
-        if not sep or not word.strip():
-            raise UsageError(f"--label-map {text!r}: expected WORD=human|artificial pairs, comma-separated")
-        target = target.strip().lower()
-        if target not in CLASSIFICATIONS:
-            raise UsageError(f"--label-map: {target!r} is not human or artificial")
-        word = fold_case(word.strip())
-        if any(w == word and t != target for w, t in pairs):  # one mapping: a word means one thing
-            raise UsageError(f"--label-map: {word!r} is mapped to both human and artificial")
-        pairs.append((word, target))
-    return tuple(pairs)
 
 
 def parse_outcomes(text: str) -> frozenset[str]:
@@ -424,16 +481,18 @@ def text_parser(name: str) -> Callable[[str], Any] | None:
     return None if allowed.kind is bool else allowed.kind
 
 
+#: The fields that take their flag's text themselves (:class:`Parsed`).
+_PARSED = frozenset(name for name, value in vars(RunConfig).items() if isinstance(value, Parsed))
+
+
 def _convert(name: str, value: Any) -> Any:
     """One option's value as its field holds it; a value it cannot convert is left to the checks."""
     if name in PARSERS:
-        if isinstance(value, list):
+        if isinstance(value, list):  # a TOML array: the flag's comma-separated text
             value = ",".join(str(v) for v in value)
-        elif isinstance(value, dict):
+        elif isinstance(value, dict) and name not in _PARSED:
             value = ",".join(f"{k}={v}" for k, v in value.items())
-        return PARSERS[name](value) if isinstance(value, str) else value
-    if name == "ledger" and isinstance(value, str):
-        return Path(value)
+        return PARSERS[name](value) if isinstance(value, str) and name not in _PARSED else value
     allowed = _RANGES.get(name)
     plain_number = allowed is not None and allowed.kind is not bool and not (allowed.optional or allowed.auto)
     if plain_number and isinstance(value, int | float):

@@ -83,7 +83,10 @@ class Stopper:
         if exit_code == ExitCode.INTERNAL:
             pass  # the caller re-raises the error: the command line reports it in one line
         elif len(self.stops) == 1:
-            log.error("stopping: %s", reason)
+            # A deadline is the stop the user planned (exit 7 says so): not an error.
+            log.log(
+                logging.WARNING if exit_code == ExitCode.DEADLINE else logging.ERROR, "stopping: %s", reason
+            )
         elif exit_code == ExitCode.LEDGER_WRITE:
             log.error("%s", reason)
         if len(self.stops) > 1:

@@ -122,3 +122,11 @@ def test_the_development_map_names_every_module_of_the_package() -> None:
     package = REPO / "batch_override"
     names = [p.name for p in package.glob("*.py")] + [f"{p.name}/" for p in package.iterdir() if p.is_dir()]
     assert [name for name in sorted(names) if f"`{name}`" not in development and name != "__pycache__/"] == []
+
+
+def test_the_metrics_section_says_node_exporter_needs_honor_labels_for_the_job_label() -> None:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    metrics = " ".join(text[text.index("**Metrics.**") : text.index("**While a run runs**")].split())
+    textfile = metrics[: metrics.index("--pushgateway URL")]
+    assert "node_exporter with `honor_labels: true`" in textfile
+    assert "`exported_job`" in textfile

@@ -110,3 +110,15 @@ async def test_a_reader_between_batches_ends_once_the_run_has_stopped() -> None:
             if batch == 2:
                 stopper.request(ExitCode.SIGTERM, "signal")
     assert read == [0, 1, 2]
+
+
+async def test_a_deadline_is_a_planned_stop_logged_as_a_warning_and_a_refused_key_as_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    Stopper(grace=10).request(ExitCode.DEADLINE, "deadline (--stop-at 06:00) reached")
+    Stopper(grace=10).request(ExitCode.ABORTED, "the API key was refused (401)")
+    levels = {record.getMessage(): record.levelname for record in caplog.records}
+    assert levels == {
+        "stopping: deadline (--stop-at 06:00) reached": "WARNING",
+        "stopping: the API key was refused (401)": "ERROR",
+    }

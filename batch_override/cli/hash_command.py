@@ -23,6 +23,9 @@ Traps:
   INPUT layout has the same columns (a ledger refuses an input whose columns changed); the job
   carries it into the ledger like any other column.
 - An INPUT that already has a ``hash`` or ``error`` column gets it replaced, with a note.
+- Text cells and column names that start with ``=``, ``+``, ``-``, ``@``, tab or CR (a media file
+  named ``=1+2.mp4``) get a leading ``'``, as the ledger's do, so a spreadsheet opening the
+  output runs no formula; ``raw_cells`` (``--raw-cells``) writes them as they are.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from ..input.cells import as_text  # non-text cells: the ledger's one rule
 from ..input.object_store import ObjectCopy, is_object_uri
 from ..input.table import open_table
 from ..job.progress import Progress
+from ..ledger.format import neutralize, neutralize_formulas
 from .options import OBJECT_STORE, add_config_options
 from .pathlist import read_paths, shown
 
@@ -157,6 +161,7 @@ def hash_corrections(
     nul: bool = False,
     progress: bool | None = None,
     store: InputOptions | None = None,
+    raw_cells: bool = False,
 ) -> tuple[int, int]:
     """Hash every file INPUT names and write the corrections file; returns ``(rows, failed)``.
 
@@ -175,7 +180,7 @@ def hash_corrections(
     try:
         return _hash_into(
             input_path if copy else Path(input_path), output, path_column, workers, chunk_rows, encoding,
-            dict(fill or {}), paths_from, nul, progress, copy,
+            dict(fill or {}), paths_from, nul, progress, copy, raw_cells,
         )  # fmt: skip
     finally:
         if copy is not None:
@@ -194,6 +199,7 @@ def _hash_into(
     nul: bool,
     progress: bool | None,
     copy: ObjectCopy | None,
+    raw_cells: bool = False,
 ) -> tuple[int, int]:
     source: _Input | _PathList
     if paths_from is not None:
@@ -210,7 +216,7 @@ def _hash_into(
             f"batch-override: note: {input_path}: its {column!r} column is replaced by the computed one",
             file=sys.stderr,
         )
-    names = ["hash", *source.kept, *fill, "error"]
+    names = ["hash", *(n if raw_cells else neutralize(n) for n in source.kept), *fill, "error"]
     schema = pa.schema([(n, pa.string()) for n in names])
     rows = failed = 0
     threads = workers or min(8, os.cpu_count() or 1)
@@ -236,7 +242,10 @@ def _hash_into(
             hashes = pa.array([h for h, _ in results], pa.string())
             errors = pa.array([e for _, e in results], pa.string())
             filled = [pa.array([value] * batch.num_rows, pa.string()) for value in fill.values()]
-            columns = [hashes, *(batch.column(n) for n in source.kept), *filled, errors]
+            kept = [batch.column(n) for n in source.kept]
+            if not raw_cells:  # the ledger's rule: a spreadsheet opening the output runs no formula
+                kept, errors = [neutralize_formulas(c) for c in kept], neutralize_formulas(errors)
+            columns = [hashes, *kept, *filled, errors]
             writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=schema))
             rows += batch.num_rows
             failed += sum(1 for _, e in results if e)
@@ -314,7 +323,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         metavar="NAME",
         help="text encoding of a CSV INPUT without a byte-order mark, e.g. cp1252 (default utf-8)",
     )
-    add_config_options(p, OBJECT_STORE)
+    add_config_options(p, (*OBJECT_STORE, "neutralize_formulas"))
     p.add_argument(
         "--workers",
         metavar="N",
@@ -389,6 +398,7 @@ def _main_hash(args: argparse.Namespace) -> int:
             nul=args.nul,
             progress=args.progress,
             store=store,
+            raw_cells=not getattr(args, "neutralize_formulas", True),
         )
     except BatchOverrideError as exc:
         print(f"batch-override: error: {exc}", file=sys.stderr)

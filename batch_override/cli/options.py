@@ -244,9 +244,14 @@ _OUTPUT_FLAGS = (
 )
 
 
+def add_job_option(p: argparse.ArgumentParser) -> None:
+    """``--job TOML``: ``run``'s and ``validate``'s (which takes the options that say how to read)."""
+    p.add_argument("--job", metavar="TOML", help="job file supplying any option below; flags override it")
+
+
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """The options of ``run`` but its log options: the job file, the key file, RunConfig's, outputs."""
-    p.add_argument("--job", metavar="TOML", help="job file supplying any option below; flags override it")
+    add_job_option(p)
     p.add_argument("--api-key-file", metavar="PATH", help=f"file holding the API key (else ${ENV_VAR})")
     add_config_options(p)
     for flag, metavar, text in _OUTPUT_FLAGS:
@@ -260,8 +265,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         )
 
 
-def config_from(args: argparse.Namespace) -> tuple[RunConfig, OutputOptions]:
-    """The run's config and output options from ``run``'s parsed flags and its ``--job`` file."""
+def given_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--job`` file's values with the flags actually given over them (flags win)."""
     values: dict[str, Any] = {}
     job = getattr(args, "job", None)
     if job:
@@ -270,6 +275,12 @@ def config_from(args: argparse.Namespace) -> tuple[RunConfig, OutputOptions]:
     if not flags.get("verbose"):
         flags.pop("verbose", None)  # -v counts from 0: only a given -v overrides the job file
     values.update(flags)
+    return values
+
+
+def config_from(args: argparse.Namespace) -> tuple[RunConfig, OutputOptions]:
+    """The run's config and output options from ``run``'s parsed flags and its ``--job`` file."""
+    values = given_values(args)
     output = OutputOptions.from_mapping({k: values.pop(k) for k in OUTPUT_KEYS if k in values})
     if output.quiet and "progress" not in values:
         values["progress"] = False

@@ -19,7 +19,10 @@ reports, so every +1 needs its -1 (before the row's :meth:`Progress.advance`).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
+import warnings
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TextIO
@@ -29,6 +32,23 @@ from tqdm import tqdm
 from ..outcome import SUCCESS_OUTCOMES
 
 _OK = frozenset(o.value for o in SUCCESS_OUTCOMES)
+
+
+def logging_redirected(enabled: bool, logger: logging.Logger) -> contextlib.AbstractContextManager[Any]:
+    """While a bar is drawn (``enabled``), ``logger``'s lines go through ``tqdm.write``, so they
+    do not tear the bar.
+
+    The trap: ``tqdm.contrib`` imports ``tqdm.auto``, which in a Jupyter kernel without ipywidgets
+    warns "IProgress not found" on import.  So it is imported only when a bar is drawn (never at
+    ``import batch_override``), with that warning silenced: the bar is ``tqdm.std``'s anyway.
+    """
+    if not enabled:
+        return contextlib.nullcontext()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+    return logging_redirect_tqdm(loggers=[logger])  # type: ignore[no-any-return]
 
 
 class _Bar(tqdm):  # type: ignore[misc]  # tqdm ships no type hints

@@ -29,7 +29,6 @@ from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .._version import __version__
 from ..apikey import ApiKey
@@ -56,7 +55,7 @@ from .estimate import estimate
 from .parts import DEFAULT_PARTS, Parts
 from .plan import InputIndex, Plan, index_input
 from .producer import PassTwo, produce
-from .progress import Progress
+from .progress import Progress, logging_redirected
 from .recorder import Item, Recorder
 from .sender import Sender, why
 from .ticker import FINAL_WAIT, LINES_SPAN, ON_PROGRESS_INTERVAL, ON_PROGRESS_SPAN, Meter, Ticker, ticking
@@ -233,7 +232,7 @@ async def _run_planned(job: _Job, source: BatchSource, index: InputIndex, summar
             logged = True
         _log_start(job, source, index, resume)
         recorder.progress = Progress(index.rows, enabled=config.progress)
-        with logging_redirect_tqdm(loggers=[log]) if recorder.progress.enabled else contextlib.nullcontext():
+        with logging_redirected(recorder.progress.enabled, log):
             await _with_ticker(job, _send_all(job, source, index, resume, recorder))
     except BatchOverrideError as exc:
         if not logged:

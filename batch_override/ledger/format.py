@@ -94,7 +94,10 @@ def one_line(text: str) -> str:
 def neutralize_array(values: pa.Array, enabled: bool) -> pa.Array:
     """Vectorised :func:`one_line` and :func:`neutralize` for a text column."""
     values = pc.replace_substring_regex(values, pattern=r"\r\n|\r|\n", replacement=" ")
-    if not enabled:
-        return values
+    return neutralize_formulas(values) if enabled else values
+
+
+def neutralize_formulas(values: pa.Array) -> pa.Array:
+    """Vectorised :func:`neutralize` alone: line breaks are kept (a CSV cell quotes them)."""
     flagged = pc.match_substring_regex(values, _FORMULA_PATTERN)
     return pc.if_else(flagged, pc.binary_join_element_wise("'", values, ""), values)

@@ -130,7 +130,9 @@ def read_detail(ledger: Path, run_id: str | None) -> Detail:
         for i, retried, throttled in zip(*(sums[c].to_pylist() for c in sums.column_names), strict=True):
             detail.retries[i] += retried
             detail.throttled[i] += throttled
-        said = table.filter(pc.not_equal(table["message"], ""))
+        # The server's words only: a line without an HTTP status holds the job's own (invalid,
+        # duplicate, skipped, aborted unsent), which would crowd the server's out of the table.
+        said = table.filter(pc.and_(pc.not_equal(table["message"], ""), pc.is_valid(table["http_status"])))
         if said.num_rows:
             counted = said.group_by("message").aggregate([([], "count_all")])
             for message, n in zip(*(counted[c].to_pylist() for c in counted.column_names), strict=True):

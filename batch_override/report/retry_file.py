@@ -9,10 +9,14 @@ Traps:
 - A run logged by a version that did not record its columns gets the default names.
 - Rows come in ledger order (the order they finished), not input order; carried cells are
   written as the ledger holds them, i.e. with the apostrophe before a formula-like cell.
+- A key column's name that reads as a formula (``--hash-column @h``) gets the apostrophe too, as
+  a carried column's name does in the ledger: the hint then names it so (``--hash-column "'@h"``),
+  and the run reads it under that name.
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,6 +27,7 @@ import pyarrow.csv as pacsv
 
 from ..errors import LedgerError, first_line
 from ..files import atomic_writer
+from ..ledger.format import neutralize
 from ..ledger.reader import LedgerFile
 from ..ledger.runlog import RunRecords
 
@@ -33,24 +38,22 @@ _FLAGS = ("--hash-column", "--classification-column", "--media-column")
 
 def retry_columns(records: Mapping[str, RunRecords], run_id: str | None = None) -> tuple[str, ...]:
     """The input names of the hash, classification and media columns of run ``run_id`` (None:
-    the latest run that recorded them), from the run log; the defaults when it has none."""
+    the latest run that recorded them), from the run log, formula-neutralised as a header cell
+    (see the module's traps); the defaults when it has none."""
     runs = [run_id] if run_id is not None else list(records)[::-1]
     for run in runs:
         entry = records.get(run)
         record = entry.first if entry is not None else None
         logged = record.columns if record is not None else None
         if logged is not None:
-            names = tuple(str(logged.get(c) or c) for c in RETRY_COLUMNS)
-            return names
+            return tuple(neutralize(str(logged.get(c) or c)) for c in RETRY_COLUMNS)
     return RETRY_COLUMNS
 
 
 def column_flags(columns: tuple[str, ...]) -> str:
-    """The ``run`` flags that read ``columns`` (empty for the defaults), for the hint printed."""
-    return "".join(
-        f" {flag} {name}" for flag, name, default in zip(_FLAGS, columns, RETRY_COLUMNS, strict=True)
-        if name != default
-    )  # fmt: skip
+    """The ``run`` flags that read ``columns`` (empty for the defaults), shell-quoted, for the hint."""
+    pairs = zip(_FLAGS, columns, RETRY_COLUMNS, strict=True)
+    return "".join(f" {flag} {shlex.quote(name)}" for flag, name, default in pairs if name != default)
 
 
 def write_retry_file(

@@ -20,8 +20,8 @@ Traps:
 - In ``--run all`` an invalid or conflicting row that a later input fixed keeps its old entry
   (the fixed row is another override), and runs against different API URLs (an emulator
   rehearsal and production) are mixed: the report notes it; ``--run RUN_ID`` shows one run exactly.
-- ``requests`` is the sum of the ``attempts`` column: the run's own summary also counts the one
-  preflight request, so it can read one higher.
+- ``requests`` is the run's own count from the run log (the preflight included), as its summary
+  said; without one (an older or killed run), the sum of the ``attempts`` column, one lower.
 - Rows a run left unattempted (``--limit``, or not reached before a stop) have no ledger line,
   so no retry file can list them: rerun the input itself (the report notes it).  Rows a run
   skipped as done have no line either (unless ``--record-skipped``): their count comes from the
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -135,7 +136,8 @@ def _one_run(view: LedgerFile, scan: Scan, records: dict[str, RunRecords], run_i
     for (run, outcome, error), n in scan.counts.items():
         if run == code:
             summary.count(scan.outcomes.values[outcome], scan.error_codes.values[error], n)
-    summary.requests = scan.attempts.get(code, 0)
+    # The run's own count (its preflight included) when it logged one: the summary it printed.
+    summary.requests = (logged.requests if logged else 0) or scan.attempts.get(code, 0)
     if logged is not None:  # rows counted, not written (no --record-skipped): the run log has them
         for counted in COUNTED_ONLY_OUTCOMES:
             name = counted.value
@@ -294,7 +296,8 @@ def main_report(args: argparse.Namespace) -> int:
             if n:
                 print(
                     f"wrote {n} row{'s' if n != 1 else ''} to retry to {args.retry_file} "
-                    f"(send them with: batch-override run {args.retry_file} --ledger {ledger}"
+                    f"(send them with: batch-override run {shlex.quote(args.retry_file)} "
+                    f"--ledger {shlex.quote(str(ledger))}"
                     f"{column_flags(report.retry_columns)})",
                     file=where,
                 )

@@ -282,3 +282,21 @@ def test_a_signal_while_hashing_removes_the_temporary_file(tmp_path: Path, signu
     assert proc.returncode == 128 + signum, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]
     assert err.decode().strip() == f"batch-override: {signum.name}: stopped; out.csv was not written"
+
+
+def test_formula_like_file_names_are_neutralised_as_the_ledger_does_unless_raw_cells(tmp_path: Path) -> None:
+    _media(tmp_path, "=1+2.mp4", b"clip")
+    listing = write_csv(tmp_path / "list.csv", [("=1+2.mp4", "@note")], header=("path", "@ticket"))
+    out = tmp_path / "corrections.csv"
+    assert run_command(add_parser, "hash", str(listing), "-o", str(out)) == 0
+    table = pd.read_csv(out, keep_default_na=False)
+    assert list(table.columns) == ["hash", "path", "'@ticket", "error"]
+    assert (table["path"][0], table["'@ticket"][0], table["hash"][0]) == (
+        "'=1+2.mp4",
+        "'@note",
+        _digest(b"clip"),
+    )
+    assert run_command(add_parser, "hash", str(listing), "-o", str(out), "--raw-cells") == 0
+    raw = pd.read_csv(out, keep_default_na=False)
+    assert list(raw.columns) == ["hash", "path", "@ticket", "error"]
+    assert (raw["path"][0], raw["@ticket"][0]) == ("=1+2.mp4", "@note")

@@ -76,3 +76,30 @@ def test_a_closed_stream_counts_as_not_a_terminal() -> None:
     stream = io.StringIO()
     stream.close()
     assert not Progress(1, stream=stream).enabled
+
+
+_JUPYTER_WITHOUT_IPYWIDGETS = """
+import logging, sys, types, warnings
+sys.modules["ipykernel.zmqshell"] = types.ModuleType("ipykernel.zmqshell")  # tqdm's sign of a kernel
+ipython = types.ModuleType("IPython")
+ipython.get_ipython = lambda: types.SimpleNamespace()
+sys.modules["IPython"] = ipython
+sys.modules["ipywidgets"] = None  # not installed
+warnings.simplefilter("always")
+import batch_override.job.runner
+from batch_override.job.progress import logging_redirected
+with logging_redirected(True, logging.getLogger("batch_override")):
+    pass
+"""
+
+
+def test_a_jupyter_kernel_without_ipywidgets_gets_no_iprogress_warning() -> None:
+    """A subprocess: what importing the job prints is a fresh interpreter's (an import runs once
+    per process), here one that looks to tqdm like a Jupyter kernel without ipywidgets."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", _JUPYTER_WITHOUT_IPYWIDGETS], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "IProgress" not in done.stderr and "Warning" not in done.stderr, done.stderr

@@ -154,3 +154,19 @@ def test_the_bucket_keeps_the_bars_few_and_is_the_minute_for_an_hour_or_two() ->
     assert bucket_seconds(7 * 86400) == 7200
     for span in (1, 59, 600, 86400, 30 * 86400):
         assert span / bucket_seconds(span) < MAX_BARS
+
+
+def test_top_server_messages_leave_out_the_jobs_own_texts(tmp_path: Path) -> None:
+    """Lines without an HTTP status carry the job's words (invalid, duplicate, aborted unsent)."""
+    lines = [
+        *(line(i, "invalid", "r", error_code="invalid_row", message="hash is empty") for i in range(5)),
+        *(line(i, "duplicate", "r", message="repeats an earlier row of this input") for i in range(5, 9)),
+        line(9, "aborted", "r", error_code="not_sent", message="signal SIGTERM", attempts=0),
+        line(10, "rejected", "r", error_code="no_request", http_status=400, message="No request found"),
+    ]
+    ledger = write_ledger(tmp_path / "l.csv", lines)
+    out = tmp_path / "run.html"
+    assert run_command(add_parser, "report", str(ledger), "--html", str(out)) == 0
+    messages = Page(out.read_text(encoding="utf-8")).of("messages")
+    assert "No request found" in messages
+    assert not any(text in messages for text in ("hash is empty", "repeats an earlier", "SIGTERM"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -83,8 +84,8 @@ async def test_a_runs_report_matches_the_summary_the_run_printed(mixed_run) -> N
         "submitted": 4, "not_ready": 2, "rejected": 2, "duplicate": 1, "invalid": 1, "failed": 1,
     }  # fmt: skip
     assert summary.duration == pytest.approx(printed["duration_s"])
-    # The ledger's attempts leave out the one preflight request the run also counted.
-    assert summary.requests == int(read_ledger(ledger)["attempts"].sum()) <= printed["requests"]
+    # The run's own count, as it printed it: the ledger's attempts and the one preflight request.
+    assert summary.requests == printed["requests"] == int(read_ledger(ledger)["attempts"].sum()) + 1
 
 
 async def test_the_retry_file_lists_failed_and_not_ready_rows_and_runs_into_the_same_ledger(
@@ -343,3 +344,46 @@ def test_a_dry_run_as_the_latest_run_is_pointed_out(tmp_path: Path, capsys) -> N
     assert "was a dry run" in captured.err and "wrote 0 rows" in captured.out
     assert run_command(add_parser, "report", str(ledger), "--run", "all", "--retry-file", str(retry)) == 0
     assert "wrote 1 row to retry" in capsys.readouterr().out
+
+
+def test_the_retry_hint_is_shell_quoted_and_a_formula_like_key_column_is_neutralised(
+    tmp_path: Path, capsys
+) -> None:
+    """``--hash-column @h`` and a folder with a space: the printed command, pasted into a shell,
+    reads the retry file (checked here by ``validate``, which reads as ``run`` does)."""
+    from batch_override.cli.main import main
+
+    folder = tmp_path / "my dir"
+    folder.mkdir()
+    ledger = write_ledger(
+        folder / "my ledger.csv", [line(0, "failed", "r", carried=["n"])], carried=("note",)
+    )
+    write_runlog(
+        ledger,
+        [
+            {
+                "event": "started",
+                "run_id": "r",
+                "columns": {"hash": "@h", "classification": "label", "media": "media"},
+            }
+        ],
+    )
+    retry = folder / "my retry.csv"
+    assert run_command(add_parser, "report", str(ledger), "--retry-file", str(retry)) == 0
+    hint = capsys.readouterr().out.split("(send them with: ")[1].rsplit(")", 1)[0]
+    argv = shlex.split(hint)
+    assert argv[:5] == ["batch-override", "run", str(retry), "--ledger", str(ledger)]
+    assert argv[5:] == ["--hash-column", "'@h", "--classification-column", "label"]
+    assert retry.read_text(encoding="utf-8").splitlines()[0] == '"\'@h","label","media","note"'
+    assert main(["validate", *argv[2:3], *argv[5:]]) == 0
+
+
+def test_a_runs_request_count_is_the_one_its_summary_printed_preflight_included(tmp_path: Path) -> None:
+    ledger = write_ledger(tmp_path / "l.csv", [line(0, "submitted", "r", attempts=2), line(1, "failed", "r")])
+    base = {"run_id": "r", "api_url": "https://backend.identifai.net/", "dry_run": False}
+    write_runlog(ledger, [{**base, "event": "started"}])
+    assert summarize(ledger).requests == 3  # killed: no finished record, the ledger's attempts
+    write_runlog(
+        ledger, [{**base, "event": "started"}, {**base, "event": "finished", "summary": {"requests": 4}}]
+    )
+    assert summarize(ledger).requests == 4  # the 3 attempts and the preflight, as the run said

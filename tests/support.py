@@ -50,6 +50,20 @@ def read_ledger(path: Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+def accounted_rows(ledger: Path, rows: int) -> tuple[dict[str, int], int]:
+    """A stopped run's ledger outcomes and its ``not_attempted`` count, asserting that every row
+    has at most one line and the rows without one are counted in the run log's finish record."""
+    from batch_override.ledger import runlog
+
+    frame = read_ledger(ledger)
+    assert not frame["row"].duplicated().any()
+    finished = [r for r in runlog.records(runlog.runlog_path(ledger)) if r.get("event") == "finished"]
+    assert finished, "no finish record in the run log"
+    not_attempted = int(finished[-1]["summary"]["not_attempted"])
+    assert len(frame) + not_attempted == rows, (len(frame), not_attempted)
+    return {str(k): int(v) for k, v in frame["outcome"].value_counts().items()}, not_attempted
+
+
 def latest(ledger: pd.DataFrame) -> pd.DataFrame:
     """Each row's state: its latest line."""
     return ledger.drop_duplicates("row", keep="last").sort_values("row").reset_index(drop=True)

@@ -42,13 +42,15 @@ EXIT_CODES = """\
 exit codes:
   0    every row succeeded (submitted, already_submitted, duplicate, skipped, planned)
   1    the run finished but some rows did not (invalid, conflict, rejected, not_ready, failed)
-  2    usage error (an option out of range), unreadable input, or an input changed before
-       any row was handed out; nothing was sent
+  2    usage error (an option out of range), unreadable input, a ledger or run log that is not
+       UTF-8 (the line named) or not a regular file, or an input changed before any row was
+       handed out; nothing was sent
   3    aborted: key refused (401/403), wrong --api-url, --max-failure-rate exceeded, or the
        input changed while rows were being sent
   4    another run holds the ledger
   5    outage: the server stayed unavailable past --max-outage, or asked to wait past --max-wait
-  6    the ledger could not be written (disk full, quota, I/O error); a rerun resumes
+  6    the ledger or a file beside it could not be written (disk full, quota, I/O error,
+       permissions, a read-only place); a rerun resumes
   7    deadline: --max-duration or --stop-at reached; the rows left are aborted (error code
        deadline) and a rerun resumes
   70   internal error (a bug); -v shows the traceback

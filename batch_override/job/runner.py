@@ -291,18 +291,26 @@ async def _with_ticker(job: _Job, sending: Coroutine[object, object, None]) -> N
 def _open_ledger(job: _Job, source: BatchSource) -> LedgerWriter:
     config = job.config
     assert config.ledger is not None
-    torn = repair_torn_tail(config.ledger)
-    if torn:
-        log.warning(
-            "ledger %s: cut off a torn last line (%d bytes) left by an interrupted run", config.ledger, torn
+    try:
+        torn = repair_torn_tail(config.ledger)
+        if torn:
+            log.warning(
+                "ledger %s: cut off a torn last line (%d bytes) left by an interrupted run",
+                config.ledger,
+                torn,
+            )
+        return job.parts.ledger_writer(
+            config.ledger,
+            source.columns.carried,
+            job.run_id,
+            neutralize=config.neutralize_formulas,
+            fsync_interval=config.fsync_interval,
         )
-    return job.parts.ledger_writer(
-        config.ledger,
-        source.columns.carried,
-        job.run_id,
-        neutralize=config.neutralize_formulas,
-        fsync_interval=config.fsync_interval,
-    )
+    except OSError as exc:  # opening it, or cutting a torn line: the place cannot be written (exit 6)
+        why = exc.strerror or type(exc).__name__
+        raise LedgerWriteError(
+            f"{config.ledger}: cannot write the ledger ({why}); a rerun resumes from it"
+        ) from None
 
 
 def _conclude(summary: Summary, stopper: Stopper, started: float) -> None:

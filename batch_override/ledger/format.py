@@ -22,6 +22,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .location import utf8_line
+
 COLUMNS = (
     "row", "media", "hash", "classification", "outcome", "error_code",
     "http_status", "attempts", "message", "run_id", "finished_at",
@@ -32,12 +34,15 @@ def read_header(path: Path) -> list[str] | None:
     """The ledger's column names; None for a missing or empty file.
 
     A UTF-8 BOM and a CRLF end are accepted (a spreadsheet's "CSV UTF-8" save writes both), as
-    pyarrow accepts them when it reads the lines below.
+    pyarrow accepts them when it reads the lines below.  Only the first line is decoded (a
+    text-mode ``readline`` would decode a whole buffer, and fail on a later line's byte); a header
+    that is not UTF-8 raises :class:`~.errors.LedgerError` naming line 1.
     """
     if not path.exists() or path.stat().st_size == 0:
         return None
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        return next(csv.reader([fh.readline().rstrip("\r\n")]))
+    with open(path, "rb") as fh:
+        first = fh.readline()
+    return next(csv.reader([utf8_line(path, first, 1).rstrip("\r\n")]))
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

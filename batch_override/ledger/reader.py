@@ -2,10 +2,11 @@
 and :func:`batch_override.read_ledger`.
 
 Contract:
-- :meth:`LedgerFile.open` checks the file far enough to read it (exists, has the ledger's
-  header) and notes where its last complete line ends; :meth:`LedgerFile.blocks` reads only up
-  to there.  A run may be appending, or a kill left a torn last line: readers never repair a
-  ledger (the next run does, with :func:`ledger.repair_torn_tail`).
+- :meth:`LedgerFile.open` checks the file far enough to read it (a regular file with the
+  ledger's header, UTF-8 throughout: a line that is not is named) and notes where its last
+  complete line ends; :meth:`LedgerFile.blocks` reads only up to there.  A run may be
+  appending, or a kill left a torn last line: readers never repair a ledger (the next run
+  does, with :func:`ledger.repair_torn_tail`).
 - Text cells are never null: an empty cell reads as ``""``, as the writer wrote it.
 
 Trap: what a reader sees is the ledger at :meth:`LedgerFile.open`; lines appended after that are
@@ -30,6 +31,7 @@ from ..files import complete_end
 from ..input.blocks import record_batches
 from ..input.table import arrow_source
 from .format import COLUMNS, read_header
+from .location import check_utf8, refuse_special
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +49,17 @@ class LedgerFile:
 
     @classmethod
     def open(cls, path: Path) -> LedgerFile:
-        """Raises :class:`LedgerError` (exit 2), in one line, for anything that is not a ledger."""
+        """Raises :class:`LedgerError` (exit 2), in one line, for anything that is not a ledger:
+        a special file, a missing or foreign header, a line that is not UTF-8 (named)."""
         if not path.exists():
             raise LedgerError(f"{path}: no such ledger")
         if path.is_dir():
             raise LedgerError(f"{path}: is a directory, not a ledger")
+        refuse_special(path, "ledger")
         try:
             header = read_header(path)
             end = complete_end(path)
-        except (OSError, UnicodeDecodeError, StopIteration) as exc:
+        except (OSError, StopIteration) as exc:
             raise LedgerError(f"{path}: cannot read the ledger ({first_line(exc)})") from None
         if header is None:
             raise LedgerError(f"{path}: the ledger is empty (no header line)")
@@ -64,6 +68,10 @@ class LedgerFile:
                 f"{path}: not a batch-override ledger (its header starts {', '.join(header[:4])}; "
                 f"expected {', '.join(COLUMNS[:4])}, ...)"
             )
+        try:
+            check_utf8(path, end)
+        except OSError as exc:
+            raise LedgerError(f"{path}: cannot read the ledger ({first_line(exc)})") from None
         return cls(path, tuple(header), end)
 
     def blocks(

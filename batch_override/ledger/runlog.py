@@ -31,6 +31,7 @@ from typing import Any, BinaryIO, TypeVar
 
 from ..files import complete_end
 from ..summary import Summary
+from .location import open_regular, utf8_line
 
 STARTED = "started"
 FINISHED = "finished"
@@ -207,8 +208,10 @@ def user_at_host() -> str:
 
 
 def append(path: Path, record: RunRecord) -> None:
-    """Append ``record`` as one line, on a fresh line whatever the log's last write left."""
-    with open(path, "a+b") as fh:
+    """Append ``record`` as one line, on a fresh line whatever the log's last write left.
+    A run log that is a special file raises :class:`~.errors.LedgerError`, unwritten."""
+    fd = open_regular(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, "the ledger's run log")
+    with open(fd, "a+b") as fh:
         _end_on_a_fresh_line(path, fh)
         fh.write((json.dumps(record.to_json(), sort_keys=True) + "\n").encode("utf-8"))
         fh.flush()
@@ -253,14 +256,22 @@ def _record(line: str) -> dict[str, Any] | None:
 
 def records(path: Path) -> Iterator[dict[str, Any]]:
     """The run log's records as parsed JSON, oldest first; a torn line (a kill mid-write) or a
-    foreign one is skipped, and a missing log has none.  :func:`read_records` types them."""
+    foreign one is skipped, and a missing log has none.  :func:`read_records` types them.
+
+    Raises :class:`~.errors.LedgerError` for a run log that is a special file, or a whole line
+    that is not UTF-8 (named; the job writes ASCII, so only an edit puts one there).  The trap:
+    a torn last line is not a whole line, and is skipped whatever its bytes.
+    """
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if (record := _record(line)) is not None:
-                    yield record
+        fd = open_regular(path, os.O_RDONLY, "the ledger's run log")
     except FileNotFoundError:
         return
+    with open(fd, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            whole = raw.endswith(b"\n")
+            line = utf8_line(path, raw, number) if whole else raw.decode("utf-8", errors="replace")
+            if (record := _record(line)) is not None:
+                yield record
 
 
 def read_records(path: Path) -> Iterator[RunRecord]:

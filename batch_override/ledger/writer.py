@@ -19,76 +19,25 @@ Contract:
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
-import json
 import os
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from ..errors import LedgerError, LedgerLocked, LedgerWriteError
+from ..errors import LedgerError, LedgerWriteError
 from ..files import complete_end
 from ..outcome import Outcome
 from .format import COLUMNS, carried_names, neutralize, neutralize_array, one_line, read_header, utc_now
-
-
-def check_ledger_path(path: Path) -> None:
-    """Fail early, in one line, on a ledger path that cannot be a ledger file."""
-    if path.is_dir():
-        raise LedgerError(f"--ledger {path}: is a directory; name a file inside it")
-    if not path.parent.is_dir():
-        raise LedgerError(f"--ledger {path}: the directory {path.parent} does not exist")
-    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
-        raise LedgerError(f"--ledger {path}: not readable and writable by this user")
-    if not os.access(path.parent, os.W_OK):
-        raise LedgerError(f"--ledger {path}: cannot create files in {path.parent}")
-
-
-class LedgerLock:
-    """An exclusive ``flock`` on ``LEDGER.lock``; the kernel releases it if the holder dies.
-    Beside the ledger's real file: a symlink and its target share one lock."""
-
-    def __init__(self, ledger: Path) -> None:
-        real = ledger.resolve()
-        self.path = real.with_name(real.name + ".lock")
-        self._fh: IO[str] | None = None
-
-    def acquire(self, holder: dict[str, Any]) -> None:
-        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            text = fh.read().strip()
-            fh.close()
-            try:
-                info = json.loads(text)
-                who = (
-                    f"pid {info.get('pid')} on {info.get('host')}, run {info.get('run_id')} "
-                    f"since {info.get('started_at')}"
-                )
-            except ValueError:
-                who = "holder unknown"
-            raise LedgerLocked(f"{self.path.with_suffix('')}: another run holds the ledger ({who})") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(json.dumps(holder) + "\n")
-        fh.flush()
-        self._fh = fh
-
-    def release(self) -> None:
-        if self._fh is not None:
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None
+from .lock import LedgerLock as LedgerLock  # the lock's home is .lock; imported from here too
+from .lock import check_ledger_path as check_ledger_path
 
 
 def repair_torn_tail(path: Path) -> int:

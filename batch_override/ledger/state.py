@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ from ..errors import LedgerError
 from ..files import atomic_writer
 from .format import read_header
 from .latest import ENTRY_DTYPE, ENTRY_SIZE
+from .location import open_regular
 from .reader import LedgerFile
 from .resume import MAX_RUNS, ResumeIndex, read_entries
 from .runlog import normalise_url
@@ -170,8 +172,8 @@ def _identity(path: Path, covered: int) -> list[str]:
 
 def _cached(ledger: Path, path: Path, runs: list[str]) -> ResumeState | None:
     """The state file's content if every check holds, else None (and why, at DEBUG)."""
-    try:
-        with open(path, "rb") as fh:
+    try:  # never open() a FIFO put there: it would block; a special file is rebuilt over
+        with os.fdopen(open_regular(path, os.O_RDONLY, "the resume state"), "rb") as fh:
             state, why = _read(fh, ledger, runs)
     except FileNotFoundError:
         return None

@@ -236,7 +236,7 @@ async def two_nights(tmp_path: Path, url: str) -> tuple[RunConfig, Path]:
 
 
 @pytest.mark.parametrize(
-    "damage", ["deleted", "truncated", "stale", "garbled", "foreign_ledger", "runlog_edited"]
+    "damage", ["deleted", "truncated", "stale", "garbled", "foreign_ledger", "runlog_edited", "fifo"]
 )
 async def test_a_state_that_does_not_fit_the_ledger_is_rebuilt_and_no_row_is_skipped_wrongly(
     tmp_path: Path, emulator_factory, damage: str
@@ -257,6 +257,9 @@ async def test_a_state_that_does_not_fit_the_ledger_is_rebuilt_and_no_row_is_ski
     elif damage == "foreign_ledger":  # another ledger of the same length moved in
         text = cfg.ledger.read_text().replace(sha(30), sha(99))
         cfg.ledger.write_text(text)
+    elif damage == "fifo":  # a special file where the state goes: never opened (it would block)
+        state.unlink()
+        os.mkfifo(state)
     elif damage == "runlog_edited":
         log_path = runlog.runlog_path(cfg.ledger)
         records = log_path.read_text().splitlines()

@@ -8,6 +8,8 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING
 
+from .outcome import RETRY_OUTCOMES
+
 if TYPE_CHECKING:
     from .summary import Summary
 
@@ -110,10 +112,26 @@ class LedgerUnwritable(RunFailed):
 
 
 class RowsFailed(RunFailed):
-    """Exit 1: the run finished, but some rows did not succeed (a retry sends failed and
-    not_ready rows again)."""
+    """Exit 1: the run finished, but some rows did not succeed.
 
-    retryable = True
+    :attr:`retryable` is true when some row that did not succeed can still succeed (``not_ready``,
+    ``failed``, ``aborted``: a retry sends them again), false when every one is permanent
+    (``invalid``, ``rejected``, ``conflict``: the same input fails the same way however often it
+    is retried).  The trap: outcomes in the run's ``ok_outcomes`` count as succeeded, so a
+    nightly run that counts ``not_ready`` as OK and has only invalid rows left is not retryable.
+    """
+
+    def __init__(self, summary: Summary) -> None:
+        super().__init__(summary)
+        self.retryable = can_still_succeed(summary)
+
+
+def can_still_succeed(summary: Summary) -> bool:
+    """Whether some row of ``summary`` that did not succeed is one a rerun may still get accepted."""
+    return any(
+        n and outcome not in summary.ok_outcomes and outcome in RETRY_OUTCOMES
+        for outcome, n in summary.outcomes.items()
+    )
 
 
 class DeadlineReached(RunFailed):

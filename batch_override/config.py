@@ -147,6 +147,7 @@ _RANGES: dict[str, Allowed] = {
     "batch_rows": Allowed(int, 1, 10_000_000),
     "dry_run": Allowed(bool),
     "retry_rejected": Allowed(bool),
+    "allow_empty": Allowed(bool),
     "preflight": Allowed(bool),
     "neutralize_formulas": Allowed(bool),
     "progress": Allowed(bool, optional=True),
@@ -195,6 +196,9 @@ class RunConfig:
     limit: int | None = None
     dry_run: bool = False
     retry_rejected: bool = False
+    #: A header-only input is a run of 0 rows (exit 0) instead of exit 2: for an input of the day's
+    #: new corrections, where a quiet day has none; a cumulative export with no rows is broken.
+    allow_empty: bool = False
     max_outage: float = 1800.0
     max_wait: float = 900.0
     max_failure_rate: float = 0.5

@@ -42,8 +42,8 @@ EXIT_CODES = """\
 exit codes:
   0    every row succeeded (submitted, already_submitted, duplicate, skipped, planned)
   1    the run finished but some rows did not (invalid, conflict, rejected, not_ready, failed)
-  2    usage error (an option out of range), unreadable input, or an input changed before
-       any row was handed out; nothing was sent
+  2    usage error (an option out of range), unreadable input, a header with no rows (unless
+       --allow-empty), or an input changed before any row was handed out; nothing was sent
   3    aborted: key refused (401/403), wrong --api-url, --max-failure-rate exceeded, or the
        input changed while rows were being sent
   4    another run holds the ledger

@@ -113,6 +113,10 @@ HELP: dict[str, Help] = {
         "(with a key, one empty preflight reads the server's limit)"
     ),
     "retry_rejected": Help("send again rows an earlier run saw rejected"),
+    "allow_empty": Help(
+        "an input with a header but no data rows is 0 rows, exit 0 (an input of the day's new "
+        "corrections on a quiet day); without it, exit 2 (a cumulative export with no rows is broken)"
+    ),
     "preflight": Help("skip the key check before the first row", flag="--no-preflight", negate=True),
     "neutralize_formulas": Help(
         "write cells starting with = + - @ as they are (for machine readers)", flag="--raw-cells", negate=True

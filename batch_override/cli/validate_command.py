@@ -21,7 +21,9 @@ from .logs import setup_logging
 from .options import OBJECT_STORE, add_config_options
 
 #: The run options that say how to read the input: ``validate`` takes them as ``run`` does.
-_READING = ("hash_column", "classification_column", "media_column", "media", "encoding", *OBJECT_STORE)
+_READING = (
+    "hash_column", "classification_column", "media_column", "media", "encoding", "allow_empty", *OBJECT_STORE
+)  # fmt: skip
 
 
 def add_parser(

@@ -151,6 +151,55 @@ _FAILURES: dict[int, type[RunFailed]] = {
 }
 
 
+class EndReason(enum.StrEnum):
+    """Why a run ended, in one word: the ``reason`` label of ``batch_override_exit_code``.
+
+    A small fixed set (alert routes and dashboards match on these words), so a new way to end
+    takes one of them; the exit code says the rest.  Exit 4 has none: a run that finds the
+    ledger held writes no metrics, so the holder's stay.
+    """
+
+    FINISHED = "finished"  # 0, 1: every row read has its outcome
+    USAGE = "usage"  # 2: an option, the job file or the API key's source
+    INPUT = "input"  # 2: the input is unreadable, has no rows, or changed before rows were sent
+    LEDGER = "ledger"  # 2, 6: the ledger cannot be used for this input, or cannot be written
+    ABORTED = "aborted"  # 3: key refused, wrong URL, failure rate, input changed while sending
+    OUTAGE = "outage"  # 5: the server stayed unavailable, or asked to wait too long
+    DEADLINE = "deadline"  # 7: --max-duration or --stop-at
+    SIGNAL = "signal"  # 129, 130, 143: a signal, a stop handle or a cancel
+    INTERNAL = "internal"  # 70: a bug
+
+
+_REASON_BY_EXIT: dict[int, EndReason] = {
+    ExitCode.OK: EndReason.FINISHED,
+    ExitCode.SOME_ROWS_FAILED: EndReason.FINISHED,
+    ExitCode.USAGE: EndReason.INPUT,  # a run's summary says 2 only for an input that changed
+    ExitCode.ABORTED: EndReason.ABORTED,
+    ExitCode.OUTAGE: EndReason.OUTAGE,
+    ExitCode.LEDGER_WRITE: EndReason.LEDGER,
+    ExitCode.DEADLINE: EndReason.DEADLINE,
+    ExitCode.INTERNAL: EndReason.INTERNAL,
+    ExitCode.SIGHUP: EndReason.SIGNAL,
+    ExitCode.SIGINT: EndReason.SIGNAL,
+    ExitCode.SIGTERM: EndReason.SIGNAL,
+}
+
+
+def end_reason(exit_code: int, error: BaseException | None = None) -> EndReason:
+    """The :class:`EndReason` of a run that exited ``exit_code``, raising ``error`` if it raised.
+
+    An error that is not a :class:`BatchOverrideError` is a bug (``internal``), whatever code."""
+    if error is not None and not isinstance(error, BatchOverrideError):
+        return EndReason.INTERNAL
+    if isinstance(error, InputError):
+        return EndReason.INPUT
+    if isinstance(error, LedgerError | LedgerWriteError):
+        return EndReason.LEDGER
+    if error is not None and exit_code == ExitCode.USAGE:
+        return EndReason.USAGE  # options, the job file, the key's source
+    return _REASON_BY_EXIT.get(exit_code, EndReason.INTERNAL)
+
+
 def failure_of(summary: Summary) -> RunFailed | None:
     """The exception ``raise_on_failure`` raises for a run that ended this way (None: exit 0)."""
     if summary.exit_code == ExitCode.OK:

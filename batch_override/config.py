@@ -149,6 +149,7 @@ _RANGES: dict[str, Allowed] = {
     "dry_run": Allowed(bool),
     "retry_rejected": Allowed(bool),
     "record_skipped": Allowed(bool),
+    "allow_empty": Allowed(bool),
     "preflight": Allowed(bool),
     "neutralize_formulas": Allowed(bool),
     "progress": Allowed(bool, optional=True),
@@ -301,6 +302,9 @@ class RunConfig:
     #: Also ledger the rows a run never attempts (``skipped``; ``aborted`` for rows a stop left
     #: unsent), one line each per run, as earlier versions did; off: they are counted only.
     record_skipped: bool = False
+    #: A header-only input is a run of 0 rows (exit 0) instead of exit 2: for an input of the day's
+    #: new corrections, where a quiet day has none; a cumulative export with no rows is broken.
+    allow_empty: bool = False
     max_outage: float = 1800.0
     max_wait: float = 900.0
     max_failure_rate: float = 0.5

@@ -8,6 +8,8 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING
 
+from .outcome import RETRY_OUTCOMES
+
 if TYPE_CHECKING:
     from .summary import Summary
 
@@ -110,10 +112,26 @@ class LedgerUnwritable(RunFailed):
 
 
 class RowsFailed(RunFailed):
-    """Exit 1: the run finished, but some rows did not succeed (a retry sends failed and
-    not_ready rows again)."""
+    """Exit 1: the run finished, but some rows did not succeed.
 
-    retryable = True
+    :attr:`retryable` is true when some row that did not succeed can still succeed (``not_ready``,
+    ``failed``, ``aborted``: a retry sends them again), false when every one is permanent
+    (``invalid``, ``rejected``, ``conflict``: the same input fails the same way however often it
+    is retried).  The trap: outcomes in the run's ``ok_outcomes`` count as succeeded, so a
+    nightly run that counts ``not_ready`` as OK and has only invalid rows left is not retryable.
+    """
+
+    def __init__(self, summary: Summary) -> None:
+        super().__init__(summary)
+        self.retryable = can_still_succeed(summary)
+
+
+def can_still_succeed(summary: Summary) -> bool:
+    """Whether some row of ``summary`` that did not succeed is one a rerun may still get accepted."""
+    return any(
+        n and outcome not in summary.ok_outcomes and outcome in RETRY_OUTCOMES
+        for outcome, n in summary.outcomes.items()
+    )
 
 
 class DeadlineReached(RunFailed):
@@ -131,6 +149,55 @@ _FAILURES: dict[int, type[RunFailed]] = {
     ExitCode.SIGINT: RunInterrupted,
     ExitCode.SIGTERM: RunInterrupted,
 }
+
+
+class EndReason(enum.StrEnum):
+    """Why a run ended, in one word: the ``reason`` label of ``batch_override_exit_code``.
+
+    A small fixed set (alert routes and dashboards match on these words), so a new way to end
+    takes one of them; the exit code says the rest.  Exit 4 has none: a run that finds the
+    ledger held writes no metrics, so the holder's stay.
+    """
+
+    FINISHED = "finished"  # 0, 1: every row read has its outcome
+    USAGE = "usage"  # 2: an option, the job file or the API key's source
+    INPUT = "input"  # 2: the input is unreadable, has no rows, or changed before rows were sent
+    LEDGER = "ledger"  # 2, 6: the ledger cannot be used for this input, or cannot be written
+    ABORTED = "aborted"  # 3: key refused, wrong URL, failure rate, input changed while sending
+    OUTAGE = "outage"  # 5: the server stayed unavailable, or asked to wait too long
+    DEADLINE = "deadline"  # 7: --max-duration or --stop-at
+    SIGNAL = "signal"  # 129, 130, 143: a signal, a stop handle or a cancel
+    INTERNAL = "internal"  # 70: a bug
+
+
+_REASON_BY_EXIT: dict[int, EndReason] = {
+    ExitCode.OK: EndReason.FINISHED,
+    ExitCode.SOME_ROWS_FAILED: EndReason.FINISHED,
+    ExitCode.USAGE: EndReason.INPUT,  # a run's summary says 2 only for an input that changed
+    ExitCode.ABORTED: EndReason.ABORTED,
+    ExitCode.OUTAGE: EndReason.OUTAGE,
+    ExitCode.LEDGER_WRITE: EndReason.LEDGER,
+    ExitCode.DEADLINE: EndReason.DEADLINE,
+    ExitCode.INTERNAL: EndReason.INTERNAL,
+    ExitCode.SIGHUP: EndReason.SIGNAL,
+    ExitCode.SIGINT: EndReason.SIGNAL,
+    ExitCode.SIGTERM: EndReason.SIGNAL,
+}
+
+
+def end_reason(exit_code: int, error: BaseException | None = None) -> EndReason:
+    """The :class:`EndReason` of a run that exited ``exit_code``, raising ``error`` if it raised.
+
+    An error that is not a :class:`BatchOverrideError` is a bug (``internal``), whatever code."""
+    if error is not None and not isinstance(error, BatchOverrideError):
+        return EndReason.INTERNAL
+    if isinstance(error, InputError):
+        return EndReason.INPUT
+    if isinstance(error, LedgerError | LedgerWriteError):
+        return EndReason.LEDGER
+    if error is not None and exit_code == ExitCode.USAGE:
+        return EndReason.USAGE  # options, the job file, the key's source
+    return _REASON_BY_EXIT.get(exit_code, EndReason.INTERNAL)
 
 
 def failure_of(summary: Summary) -> RunFailed | None:

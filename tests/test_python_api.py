@@ -206,15 +206,15 @@ def test_an_outage_raises_server_outage_retryable(tmp_path: Path) -> None:
     assert sum(summary.outcomes.values()) + summary.not_attempted == 20, summary.outcomes
 
 
-def test_rows_that_fail_raise_rows_failed_retryable(tmp_path: Path) -> None:
-    # Every row rejected: the emulator knows none of them.
+def test_rows_all_rejected_raise_rows_failed_not_retryable(tmp_path: Path) -> None:
+    # Every row rejected: the emulator knows none of them, and no retry changes that.
     with emulator_in_thread() as emulator, pytest.raises(RowsFailed) as caught:
         run_job(
             config(tmp_path, emulator.url, max_failure_rate=1.0),
             api_key=DEMO_API_KEY,
             raise_on_failure=True,
         )
-    assert (caught.value.exit_code, caught.value.retryable) == (1, True)
+    assert (caught.value.exit_code, caught.value.retryable) == (1, False)
     assert caught.value.summary.outcomes == {"rejected": 20}
 
 

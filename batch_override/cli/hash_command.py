@@ -162,6 +162,7 @@ def hash_corrections(
     progress: bool | None = None,
     store: InputOptions | None = None,
     raw_cells: bool = False,
+    allow_empty: bool = False,
 ) -> tuple[int, int]:
     """Hash every file INPUT names and write the corrections file; returns ``(rows, failed)``.
 
@@ -170,9 +171,10 @@ def hash_corrections(
     ``input_path`` only names them in messages.  ``fill`` adds columns with one value on every
     row (``--classification human``).  An ``s3://`` or ``gs://`` INPUT (a string) is copied first,
     reached as ``store`` says; its relative paths resolve against the working directory.
-    Raises :class:`InputError` for an unreadable INPUT or one without the path column (nothing is
-    written then), :class:`UsageError` for ``output`` naming INPUT itself or a ``fill`` column
-    INPUT already has.
+    Raises :class:`InputError` for an unreadable INPUT, one without the path column, or one with
+    no rows (a header alone, or no paths on the stream) unless ``allow_empty`` (then the output is
+    a header alone and the result ``(0, 0)``), nothing written then; :class:`UsageError` for
+    ``output`` naming INPUT itself or a ``fill`` column INPUT already has.
     """
     copy = None
     if isinstance(input_path, str) and is_object_uri(input_path):
@@ -180,7 +182,7 @@ def hash_corrections(
     try:
         return _hash_into(
             input_path if copy else Path(input_path), output, path_column, workers, chunk_rows, encoding,
-            dict(fill or {}), paths_from, nul, progress, copy, raw_cells,
+            dict(fill or {}), paths_from, nul, progress, copy, raw_cells, allow_empty,
         )  # fmt: skip
     finally:
         if copy is not None:
@@ -200,6 +202,7 @@ def _hash_into(
     progress: bool | None,
     copy: ObjectCopy | None,
     raw_cells: bool = False,
+    allow_empty: bool = False,
 ) -> tuple[int, int]:
     source: _Input | _PathList
     if paths_from is not None:
@@ -264,7 +267,7 @@ def _hash_into(
                 for future in futures:
                     future.cancel()
             raise
-        if rows == 0:
+        if rows == 0 and not allow_empty:
             raise InputError(
                 f"{input_path}: no paths"
                 if paths_from is not None
@@ -291,9 +294,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "the current directory), and write OUTPUT: a hash column, then INPUT's columns, then an error "
         "column (empty when the file was hashed).  Example: find media -type f -print0 | "
         "batch-override hash - -0 --classification human -o corrections.csv",
-        epilog="exit codes: 0 every file hashed; 1 some files unreadable (empty hash, reason in the "
-        "error column); 2 unreadable INPUT, no path column, or an unwritable OUTPUT; 129, 130, 143 "
-        "SIGHUP, SIGINT, SIGTERM (no OUTPUT, no temporary file left)",
+        epilog="exit codes: 0 every file hashed (none, with --allow-empty and no rows); 1 some files "
+        "unreadable (empty hash, reason in the error column); 2 unreadable INPUT, no path column, no "
+        "rows (without --allow-empty), or an unwritable OUTPUT; 129, 130, 143 SIGHUP, SIGINT, SIGTERM "
+        "(no OUTPUT, no temporary file left)",
     )
     p.add_argument(
         "input",
@@ -323,7 +327,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         metavar="NAME",
         help="text encoding of a CSV INPUT without a byte-order mark, e.g. cp1252 (default utf-8)",
     )
-    add_config_options(p, (*OBJECT_STORE, "neutralize_formulas"))
+    add_config_options(p, (*OBJECT_STORE, "neutralize_formulas", "allow_empty"))
     p.add_argument(
         "--workers",
         metavar="N",
@@ -399,6 +403,7 @@ def _main_hash(args: argparse.Namespace) -> int:
             progress=args.progress,
             store=store,
             raw_cells=not getattr(args, "neutralize_formulas", True),
+            allow_empty=bool(getattr(args, "allow_empty", False)),
         )
     except BatchOverrideError as exc:
         print(f"batch-override: error: {exc}", file=sys.stderr)

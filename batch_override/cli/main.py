@@ -12,14 +12,22 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
 from .._version import __version__
 from ..apikey import ENV_VAR, load_api_key
 from ..config import RunConfig
-from ..errors import BatchOverrideError, ExitCode, UsageError, first_line
+from ..errors import (
+    BatchOverrideError,
+    EndReason,
+    ExitCode,
+    LedgerLocked,
+    UsageError,
+    end_reason,
+    first_line,
+)
 from ..report import run_report as report
 from ..summary import Summary
 from . import hash_command as hashing
@@ -42,9 +50,9 @@ EXIT_CODES = """\
 exit codes:
   0    every row succeeded (submitted, already_submitted, duplicate, skipped, planned)
   1    the run finished but some rows did not (invalid, conflict, rejected, not_ready, failed)
-  2    usage error (an option out of range), unreadable input, a ledger or run log that is not
-       UTF-8 (the line named) or not a regular file, or an input changed before any row was
-       handed out; nothing was sent
+  2    usage error (an option out of range), unreadable input, a header with no rows (unless
+       --allow-empty), a ledger or run log that is not UTF-8 (the line named) or not a regular
+       file, or an input changed before any row was handed out; nothing was sent
   3    aborted: key refused (401/403), wrong --api-url, --max-failure-rate exceeded, or the
        input changed while rows were being sent
   4    another run holds the ledger
@@ -144,14 +152,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """``run``: the job with its outputs.  Once the options are known, every exit writes the
+    metrics (a run that raised gets a summary of 0 rows with its exit code and reason), except
+    exit 4: another run holds the ledger, and its metrics (in progress) stay."""
     config, output = config_from(args)
-    if output.pushgateway:  # a typo found now, not as a warning after the whole run
+    _check_outputs(output)
+    started = time.monotonic()
+    try:
+        return _run_checked(args, config, output)
+    except LedgerLocked:
+        raise
+    except BatchOverrideError as exc:
+        _failure_metrics(config, output, exc.exit_code, end_reason(exc.exit_code, exc), started, str(exc))
+        raise
+    except Exception as exc:  # a bug: exit 70, and the metrics say so
+        _failure_metrics(config, output, ExitCode.INTERNAL, EndReason.INTERNAL, started, first_line(exc))
+        raise
+
+
+def _check_outputs(output: OutputOptions) -> None:
+    """Exit 2 for an output the run could not use: a typo found now, not a warning after the run."""
+    if output.pushgateway:
         check_pushgateway_url(output.pushgateway)
     if output.ping_url:
         check_ping_url(output.ping_url)
     for flag, where in (("--summary", output.summary), ("--metrics-file", output.metrics_file)):
         if where and not Path(where).parent.is_dir():
             raise UsageError(f"{flag} {where}: the directory {Path(where).parent} does not exist")
+
+
+def _run_checked(args: argparse.Namespace, config: RunConfig, output: OutputOptions) -> int:
     setup_logging(output.log_format, max(args.verbose, output.verbose), output.quiet)
     if not output.ping_url:
         return _run_job(config, output).exit_code
@@ -197,14 +227,68 @@ def _run_job(config: RunConfig, output: OutputOptions) -> Summary:
             Path(output.summary).write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
         except OSError as exc:
             log.warning("cannot write --summary %s: %s", output.summary, exc.strerror or exc)
+    _send_metrics(output, summary, name, end_reason(summary.exit_code))
+    return summary
+
+
+def _send_metrics(output: OutputOptions, summary: Summary, name: str, reason: EndReason) -> None:
+    """Write ``--metrics-file`` and push to ``--pushgateway``; a failure is one warning each."""
     if output.metrics_file:
-        _write_metrics(Path(output.metrics_file), summary, name)
+        _write_metrics(Path(output.metrics_file), summary, name, reason)
     if output.pushgateway:
         try:
-            push_metrics(output.pushgateway, summary, job=name)
+            push_metrics(output.pushgateway, summary, job=name, reason=reason)
         except PushFailed as exc:  # metrics must never change the run's exit code
             log.warning("cannot push metrics to --pushgateway %s: %s", output.pushgateway, exc)
-    return summary
+
+
+def _failure_metrics(
+    config: RunConfig, output: OutputOptions, code: int, reason: EndReason, started: float, why: str
+) -> None:
+    """The metrics of a run that raised instead of returning a summary (exit 2 before the first
+    row, a bug), written only while no other run holds the ledger: a run that holds it owns
+    the metrics too.  Never raises (the run's own error is the one to report)."""
+    if not (output.metrics_file or output.pushgateway):
+        return
+    summary = Summary(
+        run_id="-",
+        ledger=str(config.ledger) if config.ledger else None,
+        api_url=config.api_url,
+        exit_code=code,
+        stop_reason=why,
+        duration=time.monotonic() - started,
+    )
+    try:
+        with _ledger_not_held(config.ledger) as free:
+            if free:
+                _send_metrics(output, summary, _metrics_job(output, config.ledger), reason)
+    except Exception as exc:  # whatever it is, the run's error is the one reported, not this
+        log.warning("cannot write the metrics of exit %d: %s", code, first_line(exc))
+
+
+@contextlib.contextmanager
+def _ledger_not_held(ledger: Path | None) -> Iterator[bool]:
+    """Hold ``ledger``'s lock for the block when it is free (yields True); False when another
+    run holds it.  A lock that cannot be taken at all (the ledger's directory is missing, the
+    path is refused) yields True: no run can hold that ledger either."""
+    if ledger is None:
+        yield True
+        return
+    from ..ledger.writer import LedgerLock
+
+    lock = LedgerLock(ledger)
+    try:
+        lock.acquire({"pid": os.getpid(), "writing": "the metrics of a run that could not start"})
+    except LedgerLocked:
+        yield False
+        return
+    except (BatchOverrideError, OSError, ValueError):
+        yield True
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
 
 
 def _metrics_job(output: OutputOptions, ledger: Path | None) -> str:
@@ -235,11 +319,11 @@ def _print_summary(summary: Summary, stream: TextIO | None) -> None:
             os.close(devnull)
 
 
-def _write_metrics(path: Path, summary: Summary, name: str) -> None:
+def _write_metrics(path: Path, summary: Summary, name: str, reason: EndReason) -> None:
     # A failed run keeps the last success time, so a "no success for 2 days" alert still fires.
     last_success = time.time() if summary.exit_code == ExitCode.OK else read_last_success(path, job=name)
     try:
-        write_metrics(path, summary, job=name, last_success_unix=last_success)
+        write_metrics(path, summary, job=name, last_success_unix=last_success, reason=reason)
     except OSError as exc:
         log.warning("cannot write --metrics-file %s: %s", path, exc.strerror or exc)
 

@@ -44,7 +44,7 @@ import aiohttp
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Metric, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ..errors import ExitCode, UsageError, first_line
+from ..errors import EndReason, ExitCode, UsageError, end_reason, first_line
 from ..files import atomic_writer
 from ..outcome import Outcome
 from ..sending.client import env_proxy
@@ -93,11 +93,20 @@ def _run_gauges(
 
 
 def build_registry(
-    summary: Summary, *, job: str | None, last_success_unix: float | None, now: float | None = None
+    summary: Summary,
+    *,
+    job: str | None,
+    last_success_unix: float | None,
+    now: float | None = None,
+    reason: EndReason | None = None,
 ) -> CollectorRegistry:
     """The run's gauges in a fresh registry; a ``job`` label on each sample unless ``job`` is None.
 
     Every outcome is listed, zeros included, so a dashboard's series never vanish.
+    ``batch_override_exit_reason`` is 1 with a ``reason`` label, why the run ended in a word
+    (:class:`~..errors.EndReason`; default: the exit code's).  A gauge of its own, not a label
+    of ``batch_override_exit_code``, so that series stays one per job as alerts and dashboards
+    written for it expect.
     """
     registry = CollectorRegistry(auto_describe=True)
     base = {} if job is None else {"job": job}
@@ -129,6 +138,13 @@ def build_registry(
         "the next run of the input sends them.",
         summary.not_attempted,
     )
+    why = Gauge(
+        _PREFIX + "exit_reason",
+        "1, labelled with why the last run ended in a word (finished, usage, input, ...).",
+        [*base, "reason"],
+        registry=registry,
+    )
+    why.labels(**base, reason=(reason or end_reason(summary.exit_code)).value).set(1)
     gauge("mean_in_flight", "Requests in flight on average in the last run.",
           float(summary.concurrency.get("mean_in_flight", 0.0)))  # fmt: skip
     # The in-progress gauges as a finished run leaves them: not running, every row done.
@@ -143,22 +159,33 @@ def build_registry(
 
 
 def render_metrics(
-    summary: Summary, *, job: str, last_success_unix: float | None, now: float | None = None
+    summary: Summary,
+    *,
+    job: str,
+    last_success_unix: float | None,
+    now: float | None = None,
+    reason: EndReason | None = None,
 ) -> str:
     """The exposition text :func:`write_metrics` writes."""
-    registry = build_registry(summary, job=job, last_success_unix=last_success_unix, now=now)
+    registry = build_registry(summary, job=job, last_success_unix=last_success_unix, now=now, reason=reason)
     return generate_latest(registry).decode("utf-8")
 
 
 def write_metrics(
-    path: Path, summary: Summary, *, job: str, last_success_unix: float | None, now: float | None = None
+    path: Path,
+    summary: Summary,
+    *,
+    job: str,
+    last_success_unix: float | None,
+    now: float | None = None,
+    reason: EndReason | None = None,
 ) -> None:
     """Write ``summary`` to ``path`` (``*.prom`` in node_exporter's textfile directory), atomically.
 
     ``last_success_unix`` is the Unix time of the last run that exited 0, or ``None`` when not
     known (the metric is then left out); ``now`` (default: the clock) is the last-run timestamp.
     """
-    text = render_metrics(summary, job=job, last_success_unix=last_success_unix, now=now)
+    text = render_metrics(summary, job=job, last_success_unix=last_success_unix, now=now, reason=reason)
     with atomic_writer(path) as fh:
         fh.write(text.encode("utf-8"))
 
@@ -246,7 +273,13 @@ async def push_registry_async(
 
 
 async def push_metrics_async(
-    gateway: str, summary: Summary, *, job: str, now: float | None = None, deadline: float = PUSH_TIMEOUT
+    gateway: str,
+    summary: Summary,
+    *,
+    job: str,
+    now: float | None = None,
+    deadline: float = PUSH_TIMEOUT,
+    reason: EndReason | None = None,
 ) -> None:
     """Push ``summary`` to the Pushgateway at ``gateway``, in the group of ``job`` alone.
 
@@ -256,15 +289,19 @@ async def push_metrics_async(
     """
     clock = time.time() if now is None else now
     succeeded = summary.exit_code == ExitCode.OK
-    registry = build_registry(summary, job=None, last_success_unix=clock if succeeded else None, now=clock)
+    registry = build_registry(
+        summary, job=None, last_success_unix=clock if succeeded else None, now=clock, reason=reason
+    )
     await push_registry_async(
         gateway, registry, job=job, method="PUT" if succeeded else "POST", deadline=deadline
     )
 
 
-def push_metrics(gateway: str, summary: Summary, *, job: str, now: float | None = None) -> None:
+def push_metrics(
+    gateway: str, summary: Summary, *, job: str, now: float | None = None, reason: EndReason | None = None
+) -> None:
     """:func:`push_metrics_async` from synchronous code (after the run's event loop has ended)."""
-    asyncio.run(push_metrics_async(gateway, summary, job=job, now=now))
+    asyncio.run(push_metrics_async(gateway, summary, job=job, now=now, reason=reason))
 
 
 def build_progress_registry(snap: ProgressSnapshot, *, job: str | None) -> CollectorRegistry:

@@ -118,6 +118,10 @@ HELP: dict[str, Help] = {
         "run; aborted: not reached before a stop), as earlier versions did; default: counted in "
         "the summary, run log and metrics, not written"
     ),
+    "allow_empty": Help(
+        "an input with a header but no data rows is 0 rows, exit 0 (an input of the day's new "
+        "corrections on a quiet day); without it, exit 2 (a cumulative export with no rows is broken)"
+    ),
     "preflight": Help("skip the key check before the first row", flag="--no-preflight", negate=True),
     "neutralize_formulas": Help(
         "write cells starting with = + - @ as they are (for machine readers)", flag="--raw-cells", negate=True

@@ -37,6 +37,7 @@ _READING = (
     "media",
     "encoding",
     "label_map",
+    "allow_empty",
     *OBJECT_STORE,
 )
 #: What a duplicate or a conflict line says (the row is valid; the plan holds it back).

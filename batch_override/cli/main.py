@@ -16,25 +16,26 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
+from .. import urls
 from .._version import __version__
 from ..apikey import ENV_VAR, load_api_key
 from ..config import RunConfig
 from ..errors import BatchOverrideError, ExitCode, UsageError, first_line
 from ..report import run_report as report
 from ..summary import Summary
+from ..urls import PING_URL, PUSHGATEWAY, check_url
 from . import hash_command as hashing
 from . import validate_command as validate
 from .logs import current_format, json_line, queued_stderr, setup_logging
 from .metrics import (
     LiveMetrics,
     PushFailed,
-    check_pushgateway_url,
     push_metrics,
     read_last_success,
     write_metrics,
 )
 from .options import OutputOptions, add_run_options, config_from
-from .ping import Pinger, check_ping_url
+from .ping import Pinger
 
 log = logging.getLogger("batch_override")
 
@@ -143,10 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     config, output = config_from(args)
-    if output.pushgateway:  # a typo found now, not as a warning after the whole run
-        check_pushgateway_url(output.pushgateway)
-    if output.ping_url:
-        check_ping_url(output.ping_url)
+    for rule, url in ((PUSHGATEWAY, output.pushgateway), (PING_URL, output.ping_url)):
+        if url:  # a typo found now, not as a warning after the whole run
+            check_url(rule, url)
     for flag, where in (("--summary", output.summary), ("--metrics-file", output.metrics_file)):
         if where and not Path(where).parent.is_dir():
             raise UsageError(f"{flag} {where}: the directory {Path(where).parent} does not exist")
@@ -201,7 +201,7 @@ def _run_job(config: RunConfig, output: OutputOptions) -> Summary:
         try:
             push_metrics(output.pushgateway, summary, job=name)
         except PushFailed as exc:  # metrics must never change the run's exit code
-            log.warning("cannot push metrics to --pushgateway %s: %s", output.pushgateway, exc)
+            log.warning("cannot push metrics to --pushgateway %s: %s", urls.where(output.pushgateway), exc)
     return summary
 
 

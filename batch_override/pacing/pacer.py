@@ -345,7 +345,7 @@ class Pacer:
             self.model.server_limit = found.limit
         if status == 429:
             self.throttled += 1
-            wait = found.retry_after
+            wait = found.wait  # a date that reads 0 says nothing (see RateHeaders.wait)
             if wait is None:  # a proxy's or CDN's 429: the whole step (see Backoff.ceiling)
                 wait = self._backoff.ceiling(self._bare_429s)
                 self._bare_429s += 1

@@ -210,3 +210,20 @@ def test_a_retry_after_date_from_a_skewed_server_clock_teaches_the_same_window_a
     dated_throttled, dated_period = run(skew)
     assert dated_period == seconds_period == 10.0
     assert dated_throttled <= seconds_throttled + 1
+
+
+def test_a_limit_alternating_between_two_replicas_tells_each_pace_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Two replicas behind one balancer, configured 60 and 100 per minute, answer in turn: the
+    # pace flipped with every answer and each flip was an INFO line (8 lines for 9 requests).
+    limits = iter([60, 100] * 10)
+
+    def answer(_now: float, _seq: int) -> tuple[int, dict[str, str]]:
+        limit = next(limits)
+        return 201, {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(limit - 1)}
+
+    with caplog.at_level(logging.INFO, logger="batch_override"):
+        simulate(None, answer, sends=19)
+    told = [r.getMessage() for r in caplog.records if r.getMessage().startswith("pacing auto")]
+    assert len(told) <= 2, told

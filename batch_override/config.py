@@ -9,18 +9,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
-from urllib.parse import urlsplit
 
 from .domain import CLASSIFICATION_COLUMN, HASH_COLUMN, MEDIA, LabelMap, label_pairs, parse_label_map
 from .errors import UsageError
 from .schedule import StopAt, parse_duration
+from .urls import API_URL, check_url, endpoint, is_object_uri, object_parts
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
 DEFAULT_API_URL = "https://backend.identifai.net"
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 #: More requests in flight than this is a typo, not a plan (one connection and task each).
 MAX_CONCURRENCY = 1024
 
@@ -382,10 +381,12 @@ class RunConfig:
         ):
             raise UsageError("--media-column must name a column")
         check_media(self.media)
-        check_api_url(self.api_url)
+        check_url(API_URL, self.api_url)
         for name in ("s3_endpoint", "gcs_endpoint"):
             if getattr(self, name) is not None:
-                check_endpoint(option_name(name), getattr(self, name))
+                check_url(endpoint(option_name(name)), getattr(self, name))
+        if is_object_uri(self.input):  # a misshapen URI is said now, before the ledger's lock
+            object_parts(self.input)
         if self.s3_region is not None and not (isinstance(self.s3_region, str) and self.s3_region.strip()):
             raise UsageError("--s3-region must name a region, such as eu-west-1")
         if self.ok_outcomes is not None:
@@ -423,43 +424,6 @@ def parse_concurrency(text: str) -> int | Literal["auto"]:
 
 def parse_outcomes(text: str) -> frozenset[str]:
     return frozenset(w.strip().lower() for w in text.split(",") if w.strip())
-
-
-def check_api_url(url: str) -> None:
-    """HTTPS only, except a loopback host (the emulator): the key must never travel in clear."""
-    if not isinstance(url, str):
-        raise UsageError("--api-url must be text, such as https://backend.identifai.net")
-    parts = urlsplit(url)
-    if "@" in parts.netloc:
-        # Never echo the URL: it holds a password. The key travels in a header, never in the URL.
-        raise UsageError(
-            "--api-url must not carry credentials (user:password@); the API key comes from "
-            "IDENTIFAI_API_KEY or --api-key-file"
-        )
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"--api-url {url!r}: expected https://HOST")
-    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
-        raise UsageError(f"--api-url {url!r}: plain http is allowed only for loopback hosts (the emulator)")
-    if parts.query or parts.fragment:
-        raise UsageError(f"--api-url {url!r}: must not carry a query or fragment")
-
-
-def check_endpoint(flag: str, url: str) -> None:
-    """An object store's endpoint: ``https://HOST[:PORT]``, plain http only for a loopback host (a
-    local S3 or GCS server), never with credentials in it (they come from the provider's chain)."""
-    if not isinstance(url, str):
-        raise UsageError(f"{flag} must be text, such as https://s3.example.com")
-    parts = urlsplit(url)
-    if "@" in parts.netloc:
-        raise UsageError(
-            f"{flag} must not carry credentials (user:password@); they come from the environment"
-        )
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
-        raise UsageError(f"{flag} {url!r}: expected https://HOST[:PORT]")
-    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
-        raise UsageError(f"{flag} {url!r}: plain http is allowed only for loopback hosts")
-    if parts.query or parts.fragment:
-        raise UsageError(f"{flag} {url!r}: must not carry a query or fragment")
 
 
 #: Options whose text needs more than ``str``, ``int`` or ``float`` to become a value.

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
+from .. import urls
 from .._version import __version__
 from ..apikey import ENV_VAR, load_api_key
 from ..config import RunConfig
@@ -30,19 +31,19 @@ from ..errors import (
 )
 from ..report import run_report as report
 from ..summary import Summary
+from ..urls import PING_URL, PUSHGATEWAY, check_url
 from . import hash_command as hashing
 from . import validate_command as validate
 from .logs import current_format, json_line, queued_stderr, setup_logging
 from .metrics import (
     LiveMetrics,
     PushFailed,
-    check_pushgateway_url,
     push_metrics,
     read_last_success,
     write_metrics,
 )
 from .options import OutputOptions, add_run_options, config_from
-from .ping import Pinger, check_ping_url
+from .ping import Pinger
 
 log = logging.getLogger("batch_override")
 
@@ -172,10 +173,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def _check_outputs(output: OutputOptions) -> None:
     """Exit 2 for an output the run could not use: a typo found now, not a warning after the run."""
-    if output.pushgateway:
-        check_pushgateway_url(output.pushgateway)
-    if output.ping_url:
-        check_ping_url(output.ping_url)
+    for rule, url in ((PUSHGATEWAY, output.pushgateway), (PING_URL, output.ping_url)):
+        if url:  # a typo found now, not as a warning after the whole run
+            check_url(rule, url)
     for flag, where in (("--summary", output.summary), ("--metrics-file", output.metrics_file)):
         if where and not Path(where).parent.is_dir():
             raise UsageError(f"{flag} {where}: the directory {Path(where).parent} does not exist")
@@ -239,7 +239,7 @@ def _send_metrics(output: OutputOptions, summary: Summary, name: str, reason: En
         try:
             push_metrics(output.pushgateway, summary, job=name, reason=reason)
         except PushFailed as exc:  # metrics must never change the run's exit code
-            log.warning("cannot push metrics to --pushgateway %s: %s", output.pushgateway, exc)
+            log.warning("cannot push metrics to --pushgateway %s: %s", urls.where(output.pushgateway), exc)
 
 
 def _failure_metrics(

@@ -44,11 +44,12 @@ import aiohttp
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Metric, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ..errors import EndReason, ExitCode, UsageError, end_reason, first_line
+from ..errors import EndReason, ExitCode, end_reason, first_line
 from ..files import atomic_writer
 from ..outcome import Outcome
 from ..sending.client import env_proxy
 from ..summary import ProgressSnapshot, Summary
+from ..urls import where
 
 _PREFIX = "batch_override_"
 LAST_SUCCESS = _PREFIX + "last_success_timestamp_seconds"
@@ -205,13 +206,6 @@ def read_last_success(path: Path, *, job: str) -> float | None:
     except (OSError, UnicodeDecodeError, ValueError):
         return None
     return None
-
-
-def check_pushgateway_url(url: str) -> None:
-    """:class:`UsageError` unless ``url`` is ``http(s)://HOST[:PORT][/PATH]`` (or ``HOST:PORT``)."""
-    parts = urlsplit(url if "://" in url else "http://" + url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise UsageError(f"--pushgateway {url!r}: expected http(s)://HOST[:PORT]")
 
 
 class PushFailed(Exception):
@@ -378,7 +372,7 @@ class LiveMetrics:
                 registry = build_progress_registry(snap, job=None)
                 asyncio.run(push_registry_async(self.gateway, registry, job=self.job, method="POST"))
             except PushFailed as exc:
-                self._warn("push", f"cannot push progress to --pushgateway {self.gateway}: {exc}")
+                self._warn("push", f"cannot push progress to --pushgateway {where(self.gateway)}: {exc}")
 
     def _warn(self, where: str, message: str) -> None:
         if where not in self._warned:
@@ -394,7 +388,6 @@ __all__ = [
     "PushFailed",
     "build_progress_registry",
     "build_registry",
-    "check_pushgateway_url",
     "push_metrics",
     "push_metrics_async",
     "push_registry_async",

@@ -22,12 +22,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 import aiohttp
 
-from ..errors import ExitCode, UsageError, first_line
+from ..errors import ExitCode, first_line
 from ..sending.client import env_proxy, user_agent
+from ..urls import where
 
 log = logging.getLogger("batch_override")
 
@@ -35,20 +35,6 @@ log = logging.getLogger("batch_override")
 PING_TIMEOUT = 10.0
 #: The final ping's body is cut here (healthchecks.io keeps the first 100 kB).
 MAX_BODY = 10_000
-
-
-def check_ping_url(url: str) -> None:
-    """:class:`UsageError` unless ``url`` is ``http(s)://HOST[:PORT][/PATH]`` without credentials."""
-    parts = urlsplit(url)
-    if "@" in parts.netloc:
-        raise UsageError("--ping-url must not carry credentials (user:password@)")  # never echoed
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise UsageError(f"--ping-url {_where(url)!r}: expected http(s)://HOST[/PATH]")
-
-
-def _where(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else url[:20]
 
 
 class Pinger:
@@ -95,7 +81,7 @@ class Pinger:
     def _warn(self, why: str) -> None:
         if not self._warned:
             self._warned = True
-            log.warning("cannot ping --ping-url %s: %s", _where(self.url), why)
+            log.warning("cannot ping --ping-url %s: %s", where(self.url), why)
 
 
 async def _post(url: str, body: bytes, deadline: float) -> int:
@@ -111,4 +97,4 @@ async def _post(url: str, body: bytes, deadline: float) -> int:
         return response.status
 
 
-__all__ = ["PING_TIMEOUT", "Pinger", "check_ping_url"]
+__all__ = ["PING_TIMEOUT", "Pinger"]

@@ -17,9 +17,10 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..config import check_endpoint, check_media, option_name
+from ..config import check_media, option_name
 from ..domain import CLASSIFICATION_COLUMN, CLASSIFICATIONS, HASH_COLUMN, HASH_PATTERN, MEDIA
 from ..keys import bytes_to_hex
+from ..urls import check_url, endpoint
 from .cells import as_text as _as_text  # non-text cells: one rule for Parquet and DataFrames
 from .cellsize import describe_size, oversized, replace_cells
 
@@ -56,7 +57,7 @@ class InputOptions:
         check_media(self.media)
         for name in ("s3_endpoint", "gcs_endpoint"):
             if getattr(self, name) is not None:
-                check_endpoint(option_name(name), getattr(self, name))
+                check_url(endpoint(option_name(name)), getattr(self, name))
 
     @classmethod
     def of(cls, config: RunConfig) -> InputOptions:

@@ -38,13 +38,14 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from ..errors import InputError, UsageError, first_line
+from ..errors import InputError, first_line
+from ..urls import OBJECT_SCHEMES as SCHEMES
+from ..urls import is_object_uri, object_parts, where
 from .batch import InputOptions
 from .table import kind_of
 
 log = logging.getLogger("batch_override")
 
-SCHEMES = ("s3", "gs")
 #: Seconds to connect, and per request (a stalled read ends there); S3 then retries twice.
 CONNECT_TIMEOUT, REQUEST_TIMEOUT = 10.0, 60.0
 #: GCS retries a failing request until this much time has passed (its default is 15 minutes).
@@ -61,11 +62,6 @@ _SECRET_VARIABLES = (
 )
 
 
-def is_object_uri(text: str) -> bool:
-    """Does ``text`` name an object (``s3://`` or ``gs://``) rather than a local file?"""
-    return text.split("://", 1)[0].lower() in SCHEMES and "://" in text
-
-
 @dataclass(frozen=True, slots=True)
 class ObjectURI:
     """``scheme://bucket/key`` taken apart; :meth:`parse` refuses anything else."""
@@ -76,19 +72,8 @@ class ObjectURI:
 
     @classmethod
     def parse(cls, text: str) -> ObjectURI:
-        parts = urlsplit(text)
-        if "@" in parts.netloc:
-            # Never echo it: the part before @ is a secret (pyarrow would accept access:secret@).
-            raise UsageError(
-                f"{parts.scheme}:// URI must not carry credentials (user:secret@); they come from the "
-                "provider's usual chain (environment, profile, role), or use --anonymous"
-            )
-        key = parts.path.lstrip("/")
-        if not parts.netloc or not key or key.endswith("/"):
-            raise InputError(f"{text}: expected {parts.scheme}://BUCKET/KEY naming one object")
-        if parts.query or parts.fragment:
-            raise InputError(f"{text}: must not carry a query or fragment")
-        return cls(parts.scheme.lower(), parts.netloc, key)
+        """``text`` taken apart by :func:`~..urls.object_parts` (credentials refused unechoed)."""
+        return cls(*object_parts(text))
 
     @property
     def path(self) -> str:
@@ -159,8 +144,8 @@ def describe_error(uri: ObjectURI, exc: BaseException, options: InputOptions) ->
         return InputError(f"{uri}: access denied {how}; check the role or key and the bucket's policy")
     endpoint = options.s3_endpoint if uri.scheme == "s3" else options.gcs_endpoint
     if "NETWORK_CONNECTION" in upper or "COULD NOT CONNECT" in upper or "COULDN'T CONNECT" in upper:
-        where = endpoint or "the provider's endpoint"
-        return InputError(f"{uri}: cannot reach the object store at {where} ({text})")
+        at = where(endpoint) if endpoint else "the provider's endpoint"
+        return InputError(f"{uri}: cannot reach the object store at {at} ({text})")
     return InputError(f"{uri}: cannot read the object ({text})")
 
 

@@ -47,6 +47,8 @@ FALLBACK_RATE = Rate(60, 60.0)
 #: its whole-second estimate (Laravel on Redis: by some milliseconds) and arrivals jitter,
 #: so an exact ``budget`` per ``estimate`` can land ``budget + 1`` in one server window.
 WINDOW_MARGIN = 0.01
+#: Paces remembered as told (see :meth:`PaceModel.retold`): a bound, not a limit ever met in use.
+_TOLD_AT_MOST = 1000
 
 __all__ = ["FALLBACK_RATE", "Pacer", "SlidingLog", "Ticket", "retry_after_seconds"]
 
@@ -98,6 +100,7 @@ class PaceModel:
 
     __slots__ = (
         "_told",
+        "_told_before",
         "counts_ignored",
         "fallback",
         "fixed",
@@ -118,6 +121,7 @@ class PaceModel:
         self.reserved = 0  # of the current window, left to the other traffic (ServerWindow.reserved)
         self.counts_ignored = False  # X-RateLimit-Remaining contradicts the answers: not read
         self._told = ""  # the pace last described (see retold)
+        self._told_before: set[str] = set()
 
     @property
     def window_budget(self) -> int | None:
@@ -193,10 +197,17 @@ class PaceModel:
             self.reserved = reserved if shared else 0
 
     def retold(self) -> str | None:
-        """:meth:`describe`, when it changed since the last call (else None).  The reserve for
-        other traffic moves with the answers: the pace per window is worth a line, not each move."""
+        """:meth:`describe`, when it changed since the last call to a pace not told before (else
+        None).  The reserve for other traffic moves with the answers: the pace per window is worth
+        a line, not each move.  The trap: two replicas configured with different limits answer
+        ``X-RateLimit-Limit`` 60 and 100 in turn, and the pace flips with every answer (8 lines
+        for 9 requests); a pace already told is not told again, so they cost two lines."""
         told, self._told = self._told, self.describe()
-        return self._told if self._told != told else None
+        if self._told == told or self._told in self._told_before:
+            return None
+        if len(self._told_before) < _TOLD_AT_MOST:
+            self._told_before.add(self._told)
+        return self._told
 
     def no_headers(self) -> None:
         if self.fixed is None and self.server_limit is None and not self.fallback:
@@ -345,7 +356,7 @@ class Pacer:
             self.model.server_limit = found.limit
         if status == 429:
             self.throttled += 1
-            wait = found.retry_after
+            wait = found.wait  # a date that reads 0 says nothing (see RateHeaders.wait)
             if wait is None:  # a proxy's or CDN's 429: the whole step (see Backoff.ceiling)
                 wait = self._backoff.ceiling(self._bare_429s)
                 self._bare_429s += 1

@@ -6,9 +6,15 @@ unparseable date) is treated as absent, and :class:`HeaderReader` logs it once p
 a proxy or CDN that mangles one header must neither crash the pacer (``deque(maxlen=10**20)``
 raises ``OverflowError``) nor stall it, nor flood the log.
 
-The trap: ``Retry-After`` has two forms (RFC 9110 section 10.2.3): whole seconds, or an HTTP date.
-The date form is relative to the *server's* clock, so it is read against our wall clock and
-clamped at zero; Laravel sends seconds, CDNs often send dates.
+The trap: ``Retry-After`` has two forms (RFC 9110 section 10.2.3): whole seconds, or an HTTP date;
+``X-RateLimit-Reset`` is a Unix time.  A date or a Unix time is the *server's* clock, so it is read
+against the answer's own ``Date`` header when it has one (a server clock 60 s behind ours made
+every wait read 0 s; 60 s ahead, every wait read a minute too long), else against our wall clock,
+and clamped at zero.  Such a wait has a whole second's resolution and rests on two clocks:
+:attr:`RateHeaders.dated` says so, and a dated wait of 0 is no evidence that the window ends
+within the second (the pacer treats it as a 429 that says nothing).  ``Retry-After: 0`` in
+seconds (Laravel on Redis at a window's end) is not dated and keeps its meaning.  Laravel sends
+seconds, CDNs often send dates.
 """
 
 from __future__ import annotations
@@ -32,6 +38,14 @@ class RateHeaders(NamedTuple):
     remaining: int | None = None
     #: Seconds to wait, from ``Retry-After`` (either form), else from ``X-RateLimit-Reset``.
     retry_after: float | None = None
+    #: ``retry_after`` was computed from a date or a Unix time (see the module's trap).
+    dated: bool = False
+
+    @property
+    def wait(self) -> float | None:
+        """``retry_after`` as evidence of when the window ends: None for a dated 0 (a skewed clock
+        or the date's whole second; read as "within a second", it taught a 6 s window for 10 s)."""
+        return None if self.dated and not self.retry_after else self.retry_after
 
 
 def _whole(value: str) -> int | None:
@@ -43,14 +57,24 @@ def _whole(value: str) -> int | None:
     return number if number <= ABSURD else None
 
 
-def _http_date_wait(value: str, now_unix: float) -> float | None:
+def _http_date(value: str) -> float | None:
+    """The Unix time an HTTP date names, or None."""
     try:
         when = email.utils.parsedate_to_datetime(value.strip())
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:  # RFC 9110 dates are GMT; an obsolete form without a zone is too
         return None
-    return max(0.0, when.timestamp() - now_unix)
+    return when.timestamp()
+
+
+def server_now(headers: Mapping[str, str], now_unix: float | None = None) -> float:
+    """The server's clock when it answered: its ``Date`` header, else ``now_unix`` (default: ours)."""
+    value = headers.get("Date")
+    when = _http_date(value) if value is not None else None
+    if when is not None:
+        return when
+    return time.time() if now_unix is None else now_unix
 
 
 class HeaderReader:
@@ -77,23 +101,30 @@ class HeaderReader:
         return number
 
     def retry_after(self, headers: Mapping[str, str], now_unix: float | None = None) -> float | None:
-        """Seconds to wait from ``Retry-After`` (seconds or HTTP date), else ``X-RateLimit-Reset``."""
-        now = time.time() if now_unix is None else now_unix
+        """Seconds to wait from ``Retry-After`` (seconds or HTTP date), else ``X-RateLimit-Reset``;
+        a date against the answer's ``Date`` (else ``now_unix``, default our clock)."""
+        found = self.wait(headers, now_unix)
+        return None if found is None else found[0]
+
+    def wait(self, headers: Mapping[str, str], now_unix: float | None = None) -> tuple[float, bool] | None:
+        """``(seconds, dated)``: :meth:`retry_after`, and whether it came from a date."""
         value = headers.get("Retry-After")
         if value is not None:
             seconds = _whole(value)
             if seconds is not None:
-                return float(seconds)
-            wait = _http_date_wait(value, now)
-            if wait is not None and wait <= ABSURD:
-                return wait
+                return float(seconds), False
+            when = _http_date(value)
+            if when is not None and (wait := when - server_now(headers, now_unix)) <= ABSURD:
+                return max(0.0, wait), True
             self._absurd("Retry-After", value)
         value = headers.get("X-RateLimit-Reset")
         if value is not None:
             text = value.strip()
             # A unix time (about 1.8e9 today) is over ABSURD itself: bound the wait instead.
-            if text.isascii() and text.isdigit() and len(text) <= 12 and int(text) - now <= ABSURD:
-                return max(0.0, int(text) - now)
+            if text.isascii() and text.isdigit() and len(text) <= 12:
+                wait = int(text) - server_now(headers, now_unix)
+                if wait <= ABSURD:
+                    return max(0.0, wait), True
             self._absurd("X-RateLimit-Reset", value)
         return None
 
@@ -103,8 +134,8 @@ class HeaderReader:
         if limit is not None and remaining is not None and remaining > limit:
             self._absurd("X-RateLimit-Remaining", headers.get("X-RateLimit-Remaining", ""))
             remaining = None
-        wait = self.retry_after(headers) if status == 429 else None
-        return RateHeaders(limit, remaining, wait)
+        wait = self.wait(headers) if status == 429 else None
+        return RateHeaders(limit, remaining, *(wait or (None, False)))
 
 
 def retry_after_seconds(headers: Mapping[str, str], now_unix: float | None = None) -> float | None:

@@ -16,6 +16,7 @@ import math
 import selectors
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from typing import Any
 
 from batch_override.config import Rate
@@ -84,13 +85,16 @@ def bursts(size: int, every: float, start: float = 0.0) -> Iterator[float]:
 class Throttle:
     """Laravel's fixed window: ``floor=True`` expires it at ``floor(first hit + decay)`` as the cache
     store does; ``headers=False`` is a proxy that strips the X-RateLimit headers; ``other``: the
-    arrival times (in order) of other traffic on the key, which does not retry a 429."""
+    arrival times (in order) of other traffic on the key, which does not retry a 429; ``skew``: not
+    None, a 429's ``Retry-After`` is an HTTP date on a server clock ``skew`` seconds off the
+    simulation's, with a ``Date`` header on that clock (a CDN's form)."""
 
     limit: int
     decay: float
     floor: bool = False
     headers: bool = True
     other: Iterable[float] | None = None
+    skew: float | None = None
     start: float = -math.inf
     end: float = -math.inf
     count: int = 0
@@ -132,7 +136,13 @@ class Throttle:
             self.throttled += 1
             wait = max(1, math.ceil(self.end - now))
             rate = {"X-RateLimit-Limit": str(self.limit), "X-RateLimit-Remaining": "0"}
-            return 429, ({**rate, "Retry-After": str(wait)} if self.headers else {})
+            if self.skew is not None:
+                clock = epoch + self.skew
+                retry = {"Date": formatdate(clock + now, usegmt=True)}
+                retry["Retry-After"] = formatdate(clock + self.end, usegmt=True)
+            else:
+                retry = {"Retry-After": str(wait)}
+            return 429, ({**rate, **retry} if self.headers else {})
         self.windows[-1].append(now)
         if not self.headers:
             return 201, {}

@@ -11,7 +11,7 @@ from batch_override.emulator.network import Latency
 from batch_override.pacing.pacer import WINDOW_MARGIN
 from batch_override.pacing.rate_headers import HeaderReader, retry_after_seconds
 from batch_override.pacing.window import WindowLearner
-from tests.job.pacer_sim import Throttle, max_in_tenth, simulate
+from tests.job.pacer_sim import Throttle, bursts, max_in_tenth, simulate
 
 
 def _complete(server: Throttle) -> list[int]:
@@ -192,3 +192,38 @@ def test_a_laravel_window_is_not_learned_a_second_short(fraction: float) -> None
     simulate(None, server, sends=112, epoch=1_700_000_000 + fraction)
     windows = _complete(server)
     assert sum(windows) / len(windows) / 40 <= 0.925
+
+
+@pytest.mark.parametrize("skew", [-60.0, 60.0])
+def test_a_retry_after_date_from_a_skewed_server_clock_teaches_the_same_window_as_seconds(
+    skew: float,
+) -> None:
+    # Other traffic bursts into a 10 s window; the 429s say when it ends as an HTTP date on a
+    # clock 60 s off ours, with a Date header on that clock. Read against our clock (60 s behind:
+    # every wait 0 s) the pacer learnt a 5 s window and 26 of 59 requests were answered 429.
+    def run(skew: float | None) -> tuple[int, float]:
+        server = Throttle(10, 10.0, skew=skew, other=bursts(4, 10.0, 5.0))
+        done = simulate(Rate(2, 1.0), server, sends=60)
+        return server.throttled, done.pacer.period
+
+    seconds_throttled, seconds_period = run(None)
+    dated_throttled, dated_period = run(skew)
+    assert dated_period == seconds_period == 10.0
+    assert dated_throttled <= seconds_throttled + 1
+
+
+def test_a_limit_alternating_between_two_replicas_tells_each_pace_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Two replicas behind one balancer, configured 60 and 100 per minute, answer in turn: the
+    # pace flipped with every answer and each flip was an INFO line (8 lines for 9 requests).
+    limits = iter([60, 100] * 10)
+
+    def answer(_now: float, _seq: int) -> tuple[int, dict[str, str]]:
+        limit = next(limits)
+        return 201, {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(limit - 1)}
+
+    with caplog.at_level(logging.INFO, logger="batch_override"):
+        simulate(None, answer, sends=19)
+    told = [r.getMessage() for r in caplog.records if r.getMessage().startswith("pacing auto")]
+    assert len(told) <= 2, told

@@ -161,6 +161,31 @@ async def test_a_retry_after_http_date_is_waited_for(tmp_path: Path) -> None:
     assert second.at - first.at >= 1.9  # the date is whole seconds: at least 2 s of the 3 s remained
 
 
+@pytest.mark.parametrize("header", ["Retry-After", "X-RateLimit-Reset"])
+async def test_a_date_from_a_server_clock_ahead_of_ours_is_read_against_its_date_header(
+    tmp_path: Path, header: str
+) -> None:
+    # The server's clock is 60 s ahead; its 429 says the window ends now (by its own Date). Read
+    # against our clock that was a 60 s wait, over --max-wait 30: exit 5 for nothing.
+    async def answer(_request: web.Request, _hit: Hit, n: int) -> web.StreamResponse:
+        if n == 0:
+            server_now = time.time() + 60
+            when = email.utils.formatdate(server_now, usegmt=True)
+            value = when if header == "Retry-After" else str(int(server_now))
+            return web.json_response(
+                {"message": "Too Many Attempts."}, status=429, headers={"Date": when, header: value}
+            )
+        return web.json_response({"classification": "human", "type": "video"}, status=201)
+
+    async with scripted(answer) as server:
+        summary, ledger = await run_rows(
+            tmp_path, server.url, [(sha(0), "human")], preflight=False, max_wait=30.0
+        )
+    assert summary.exit_code == 0
+    assert list(ledger["outcome"]) == ["submitted"]
+    assert len(server.hits) == 2
+
+
 async def test_auto_concurrency_reaches_the_rate_of_a_far_server(tmp_path: Path, emulator_factory) -> None:
     emulator = await emulator_factory(unknown="classified", latency_ms=200)
     summary, _ = await run_rows(

@@ -67,3 +67,26 @@ def test_retry_after_seconds_is_quiet(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="batch_override"):
         assert retry_after_seconds({"Retry-After": "-1"}, NOW) is None
     assert caplog.records == []
+
+
+@pytest.mark.parametrize("skew", [-60.0, 60.0])
+def test_a_date_is_read_against_the_answers_own_date_header_whatever_our_clock(skew: float) -> None:
+    # The server's clock is ``skew`` seconds off ours; its Date header says so. Against our clock
+    # a date 30 s ahead of the server read 0 s (behind) or 90 s (ahead: --max-wait exited 5).
+    server = NOW + skew
+    date = email.utils.formatdate(server, usegmt=True)
+    retry = {"Date": date, "Retry-After": email.utils.formatdate(server + 30, usegmt=True)}
+    reset = {"Date": date, "X-RateLimit-Reset": str(int(server) + 30)}
+    assert retry_after_seconds(retry, NOW) == 30.0
+    assert retry_after_seconds(reset, NOW) == 30.0
+    assert HeaderReader().read(retry, 429) == RateHeaders(None, None, 30.0, dated=True)
+
+
+def test_retry_after_in_seconds_is_not_dated_and_zero_keeps_its_meaning() -> None:
+    # Laravel on Redis at a window's end: ``Retry-After: 0`` is a real, undated answer.
+    assert HeaderReader().read({"Retry-After": "0"}, 429) == RateHeaders(None, None, 0.0, dated=False)
+
+
+def test_an_unreadable_date_header_falls_back_to_our_clock() -> None:
+    later = email.utils.formatdate(NOW + 30, usegmt=True)
+    assert retry_after_seconds({"Date": "yesterday", "Retry-After": later}, NOW) == 30.0

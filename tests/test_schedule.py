@@ -85,6 +85,24 @@ def test_stop_at_in_utc_and_in_the_machines_local_zone(monkeypatch: pytest.Monke
         time.tzset()
 
 
+@pytest.mark.parametrize(
+    ("start", "expected"),
+    [("2026-03-28 22:00", "2026-03-29 01:30 CET"), ("2026-10-24 22:00", "2026-10-25 02:30 CEST")],
+)
+def test_a_local_stop_at_on_a_dst_night_takes_the_earlier_instant_as_a_named_zone_does(
+    monkeypatch: pytest.MonkeyPatch, start: str, expected: str
+) -> None:
+    named = StopAt.parse("02:30 Europe/Rome").next_after(at(start))
+    monkeypatch.setenv("TZ", "Europe/Rome")  # the machine's zone: what TZ or /etc/localtime says
+    time.tzset()
+    try:
+        local = StopAt.parse("02:30").next_after(at(start))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert (wall(local), wall(named)) == (expected, expected)
+
+
 @pytest.mark.parametrize("text", ["6", "24:00", "06:60", "06:00 Mars/Olympus", "six"])
 def test_a_bad_stop_at_is_one_line_naming_the_option(text: str) -> None:
     with pytest.raises(UsageError, match="--stop-at"):

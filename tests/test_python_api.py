@@ -298,6 +298,33 @@ def test_a_callback_that_raises_or_sleeps_changes_neither_the_rate_nor_the_outco
         assert len(warnings) == 1 and calls >= 2
 
 
+_BLOCKED_CALLBACK_SCRIPT = """
+import sys, threading
+from batch_override import RunConfig, run_job
+summary = run_job(RunConfig(input=sys.argv[1], dry_run=True), on_progress=lambda _: threading.Event().wait())
+print("returned", summary.exit_code, flush=True)
+"""
+
+
+async def test_a_callback_that_never_returns_keeps_neither_run_job_nor_the_process_from_ending(
+    tmp_path: Path,
+) -> None:
+    """A subprocess: what is tested is that the host process can exit (no thread joined at exit)."""
+    script = tmp_path / "host.py"
+    script.write_text(_BLOCKED_CALLBACK_SCRIPT, encoding="utf-8")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), str(corrections(tmp_path, 3)), cwd=str(REPO), env=cli_env(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 30)  # not a hang; it takes ~2 s
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert (proc.returncode, out.decode().split()) == (0, ["returned", "0"]), err.decode()[-2000:]
+
+
 def test_a_stop_from_another_thread_ends_the_run_within_grace_with_the_lock_released(tmp_path: Path) -> None:
     handle = StopHandle()
     with emulator_in_thread(unknown="classified") as emulator:

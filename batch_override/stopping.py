@@ -178,47 +178,96 @@ class Stopper:
 
 
 class StopHandle:
-    """Stops a run from any thread, as a first SIGINT would (exit 130, ``--grace`` for the rows
+    """Stops runs from any thread, as a first SIGINT would (exit 130, ``--grace`` for the rows
     in flight, the rest ``aborted``); a second :meth:`stop` cuts the grace period short.
 
-    Pass one as ``run_job(..., stop=handle)``.  The trap: a handle remembers that it was used,
-    so a handle stopped before its run starts (or reused for a second run) stops that run at once.
+    Pass one as ``run_job(..., stop=handle)``, to one run or to several (a UI's one stop button):
+    :meth:`stop` stops every run attached at that moment, i.e. started and not yet ended.  The
+    trap: a stop is not carried over, so a run started after :meth:`stop` (a handle reused for the
+    next run) runs; a run that must not start once stopped checks :attr:`stopped` first.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._target: tuple[asyncio.AbstractEventLoop, Stopper] | None = None
-        self._reasons: list[str] = []
+        self._targets: list[tuple[asyncio.AbstractEventLoop, Stopper]] = []
+        self._stopped = False
 
     @property
     def stopped(self) -> bool:
-        """Whether :meth:`stop` was called."""
+        """Whether :meth:`stop` was ever called."""
         with self._lock:
-            return bool(self._reasons)
+            return self._stopped
 
-    def stop(self, reason: str = "stopped by the caller") -> None:
-        """Ask the run to stop; returns at once (the run ends within ``--grace`` and a moment)."""
+    def stop(self, reason: str = "stopped by the caller") -> int:
+        """Ask every run attached now to stop; returns at once (each ends within ``--grace`` and
+        a moment) with how many runs were asked."""
         with self._lock:
-            self._reasons.append(reason)
-            target = self._target
-        if target is not None:
-            loop, stopper = target
-            with contextlib.suppress(RuntimeError):  # the loop has closed: the run is over
+            self._stopped = True
+            targets = list(self._targets)
+        asked = 0
+        for loop, stopper in targets:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: that run is over
                 loop.call_soon_threadsafe(stopper.on_stop_request, reason)
+                asked += 1
+        return asked
 
     @contextlib.contextmanager
     def attached(self, stopper: Stopper) -> Iterator[None]:
         """Deliver stops to ``stopper`` (on the running loop) while the block runs."""
+        target = (asyncio.get_running_loop(), stopper)
         with self._lock:
-            self._target = (asyncio.get_running_loop(), stopper)
-            earlier = list(self._reasons)
-        for reason in earlier:
-            stopper.on_stop_request(reason)
+            self._targets.append(target)
         try:
             yield
         finally:
             with self._lock:
-                self._target = None
+                self._targets.remove(target)
+
+
+class Interrupts:
+    """How the caller's thread stops a run it waits for: a KeyboardInterrupt (Ctrl-C, a
+    notebook's Interrupt), or a cancel of the task that called ``run_job`` (under
+    ``asyncio.run``, a first Ctrl-C only cancels the main task: its loop is blocked here, so the
+    request is seen by polling ``Task.cancelling``).  The first stops the run as SIGINT would, a
+    second cuts its grace short.  The trap: a stop made before the run attached its handle would
+    be lost (a handle does not carry stops over), so it is repeated until it reaches the run.
+    """
+
+    _INTERRUPTED = "interrupted (KeyboardInterrupt): finishing in-flight rows, recording the rest as aborted"
+    _CANCELLED = "cancelled by the caller: finishing in-flight rows, recording the rest as aborted"
+
+    def __init__(self, handle: StopHandle) -> None:
+        self._handle = handle
+        self._undelivered: str | None = None
+        self.raised: BaseException | None = None
+        try:
+            self._task = asyncio.current_task()
+        except RuntimeError:  # no running loop in this thread
+            self._task = None
+        self._cancels = self._task.cancelling() if self._task is not None else 0
+
+    def wait(self, done: threading.Event) -> BaseException | None:
+        """Wait for ``done`` in steps (a KeyboardInterrupt is raised between two; a join it
+        interrupts may report the thread ended while it still runs); returns what to raise."""
+        while not done.is_set():
+            try:
+                while not done.wait(0.1):
+                    self._poll()
+            except KeyboardInterrupt as exc:
+                self._stop(exc, self._INTERRUPTED)
+        return self.raised
+
+    def _poll(self) -> None:
+        if self._undelivered is not None and self._handle.stop(self._undelivered):
+            self._undelivered = None
+        task = self._task
+        if task is not None and task.cancelling() > self._cancels:
+            self._cancels = task.cancelling()
+            self._stop(asyncio.CancelledError(), self._CANCELLED)
+
+    def _stop(self, exc: BaseException, reason: str) -> None:
+        self.raised = self.raised or exc
+        self._undelivered = None if self._handle.stop(reason) else reason
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -116,7 +116,7 @@ async def run_job_async(
     *,
     handle_signals: bool = False,
     on_progress: OnProgress | None = None,
-    stop: StopHandle | None = None,
+    stop: StopHandle | Sequence[StopHandle] | None = None,
     on_tick: OnProgress | None = None,
 ) -> Summary:
     """Run one job to the end and return its summary (``summary.exit_code`` says how it went).
@@ -129,10 +129,11 @@ async def run_job_async(
     error is re-raised once the run has ended cleanly (exit code 70 in its run-log record).
 
     ``handle_signals``: SIGINT/SIGTERM stop the run (a second one exits at once), only on the
-    main thread; off, the host's handlers stay.  ``on_progress`` and ``stop``: see
-    :mod:`.ticker` and :class:`~.stopping.StopHandle`.  With ``config.progress_interval``, ``on_tick``
-    gets the :class:`ProgressSnapshot` of each progress line, in a worker thread (the command line
-    refreshes its metrics there).  ``parts`` is the seam tests use to inject faults.
+    main thread; off, the host's handlers stay.  ``on_progress`` and ``stop`` (one handle or
+    several): see :mod:`.ticker` and :class:`~.stopping.StopHandle`.  With
+    ``config.progress_interval``, ``on_tick`` gets the :class:`ProgressSnapshot` of each progress
+    line, in a worker thread (the command line refreshes its metrics there).  ``parts`` is the
+    seam tests use to inject faults.
     """
     if not config.dry_run and api_key is None:
         raise BatchOverrideError("no API key given")
@@ -150,8 +151,8 @@ async def run_job_async(
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(signals_handled(job.stopper, job.exit_now, handle_signals))
-            if stop is not None:
-                stack.enter_context(stop.attached(job.stopper))
+            for handle in (stop,) if isinstance(stop, StopHandle) else stop or ():
+                stack.enter_context(handle.attached(job.stopper))
             stack.enter_context(deadline_armed(config, job.stopper))
             on_progress_ticker = _ticker(
                 job, ON_PROGRESS_INTERVAL, ON_PROGRESS_SPAN, on_progress, name="on_progress"

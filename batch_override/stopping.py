@@ -18,7 +18,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from .errors import ExitCode, first_line
 from .outcome import ErrorCode
@@ -175,6 +175,112 @@ class Stopper:
             if not future.cancelled():
                 future.exception()  # retrieved: a Halted there is the expected end
             raise
+
+
+#: Seconds between two looks at ``halted`` while waiting for work nothing can interrupt, and
+#: how long a stopped run waits for such work to end by itself before it abandons it.
+POLL, SETTLE = 0.1, 1.0
+
+
+def unless_halted(fn: Callable[[], T], halted: threading.Event) -> T:
+    """``fn()`` in a daemon thread, waited for in steps: raises :class:`Halted` once ``halted``
+    is set, abandoning the thread (for a pyarrow read of a store that stopped answering, which
+    nothing can cancel).  The trap: the thread goes on until ``fn`` returns and whatever it
+    returns or raises then is dropped, so ``fn`` must own no resource its caller cleans up
+    only on success; a daemon thread, so interpreter exit never waits for it."""
+    outcome: list[Any] = []
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            outcome.append((fn(), None))
+        except BaseException as exc:  # handed to the waiting thread
+            outcome.append((None, exc))
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="batch-override uninterruptible", daemon=True).start()
+    while not done.wait(POLL):
+        if halted.is_set():
+            raise Halted
+    result, error = outcome[0]
+    if error is not None:
+        raise error
+    return result  # type: ignore[no-any-return]
+
+
+class _Abandonable(Generic[T]):
+    """``fn(*args)`` in a daemon thread whose result reaches the loop's ``future``, unless the
+    waiter gave up first: then the thread itself hands the result to ``discard``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, discard: Callable[[T], object]) -> None:
+        self.future: asyncio.Future[T] = loop.create_future()
+        self._loop, self._discard = loop, discard
+        self._lock = threading.Lock()
+        self._abandoned = self._handed = False
+
+    def run(self, fn: Callable[..., T], *args: Any) -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # handed to the loop, or dropped once abandoned
+            self._hand(self.future.set_exception, exc)
+        else:
+            if not self._hand(self.future.set_result, result):
+                self._discard(result)
+
+    def _hand(self, setter: Callable[[Any], None], value: Any) -> bool:
+        with self._lock:
+            if self._abandoned:
+                return False
+            self._handed = True
+        try:
+            self._loop.call_soon_threadsafe(setter, value)
+        except RuntimeError:  # the loop has closed: nobody waits any more
+            return False
+        return True
+
+    async def abandon(self) -> None:
+        """Give up on the result, after :data:`SETTLE` s for work that heeds ``halted`` (its
+        copy is then removed before the run ends): discarded by the thread, or here when it is
+        already on its way."""
+        await asyncio.wait({self.future}, timeout=SETTLE)
+        with self._lock:
+            self._abandoned = not self._handed
+        if self._handed:  # scheduled on the loop already: it arrives on a next turn
+            await asyncio.wait({self.future})
+            if not self.future.exception():
+                self._discard(self.future.result())
+
+
+async def abandonable(
+    stopper: Stopper, fn: Callable[..., T], *args: Any, discard: Callable[[T], object]
+) -> T:
+    """``fn(*args)`` in a daemon thread, for work nothing can interrupt (opening the input:
+    a FIFO without a writer, standard input, an object-store copy).  When the run (``stopper``)
+    stops first, raises :class:`Halted`; when cancelled, stops the run and re-raises; either
+    within :data:`SETTLE` s.  The thread is then abandoned, and what it returns later is given
+    to ``discard``.
+
+    The trap: never ``asyncio.to_thread`` here: ``asyncio.run`` waits for the default
+    executor's threads, and interpreter exit joins them, so a stalled read would hold both.
+    """
+    work: _Abandonable[T] = _Abandonable(asyncio.get_running_loop(), discard)
+    threading.Thread(target=work.run, args=(fn, *args), name="batch-override input", daemon=True).start()
+    stopped = asyncio.ensure_future(stopper.stopped.wait())
+    waited: set[asyncio.Future[Any]] = {work.future, stopped}
+    try:
+        await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        if not stopper.stops:
+            stopper.request(ExitCode.SIGINT, "cancelled by the caller")
+        await work.abandon()
+        raise
+    finally:
+        stopped.cancel()
+    if not work.future.done():
+        await work.abandon()
+        raise Halted
+    return work.future.result()
 
 
 class StopHandle:

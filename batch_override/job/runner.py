@@ -10,7 +10,9 @@ outage, a signal, a cancel of :func:`run_job_async`, an unwritable ledger, a bug
 no new request starts, rows in flight get ``--grace`` seconds and are then cut off, every row
 not finished is recorded ``aborted`` (unless the ledger is what failed), the run log gets its
 finish record and the lock is released.  A signal or cancel during pass 1 ends reading at the
-next batch.  See :mod:`stopping` for how, and for the exit code when several things went wrong.
+next batch; one while the input is opened (a copy of a pipe or an object waiting for data)
+abandons the opening at once (:func:`~.stopping.abandonable`).  See :mod:`stopping` for how,
+and for the exit code when several things went wrong.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from ..pacing.pacer import Pacer
 from ..sending.breaker import MAX_ROWS, MIN_ROWS, MIN_STREAK, Breaker
 from ..sending.client import EMPTY_BODY, make_session
 from ..sending.requester import INTERRUPTED, Requester
-from ..stopping import Halted, StopHandle, Stopper, signals_handled
+from ..stopping import Halted, StopHandle, Stopper, abandonable, signals_handled
 from ..summary import OnProgress, ProgressSnapshot, Summary
 from .deadline import deadline_armed
 from .estimate import estimate
@@ -170,18 +172,30 @@ async def run_job_async(
     return summary
 
 
+async def _open_source(job: _Job) -> BatchSource:
+    """The input opened (standard input, a FIFO or an object copied first) in a thread the run
+    abandons when it stops or is cancelled first (:class:`Halted`, CancelledError): a producer
+    that never closes its pipe, or a store that stopped answering, never holds a stop."""
+    stopper = job.stopper
+    return await abandonable(stopper, job.parts.source, job.config, stopper.halted, discard=BatchSource.close)
+
+
 async def _run_locked(job: _Job) -> Summary:
     config, stopper = job.config, job.stopper
-    source = await asyncio.to_thread(job.parts.source, config)
+    summary = Summary(
+        run_id=job.run_id,
+        ledger=str(config.ledger) if config.ledger else None,
+        api_url=config.api_url,
+        dry_run=config.dry_run,
+    )
+    if config.ok_outcomes is not None:
+        summary.ok_outcomes = config.ok_outcomes
     try:
-        summary = Summary(
-            run_id=job.run_id,
-            ledger=str(config.ledger) if config.ledger else None,
-            api_url=config.api_url,
-            dry_run=config.dry_run,
-        )
-        if config.ok_outcomes is not None:
-            summary.ok_outcomes = config.ok_outcomes
+        source = await _open_source(job)
+    except Halted:  # a stop while the input was opened: nothing was read, sent or written
+        _conclude(summary, stopper, job.started)
+        return summary
+    try:
         job.summary = summary
         try:
             index, _ = await asyncio.gather(

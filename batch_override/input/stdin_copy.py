@@ -9,7 +9,7 @@ leave it behind, in a ``batch-override-stdin-*`` folder of the temporary directo
 A producer that never closes its end must not hold the run: given ``halted``, the copy waits for
 data in steps and ends with :class:`~batch_override.stopping.Halted` (the copy removed) once it is
 set.  Opening a FIFO blocks until a writer opens it, before any copy exists: the run abandons
-that thread (see :meth:`~batch_override.stopping.Stopper.abandonable`).
+that thread (see :func:`~batch_override.stopping.abandonable`).
 """
 
 from __future__ import annotations
@@ -55,13 +55,18 @@ def _copy(stream: BinaryIO, out: BinaryIO, halted: threading.Event | None) -> No
     if fd is None or halted is None:
         shutil.copyfileobj(stream, out, _CHUNK)
         return
+    poller = select.poll()  # not select.select: a host's descriptor may be past FD_SETSIZE
+    poller.register(fd, select.POLLIN)
     while not halted.is_set():
-        ready, _, _ = select.select([fd], [], [], POLL)
-        if ready:
+        if not poller.poll(POLL * 1000):
+            continue
+        try:
             chunk = os.read(fd, _CHUNK)
-            if not chunk:
-                return
-            out.write(chunk)
+        except BlockingIOError:  # a descriptor left non-blocking by the producer's side
+            continue
+        if not chunk:
+            return
+        out.write(chunk)
     raise Halted
 
 

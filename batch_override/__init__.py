@@ -36,7 +36,7 @@ from .errors import (
 )
 from .outcome import Outcome
 from .schedule import StopAt
-from .stopping import StopHandle
+from .stopping import Interrupts, StopHandle
 from .summary import OnProgress, ProgressSnapshot, Summary
 
 if TYPE_CHECKING:
@@ -62,7 +62,9 @@ def run_job(
 ) -> Summary:
     """Run a job to the end (blocking) and return its :class:`Summary`; works inside a running
     event loop too (Jupyter, an async web app): the job then runs on a loop of its own in a
-    worker thread, and a KeyboardInterrupt (a notebook's interrupt) stops it as SIGINT would.
+    worker thread, and a KeyboardInterrupt (a notebook's interrupt) stops it as SIGINT would,
+    as does a cancel of the task that called it (the first Ctrl-C under ``asyncio.run``): then
+    :class:`asyncio.CancelledError` is raised once the run has wound down.
 
     ``api_key`` defaults to ``$IDENTIFAI_API_KEY``; a dry run needs none.  Problems found before
     anything is sent raise :class:`BatchOverrideError` (``.exit_code`` tells which).  A bug raises
@@ -82,39 +84,34 @@ def run_job(
         return asyncio.run(
             run_job_async(config, key, handle_signals=handle_signals, on_progress=on_progress, stop=stop)
         )
-    return _in_worker_thread(config, key, on_progress, stop or StopHandle())
+    return _in_worker_thread(config, key, on_progress, stop)
 
 
 def _in_worker_thread(
-    config: RunConfig, key: ApiKey | None, on_progress: OnProgress | None, stop: StopHandle
+    config: RunConfig, key: ApiKey | None, on_progress: OnProgress | None, stop: StopHandle | None
 ) -> Summary:
-    """The run on its own loop in a worker thread, waited for; its result or exception here."""
+    """The run on its own loop in a worker thread, waited for; its result or exception here.
+    A KeyboardInterrupt goes to this run through a handle of its own (the caller's ``stop``
+    may be shared with other runs, which it must not stop)."""
+    from .job.runner import run_job_async as run
+
     outcome: dict[str, Any] = {}
     done = threading.Event()
+    interrupt = StopHandle()
+    handles = (interrupt,) if stop is None else (interrupt, stop)
 
     def work() -> None:
         try:
-            outcome["summary"] = asyncio.run(run_job_async(config, key, on_progress=on_progress, stop=stop))
+            outcome["summary"] = asyncio.run(run(config, key, on_progress=on_progress, stop=handles))
         except BaseException as exc:  # handed to the caller's thread
             outcome["error"] = exc
         finally:
             done.set()
 
     threading.Thread(target=work, name="batch-override run", daemon=True).start()
-    # An Event waited for in steps, not Thread.join: a KeyboardInterrupt is raised between two
-    # steps (a join it interrupts may report the thread ended while it still runs).
-    interrupted: KeyboardInterrupt | None = None
-    while not done.is_set():
-        try:
-            while not done.wait(0.1):
-                pass
-        except KeyboardInterrupt as exc:  # the first stops the run, a second cuts its grace short
-            interrupted = interrupted or exc
-            stop.stop(
-                "interrupted (KeyboardInterrupt): finishing in-flight rows, leaving the rest for the next run"
-            )
-    if interrupted is not None:
-        raise interrupted
+    raised = Interrupts(interrupt).wait(done)
+    if raised is not None:
+        raise raised
     if "error" in outcome:
         raise outcome["error"]
     summary: Summary = outcome["summary"]

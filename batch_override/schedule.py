@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import time
 from dataclasses import dataclass
 
 from .errors import UsageError
@@ -93,8 +92,10 @@ class StopAt:
         raise AssertionError("unreachable: a wall time recurs every day")
 
     def _unix(self, day: dt.date, tz: dt.tzinfo | None) -> float:
-        if tz is None:  # the C library knows the local zone's rules (TZ, /etc/localtime)
-            return time.mktime((day.year, day.month, day.day, self.hour, self.minute, 0, 0, 0, -1))
+        """The earlier instant of this wall time on ``day``: one rule for a named zone and the
+        machine's (``tz`` None: a naive datetime, read with the local rules of TZ or
+        /etc/localtime).  The trap: ``time.mktime(isdst=-1)`` would take the later instant on
+        both DST nights, so the two folds are compared instead, as for a named zone."""
         wall = dt.datetime(day.year, day.month, day.day, self.hour, self.minute, tzinfo=tz)
         return min(wall.timestamp(), wall.replace(fold=1).timestamp())
 

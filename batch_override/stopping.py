@@ -18,7 +18,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from .errors import ExitCode, first_line
 from .outcome import ErrorCode
@@ -180,48 +180,205 @@ class Stopper:
             raise
 
 
+#: Seconds between two looks at ``halted`` while waiting for work nothing can interrupt, and
+#: how long a stopped run waits for such work to end by itself before it abandons it.
+POLL, SETTLE = 0.1, 1.0
+
+
+def unless_halted(fn: Callable[[], T], halted: threading.Event) -> T:
+    """``fn()`` in a daemon thread, waited for in steps: raises :class:`Halted` once ``halted``
+    is set, abandoning the thread (for a pyarrow read of a store that stopped answering, which
+    nothing can cancel).  The trap: the thread goes on until ``fn`` returns and whatever it
+    returns or raises then is dropped, so ``fn`` must own no resource its caller cleans up
+    only on success; a daemon thread, so interpreter exit never waits for it."""
+    outcome: list[Any] = []
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            outcome.append((fn(), None))
+        except BaseException as exc:  # handed to the waiting thread
+            outcome.append((None, exc))
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="batch-override uninterruptible", daemon=True).start()
+    while not done.wait(POLL):
+        if halted.is_set():
+            raise Halted
+    result, error = outcome[0]
+    if error is not None:
+        raise error
+    return result  # type: ignore[no-any-return]
+
+
+class _Abandonable(Generic[T]):
+    """``fn(*args)`` in a daemon thread whose result reaches the loop's ``future``, unless the
+    waiter gave up first: then the thread itself hands the result to ``discard``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, discard: Callable[[T], object]) -> None:
+        self.future: asyncio.Future[T] = loop.create_future()
+        self._loop, self._discard = loop, discard
+        self._lock = threading.Lock()
+        self._abandoned = self._handed = False
+
+    def run(self, fn: Callable[..., T], *args: Any) -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # handed to the loop, or dropped once abandoned
+            self._hand(self.future.set_exception, exc)
+        else:
+            if not self._hand(self.future.set_result, result):
+                self._discard(result)
+
+    def _hand(self, setter: Callable[[Any], None], value: Any) -> bool:
+        with self._lock:
+            if self._abandoned:
+                return False
+            self._handed = True
+        try:
+            self._loop.call_soon_threadsafe(setter, value)
+        except RuntimeError:  # the loop has closed: nobody waits any more
+            return False
+        return True
+
+    async def abandon(self) -> None:
+        """Give up on the result, after :data:`SETTLE` s for work that heeds ``halted`` (its
+        copy is then removed before the run ends): discarded by the thread, or here when it is
+        already on its way."""
+        await asyncio.wait({self.future}, timeout=SETTLE)
+        with self._lock:
+            self._abandoned = not self._handed
+        if self._handed:  # scheduled on the loop already: it arrives on a next turn
+            await asyncio.wait({self.future})
+            if not self.future.exception():
+                self._discard(self.future.result())
+
+
+async def abandonable(
+    stopper: Stopper, fn: Callable[..., T], *args: Any, discard: Callable[[T], object]
+) -> T:
+    """``fn(*args)`` in a daemon thread, for work nothing can interrupt (opening the input:
+    a FIFO without a writer, standard input, an object-store copy).  When the run (``stopper``)
+    stops first, raises :class:`Halted`; when cancelled, stops the run and re-raises; either
+    within :data:`SETTLE` s.  The thread is then abandoned, and what it returns later is given
+    to ``discard``.
+
+    The trap: never ``asyncio.to_thread`` here: ``asyncio.run`` waits for the default
+    executor's threads, and interpreter exit joins them, so a stalled read would hold both.
+    """
+    work: _Abandonable[T] = _Abandonable(asyncio.get_running_loop(), discard)
+    threading.Thread(target=work.run, args=(fn, *args), name="batch-override input", daemon=True).start()
+    stopped = asyncio.ensure_future(stopper.stopped.wait())
+    waited: set[asyncio.Future[Any]] = {work.future, stopped}
+    try:
+        await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        if not stopper.stops:
+            stopper.request(ExitCode.SIGINT, "cancelled by the caller")
+        await work.abandon()
+        raise
+    finally:
+        stopped.cancel()
+    if not work.future.done():
+        await work.abandon()
+        raise Halted
+    return work.future.result()
+
+
 class StopHandle:
-    """Stops a run from any thread, as a first SIGINT would (exit 130, ``--grace`` for the rows
+    """Stops runs from any thread, as a first SIGINT would (exit 130, ``--grace`` for the rows
     in flight, the rest ``aborted``); a second :meth:`stop` cuts the grace period short.
 
-    Pass one as ``run_job(..., stop=handle)``.  The trap: a handle remembers that it was used,
-    so a handle stopped before its run starts (or reused for a second run) stops that run at once.
+    Pass one as ``run_job(..., stop=handle)``, to one run or to several (a UI's one stop button):
+    :meth:`stop` stops every run attached at that moment, i.e. started and not yet ended.  The
+    trap: a stop is not carried over, so a run started after :meth:`stop` (a handle reused for the
+    next run) runs; a run that must not start once stopped checks :attr:`stopped` first.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._target: tuple[asyncio.AbstractEventLoop, Stopper] | None = None
-        self._reasons: list[str] = []
+        self._targets: list[tuple[asyncio.AbstractEventLoop, Stopper]] = []
+        self._stopped = False
 
     @property
     def stopped(self) -> bool:
-        """Whether :meth:`stop` was called."""
+        """Whether :meth:`stop` was ever called."""
         with self._lock:
-            return bool(self._reasons)
+            return self._stopped
 
-    def stop(self, reason: str = "stopped by the caller") -> None:
-        """Ask the run to stop; returns at once (the run ends within ``--grace`` and a moment)."""
+    def stop(self, reason: str = "stopped by the caller") -> int:
+        """Ask every run attached now to stop; returns at once (each ends within ``--grace`` and
+        a moment) with how many runs were asked."""
         with self._lock:
-            self._reasons.append(reason)
-            target = self._target
-        if target is not None:
-            loop, stopper = target
-            with contextlib.suppress(RuntimeError):  # the loop has closed: the run is over
+            self._stopped = True
+            targets = list(self._targets)
+        asked = 0
+        for loop, stopper in targets:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: that run is over
                 loop.call_soon_threadsafe(stopper.on_stop_request, reason)
+                asked += 1
+        return asked
 
     @contextlib.contextmanager
     def attached(self, stopper: Stopper) -> Iterator[None]:
         """Deliver stops to ``stopper`` (on the running loop) while the block runs."""
+        target = (asyncio.get_running_loop(), stopper)
         with self._lock:
-            self._target = (asyncio.get_running_loop(), stopper)
-            earlier = list(self._reasons)
-        for reason in earlier:
-            stopper.on_stop_request(reason)
+            self._targets.append(target)
         try:
             yield
         finally:
             with self._lock:
-                self._target = None
+                self._targets.remove(target)
+
+
+class Interrupts:
+    """How the caller's thread stops a run it waits for: a KeyboardInterrupt (Ctrl-C, a
+    notebook's Interrupt), or a cancel of the task that called ``run_job`` (under
+    ``asyncio.run``, a first Ctrl-C only cancels the main task: its loop is blocked here, so the
+    request is seen by polling ``Task.cancelling``).  The first stops the run as SIGINT would, a
+    second cuts its grace short.  The trap: a stop made before the run attached its handle would
+    be lost (a handle does not carry stops over), so it is repeated until it reaches the run.
+    """
+
+    _INTERRUPTED = (
+        "interrupted (KeyboardInterrupt): finishing in-flight rows, leaving the rest for the next run"
+    )
+    _CANCELLED = "cancelled by the caller: finishing in-flight rows, leaving the rest for the next run"
+
+    def __init__(self, handle: StopHandle) -> None:
+        self._handle = handle
+        self._undelivered: str | None = None
+        self.raised: BaseException | None = None
+        try:
+            self._task = asyncio.current_task()
+        except RuntimeError:  # no running loop in this thread
+            self._task = None
+        self._cancels = self._task.cancelling() if self._task is not None else 0
+
+    def wait(self, done: threading.Event) -> BaseException | None:
+        """Wait for ``done`` in steps (a KeyboardInterrupt is raised between two; a join it
+        interrupts may report the thread ended while it still runs); returns what to raise."""
+        while not done.is_set():
+            try:
+                while not done.wait(0.1):
+                    self._poll()
+            except KeyboardInterrupt as exc:
+                self._stop(exc, self._INTERRUPTED)
+        return self.raised
+
+    def _poll(self) -> None:
+        if self._undelivered is not None and self._handle.stop(self._undelivered):
+            self._undelivered = None
+        task = self._task
+        if task is not None and task.cancelling() > self._cancels:
+            self._cancels = task.cancelling()
+            self._stop(asyncio.CancelledError(), self._CANCELLED)
+
+    def _stop(self, exc: BaseException, reason: str) -> None:
+        self.raised = self.raised or exc
+        self._undelivered = None if self._handle.stop(reason) else reason
 
 
 @contextlib.contextmanager

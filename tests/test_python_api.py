@@ -299,6 +299,33 @@ def test_a_callback_that_raises_or_sleeps_changes_neither_the_rate_nor_the_outco
         assert len(warnings) == 1 and calls >= 2
 
 
+_BLOCKED_CALLBACK_SCRIPT = """
+import sys, threading
+from batch_override import RunConfig, run_job
+summary = run_job(RunConfig(input=sys.argv[1], dry_run=True), on_progress=lambda _: threading.Event().wait())
+print("returned", summary.exit_code, flush=True)
+"""
+
+
+async def test_a_callback_that_never_returns_keeps_neither_run_job_nor_the_process_from_ending(
+    tmp_path: Path,
+) -> None:
+    """A subprocess: what is tested is that the host process can exit (no thread joined at exit)."""
+    script = tmp_path / "host.py"
+    script.write_text(_BLOCKED_CALLBACK_SCRIPT, encoding="utf-8")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), str(corrections(tmp_path, 3)), cwd=str(REPO), env=cli_env(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 30)  # not a hang; it takes ~2 s
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert (proc.returncode, out.decode().split()) == (0, ["returned", "0"]), err.decode()[-2000:]
+
+
 def test_a_stop_from_another_thread_ends_the_run_within_grace_with_the_lock_released(tmp_path: Path) -> None:
     handle = StopHandle()
     with emulator_in_thread(unknown="classified") as emulator:
@@ -323,10 +350,52 @@ def test_a_stop_from_another_thread_ends_the_run_within_grace_with_the_lock_rele
     assert_lock_released(tmp_path / "l.csv")
 
 
-def test_a_stop_handle_used_before_the_run_stops_it_at_once(tmp_path: Path) -> None:
+def test_a_stop_handle_stops_every_run_attached_and_no_run_attached_later(tmp_path: Path) -> None:
     handle = StopHandle()
-    handle.stop()
     with emulator_in_thread(unknown="classified") as emulator:
-        summary = run_job(config(tmp_path, emulator.url), api_key=DEMO_API_KEY, stop=handle)
-    assert summary.exit_code == 130 and handle.stopped
-    assert emulator.stats()["requests"] == 0
+
+        async def two_runs_then_one() -> list[Summary]:
+            def run(name: str, rows: int) -> asyncio.Task[Summary]:
+                (tmp_path / name).mkdir()
+                cfg = config(tmp_path / name, emulator.url, rows=rows, rate=Rate(5, 1.0), preflight=False)
+                return asyncio.create_task(run_job_async(cfg, ApiKey(DEMO_API_KEY), stop=handle))
+
+            first, second = run("a", 40), run("b", 40)
+            while emulator.stats()["requests"] < 4:  # both are sending
+                await asyncio.sleep(0.05)
+            handle.stop("the one Stop button")
+            stopped = await asyncio.gather(first, second)
+            return [*stopped, await run("c", 3)]  # the stop is not carried over to a later run
+
+        summaries = asyncio.run(two_runs_then_one())
+    assert [s.exit_code for s in summaries] == [130, 130, 0]
+    for name, summary in zip("ab", summaries, strict=False):
+        assert summary.not_attempted > 20, summary.outcomes
+        assert_lock_released(tmp_path / name / "l.csv")
+    assert handle.stopped
+
+
+def test_ctrl_c_under_asyncio_run_stops_a_run_job_the_coroutine_is_blocked_in(tmp_path: Path) -> None:
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler or (
+        threading.current_thread() is not threading.main_thread()
+    ):
+        pytest.skip("asyncio.run installs its SIGINT handler only on the main thread, over Python's")
+    with emulator_in_thread(unknown="classified") as emulator:
+        cfg = config(tmp_path, emulator.url, rows=40, rate=Rate(5, 1.0), preflight=False)
+
+        async def async_script() -> Summary:
+            return run_job(cfg, api_key=DEMO_API_KEY)  # blocks the loop asyncio.run's handler is on
+
+        timer = threading.Timer(1.0, signal.raise_signal, (signal.SIGINT,))  # the first Ctrl-C
+        timer.start()
+        started = time.monotonic()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                asyncio.run(async_script())
+        finally:
+            timer.join()
+        elapsed = time.monotonic() - started
+    assert elapsed < 1.0 + GRACE + 4  # not a hang: the run did not go on to its end (8 s)
+    outcomes, not_attempted = accounted_rows(tmp_path / "l.csv", 40)
+    assert not_attempted > 20, outcomes
+    assert_lock_released(tmp_path / "l.csv")

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 
 import pytest
 
 from batch_override.errors import ExitCode
-from batch_override.stopping import Halted, Stopper
+from batch_override.stopping import Halted, StopHandle, Stopper, abandonable
 
 
 async def test_the_first_stop_sets_the_exit_code_and_later_stops_only_keep_it() -> None:
@@ -122,3 +123,36 @@ async def test_a_deadline_is_a_planned_stop_logged_as_a_warning_and_a_refused_ke
         "stopping: deadline (--stop-at 06:00) reached": "WARNING",
         "stopping: the API key was refused (401)": "ERROR",
     }
+
+
+async def test_a_stop_handle_reaches_every_run_attached_now_and_none_attached_later() -> None:
+    handle = StopHandle()
+    first, second, later = Stopper(grace=10), Stopper(grace=10), Stopper(grace=10)
+    with handle.attached(first), handle.attached(second):
+        assert handle.stop("the one button") == 2
+        await asyncio.sleep(0)  # delivered on the loop
+    with handle.attached(later):
+        await asyncio.sleep(0)
+    assert [s.reason for s in (first, second)] == ["the one button"] * 2
+    assert later.stops == [] and handle.stopped
+
+
+async def test_work_abandoned_at_a_stop_hands_what_it_returns_later_to_discard() -> None:
+    stopper = Stopper(grace=10)
+    release, discarded = threading.Event(), threading.Event()
+    opened: list[object] = []
+
+    def open_never_ending_input() -> object:
+        release.wait()  # a FIFO nobody writes, a store that stopped answering
+        opened.append(object())
+        return opened[0]
+
+    work = asyncio.ensure_future(
+        abandonable(stopper, open_never_ending_input, discard=lambda got: discarded.set())
+    )
+    await asyncio.sleep(0)
+    stopper.request(ExitCode.SIGTERM, "signal")
+    with pytest.raises(Halted):
+        await work  # after SETTLE: the work does not heed halted
+    release.set()  # the abandoned thread returns at last: what it opened is discarded
+    assert await asyncio.to_thread(discarded.wait, 10)

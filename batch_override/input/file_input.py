@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -35,23 +36,26 @@ class CorrectionsFile(BatchSource):
 
     The trap: standard input (and a FIFO or character device named as the input) and an object
     are copied to a temporary file first (both passes read the input), which :meth:`close`
-    removes; an error while opening removes it too.  An object replaced in the store after the
-    copy was made fails the second read (see :mod:`.object_store`), so the run stops before it
-    sends rows planned from the old version.
+    removes; an error while opening removes it too, and so does ``halted`` set while the copy
+    waits for data (a stop of the run: :class:`~batch_override.stopping.Halted`).  An object
+    replaced in the store after the copy was made fails the second read (see
+    :mod:`.object_store`), so the run stops before it sends rows planned from the old version.
     """
 
-    def __init__(self, path: str, options: InputOptions = _DEFAULTS) -> None:
+    def __init__(
+        self, path: str, options: InputOptions = _DEFAULTS, halted: threading.Event | None = None
+    ) -> None:
         display = "<stdin>" if path == "-" else path
         self._ragged: list[tuple[int | None, str, int]] = []
         self._spooled: StdinCopy | ObjectCopy | None = None
         self._reads = 0
         try:
             if path == "-":
-                self._spooled = StdinCopy()
+                self._spooled = StdinCopy(halted=halted)
             elif is_object_uri(path):
-                self._spooled = ObjectCopy(path, options, extensions=_EXTENSIONS)
+                self._spooled = ObjectCopy(path, options, extensions=_EXTENSIONS, halted=halted)
             elif is_stream(Path(path)):  # a FIFO or a device: read once, so copied as stdin is
-                self._spooled = StdinCopy(Path(path))
+                self._spooled = StdinCopy(Path(path), halted)
             self.path = self._spooled.path if self._spooled is not None else Path(path)
             self._table = open_table(
                 self.path, display=display, encoding=options.encoding, extensions=_EXTENSIONS

@@ -16,6 +16,9 @@ Traps:
 - The copy holds the whole input and is removed by :meth:`ObjectCopy.close`, at the latest when
   collected or at exit (as :mod:`.stdin_copy`); only SIGKILL leaves a ``batch-override-object-*``
   folder behind in the temporary directory.
+- pyarrow cannot cancel a read: given ``halted``, the copy runs in a daemon thread and is
+  abandoned once ``halted`` is set (:class:`~batch_override.stopping.Halted`, the copy removed),
+  so a store that stops answering holds the run no longer than the run's own stop.
 - Every error is one line naming the URI (no such object, access denied, unreachable store), exit
   2; the store's own text is cut to its first line, with any credential of the environment
   masked in it.
@@ -27,6 +30,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -39,6 +43,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from ..errors import InputError, first_line
+from ..stopping import unless_halted
 from ..urls import OBJECT_SCHEMES as SCHEMES
 from ..urls import is_object_uri, object_parts, where
 from .batch import InputOptions
@@ -156,7 +161,9 @@ class ObjectCopy:
     line, exit 2) when it cannot be read, or when it was replaced while being copied.
     """
 
-    def __init__(self, text: str, options: InputOptions, *, extensions: str) -> None:
+    def __init__(
+        self, text: str, options: InputOptions, *, extensions: str, halted: threading.Event | None = None
+    ) -> None:
         self.uri = ObjectURI.parse(text)
         self._options = options
         name = self.uri.key.rsplit("/", 1)[-1]
@@ -166,16 +173,21 @@ class ObjectCopy:
         self._remove = weakref.finalize(self, shutil.rmtree, folder, True)
         self.path = Path(folder) / name
         try:
-            self._fs = filesystem(self.uri, options)
-            self.identity = self._copy()
-            if self.changed():
-                raise InputError(f"{self.uri}: the object was replaced while it was copied; rerun")
+            self.identity = self._fetch() if halted is None else unless_halted(self._fetch, halted)
         except (OSError, pa.ArrowException) as exc:
             self.close()
             raise describe_error(self.uri, exc, options) from None
         except BaseException:
             self.close()
             raise
+
+    def _fetch(self) -> dict[str, str]:
+        """The object copied, unchanged meanwhile: its identity."""
+        self._fs = filesystem(self.uri, self._options)
+        self.identity = self._copy()
+        if self.changed():
+            raise InputError(f"{self.uri}: the object was replaced while it was copied; rerun")
+        return self.identity
 
     def _copy(self) -> dict[str, str]:
         deadline = time.monotonic() + COPY_DEADLINE

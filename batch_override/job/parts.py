@@ -3,12 +3,13 @@
 Production runs use the defaults.  A test passes, say, a ledger writer whose third write raises
 ``ENOSPC``, or a client whose k-th request raises, and checks that the run still ends cleanly;
 nothing in the package is monkeypatched for that.  Each factory takes the same arguments as the
-class it stands for (``source`` takes the run's config).
+class it stands for (``source`` takes the run's config and its ``halted`` event).
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +42,16 @@ class PacerFactory(Protocol):
     ) -> Pacer: ...
 
 
+class SourceFactory(Protocol):
+    """How the run opens its input (:func:`open_input`, or a test's): ``halted`` is set when the
+    run stops, which a copy still waiting for data ends on (the run abandons it anyway)."""
+
+    def __call__(self, config: RunConfig, halted: threading.Event) -> BatchSource: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Parts:
-    source: Callable[[RunConfig], BatchSource] = open_input
+    source: SourceFactory = open_input
     ledger_writer: LedgerWriterFactory = LedgerWriter
     pacer: PacerFactory = Pacer
     client: Callable[[aiohttp.ClientSession, str], Client] = Client

@@ -11,7 +11,9 @@ no new request starts, rows in flight get ``--grace`` seconds and are then cut o
 sent and not finished is recorded ``aborted``, every row never sent is counted ``not_attempted``
 (no line, unless ``--record-skipped``; the counts add up to the rows read), the run log gets its
 finish record and the lock is released.  A signal or cancel during pass 1 ends reading at the
-next batch.  See :mod:`stopping` for how, and for the exit code when several things went wrong.
+next batch; one while the input is opened (a copy of a pipe or an object waiting for data)
+abandons the opening at once (:func:`~.stopping.abandonable`).  See :mod:`stopping` for how,
+and for the exit code when several things went wrong.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Coroutine, Iterable, Iterator
+from collections.abc import Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -48,7 +50,7 @@ from ..pacing.pacer import Pacer
 from ..sending.breaker import MAX_ROWS, MIN_ROWS, MIN_STREAK, Breaker
 from ..sending.client import EMPTY_BODY, make_session
 from ..sending.requester import INTERRUPTED, Requester
-from ..stopping import Halted, StopHandle, Stopper, signals_handled
+from ..stopping import Halted, StopHandle, Stopper, abandonable, signals_handled
 from ..summary import OnProgress, ProgressSnapshot, Summary
 from .deadline import deadline_armed
 from .estimate import estimate
@@ -118,7 +120,7 @@ async def run_job_async(
     *,
     handle_signals: bool = False,
     on_progress: OnProgress | None = None,
-    stop: StopHandle | None = None,
+    stop: StopHandle | Sequence[StopHandle] | None = None,
     on_tick: OnProgress | None = None,
 ) -> Summary:
     """Run one job to the end and return its summary (``summary.exit_code`` says how it went).
@@ -131,10 +133,11 @@ async def run_job_async(
     error is re-raised once the run has ended cleanly (exit code 70 in its run-log record).
 
     ``handle_signals``: SIGINT/SIGTERM stop the run (a second one exits at once), only on the
-    main thread; off, the host's handlers stay.  ``on_progress`` and ``stop``: see
-    :mod:`.ticker` and :class:`~.stopping.StopHandle`.  With ``config.progress_interval``, ``on_tick``
-    gets the :class:`ProgressSnapshot` of each progress line, in a worker thread (the command line
-    refreshes its metrics there).  ``parts`` is the seam tests use to inject faults.
+    main thread; off, the host's handlers stay.  ``on_progress`` and ``stop`` (one handle or
+    several): see :mod:`.ticker` and :class:`~.stopping.StopHandle`.  With
+    ``config.progress_interval``, ``on_tick`` gets the :class:`ProgressSnapshot` of each progress
+    line, in a worker thread (the command line refreshes its metrics there).  ``parts`` is the
+    seam tests use to inject faults.
     """
     if not config.dry_run and api_key is None:
         raise BatchOverrideError("no API key given")
@@ -152,8 +155,8 @@ async def run_job_async(
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(signals_handled(job.stopper, job.exit_now, handle_signals))
-            if stop is not None:
-                stack.enter_context(stop.attached(job.stopper))
+            for handle in (stop,) if isinstance(stop, StopHandle) else stop or ():
+                stack.enter_context(handle.attached(job.stopper))
             stack.enter_context(deadline_armed(config, job.stopper))
             on_progress_ticker = _ticker(
                 job, ON_PROGRESS_INTERVAL, ON_PROGRESS_SPAN, on_progress, name="on_progress"
@@ -171,18 +174,30 @@ async def run_job_async(
     return summary
 
 
+async def _open_source(job: _Job) -> BatchSource:
+    """The input opened (standard input, a FIFO or an object copied first) in a thread the run
+    abandons when it stops or is cancelled first (:class:`Halted`, CancelledError): a producer
+    that never closes its pipe, or a store that stopped answering, never holds a stop."""
+    stopper = job.stopper
+    return await abandonable(stopper, job.parts.source, job.config, stopper.halted, discard=BatchSource.close)
+
+
 async def _run_locked(job: _Job) -> Summary:
     config, stopper = job.config, job.stopper
-    source = await asyncio.to_thread(job.parts.source, config)
+    summary = Summary(
+        run_id=job.run_id,
+        ledger=str(config.ledger) if config.ledger else None,
+        api_url=config.api_url,
+        dry_run=config.dry_run,
+    )
+    if config.ok_outcomes is not None:
+        summary.ok_outcomes = config.ok_outcomes
     try:
-        summary = Summary(
-            run_id=job.run_id,
-            ledger=str(config.ledger) if config.ledger else None,
-            api_url=config.api_url,
-            dry_run=config.dry_run,
-        )
-        if config.ok_outcomes is not None:
-            summary.ok_outcomes = config.ok_outcomes
+        source = await _open_source(job)
+    except Halted:  # a stop while the input was opened: nothing was read, sent or written
+        _conclude(summary, stopper, job.started)
+        return summary
+    try:
         job.summary = summary
         read = _Counted(stopper.interruptible(source.batches()))
         try:

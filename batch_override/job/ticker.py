@@ -19,8 +19,10 @@ Contract:
   after the final one the command line makes next), then, when asked, makes the final call; it
   waits at most ``wait`` seconds for them: a slower callback ends after ``run_job`` returned.
 
-Trap: the thread is the ticker's, not the loop's default executor, on purpose: a callback that
-never returns must not keep ``asyncio.run`` from returning (it waits for the default executor).
+Trap: the thread is the ticker's own daemon thread, on purpose: neither the loop's default
+executor (``asyncio.run`` waits for it) nor a ``ThreadPoolExecutor`` (joined at interpreter exit),
+so a callback that never returns keeps neither ``run_job`` from returning nor the host process
+from exiting; its final call is abandoned.
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -79,6 +84,43 @@ class Meter:
         return rate, eta
 
 
+class _DaemonWorker:
+    """Calls run one at a time, in order, in one daemon thread started on the first call.
+
+    The trap it avoids: a ``ThreadPoolExecutor``'s threads are joined at interpreter exit, so a
+    call that never returns would keep the process alive; this thread is never joined.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._calls: queue.SimpleQueue[tuple[Callable[[], None], concurrent.futures.Future[None]] | None]
+        self._calls = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, call: Callable[[], None]) -> concurrent.futures.Future[None]:
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._calls.put((call, future))
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
+            self._thread.start()
+        return future
+
+    def shutdown(self) -> None:
+        """The thread ends once the calls queued are done (never waited for)."""
+        self._calls.put(None)
+
+    def _work(self) -> None:
+        while (item := self._calls.get()) is not None:
+            call, future = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    call()
+                except BaseException as exc:  # handed to whoever waits for the future
+                    future.set_exception(exc)
+                else:
+                    future.set_result(None)
+
+
 class Ticker:
     """Every ``interval`` seconds: ``take(final=False)``, logged as a progress line when
     ``lines``, and handed to ``callback`` (see the module's contract); ``name`` is the
@@ -100,7 +142,7 @@ class Ticker:
         self._lines = lines
         self._name = name
         self._clock = clock
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._worker: _DaemonWorker | None = None
         self._pending: concurrent.futures.Future[None] | None = None
         self._warned = False
 
@@ -124,9 +166,9 @@ class Ticker:
             return
         if not final and self._pending is not None and not self._pending.done():
             return  # the last call is still running: skip this one
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="progress")
-        self._pending = self._pool.submit(self._call, snap)
+        if self._worker is None:
+            self._worker = _DaemonWorker("progress")
+        self._pending = self._worker.submit(functools.partial(self._call, snap))
 
     def _call(self, snap: ProgressSnapshot) -> None:
         assert self._callback is not None
@@ -146,12 +188,12 @@ class Ticker:
         """Wait for a call still running and, with ``final``, the final one: at most ``wait`` s."""
         if final and self._callback is not None:
             self.tick(final=True)  # queued behind a call still running: one thread
-        pending, pool = self._pending, self._pool
+        pending, worker = self._pending, self._worker
         if pending is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(pending)), wait)
-        if pool is not None:
-            pool.shutdown(wait=False)
+        if worker is not None:
+            worker.shutdown()
 
 
 @contextlib.asynccontextmanager

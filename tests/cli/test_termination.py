@@ -169,3 +169,39 @@ def test_an_unexpected_error_is_one_line_and_exit_70_in_every_command(
         "batch-override: internal error: RuntimeError: something nobody expected; rerun with -v for details"
     )
     assert ("Traceback (most recent call last)" in err) is verbose
+
+
+async def test_sigterm_while_run_dash_waits_on_a_producer_that_never_closes_exits_143_at_once(
+    tmp_path: Path,
+) -> None:
+    """A subprocess: the signal and the exit code are the process's own.  Standard input is a
+    pipe whose producer wrote a header and never closes it; the copy of it must not outlive the run."""
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    ledger = tmp_path / "l.csv"
+    args = ("run", "-", "--ledger", str(ledger), "--api-url", "http://127.0.0.1:9", "--grace", "0.2")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "batch_override", *args, env=cli_env(extra={"TMPDIR": str(spool)}),
+        cwd=str(REPO), stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(f"hash,classification\n{sha(0)},human\n".encode())
+        await proc.stdin.drain()
+        for _ in range(1000):  # the run is copying its input (loop turns and short sleeps, no verdict)
+            if any(spool.iterdir()):
+                break
+            await asyncio.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(proc.communicate(), 10)  # not a hang: it takes ~0.1 s
+    finally:
+        if proc.returncode is None:
+            proc.kill()  # our own child, by PID
+            await proc.wait()
+    assert proc.returncode == 143, err.decode()[-2000:]
+    assert "0 rows" in out.decode() + err.decode()
+    assert list(spool.iterdir()) == [] and not ledger.exists()
+    lock = LedgerLock(ledger)
+    lock.acquire({"pid": 0})
+    lock.release()

@@ -9,6 +9,7 @@ import functools
 import gzip
 import io
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -158,9 +159,9 @@ async def test_an_object_replaced_between_the_passes_stops_the_run_with_exit_2_b
         replace = functools.partial(gcs_server.put, "corrections/replaced.parquet", new)
     emulator: Emulator = await emulator_factory()  # type: ignore[operator]
 
-    def source(config: RunConfig) -> CorrectionsFile:
+    def source(config: RunConfig, halted: threading.Event) -> CorrectionsFile:
         assert isinstance(config.input, str)
-        opened = ReplacedAfterPassOne(config.input, InputOptions.of(config))
+        opened = ReplacedAfterPassOne(config.input, InputOptions.of(config), halted)
         opened.replace = replace
         return opened
 

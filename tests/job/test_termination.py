@@ -250,7 +250,7 @@ async def run_paused_in_pass_one(tmp_path: Path, server: Server) -> AsyncIterato
     paused, go = asyncio.Event(), threading.Event()
     sources: list[SlowSource] = []
 
-    def source(config: RunConfig) -> SlowSource:
+    def source(config: RunConfig, halted: threading.Event) -> SlowSource:
         paused_now = lambda: loop.call_soon_threadsafe(paused.set)  # noqa: E731 - called from the reader thread
         sources.append(SlowSource(str(config.input), InputOptions.of(config), at=1, paused=paused_now, go=go))
         return sources[-1]
@@ -348,7 +348,7 @@ STAGES = {
     "sender": lambda k: Parts(client=functools.partial(FailingClient, at=k)),
     "pacer": lambda k: Parts(pacer=functools.partial(FailingPacer, at=k)),
     "producer": lambda k: Parts(
-        source=lambda config: FailingSource(str(config.input), InputOptions.of(config), at=k)
+        source=lambda config, halted: FailingSource(str(config.input), InputOptions.of(config), at=k)
     ),
     "ledger writer": lambda k: Parts(
         ledger_writer=functools.partial(MarkingWriter, at=k, error=RuntimeError("a bug in the writer"))

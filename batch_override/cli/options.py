@@ -234,7 +234,8 @@ _OUTPUT_FLAGS = (
         "--ping-url",
         "URL",
         "healthchecks-style dead man's switch: URL/start at the start, then URL on exit 0 or "
-        "URL/CODE; 10 s in all, never the API key, redirects not followed, a failure only warns",
+        "URL/CODE; 10 s each, never the API key, redirects not followed, a failure only warns "
+        "(the final ping's even under --quiet)",
     ),
 )
 

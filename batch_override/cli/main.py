@@ -44,10 +44,12 @@ exit codes:
   1    the run finished but some rows did not (invalid, conflict, rejected, not_ready, failed)
   2    usage error (an option out of range), unreadable input, or an input changed before
        any row was handed out; nothing was sent
-  3    aborted: key refused (401/403), wrong --api-url, --max-failure-rate exceeded, or the
-       input changed while rows were being sent
+  3    aborted: key refused (401/403), wrong --api-url (a name that does not exist, a redirect,
+       404/405, a 2xx to the preflight), --max-failure-rate exceeded, or the input changed while
+       rows were being sent
   4    another run holds the ledger
-  5    outage: the server stayed unavailable past --max-outage, or asked to wait past --max-wait
+  5    outage: the server stayed unavailable past --max-outage (also a port that refuses or a
+       resolver that is down, warned of at once), or asked to wait past --max-wait
   6    the ledger could not be written (disk full, quota, I/O error); a rerun resumes
   7    deadline: --max-duration or --stop-at reached; the rows left are aborted (error code
        deadline) and a rerun resumes

@@ -110,10 +110,17 @@ HELP: dict[str, Help] = {
     ),
     "dry_run": Help(
         "validate, plan and estimate the duration; ledger lines say planned; send no override "
-        "(with a key, one empty preflight reads the server's limit)"
+        "(with a key, one empty preflight reads the server's limit and checks the key and URL as the "
+        "run does: exit 3 or 5 where the run would stop)"
     ),
     "retry_rejected": Help("send again rows an earlier run saw rejected"),
-    "preflight": Help("skip the key check before the first row", flag="--no-preflight", negate=True),
+    "preflight": Help(
+        "skip the key and URL check before the first row: a wrong key or --api-url is then found "
+        "by the rows themselves (a server that accepts anything gets them; a host that cannot be "
+        "reached is retried without a warning until --max-outage, then exit 5)",
+        flag="--no-preflight",
+        negate=True,
+    ),
     "neutralize_formulas": Help(
         "write cells starting with = + - @ as they are (for machine readers)", flag="--raw-cells", negate=True
     ),

@@ -28,7 +28,6 @@ from pathlib import Path
 from types import MappingProxyType
 
 import aiohttp
-import numpy as np
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .._version import __version__
@@ -52,7 +51,7 @@ from ..summary import OnProgress, ProgressSnapshot, Summary
 from .deadline import deadline_armed
 from .estimate import estimate
 from .parts import DEFAULT_PARTS, Parts
-from .plan import InputIndex, Plan, index_input
+from .plan import InputIndex, index_input
 from .producer import PassTwo, produce
 from .progress import Progress
 from .recorder import Item, Recorder
@@ -76,6 +75,7 @@ class _Job:
     pacer: Pacer | None = None  # once sending starts
     slots: Concurrency | None = None
     requester: Requester | None = None
+    sends: int = 0  # the rows the run will send (its plan's, less what the ledger settled)
 
     def exit_now(self, code: int) -> None:
         """A second signal: sync the ledger and leave (the kernel releases the lock)."""
@@ -90,7 +90,10 @@ class _Job:
         pacer, slots = self.pacer, self.slots
         done = sum(outcomes.values())
         total = (summary.rows - summary.not_attempted) if summary is not None else 0
-        rows_per_s, eta_s = meter.read(done, total)
+        # The rate and the ETA are of the rows to send: skipped rows finish by the thousand at
+        # the start and would promise a rate the pace never allows.
+        sent = self.recorder.sends_done if self.recorder is not None else 0
+        rows_per_s, eta_s = meter.read(sent, self.sends)
         return ProgressSnapshot(
             run_id=self.run_id,
             rows_done=done,
@@ -214,7 +217,9 @@ async def _run_planned(job: _Job, source: BatchSource, index: InputIndex, summar
             _log_run(job, source, fingerprint, runlog.STARTED, summary)
             logged = True
         _log_start(job, source, index, resume)
-        recorder.progress = Progress(index.rows, enabled=config.progress)
+        sends = await asyncio.to_thread(index.count_sends, resume, retry_rejected=config.retry_rejected)
+        job.sends = sends if config.limit is None else min(sends, config.limit)
+        recorder.progress = Progress(job.sends, enabled=config.progress)
         with logging_redirect_tqdm(loggers=[log]) if recorder.progress.enabled else contextlib.nullcontext():
             await _with_ticker(job, _send_all(job, source, index, resume, recorder))
     except BatchOverrideError as exc:
@@ -348,7 +353,7 @@ async def _send_all(
         await produce(PassTwo(config, source, index, resume, recorder, stopper, None))
         planned = recorder.summary.outcomes.get(Outcome.PLANNED.value, 0)
         if not stopper.stops:  # a dry run the preflight stopped has nothing to estimate
-            _estimate(job, pacer, planned + (1 if config.preflight else 0), up_to=False)
+            _estimate(job, pacer, planned + (1 if config.preflight else 0))
         return
     # One policy for the probes and the bare 429s (the senders' retries draw from their own).
     backoff = Backoff(config.backoff_base, config.backoff_cap)
@@ -381,9 +386,7 @@ async def _send_all(
             job.parts.client(session, config.api_url), pacer, stopper, slots
         )
         sender = Sender(config, requester, breaker, recorder, stopper, job.parts.clock)
-        sends = int(np.count_nonzero(index.status == Plan.SEND))
-        sends = sends if config.limit is None else min(sends, config.limit)
-        estimated = functools.partial(_estimate, job, pacer, sends, up_to=len(resume) > 0)
+        estimated = functools.partial(_estimate, job, pacer, job.sends, sender)
         sender.after_preflight = estimated
         if not config.preflight:
             estimated()
@@ -398,11 +401,22 @@ async def _send_all(
             recorder.summary.concurrency = slots.report()
 
 
-def _estimate(job: _Job, pacer: Pacer | None, requests: int, *, up_to: bool) -> None:
+def _estimate(job: _Job, pacer: Pacer | None, requests: int, sender: Sender | None = None) -> None:
+    """Log the estimate and keep it in the summary; a range (the window unknown) is said again,
+    once, when ``sender`` sees the window known."""
     assert job.summary is not None
-    made = estimate(job.config, pacer, requests, up_to=up_to)
+    made = estimate(job.config, pacer, requests)
     job.summary.estimate, job.summary.estimate_s = str(made), made.seconds
     log.info("estimate: %s", job.summary.estimate)
+    if made.fastest is not None and sender is not None and pacer is not None:
+        sender.on_window_known = functools.partial(_revise, job, pacer, requests)
+
+
+def _revise(job: _Job, pacer: Pacer, requests: int) -> None:
+    assert job.summary is not None
+    made = estimate(job.config, pacer, requests)
+    job.summary.revised_estimate, job.summary.revised_estimate_s = str(made), made.seconds
+    log.info("estimate, the server's window now known to last %gs: %s", pacer.period, made)
 
 
 def _session(job: _Job, concurrency: int) -> aiohttp.ClientSession:

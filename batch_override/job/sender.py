@@ -57,6 +57,9 @@ class Sender:
         self._preflight_done = not config.preflight
         #: Called once the preflight's answer was learnt from (the runner's estimate).
         self.after_preflight: Callable[[], None] | None = None
+        #: Called once, at the first answer after which the server's window is known (the
+        #: runner's revised estimate, when the first was a range).
+        self.on_window_known: Callable[[], None] | None = None
 
     async def work(self, queue: asyncio.Queue[Item | None]) -> None:
         """One sender: rows from ``queue`` until its ``None``."""
@@ -113,6 +116,9 @@ class Sender:
                 return
             attempts += 1
             last = answer
+            if self.on_window_known is not None and self.requester.pacer.model.learner.known:
+                told, self.on_window_known = self.on_window_known, None
+                told()
             action = answer.verdict.action
             if action in (Action.RETRY, Action.THROTTLED):
                 self.recorder.retrying(item.row)

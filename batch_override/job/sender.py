@@ -151,8 +151,8 @@ class Sender:
         self.recorder.finish(item, kept, status=answer.status, attempts=attempts)
         # The answer's own outcome: a row given up on is no sign of a failing server.
         reason = self.failures.add(verdict.outcome in (Outcome.FAILED, Outcome.REJECTED))
-        if reason is not None:
-            self.stopper.request(ExitCode.ABORTED, reason)
+        if reason is not None:  # the URL too: a server that is not the API fails every row
+            self.stopper.request(ExitCode.ABORTED, f"{reason} (sent to {self.config.api_url})")
 
     def check_wait(self, answer: Answer) -> None:
         """A 429: stop if the server asks to wait too long, or has throttled us too long."""

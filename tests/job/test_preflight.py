@@ -154,9 +154,13 @@ async def test_a_resolver_that_is_down_is_an_outage_retried_not_a_wrong_name(
     )
 
 
-async def test_without_the_preflight_a_server_that_accepts_anything_gets_the_rows(tmp_path: Path) -> None:
-    # --no-preflight keeps the old behaviour: nothing checks the URL before the rows go.
+async def test_without_the_preflight_a_server_that_accepts_anything_gets_rows_until_the_failure_rate(
+    tmp_path: Path,
+) -> None:
+    # --no-preflight keeps the old behaviour: nothing checks the URL before the rows go; the
+    # failure threshold stops the run then, and names where the rows went.
     async with scripted(always(200, {"ok": True})) as server:
-        summary = await run(tmp_path, server.url, preflight=False)
-    assert len(server.hits) == len(ROWS)
-    assert summary.exit_code != 0
+        summary = await run(tmp_path, server.url, preflight=False, failure_window=2, concurrency=1)
+    assert len(server.hits) == 2
+    assert summary.exit_code == 3
+    assert summary.stop_reason.endswith(f"wrong --media, key or input? (sent to {server.url})")

@@ -32,7 +32,10 @@ class Summary:
     ok_outcomes: frozenset[str] = frozenset(o.value for o in SUCCESS_OUTCOMES)
     concurrency: dict[str, Any] = field(default_factory=dict)  # see Concurrency.report()
     estimate: str = ""  # said before sending: requests, pace, duration (see job/estimate.py)
-    estimate_s: float | None = None  # the duration it names
+    estimate_s: float | None = None  # the duration it names (of a range, the longest)
+    #: Said again once the server's window was seen to end, when the first was a range.
+    revised_estimate: str = ""
+    revised_estimate_s: float | None = None
 
     def count(self, outcome: Outcome | str, error_code: str = "", n: int = 1) -> None:
         self.outcomes[str(outcome)] += n
@@ -65,13 +68,19 @@ class Summary:
             "stop_reason": self.stop_reason,
             "concurrency": self.concurrency,
             "estimate": self.estimate,
-            "estimate_s": None if self.estimate_s is None else round(self.estimate_s, 1),
+            "estimate_s": _rounded(self.estimate_s),
+            "revised_estimate": self.revised_estimate,
+            "revised_estimate_s": None
+            if self.revised_estimate_s is None
+            else round(self.revised_estimate_s, 1),
         }
 
     def render(self) -> str:
         lines = [f"run {self.run_id}: {self.rows} rows in {self.duration:.1f}s -> exit {self.exit_code}"]
         if self.estimate:
             lines.append(f"  estimate: {self.estimate}")
+        if self.revised_estimate:
+            lines.append(f"  revised once the window was known: {self.revised_estimate}")
         if self.stop_reason:
             lines.append(f"  stopped: {self.stop_reason}")
         for outcome in Outcome:
@@ -99,16 +108,22 @@ class Summary:
         return "\n".join(lines)
 
 
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
+
+
 @dataclass(frozen=True, slots=True)
 class ProgressSnapshot:
     """A running job at one moment: what ``on_progress`` gets (about once a second and once at
     the end, ``final``), what a ``--progress-interval`` line says and what the in-progress
     metrics show.  A copy, so it may be kept or handed to another thread.
 
-    ``rows_per_s`` is measured over the last seconds only (ten for ``on_progress``, a minute for
-    progress lines): rows skipped from the ledger at the start would make a whole-run average
-    promise too much.  ``eta_s`` is rows left at that rate, None until rows finish.  The trap:
-    ``rows_total`` leaves out the rows ``--limit`` will not attempt, so ``rows_done`` reaches it.
+    ``rows_per_s`` is the rows to send (the plan's, less what the ledger settled) finished per
+    second, over the last seconds only (ten for ``on_progress``, a minute for progress lines); rows
+    finished without a request (skipped from the ledger, invalid, duplicates) are not a rate: a
+    resume skips thousands in its first second.  ``eta_s`` is the rows left to send at that rate,
+    None until one finished.  The trap: ``rows_done`` and ``rows_total`` count every row, the
+    rate only the sent ones; ``rows_total`` leaves out the rows ``--limit`` will not attempt.
     """
 
     run_id: str

@@ -75,6 +75,16 @@ def setup_logging(fmt: str = "text", verbosity: int = 0, quiet: bool = False) ->
     root.setLevel(logging.ERROR if quiet else logging.DEBUG if verbosity > 0 else logging.INFO)
 
 
+def warn_always(logger: logging.Logger, msg: str, *args: object) -> None:
+    """A WARNING that ``--quiet`` (the logger held at ERROR) still prints, for what a person must
+    read even from a run that printed nothing else (cron mails any output).  The trap: it goes
+    around the logger's level, not its handlers, so the log format (text or JSON) is the same."""
+    if logger.isEnabledFor(logging.WARNING):
+        logger.warning(msg, *args, stacklevel=2)
+    else:
+        logger.handle(logger.makeRecord(logger.name, logging.WARNING, __file__, 0, msg, args, None))
+
+
 def _dropped_note(count: int) -> str:
     note = f"{count} writes to stderr dropped: it was not being read"
     return json_line("warning", note) + "\n" if _format == "json" else f"batch-override: {note}\n"

@@ -54,10 +54,12 @@ exit codes:
   2    usage error (an option out of range), unreadable input, a header with no rows (unless
        --allow-empty), a ledger or run log that is not UTF-8 (the line named) or not a regular
        file, or an input changed before any row was handed out; nothing was sent
-  3    aborted: key refused (401/403), wrong --api-url, --max-failure-rate exceeded, or the
-       input changed while rows were being sent
+  3    aborted: key refused (401/403), wrong --api-url (a name that does not exist, a redirect,
+       404/405, a 2xx to the preflight), --max-failure-rate exceeded, or the input changed while
+       rows were being sent
   4    another run holds the ledger
-  5    outage: the server stayed unavailable past --max-outage, or asked to wait past --max-wait
+  5    outage: the server stayed unavailable past --max-outage (also a port that refuses or a
+       resolver that is down, warned of at once), or asked to wait past --max-wait
   6    the ledger or a file beside it could not be written (disk full, quota, I/O error,
        permissions, a read-only place); a rerun resumes
   7    deadline: --max-duration or --stop-at reached; the rows left are aborted (error code

@@ -110,7 +110,8 @@ HELP: dict[str, Help] = {
     ),
     "dry_run": Help(
         "validate, plan and estimate the duration; ledger lines say planned; send no override "
-        "(with a key, one empty preflight reads the server's limit)"
+        "(with a key, one empty preflight reads the server's limit and checks the key and URL as the "
+        "run does: exit 3 or 5 where the run would stop)"
     ),
     "retry_rejected": Help("send again rows an earlier run saw rejected"),
     "record_skipped": Help(
@@ -122,7 +123,13 @@ HELP: dict[str, Help] = {
         "an input with a header but no data rows is 0 rows, exit 0 (an input of the day's new "
         "corrections on a quiet day); without it, exit 2 (a cumulative export with no rows is broken)"
     ),
-    "preflight": Help("skip the key check before the first row", flag="--no-preflight", negate=True),
+    "preflight": Help(
+        "skip the key and URL check before the first row: a wrong key or --api-url is then found "
+        "by the rows themselves (a server that accepts anything gets them; a host that cannot be "
+        "reached is retried without a warning until --max-outage, then exit 5)",
+        flag="--no-preflight",
+        negate=True,
+    ),
     "neutralize_formulas": Help(
         "write cells starting with = + - @ as they are (for machine readers)", flag="--raw-cells", negate=True
     ),
@@ -243,7 +250,8 @@ _OUTPUT_FLAGS = (
         "--ping-url",
         "URL",
         "healthchecks-style dead man's switch: URL/start at the start, then URL on exit 0 or "
-        "URL/CODE; 10 s in all, never the API key, redirects not followed, a failure only warns",
+        "URL/CODE; 10 s each, never the API key, redirects not followed, a failure only warns "
+        "(the final ping's even under --quiet)",
     ),
 )
 

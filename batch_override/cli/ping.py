@@ -6,9 +6,11 @@ stopped running at all is noticed by the absence of pings, and a failed one by i
 final ping's body is the run's summary (what the on-call person reads in the check's log).
 
 Contract:
-- Every ping of a run shares one total deadline (:data:`PING_TIMEOUT`, 10 s): a receiver that
-  hangs costs the run at most that, however many pings.  A ping never raises and never changes
-  the exit code; any failure (unreachable, slow, an answer that is not 2xx) is one warning per run.
+- Each ping has its own deadline (:data:`PING_TIMEOUT`, 10 s, from its own send): the final ping
+  goes out after a run of any length, and a receiver that hangs costs the run at most 10 s a ping.
+  A ping never raises and never changes the exit code; a failure (unreachable, slow, an answer
+  that is not 2xx) is one warning per ping.  The final ping's is printed even under ``--quiet``:
+  the check will alert for that night, and cron mails what is printed.
 - Nothing of the API goes with it: no key, no cookie, no auth header.  Redirects are not
   followed (a 3xx is a failure), and ``HTTPS_PROXY``/``NO_PROXY`` are honoured as for the API.
 
@@ -28,17 +30,24 @@ import aiohttp
 from ..errors import ExitCode, first_line
 from ..sending.client import env_proxy, user_agent
 from ..urls import where
+from .logs import warn_always
 
 log = logging.getLogger("batch_override")
 
-#: Seconds all the pings of one run may take together.
+#: Seconds each ping may take, from its own send.
 PING_TIMEOUT = 10.0
 #: The final ping's body is cut here (healthchecks.io keeps the first 100 kB).
 MAX_BODY = 10_000
 
 
 class Pinger:
-    """The pings of one run, under one deadline (``budget`` seconds, from the first ping)."""
+    """The pings of one run, each under its own deadline (``budget`` seconds from its send).
+
+    ``clock`` times each ping (a ``-v`` line says how long it took); a test injects one to stand
+    for a run of hours between the start and the final ping.  The trap this class used to fall
+    in: one deadline counted from the start ping left no time for the final ping of any run
+    longer than 10 s, so the check alerted after every real night.
+    """
 
     def __init__(
         self, url: str, *, budget: float = PING_TIMEOUT, clock: Callable[[], float] = time.monotonic
@@ -46,42 +55,41 @@ class Pinger:
         self.url = url.rstrip("/")
         self.budget = budget
         self._clock = clock
-        self._deadline: float | None = None
-        self._warned = False
 
     def start(self) -> None:
-        """``URL/start``."""
-        self._ping(self.url + "/start", b"")
+        """``URL/start``; a failure is a warning (``--quiet`` hides it)."""
+        if (why := self._ping(self.url + "/start", b"")) is not None:
+            log.warning("cannot ping --ping-url %s (start): %s", where(self.url), why)
 
     def finish(self, exit_code: int, body: str = "") -> None:
-        """``URL`` for exit 0, else ``URL/<exit code>``, with ``body`` (the summary)."""
+        """``URL`` for exit 0, else ``URL/<exit code>``, with ``body`` (the summary).  A failure
+        is a warning printed even under ``--quiet``: the check will alert for this run."""
         url = self.url if exit_code == ExitCode.OK else f"{self.url}/{exit_code}"
-        self._ping(url, body.encode("utf-8")[:MAX_BODY])
+        if (why := self._ping(url, body.encode("utf-8")[:MAX_BODY])) is not None:
+            warn_always(
+                log,
+                "cannot ping --ping-url %s (exit %d): %s; the check will see this run as missed",
+                where(self.url),
+                exit_code,
+                why,
+            )
 
-    def _ping(self, url: str, body: bytes) -> None:
-        if self._deadline is None:
-            self._deadline = self._clock() + self.budget
-        left = self._deadline - self._clock()
-        if left <= 0:
-            self._warn(f"no time left of its {self.budget:g} s")
-            return
+    def _ping(self, url: str, body: bytes) -> str | None:
+        """Why the ping to ``url`` failed, or None when it was answered 2xx in time."""
+        sent = self._clock()
         try:
-            status = asyncio.run(_post(url, body, left))
+            status = asyncio.run(_post(url, body, self.budget))
         except TimeoutError:
-            self._warn(f"no answer within its {self.budget:g} s")
+            return f"no answer within its {self.budget:g} s"
         except (aiohttp.ClientError, OSError, ValueError) as exc:
-            self._warn(first_line(exc) or type(exc).__name__)
+            return first_line(exc) or type(exc).__name__
         except Exception as exc:  # a ping must never change how the run ends
-            self._warn(f"{type(exc).__name__}: {first_line(exc)}")
-        else:
-            if not 200 <= status < 300:
-                followed = " (redirects are not followed)" if 300 <= status < 400 else ""
-                self._warn(f"HTTP {status}{followed}")
-
-    def _warn(self, why: str) -> None:
-        if not self._warned:
-            self._warned = True
-            log.warning("cannot ping --ping-url %s: %s", where(self.url), why)
+            return f"{type(exc).__name__}: {first_line(exc)}"
+        if not 200 <= status < 300:
+            followed = " (redirects are not followed)" if 300 <= status < 400 else ""
+            return f"HTTP {status}{followed}"
+        log.debug("pinged --ping-url %s: HTTP %d in %.2f s", where(self.url), status, self._clock() - sent)
+        return None
 
 
 async def _post(url: str, body: bytes, deadline: float) -> int:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from ..config import Rate, RunConfig
 from ..input.open_input import open_input
@@ -55,6 +57,12 @@ class Parts:
     ledger_writer: LedgerWriterFactory = LedgerWriter
     pacer: PacerFactory = Pacer
     client: Callable[[aiohttp.ClientSession, str], Client] = Client
+    #: Makes the resolver of each session (None: aiohttp's, the system's): a name that does not
+    #: exist, or a resolver that is down, without a DNS server.
+    resolver: Callable[[], AbstractResolver] | None = None
+    #: The monotonic clock of the outage breaker and the preflight's warnings: a test's outage of
+    #: minutes passes in milliseconds.
+    clock: Callable[[], float] = time.monotonic
 
 
 DEFAULT_PARTS = Parts()

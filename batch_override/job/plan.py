@@ -57,6 +57,21 @@ class InputIndex:
     rows: int
     invalid: int
     digests: list[bytes] = field(default_factory=list)
+    #: The keys of the SEND rows, in order, until :meth:`count_sends` has read them (then None).
+    send_keys: KeyArray | None = None
+
+    def count_sends(self, resume: ResumeIndex, *, retry_rejected: bool) -> int:
+        """The rows the run will send: SEND rows that ``resume`` has not settled (the rule of
+        :func:`plan_batch`), so a resume's estimate leaves out what the ledger already holds.
+        Frees :attr:`send_keys`: it is asked once, before pass two."""
+        keys, self.send_keys = self.send_keys, None
+        if keys is None or not len(resume):
+            return int(np.count_nonzero(self.status == Plan.SEND))
+        sends = 0
+        for lo in range(0, len(keys), _STEP):
+            prior, other = resume.lookup_both(keys[lo : lo + _STEP])
+            sends += int(np.count_nonzero(_resumed(prior, other, retry_rejected=retry_rejected) == Plan.SEND))
+        return sends
 
     def planned(self, number: int, batch: Batch) -> bool:
         """Is ``batch`` the ``number``-th batch exactly as pass one read it?"""
@@ -100,7 +115,24 @@ def index_input(batches: Iterable[Batch]) -> InputIndex:
             keys.extend(
                 make_keys(batch.hash.filter(sel), batch.media.filter(sel), batch.classification.filter(sel))
             )
-    return InputIndex(_group_status(keys.finish()), rows, invalid, digests)  # finish() hands the array over
+    found = keys.finish()  # hands the array over
+    status = _group_status(found)
+    return InputIndex(status, rows, invalid, digests, _kept(found, status == Plan.SEND))
+
+
+#: Keys handled at a time by the steps that go over all of them: a few MB of temporaries.
+_STEP = 1 << 16
+
+
+def _kept(keys: KeyArray, mask: npt.NDArray[np.bool_]) -> KeyArray:
+    """``keys[mask]`` moved to the front of ``keys``' own buffer, a chunk at a time: never a
+    second copy of all the keys (the trap: the view keeps the whole buffer until it is dropped)."""
+    out = 0
+    for lo in range(0, len(keys), _STEP):
+        chunk = keys[lo : lo + _STEP][mask[lo : lo + _STEP]]
+        keys[out : out + len(chunk)] = chunk
+        out += len(chunk)
+    return keys[:out]
 
 
 def batch_digest(batch: Batch) -> bytes:
@@ -139,8 +171,8 @@ def _update_with_text(digest: hashlib._Hash, values: pa.Array) -> None:
 
 
 def _group_status(keys: KeyArray) -> npt.NDArray[np.uint8]:
-    """Memory: the keys (34 B/row), the sort order (8 B/row) and 3 B/row of flags at the peak;
-    the keys are freed before the flags are combined."""
+    """Memory: the keys (34 B/row, kept by the caller for :attr:`InputIndex.send_keys`), the
+    sort order (8 B/row) and 3 B/row of flags at the peak (8 B/row more with conflicts)."""
     n = len(keys)
     status = np.zeros(n, np.uint8)
     if n < 2:
@@ -190,12 +222,19 @@ def plan_batch(
         sel = pa.array(valid_at[send])
         keys = make_keys(batch.hash.take(sel), batch.media.take(sel), batch.classification.take(sel))
         prior, other = resume.lookup_both(keys)
-        locked = other == Prior.DONE
-        decided = np.full(len(keys), Plan.SEND, np.uint8)
-        decided[prior == Prior.DONE] = Plan.SKIPPED
-        if not retry_rejected:
-            decided[prior == Prior.REJECTED] = Plan.REJECTED
-        decided[locked & (prior != Prior.DONE)] = Plan.LOCKED
-        valid_plan[send] = decided
+        valid_plan[send] = _resumed(prior, other, retry_rejected=retry_rejected)
     plan[valid_at] = valid_plan
     return plan
+
+
+def _resumed(
+    prior: npt.NDArray[np.uint8], other: npt.NDArray[np.uint8], *, retry_rejected: bool
+) -> npt.NDArray[np.uint8]:
+    """The plan of rows the input would send, given what the ledger says of each (``prior``) and
+    of its other classification (``other``): the one rule of what a resume settles."""
+    decided = np.full(len(prior), Plan.SEND, np.uint8)
+    decided[prior == Prior.DONE] = Plan.SKIPPED
+    if not retry_rejected:
+        decided[prior == Prior.REJECTED] = Plan.REJECTED
+    decided[(other == Prior.DONE) & (prior != Prior.DONE)] = Plan.LOCKED
+    return decided

@@ -1,6 +1,8 @@
 """A progress bar for a person at a terminal, and nothing at all for cron, CI or a pipe.
 
-:class:`Progress` shows rows done of the total, the rate, the ETA and three counts:
+:class:`Progress` shows rows done of the total, the rate, the ETA and three counts.  In a run,
+the bar is the rows to send: a row finished without a request (skipped from the ledger, invalid, a
+duplicate) is counted but does not move it, so the rate and the ETA are the sending's:
 
 - ``ok``: submitted, already_submitted, duplicate, skipped, planned (the outcomes that make the
   exit code 0, :data:`~batch_override.outcome.SUCCESS_OUTCOMES`);
@@ -124,12 +126,14 @@ class Progress:
     def enabled(self) -> bool:
         return self._bar is not None
 
-    def advance(self, outcome: str, n: int = 1) -> None:
-        """``n`` rows finished with ``outcome`` (an :class:`~batch_override.outcome.Outcome` value)."""
-        self.tally(outcome in _OK, n)
+    def advance(self, outcome: str, n: int = 1, *, moves: bool = True) -> None:
+        """``n`` rows finished with ``outcome`` (an :class:`~batch_override.outcome.Outcome` value);
+        ``moves`` False counts them without moving the bar (rows not among its total)."""
+        self.tally(outcome in _OK, n, moves=moves)
 
-    def tally(self, ok: bool, n: int = 1) -> None:
-        """``n`` items finished, counted as ok or failed."""
+    def tally(self, ok: bool, n: int = 1, *, moves: bool = True) -> None:
+        """``n`` items finished, counted as ok or failed (and moving the bar unless ``moves`` is
+        False: tqdm's rate and ETA are then of the items that do)."""
         bar = self._bar
         if bar is None:
             return
@@ -137,7 +141,8 @@ class Progress:
             self.ok += n
         else:
             self.failed += n
-        bar.update(n)
+        if moves:
+            bar.update(n)  # the counts of rows that do not move it show at the next redraw
 
     def retrying(self, delta: int) -> None:
         """A row started (+1) or stopped (-1) waiting for a retry; shown at the next redraw."""

@@ -99,6 +99,9 @@ class Recorder:
         self._stopper = stopper
         self._writable = ledger is not None
         self._retrying: set[int] = set()  # rows waiting on a retry, for the progress bar
+        #: Rows of the run's sends finished (sent, or aborted before they could be): the
+        #: progress rate and ETA are of these, never of rows finished without a request.
+        self.sends_done = 0
 
     @property
     def failed(self) -> bool:
@@ -128,6 +131,7 @@ class Recorder:
         """Count, show and ledger ``item`` as ended with ``verdict`` (``status`` None: no answer)."""
         outcome, code, msg = verdict.outcome, verdict.error_code, verdict.message
         item.done = True
+        self.sends_done += 1
         self.summary.count(outcome, code)
         if self.progress is not None:
             if item.row in self._retrying:
@@ -176,9 +180,12 @@ class Recorder:
         codes = plan[idx]
         for code in np.unique(codes).tolist():
             outcome, err, _ = self._line_for(Plan(code))
-            self.summary.count(outcome, err, int(np.count_nonzero(codes == code)))
+            n = int(np.count_nonzero(codes == code))
+            self.summary.count(outcome, err, n)
+            send = code in (Plan.SEND, Plan.ABORTED)  # planned by a dry run, or stopped before sending
+            self.sends_done += n if send else 0
             if self.progress is not None:
-                self.progress.advance(outcome.value, int(np.count_nonzero(codes == code)))
+                self.progress.advance(outcome.value, n, moves=send)
         if not self.record_skipped:  # counted, not written: the ledger holds their verdicts already
             written = codes != Plan.SKIPPED
             idx, codes = idx[written], codes[written]

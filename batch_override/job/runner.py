@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-import numpy as np
+import aiohttp
 
 from .._version import __version__
 from ..apikey import ApiKey
@@ -43,23 +43,23 @@ from ..ledger import state as resume_state
 from ..ledger.format import utc_now
 from ..ledger.resume import ResumeIndex
 from ..ledger.writer import LedgerLock, LedgerWriter, check_ledger_path, repair_torn_tail
-from ..outcome import Action, Outcome
+from ..outcome import Outcome
 from ..pacing.backoff import Backoff
 from ..pacing.concurrency import Concurrency
 from ..pacing.pacer import Pacer
-from ..sending.breaker import MAX_ROWS, MIN_ROWS, MIN_STREAK, Breaker
-from ..sending.client import EMPTY_BODY, make_session
-from ..sending.requester import INTERRUPTED, Requester
+from ..sending.breaker import MAX_ROWS, MIN_ROWS, MIN_STREAK, Breaker, OutageTooLong
+from ..sending.client import make_session
+from ..sending.requester import Requester
 from ..stopping import Halted, StopHandle, Stopper, abandonable, signals_handled
 from ..summary import OnProgress, ProgressSnapshot, Summary
 from .deadline import deadline_armed
 from .estimate import estimate
 from .parts import DEFAULT_PARTS, Parts
-from .plan import InputIndex, Plan, index_input
+from .plan import InputIndex, index_input
 from .producer import PassTwo, produce
 from .progress import Progress, logging_redirected
 from .recorder import Item, Recorder
-from .sender import Sender, why
+from .sender import Sender, preflight
 from .ticker import FINAL_WAIT, LINES_SPAN, ON_PROGRESS_INTERVAL, ON_PROGRESS_SPAN, Meter, Ticker, ticking
 
 log = logging.getLogger("batch_override")
@@ -79,6 +79,7 @@ class _Job:
     pacer: Pacer | None = None  # once sending starts
     slots: Concurrency | None = None
     requester: Requester | None = None
+    sends: int = 0  # the rows the run will send (its plan's, less what the ledger settled)
 
     def exit_now(self, code: int) -> None:
         """A second signal: sync the ledger and leave (the kernel releases the lock)."""
@@ -93,7 +94,10 @@ class _Job:
         pacer, slots = self.pacer, self.slots
         done = sum(outcomes.values())
         total = (summary.rows - summary.not_attempted) if summary is not None else 0
-        rows_per_s, eta_s = meter.read(done, total)
+        # The rate and the ETA are of the rows to send: skipped rows finish by the thousand at
+        # the start and would promise a rate the pace never allows.
+        sent = self.recorder.sends_done if self.recorder is not None else 0
+        rows_per_s, eta_s = meter.read(sent, self.sends)
         return ProgressSnapshot(
             run_id=self.run_id,
             rows_done=done,
@@ -246,7 +250,9 @@ async def _run_planned(job: _Job, source: BatchSource, index: InputIndex, summar
             _log_run(job, source, fingerprint, runlog.STARTED, summary)
             logged = True
         _log_start(job, source, index, resume)
-        recorder.progress = Progress(index.rows, enabled=config.progress)
+        sends = await asyncio.to_thread(index.count_sends, resume, retry_rejected=config.retry_rejected)
+        job.sends = sends if config.limit is None else min(sends, config.limit)
+        recorder.progress = Progress(job.sends, enabled=config.progress)
         with logging_redirected(recorder.progress.enabled, log):
             await _with_ticker(job, _send_all(job, source, index, resume, recorder))
     except BatchOverrideError as exc:
@@ -398,10 +404,11 @@ async def _send_all(
 ) -> None:
     config, stopper = job.config, job.stopper
     if config.dry_run or job.api_key is None:
-        pacer = await _probe_limit(job) if job.api_key is not None and config.preflight else None
+        pacer = await _probe_limit(job, recorder) if job.api_key is not None and config.preflight else None
         await produce(PassTwo(config, source, index, resume, recorder, stopper, None))
         planned = recorder.summary.outcomes.get(Outcome.PLANNED.value, 0)
-        _estimate(job, pacer, planned + (1 if config.preflight else 0), up_to=False)
+        if not stopper.stops:  # a dry run the preflight stopped has nothing to estimate
+            _estimate(job, pacer, planned + (1 if config.preflight else 0))
         return
     # One policy for the probes and the bare 429s (the senders' retries draw from their own).
     backoff = Backoff(config.backoff_base, config.backoff_cap)
@@ -422,22 +429,19 @@ async def _send_all(
         max_outage=config.max_outage,
         backoff=backoff,
         max_wait=config.max_wait,
+        clock=job.parts.clock,
         stopped=stopper.stopped,
     )
     job.pacer, job.slots = pacer, slots
     queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=senders * 4)
     if recorder.progress is not None:
         recorder.progress.concurrency = slots.describe
-    async with make_session(
-        job.api_key, concurrency=senders, timeout=config.timeout, ca_bundle=config.ca_bundle
-    ) as session:
+    async with _session(job, senders) as session:
         requester = job.requester = Requester(
             job.parts.client(session, config.api_url), pacer, stopper, slots
         )
-        sender = Sender(config, requester, breaker, recorder, stopper)
-        sends = int(np.count_nonzero(index.status == Plan.SEND))
-        sends = sends if config.limit is None else min(sends, config.limit)
-        estimated = functools.partial(_estimate, job, pacer, sends, up_to=len(resume) > 0)
+        sender = Sender(config, requester, breaker, recorder, stopper, job.parts.clock)
+        estimated = functools.partial(_estimate, job, pacer, job.sends, sender)
         sender.after_preflight = estimated
         if not config.preflight:
             estimated()
@@ -452,41 +456,64 @@ async def _send_all(
             recorder.summary.concurrency = slots.report()
 
 
-def _estimate(job: _Job, pacer: Pacer | None, requests: int, *, up_to: bool) -> None:
+def _estimate(job: _Job, pacer: Pacer | None, requests: int, sender: Sender | None = None) -> None:
+    """Log the estimate and keep it in the summary; a range (the window unknown) is said again,
+    once, when ``sender`` sees the window known."""
     assert job.summary is not None
-    made = estimate(job.config, pacer, requests, up_to=up_to)
+    made = estimate(job.config, pacer, requests)
     job.summary.estimate, job.summary.estimate_s = str(made), made.seconds
     log.info("estimate: %s", job.summary.estimate)
+    if made.fastest is not None and sender is not None and pacer is not None:
+        sender.on_window_known = functools.partial(_revise, job, pacer, requests)
 
 
-async def _probe_limit(job: _Job) -> Pacer | None:
-    """A dry run's preflight: one empty POST (nothing is recorded) to read the advertised limit
-    for the estimate.  A refused key stops the dry run as it would stop the run (exit 3)."""
-    config, stopper = job.config, job.stopper
+def _revise(job: _Job, pacer: Pacer, requests: int) -> None:
+    assert job.summary is not None
+    made = estimate(job.config, pacer, requests)
+    job.summary.revised_estimate, job.summary.revised_estimate_s = str(made), made.seconds
+    log.info("estimate, the server's window now known to last %gs: %s", pacer.period, made)
+
+
+def _session(job: _Job, concurrency: int) -> aiohttp.ClientSession:
+    config, resolver = job.config, job.parts.resolver
     assert job.api_key is not None
-    pacer = job.parts.pacer(
-        config.fixed_rate,
-        headroom=config.headroom,
-        stopped=stopper.stopped,
-        backoff=Backoff(config.backoff_base, config.backoff_cap),
+    return make_session(
+        job.api_key,
+        concurrency=concurrency,
+        timeout=config.timeout,
+        ca_bundle=config.ca_bundle,
+        resolver=resolver() if resolver is not None else None,
     )
-    slots = Concurrency(1, 1)
-    async with make_session(
-        job.api_key, concurrency=1, timeout=config.timeout, ca_bundle=config.ca_bundle
-    ) as session:
-        requester = Requester(job.parts.client(session, config.api_url), pacer, stopper, slots)
-        answer = await requester.attempt(config.media, "0" * 64, EMPTY_BODY)
+
+
+async def _probe_limit(job: _Job, recorder: Recorder) -> Pacer | None:
+    """A dry run's preflight, the run's own (:func:`.sender.preflight`): it reads the advertised
+    limit for the estimate, and stops the dry run where it would stop the run (exit 3 for a wrong
+    URL or key, exit 5 past ``--max-outage``).  Nothing is recorded."""
+    config, stopper = job.config, job.stopper
+    backoff = Backoff(config.backoff_base, config.backoff_cap)
+    pacer = job.parts.pacer(
+        config.fixed_rate, headroom=config.headroom, stopped=stopper.stopped, backoff=backoff
+    )
+    breaker = Breaker(
+        MIN_STREAK,
+        max_outage=config.max_outage,
+        backoff=backoff,
+        max_wait=config.max_wait,
+        clock=job.parts.clock,
+        stopped=stopper.stopped,
+    )
+    async with _session(job, 1) as session:
+        requester = Requester(job.parts.client(session, config.api_url), pacer, stopper, Concurrency(1, 1))
+        sender = Sender(config, requester, breaker, recorder, stopper, job.parts.clock)
+        try:
+            accepted = await preflight(sender, config.media, "0" * 64)
+        except OutageTooLong as exc:
+            stopper.request(ExitCode.OUTAGE, str(exc))
+            accepted = False
     assert job.summary is not None
     job.summary.requests = requester.requests
-    if answer is None or answer is INTERRUPTED:
-        return None
-    if answer.verdict.action is Action.ABORT:
-        stopper.request(ExitCode.ABORTED, f"preflight: {why(answer)}")
-        return None
-    if answer.status is None:
-        log.warning("preflight: no answer (%s): the estimate assumes the pace", answer.verdict.error_code)
-        return None
-    return pacer
+    return pacer if accepted else None
 
 
 #: A stage of the pipeline: a coroutine run for what it does, not for a value.

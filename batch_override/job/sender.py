@@ -20,6 +20,7 @@ from ..errors import ExitCode
 from ..outcome import Action, ErrorCode, Outcome
 from ..pacing.backoff import Backoff
 from ..pacing.pacer import retry_after_seconds
+from ..schedule import format_duration
 from ..sending.breaker import Breaker, OutageTooLong
 from ..sending.client import BODIES, EMPTY_BODY, Answer
 from ..sending.failures import FailureThreshold
@@ -41,8 +42,10 @@ class Sender:
         breaker: Breaker,
         recorder: Recorder,
         stopper: Stopper,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
+        self.clock = clock  # the preflight's warnings (the breaker has its own, the same in a run)
         self.requester = requester
         self.breaker = breaker
         self.recorder = recorder
@@ -54,6 +57,9 @@ class Sender:
         self._preflight_done = not config.preflight
         #: Called once the preflight's answer was learnt from (the runner's estimate).
         self.after_preflight: Callable[[], None] | None = None
+        #: Called once, at the first answer after which the server's window is known (the
+        #: runner's revised estimate, when the first was a range).
+        self.on_window_known: Callable[[], None] | None = None
 
     async def work(self, queue: asyncio.Queue[Item | None]) -> None:
         """One sender: rows from ``queue`` until its ``None``."""
@@ -79,7 +85,7 @@ class Sender:
         if not self.stopper.stops and not self._preflight_done:
             async with self._preflight_lock:
                 if not self._preflight_done:
-                    await preflight(self, item)
+                    await preflight(self, item.media, item.hash)
                     self._preflight_done = True
         if not self.stopper.stops:
             await self._process(item)
@@ -114,6 +120,9 @@ class Sender:
                 return
             attempts += 1
             last = answer
+            if self.on_window_known is not None and self.requester.pacer.model.learner.known:
+                told, self.on_window_known = self.on_window_known, None
+                told()
             action = answer.verdict.action
             if action in (Action.RETRY, Action.THROTTLED):
                 self.recorder.retrying(item.row)
@@ -146,8 +155,8 @@ class Sender:
         self.recorder.finish(item, kept, status=answer.status, attempts=attempts)
         # The answer's own outcome: a row given up on is no sign of a failing server.
         reason = self.failures.add(verdict.outcome in (Outcome.FAILED, Outcome.REJECTED))
-        if reason is not None:
-            self.stopper.request(ExitCode.ABORTED, reason)
+        if reason is not None:  # the URL too: a server that is not the API fails every row
+            self.stopper.request(ExitCode.ABORTED, f"{reason} (sent to {self.config.api_url})")
 
     def check_wait(self, answer: Answer) -> None:
         """A 429: stop if the server asks to wait too long, or has throttled us too long."""
@@ -168,23 +177,41 @@ class Sender:
             await asyncio.wait_for(self.stopper.stopped.wait(), timeout=delay)
 
 
-async def preflight(sender: Sender, item: Item) -> None:
-    """An empty body proves the key works (validation 400) without recording anything."""
-    stopper, breaker = sender.stopper, sender.breaker
+#: Seconds between the preflight's warnings while it waits for a server it cannot reach: half a
+#: minute, so that with tries up to 30 s apart (the back-off's cap) one comes at least once a minute.
+WARN_EVERY = 30.0
+
+
+async def preflight(sender: Sender, media: str, sha256: str) -> bool:
+    """One POST with an empty body before any row: True when the key is accepted (the API
+    answers that body a validation error, and 401 or 403 to a refused key).  Nothing is recorded.
+
+    What no retry can fix stops the run with exit 3 before any row is sent: a refused key, a
+    wrong URL (a redirect, 404, 405, a name that does not exist), or a 2xx (the API never accepts
+    an empty body: whatever did is not the API, and rows would carry the key to it).  No answer
+    (connection refused, a timeout, a resolver that is down, a 5xx) is retried under the outage
+    breaker until ``--max-outage`` (:class:`OutageTooLong`, exit 5), with a warning naming the URL
+    and the error at once and then at least once a minute: a wrong port is said in a moment, not
+    after half an hour of silence.  The trap: the URL is named as configured, which
+    :class:`RunConfig` has refused if it carried credentials.
+    """
+    stopper, breaker, url = sender.stopper, sender.breaker, sender.config.api_url
+    silence = _Silence(sender.clock)
     tries = 0
     while not stopper.stops:
         tries += 1
         probe = await breaker.wait_turn()
-        answer = await sender.requester.attempt(item.media, item.hash, EMPTY_BODY)
+        answer = await sender.requester.attempt(media, sha256, EMPTY_BODY)
         if answer is None or answer is INTERRUPTED:
-            return
+            return False
+        if (wrong := _wrong_url(answer)) is not None:
+            stopper.request(ExitCode.ABORTED, f"preflight: {url}: {wrong}")
+            return False
         verdict = answer.verdict
-        if verdict.action is Action.ABORT:
-            stopper.request(ExitCode.ABORTED, f"preflight: {why(answer)}")
-            return
         if verdict.action is Action.RETRY:
             # Nothing else is in flight: each failed try stands for another sender.
             breaker.failed(verdict.error_code, probe, -tries, retry_after_seconds(answer.headers))
+            silence.broken(url, answer.detail or f"{verdict.error_code}: {verdict.message}", sender.config)
             await sender.backoff(0)
             continue
         breaker.succeeded(probe)
@@ -193,13 +220,53 @@ async def preflight(sender: Sender, item: Item) -> None:
             continue
         log.info(
             "preflight: the key is accepted by %s (pacing %s; concurrency %s)",
-            sender.config.api_url,
+            url,
             sender.requester.pacer.describe(),
             sender.requester.slots.describe(),
         )
         if sender.after_preflight is not None:
             sender.after_preflight()
-        return
+        return True
+    return False
+
+
+def _wrong_url(answer: Answer) -> str | None:
+    """Why the preflight's answer shows that no retry can help (a wrong URL or key), else None."""
+    if answer.no_such_host:
+        return f"{answer.detail}: is --api-url right?"
+    if answer.status is not None and 200 <= answer.status < 300:
+        return (
+            f"HTTP {answer.status} to an empty body, which the API never accepts: not the "
+            "identifAI API; is --api-url right?"
+        )
+    if answer.verdict.action is Action.ABORT:
+        return why(answer)
+    return None
+
+
+class _Silence:
+    """When the preflight last said it cannot reach the server: at the first failure, then at
+    least every :data:`WARN_EVERY` seconds of ``clock``."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._first: float | None = None
+        self._told: float | None = None
+
+    def broken(self, url: str, error: str, config: RunConfig) -> None:
+        now = self._clock()
+        if self._first is None:
+            self._first = now
+        if self._told is not None and now - self._told < WARN_EVERY:
+            return
+        self._told = now
+        log.warning(
+            "preflight: no answer from %s: %s; retrying until --max-outage %s (%s so far)",
+            url,
+            error,
+            format_duration(config.max_outage),
+            format_duration(round(now - self._first)),
+        )
 
 
 def why(answer: Answer) -> str:

@@ -130,6 +130,9 @@ class RunSummary:
     #: What the run said before sending (requests, pace, duration); "" and None before it did.
     estimate: str
     estimate_s: float | None
+    #: Said again once the server's window was known ("" and None when the first was not a range).
+    revised_estimate: str = ""
+    revised_estimate_s: float | None = None
 
     @classmethod
     def of(cls, summary: Summary) -> RunSummary:

@@ -146,6 +146,7 @@ def _one_run(view: LedgerFile, scan: Scan, records: dict[str, RunRecords], run_i
     summary.throttled = logged.throttled_429 if logged else 0
     summary.not_attempted = logged.not_attempted if logged else 0
     summary.estimate = (logged.estimate if logged else None) or ""  # what the run said before sending
+    summary.revised_estimate = (logged.revised_estimate if logged else None) or ""
     summary.rows = sum(summary.outcomes.values()) + summary.not_attempted
     summary.duration = _duration(scan, code, entry)
     notes: list[str] = []

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
@@ -35,9 +37,16 @@ _TOO_BIG = Verdict(
 
 @dataclass(frozen=True, slots=True)
 class Answer:
+    """An attempt's end.  Without an HTTP answer (``status`` None), ``detail`` says what
+    happened in words a person acts on ("connection refused", "the name ... does not exist"),
+    and ``no_such_host`` is True when the resolver said the name does not exist (``EAI_NONAME``;
+    a resolver that could not answer, ``EAI_AGAIN``, is an outage, not a wrong name)."""
+
     verdict: Verdict
     status: int | None
     headers: Mapping[str, str]
+    detail: str = ""
+    no_such_host: bool = False
 
 
 def user_agent() -> str:
@@ -47,8 +56,15 @@ def user_agent() -> str:
 
 
 def make_session(
-    api_key: ApiKey, *, concurrency: int, timeout: float, ca_bundle: str | None = None
+    api_key: ApiKey,
+    *,
+    concurrency: int,
+    timeout: float,
+    ca_bundle: str | None = None,
+    resolver: AbstractResolver | None = None,
 ) -> aiohttp.ClientSession:
+    """The run's session: the key in a header, TLS verified, no redirect followed.  ``resolver``
+    (default: aiohttp's, the system's ``getaddrinfo`` in a thread) is a test's seam."""
     ssl_context: ssl.SSLContext | bool = True
     if ca_bundle:
         # Added to the system's authorities (create_default_context(cafile=...) would load the
@@ -58,7 +74,9 @@ def make_session(
             ssl_context.load_verify_locations(cafile=ca_bundle)
         except (OSError, ssl.SSLError) as exc:
             raise UsageError(f"--ca-bundle {ca_bundle}: cannot load ({first_line(exc)})") from None
-    connector = aiohttp.TCPConnector(limit=concurrency, ssl=ssl_context, enable_cleanup_closed=True)
+    connector = aiohttp.TCPConnector(
+        limit=concurrency, ssl=ssl_context, enable_cleanup_closed=True, resolver=resolver
+    )
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=timeout),
@@ -100,6 +118,24 @@ async def _read_capped(resp: aiohttp.ClientResponse) -> bytes | None:
     return b"".join(chunks)
 
 
+def _transport_detail(exc: aiohttp.ClientError) -> tuple[str, bool]:
+    """What a transport failure was, in a person's words, and whether the name does not exist."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        cause = exc.os_error
+        host = exc.host
+        if isinstance(cause, socket.gaierror) and cause.errno == socket.EAI_NONAME:
+            return f"the name {host} does not exist (EAI_NONAME)", True
+        if isinstance(cause, socket.gaierror) and cause.errno == socket.EAI_AGAIN:
+            return f"the resolver cannot look {host} up now (EAI_AGAIN)", False
+        return f"cannot look {host} up ({first_line(cause) or type(cause).__name__})", False
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        cause = exc.os_error
+        if isinstance(cause, ConnectionRefusedError):
+            return f"connection refused by {exc.host}:{exc.port}", False
+        return f"cannot connect to {exc.host}:{exc.port} ({cause.strerror or type(cause).__name__})", False
+    return first_line(exc) or type(exc).__name__, False
+
+
 class Client:
     def __init__(self, session: aiohttp.ClientSession, api_url: str) -> None:
         self._session = session
@@ -124,7 +160,10 @@ class Client:
                 return Answer(classify_response(resp.status, payload), resp.status, resp.headers)
         except TimeoutError:
             return Answer(
-                transport_failure(ErrorCode.TIMEOUT, "no answer within --timeout"), None, _NO_HEADERS
+                transport_failure(ErrorCode.TIMEOUT, "no answer within --timeout"),
+                None,
+                _NO_HEADERS,
+                "no answer within --timeout",
             )
         except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
             # Retrying cannot fix an untrusted certificate: stop, and say how to fix it.
@@ -135,6 +174,11 @@ class Client:
         except aiohttp.ClientError as exc:
             # ServerDisconnectedError, ClientOSError (reset), ClientConnectorError (refused)...
             # POST is not retried by aiohttp itself; an override is idempotent, so we do.
+            detail, no_such_host = _transport_detail(exc)
             return Answer(
-                transport_failure(ErrorCode.CONNECTION_ERROR, type(exc).__name__), None, _NO_HEADERS
+                transport_failure(ErrorCode.CONNECTION_ERROR, type(exc).__name__),
+                None,
+                _NO_HEADERS,
+                detail,
+                no_such_host,
             )

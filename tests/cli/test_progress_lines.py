@@ -81,7 +81,7 @@ def test_without_an_interval_a_run_off_a_terminal_writes_no_progress_line(tmp_pa
     result = subprocess.run(
         [sys.executable, "-m", "batch_override", "run", str(corrections), "--ledger", str(tmp_path / "l.csv"),
          "--dry-run"],
-        capture_output=True, text=True, env=cli_env(), timeout=60,
+        capture_output=True, text=True, env=cli_env(None), timeout=60,  # no key: no preflight to the API
     )  # fmt: skip
     assert result.returncode == 1
     assert "progress" not in result.stderr

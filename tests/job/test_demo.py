@@ -44,8 +44,14 @@ _VARYING = {
     ("summary", "concurrency", "peak_in_flight"),
     ("summary", "concurrency", "limit"),
 }
-#: Run-log keys added since the snapshot (issue 19's estimate): a new key, not a changed one.
-_ADDED_SINCE = {("summary", "estimate"), ("summary", "estimate_s")}
+#: Run-log keys added since the snapshot (issue 19's estimate, issue 25's revised estimate): a new
+#: key, not a changed one.
+_ADDED_SINCE = {
+    ("summary", "estimate"),
+    ("summary", "estimate_s"),
+    ("summary", "revised_estimate"),
+    ("summary", "revised_estimate_s"),
+}
 
 
 def normalise_ledger(text: str) -> str:

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from batch_override.apikey import ApiKey
+from batch_override.config import Rate, RunConfig
+from batch_override.emulator import DEMO_API_KEY
 from batch_override.job import progress
 from batch_override.job.progress import Progress
+from batch_override.job.runner import run_job_async
+from batch_override.summary import ProgressSnapshot
+from tests.job.support import run_rows
+from tests.support import sha, write_csv
 
 
 class FakeTty(io.StringIO):
@@ -103,3 +113,25 @@ def test_a_jupyter_kernel_without_ipywidgets_gets_no_iprogress_warning() -> None
     )
     assert done.returncode == 0, done.stderr
     assert "IProgress" not in done.stderr and "Warning" not in done.stderr, done.stderr
+
+
+async def test_a_resumed_run_reports_the_rate_and_eta_of_rows_sent_not_of_rows_skipped(
+    tmp_path: Path, emulator_factory: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    rows = [(sha(i), "human") for i in range(230)]
+    await run_rows(tmp_path, emulator.url, rows[:200])  # at 1000/s: these are skipped next time
+    capsys.readouterr()
+    config = RunConfig(
+        input=str(write_csv(tmp_path / "all.csv", rows)), ledger=tmp_path / "ledger.csv",
+        api_url=emulator.url, rate=Rate(20, 1.0), backoff_base=0.01, progress=True,
+    )  # fmt: skip
+    seen: list[ProgressSnapshot] = []
+    summary = await asyncio.wait_for(run_job_async(config, ApiKey(DEMO_API_KEY), on_progress=seen.append), 30)
+    assert summary.outcomes["skipped"] == 200 and summary.outcomes["submitted"] == 30
+    # 20/s at most (the pace): the 200 rows skipped in the first moment are not a rate.
+    assert max(s.rows_per_s for s in seen) <= 25, [s.rows_per_s for s in seen]
+    assert seen[-1].rows_done == seen[-1].rows_total == 230
+    # The bar is of the rows to send too: 30 of 30, its rate theirs; the skipped are in its "ok".
+    final = capsys.readouterr().err.rstrip("\n").split("\r")[-1]
+    assert "30/30" in final and "ok=230" in final, final

@@ -51,6 +51,8 @@ SUMMARY: dict[str, Any] = {
     },
     "requests": 256,
     "requests_per_s": 30.08,
+    "revised_estimate": "",
+    "revised_estimate_s": None,
     "rows": 279,
     "run_id": "20261201T201538Z-92beef",
     "stop_reason": "",

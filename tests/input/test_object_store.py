@@ -21,7 +21,7 @@ import pytest
 from batch_override.apikey import ApiKey
 from batch_override.config import Rate, RunConfig
 from batch_override.emulator import DEMO_API_KEY, Emulator
-from batch_override.errors import ExitCode
+from batch_override.errors import ExitCode, InputError
 from batch_override.input.batch import InputOptions
 from batch_override.input.file_input import CorrectionsFile
 from batch_override.job.parts import Parts
@@ -231,6 +231,15 @@ async def test_a_bad_object_uri_or_endpoint_is_refused_before_any_request(
     result = await run_cli("run", *args[:1], "--ledger", str(tmp_path / "l.csv"), *args[1:], env=s3_env())
     assert result.returncode == ExitCode.USAGE
     assert expected in result.stderr and "s3cr3t" not in result.stderr
+    assert list(tmp_path.iterdir()) == []  # said before the ledger's lock: no lock file, no run log
+
+
+def test_an_object_uri_of_an_unknown_extension_is_refused_by_the_config_as_a_file_would_be(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(InputError, match=r"^s3://bucket/c\.xlsx: unknown extension; expected \.csv, "):
+        RunConfig(input="s3://bucket/c.xlsx", ledger=tmp_path / "l.csv")
+    RunConfig(input="gs://bucket/nightly/c.CSV.gz", ledger=tmp_path / "l.csv")  # the names a file may have
 
 
 async def test_hash_reads_its_path_list_from_s3_and_resolves_paths_against_the_working_directory(

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from .domain import CLASSIFICATION_COLUMN, HASH_COLUMN, MEDIA, LabelMap, label_pairs, parse_label_map
-from .errors import UsageError
+from .errors import InputError, UsageError
+from .files import INPUT_EXTENSIONS, kind_of
 from .schedule import StopAt, parse_duration
 from .urls import API_URL, check_url, endpoint, is_object_uri, object_parts
 
@@ -386,7 +387,9 @@ class RunConfig:
             if getattr(self, name) is not None:
                 check_url(endpoint(option_name(name)), getattr(self, name))
         if is_object_uri(self.input):  # a misshapen URI is said now, before the ledger's lock
-            object_parts(self.input)
+            _, _, key = object_parts(self.input)
+            if kind_of(Path(key)) is None:  # as ObjectCopy says it, but before the lock
+                raise InputError(f"{self.input}: unknown extension; expected {INPUT_EXTENSIONS}")
         if self.s3_region is not None and not (isinstance(self.s3_region, str) and self.s3_region.strip()):
             raise UsageError("--s3-region must name a region, such as eu-west-1")
         if self.ok_outcomes is not None:

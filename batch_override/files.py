@@ -1,5 +1,5 @@
 """Small file helpers shared by the writers and readers: replace a file atomically, find where its
-last complete line ends."""
+last complete line ends, tell an input's kind by its name."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+#: The input names ``run`` and ``validate`` read, as their messages list them (:func:`kind_of`).
+INPUT_EXTENSIONS = ".csv, .csv.gz, .tsv, .parquet (or - for CSV on stdin)"
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -63,4 +65,16 @@ def complete_end(path: Path) -> int:
     return 0
 
 
-__all__ = ["atomic_writer", "complete_end"]
+def kind_of(path: Path) -> str | None:
+    """``"parquet"``, ``"csv.gz"``, ``"csv"`` from the file name, or None for another extension."""
+    name = path.name.lower()
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if name.endswith((".csv.gz", ".tsv.gz", ".txt.gz")):
+        return "csv.gz"
+    if name.endswith((".csv", ".tsv", ".txt")):
+        return "csv"
+    return None
+
+
+__all__ = ["INPUT_EXTENSIONS", "atomic_writer", "complete_end", "kind_of"]

@@ -9,6 +9,7 @@ the *line* a spreadsheet shows (the header is line 1, so row 0 is line 2).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
 _TRIM = " \t\r\n\u00a0\u2007\u202f\u200b\ufeff"
 _MEDIA_SET = pa.array(MEDIA)
 _CLASS_SET = pa.array(CLASSIFICATIONS)
+#: A binary hash that is neither a digest nor ASCII text (see _hash_text and _hash_problem).
+_BINARY_TEXT = "<{}-byte binary>"
+_BINARY = re.compile(r"<(\d+)-byte binary>")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +118,8 @@ class Batch:
                 out[i] = self.notes[i]
                 continue
             problems = []
-            h = hashes[j] or ""
-            if len(h) != 64:
-                what = "is empty" if not h else f"has {len(h)} characters"
-                problems.append(f"hash {what}, expected 64 hex characters (SHA-256)")
-            elif any(ch not in "0123456789abcdef" for ch in h):
-                problems.append("hash has characters that are not hex digits")
+            if (problem := _hash_problem(hashes[j] or "")) is not None:
+                problems.append(problem)
             c = classes[j] or ""
             if c not in CLASSIFICATIONS:
                 problems.append(
@@ -130,6 +130,19 @@ class Batch:
                 problems.append(f"media {shown!r} is not video, image or audio")
             out[i] = "; ".join(problems)
         return out
+
+
+def _hash_problem(h: str) -> str | None:
+    """Why a normalised hash cannot be sent (None: it can).  A binary value :func:`_hash_text`
+    could not read is named by its length in bytes, not by its placeholder's characters."""
+    if (binary := _BINARY.fullmatch(h)) is not None:
+        return f"hash is a {binary[1]}-byte binary value, expected 32 bytes or 64 hex characters (SHA-256)"
+    if len(h) != 64:
+        what = "is empty" if not h else f"has {len(h)} characters"
+        return f"hash {what}, expected 64 hex characters (SHA-256)"
+    if any(ch not in "0123456789abcdef" for ch in h):
+        return "hash has characters that are not hex digits"
+    return None
 
 
 def normalise(values: pa.Array) -> pa.Array:
@@ -199,7 +212,12 @@ def _drop_oversized_cells(batch: Batch, cols: Columns) -> None:
 
 
 def _hash_text(values: pa.Array) -> pa.Array:
-    """A hash column as text: binary values of 32 bytes become hex (others stay flagged invalid)."""
+    """A hash column as text: binary values of 32 bytes (a digest) become hex, other values of
+    printable ASCII are read as the text they are (``b"ab12..."``, 64 bytes, as its 64 characters);
+    any other binary value becomes a placeholder naming its length, which :func:`_hash_problem` words.
+
+    The trap: 32 ASCII bytes are a digest, not 32 characters of text (no SHA-256 in hex is 32
+    characters long, and a digest's bytes may all happen to be ASCII)."""
     if pa.types.is_dictionary(values.type):
         values = values.dictionary_decode()
     if not (
@@ -217,7 +235,9 @@ def _hash_text(values: pa.Array) -> pa.Array:
         raw = np.frombuffer(b"".join(picked.cast(pa.binary()).to_pylist()), np.uint8).reshape(-1, 32)
         out[good] = np.asarray(bytes_to_hex(raw).to_pylist(), dtype=object)
     for i in np.flatnonzero(~good & (lengths >= 0)).tolist():
-        out[i] = f"<{lengths[i]}-byte binary>"
+        value: bytes = values[i].as_py()
+        text = value.decode("ascii").strip() if value.isascii() else "\0"
+        out[i] = text if text.isprintable() else _BINARY_TEXT.format(lengths[i])
     return pa.array(out, pa.string())
 
 

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from ..errors import InputError, first_line
+from ..files import INPUT_EXTENSIONS as _EXTENSIONS
 from .batch import InputOptions, spreadsheet_line
 from .blocks import BLOCK_SIZE, straddles
 from .cellsize import describe_size
@@ -27,7 +28,6 @@ from .table import open_table
 
 log = logging.getLogger("batch_override")
 _DEFAULTS = InputOptions()
-_EXTENSIONS = ".csv, .csv.gz, .tsv, .parquet (or - for CSV on stdin)"
 
 
 class CorrectionsFile(BatchSource):

@@ -5,8 +5,9 @@ imports pandas.
 
 Contract: a table input goes through the same validation, planning, ledger and resume as a file:
 it becomes the same batches a Parquet file of the same columns would (its index is dropped;
-carried values that are not text follow :mod:`.cells`' rule).  The run log records it as
-``<DataFrame>`` (or ``<pyarrow.Table>``) with its row count and a content hash.
+carried values that are not text follow :mod:`.cells`' rule, ``Period`` and ``Interval``
+values their text).  The run log records it as ``<DataFrame>`` (or ``<pyarrow.Table>``) with its
+row count and a content hash.
 """
 
 from __future__ import annotations
@@ -31,12 +32,24 @@ def to_table(data: object) -> pa.Table:
     if isinstance(data, pd.DataFrame):
         _check_names(data)
         try:
-            return pa.Table.from_pandas(data, preserve_index=False)
+            return pa.Table.from_pandas(_as_strings(data), preserve_index=False)
         except (pa.ArrowException, ValueError, TypeError) as exc:
             raise InputError(f"<DataFrame>: {_unconvertible(data, exc)}") from None
     raise InputError(
         f"input: expected a file path, a pandas.DataFrame or a pyarrow.Table, not {type(data).__name__}"
     )
+
+
+def _as_strings(data: pd.DataFrame) -> pd.DataFrame:
+    """``Period`` and ``Interval`` columns as the text pandas shows (``2024-01``, ``(0, 1]``),
+    missing values missing.  The trap: pyarrow keeps them as extension types whose values read
+    as ordinals (``648``) and dicts (``{'left': 0, 'right': 1}``), not as the user's values."""
+    odd = [
+        str(name) for name, kind in data.dtypes.items() if isinstance(kind, pd.PeriodDtype | pd.IntervalDtype)
+    ]
+    if not odd:
+        return data
+    return data.assign(**{name: data[name].astype(str).where(data[name].notna(), None) for name in odd})
 
 
 def _check_names(data: pd.DataFrame) -> None:

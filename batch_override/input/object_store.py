@@ -21,7 +21,8 @@ Traps:
   so a store that stops answering holds the run no longer than the run's own stop.
 - Every error is one line naming the URI (no such object, access denied, unreachable store), exit
   2; the store's own text is cut to its first line, with any credential of the environment
-  masked in it.
+  masked in it.  Google credentials that cannot be had are said by their cause, and outside
+  Google Cloud within about a second (:func:`check_google_credentials`), not after 45 s of retries.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ log = logging.getLogger("batch_override")
 CONNECT_TIMEOUT, REQUEST_TIMEOUT = 10.0, 60.0
 #: GCS retries a failing request until this much time has passed (its default is 15 minutes).
 GCS_RETRY_LIMIT = timedelta(seconds=30)
+#: Without --anonymous, a GCS read first asks for the object's details with this much retrying:
+#: outside Google Cloud with no credentials, the store's own retries take ~45 s to say so.
+GCS_CREDENTIALS_PROBE = timedelta(seconds=1)
 #: The whole copy's deadline: a store that trickles bytes must not hold a nightly run for ever.
 COPY_DEADLINE = 3600.0
 _CHUNK = 1 << 20
@@ -112,10 +116,52 @@ def filesystem(uri: ObjectURI, options: InputOptions) -> pafs.FileSystem:
         if region is not None:
             s3["region"] = region
         return pafs.S3FileSystem(**s3)
-    gcs: dict[str, Any] = {"anonymous": options.anonymous, "retry_time_limit": GCS_RETRY_LIMIT}
+    return _gcs(options, GCS_RETRY_LIMIT)
+
+
+def _gcs(options: InputOptions, retry: timedelta) -> pafs.GcsFileSystem:
+    gcs: dict[str, Any] = {"anonymous": options.anonymous, "retry_time_limit": retry}
     if options.gcs_endpoint:
         gcs.update(_endpoint(options.gcs_endpoint))
     return pafs.GcsFileSystem(**gcs)
+
+
+def check_google_credentials(uri: ObjectURI, options: InputOptions) -> None:
+    """:class:`InputError` at once when ``uri`` is a ``gs://`` object and no Google credentials can
+    be had because nothing answers for them: no credentials file, and no metadata server (its name
+    does not resolve or nothing listens: not on Google Cloud).  Otherwise nothing, whatever the
+    store says: the copy asks again with its full retries.
+
+    The trap: the store retries a token it cannot make as it retries a failed read, for
+    ``GCS_RETRY_LIMIT`` and more (45 s), before one ~900-character line; a short retry limit on
+    one first question tells the same in about a second.  A metadata server that is there but
+    slow (on Google Cloud) is not taken for an absent one."""
+    if uri.scheme != "gs" or options.anonymous:
+        return
+    try:
+        _gcs(options, GCS_CREDENTIALS_PROBE).get_file_info(uri.path)
+    except (OSError, pa.ArrowException) as exc:
+        text = first_line(exc)
+        if _TOKEN_FAILED in text and any(error in text for error in _NOBODY_THERE):
+            raise describe_error(uri, exc, options) from None
+
+
+#: How the Google client says it could not make a credential (its text, the cause follows).
+_TOKEN_FAILED = "Could not create a OAuth2 access token"
+_CAUSE = "The underlying error message was: "
+#: curl's "could not resolve" and "could not connect": no metadata server there at all.
+_NOBODY_THERE = ("CURL error [6]", "CURL error [7]")
+
+
+def _google_credentials_error(uri: ObjectURI, text: str) -> InputError:
+    """One line for a token the Google client could not make: the cause, not its 900 characters."""
+    cause = text.partition(_CAUSE)[2].partition(" error_info=")[0].strip() or "no cause given"
+    if any(error in cause for error in _NOBODY_THERE):  # the chain's last link, the metadata server
+        cause = "no credentials file, and no metadata server (not on Google Cloud)"
+    return InputError(
+        f"{uri}: no usable Google credentials ({cause}); set GOOGLE_APPLICATION_CREDENTIALS or run "
+        "'gcloud auth application-default login', or use --anonymous for a public bucket"
+    )
 
 
 def identity(uri: ObjectURI, metadata: dict[bytes | str, bytes | str]) -> dict[str, str]:
@@ -141,6 +187,9 @@ def _masked(text: str) -> str:
 def describe_error(uri: ObjectURI, exc: BaseException, options: InputOptions) -> InputError:
     """One line for a failed read of ``uri``: what went wrong, in words a person can act on."""
     text = _masked(first_line(exc))
+    if _TOKEN_FAILED in text:
+        return _google_credentials_error(uri, text)
+    text = text.partition(" error_info=")[0]  # google::cloud::Status' metadata: the message again
     upper = text.upper()
     if isinstance(exc, FileNotFoundError) or "NO_SUCH" in upper or "NOT FOUND" in upper:
         return InputError(f"{uri}: no such object (or no such bucket)")
@@ -183,6 +232,7 @@ class ObjectCopy:
 
     def _fetch(self) -> dict[str, str]:
         """The object copied, unchanged meanwhile: its identity."""
+        check_google_credentials(self.uri, self._options)
         self._fs = filesystem(self.uri, self._options)
         self.identity = self._copy()
         if self.changed():

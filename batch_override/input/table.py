@@ -37,6 +37,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..errors import InputError, UsageError, first_line
+from ..files import kind_of
 from .blocks import BLOCK_SIZE
 
 DELIMITERS = (",", ";", "\t")
@@ -101,18 +102,6 @@ def sniff_encoding(head: bytes, declared: str | None = None) -> str:
         if head.startswith(bom):
             return name
     return check_encoding(declared) if declared else "utf-8"
-
-
-def kind_of(path: Path) -> str | None:
-    """``"parquet"``, ``"csv.gz"``, ``"csv"`` from the file name, or None for another extension."""
-    name = path.name.lower()
-    if name.endswith((".parquet", ".pq")):
-        return "parquet"
-    if name.endswith((".csv.gz", ".tsv.gz", ".txt.gz")):
-        return "csv.gz"
-    if name.endswith((".csv", ".tsv", ".txt")):
-        return "csv"
-    return None
 
 
 @dataclass(slots=True)

@@ -408,7 +408,7 @@ async def _send_all(
         await produce(PassTwo(config, source, index, resume, recorder, stopper, None))
         planned = recorder.summary.outcomes.get(Outcome.PLANNED.value, 0)
         if not stopper.stops:  # a dry run the preflight stopped has nothing to estimate
-            _estimate(job, pacer, planned + (1 if config.preflight else 0))
+            _estimate(job, pacer, planned + int(config.preflight))
         return
     # One policy for the probes and the bare 429s (the senders' retries draw from their own).
     backoff = Backoff(config.backoff_base, config.backoff_cap)
@@ -441,7 +441,7 @@ async def _send_all(
             job.parts.client(session, config.api_url), pacer, stopper, slots
         )
         sender = Sender(config, requester, breaker, recorder, stopper, job.parts.clock)
-        estimated = functools.partial(_estimate, job, pacer, job.sends, sender)
+        estimated = functools.partial(_estimate, job, pacer, job.sends + int(config.preflight), sender)
         sender.after_preflight = estimated
         if not config.preflight:
             estimated()
@@ -457,8 +457,8 @@ async def _send_all(
 
 
 def _estimate(job: _Job, pacer: Pacer | None, requests: int, sender: Sender | None = None) -> None:
-    """Log the estimate and keep it in the summary; a range (the window unknown) is said again,
-    once, when ``sender`` sees the window known."""
+    """Log the estimate of ``requests`` (the preflight included, as the summary counts them: a dry
+    run and a run say one count) and keep it; a range is said again once ``sender`` knows the window."""
     assert job.summary is not None
     made = estimate(job.config, pacer, requests)
     job.summary.estimate, job.summary.estimate_s = str(made), made.seconds

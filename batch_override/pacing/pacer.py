@@ -47,6 +47,10 @@ FALLBACK_RATE = Rate(60, 60.0)
 #: its whole-second estimate (Laravel on Redis: by some milliseconds) and arrivals jitter,
 #: so an exact ``budget`` per ``estimate`` can land ``budget + 1`` in one server window.
 WINDOW_MARGIN = 0.01
+#: Answers a server gives before its throttle counts the request (Laravel authenticates first):
+#: their lack of X-RateLimit headers says nothing of the throttle.  A wrong key's 401 concluded
+#: "no headers" and warned of it before the refusal was said.
+_BEFORE_THROTTLE = frozenset({401, 403})
 #: Paces remembered as told (see :meth:`PaceModel.retold`): a bound, not a limit ever met in use.
 _TOLD_AT_MOST = 1000
 
@@ -381,6 +385,6 @@ class Pacer:
                     self._rebuild()  # the window's length just showed: catch up in the window it opened
                     steady = self._meters[-1]  # the budget's meter (PaceModel.meters puts it last)
                     self._catch_up.start(now, ticket.sent_at, (self.model.budget or 0) - window.used, steady)
-            elif found.limit is None:
+            elif found.limit is None and status not in _BEFORE_THROTTLE:
                 self.model.no_headers()
         self._rebuild()

@@ -10,6 +10,7 @@ import gzip
 import io
 import json
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import pytest
 from batch_override.apikey import ApiKey
 from batch_override.config import Rate, RunConfig
 from batch_override.emulator import DEMO_API_KEY, Emulator
-from batch_override.errors import ExitCode
+from batch_override.errors import ExitCode, InputError
 from batch_override.input.batch import InputOptions
 from batch_override.input.file_input import CorrectionsFile
 from batch_override.job.parts import Parts
@@ -231,6 +232,15 @@ async def test_a_bad_object_uri_or_endpoint_is_refused_before_any_request(
     result = await run_cli("run", *args[:1], "--ledger", str(tmp_path / "l.csv"), *args[1:], env=s3_env())
     assert result.returncode == ExitCode.USAGE
     assert expected in result.stderr and "s3cr3t" not in result.stderr
+    assert list(tmp_path.iterdir()) == []  # said before the ledger's lock: no lock file, no run log
+
+
+def test_an_object_uri_of_an_unknown_extension_is_refused_by_the_config_as_a_file_would_be(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(InputError, match=r"^s3://bucket/c\.xlsx: unknown extension; expected \.csv, "):
+        RunConfig(input="s3://bucket/c.xlsx", ledger=tmp_path / "l.csv")
+    RunConfig(input="gs://bucket/nightly/c.CSV.gz", ledger=tmp_path / "l.csv")  # the names a file may have
 
 
 async def test_hash_reads_its_path_list_from_s3_and_resolves_paths_against_the_working_directory(
@@ -268,3 +278,44 @@ async def test_a_missing_gs_object_is_one_line_exit_2(gcs_server: GcsServer, tmp
     result = await run_cli("validate", uri, "--gcs-endpoint", gcs_server.url, "--anonymous")
     assert result.returncode == ExitCode.USAGE
     assert result.stderr == f"batch-override: error: {uri}: no such object (or no such bucket)\n"
+
+
+@pytest.fixture
+def no_google_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No credentials file, and the metadata server asked on a loopback port nothing listens on."""
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("GCE_METADATA_ROOT", f"127.0.0.1:{port}")
+
+
+@pytest.mark.usefixtures("no_google_credentials")
+def test_gs_without_credentials_is_one_short_line_at_once(gcs_server: GcsServer) -> None:
+    gcs_server.put("corrections/c.csv", b"hash,classification\n")
+    started = time.monotonic()
+    with pytest.raises(InputError) as caught:
+        CorrectionsFile("gs://corrections/c.csv", InputOptions(gcs_endpoint=gcs_server.url))
+    assert time.monotonic() - started < 20  # the store's own retries took 45 s
+    message = str(caught.value)
+    assert message == (
+        "gs://corrections/c.csv: no usable Google credentials (no credentials file, and no metadata "
+        "server (not on Google Cloud)); set GOOGLE_APPLICATION_CREDENTIALS or run 'gcloud auth "
+        "application-default login', or use --anonymous for a public bucket"
+    )
+
+
+def test_gs_with_an_unusable_credentials_file_names_the_cause_in_one_line(
+    gcs_server: GcsServer, no_google_credentials: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    gcs_server.put("corrections/c.csv", b"hash,classification\n")
+    with pytest.raises(
+        InputError, match=r"^gs://corrections/c\.csv: no usable Google credentials \("
+    ) as caught:
+        CorrectionsFile("gs://corrections/c.csv", InputOptions(gcs_endpoint=gcs_server.url))
+    assert "missing.json" in str(caught.value) and "google::cloud" not in str(caught.value)

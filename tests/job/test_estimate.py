@@ -52,7 +52,9 @@ async def test_the_dry_run_estimate_matches_a_paced_run_within_10_percent(
     sent = await run_against(emulator.url, corrections, tmp_path / "sent.csv", *auto)
     assert sent.returncode == 0, sent.stderr
     real = json.loads(summary_file.read_text(encoding="utf-8"))
-    assert real["estimate"].startswith("~45 requests at 535/s to 535/min")  # said again when sending
+    # Said again when sending, with the count the dry run said and the summary counts (the preflight's).
+    assert real["estimate"].startswith("~46 requests at 535/s to 535/min")
+    assert real["requests"] == 46
     assert abs(real["duration_s"] - planned["estimate_s"]) <= 0.1 * real["duration_s"], (real, planned)
 
 
@@ -85,18 +87,18 @@ async def test_a_run_says_the_estimate_again_once_the_window_is_known_and_its_su
     with caplog.at_level(logging.INFO, logger="batch_override"):
         summary, _ = await run_rows(tmp_path, emulator.url, rows, rate="auto")
     assert summary.exit_code == 0
-    assert summary.estimate.startswith("~30 requests at 44.6/s to 44.6/min: ~1s to ~40s")
-    assert summary.revised_estimate == "~30 requests at 44.6/s: ~1s"
+    assert summary.estimate.startswith("~31 requests at 44.6/s to 44.6/min: ~1s to ~42s")
+    assert summary.revised_estimate == "~31 requests at 44.6/s: ~1s"
     revised = [r.getMessage() for r in caplog.records if r.getMessage().startswith("estimate, ")]
-    assert revised == ["estimate, the server's window now known to last 1s: ~30 requests at 44.6/s: ~1s"]
-    assert "revised once the window was known: ~30 requests at 44.6/s: ~1s" in summary.render()
+    assert revised == ["estimate, the server's window now known to last 1s: ~31 requests at 44.6/s: ~1s"]
+    assert "revised once the window was known: ~31 requests at 44.6/s: ~1s" in summary.render()
 
 
 async def test_a_resume_estimates_only_the_rows_it_will_send(tmp_path: Path, emulator_factory: Any) -> None:
     emulator = await emulator_factory(unknown="classified")
     rows = [(sha(i), "human") for i in range(40)]
     first, _ = await run_rows(tmp_path, emulator.url, rows[:30])
-    assert first.estimate.startswith("~30 requests at 1,000/s")
+    assert first.estimate.startswith("~31 requests at 1,000/s")  # the preflight too
     again, _ = await run_rows(tmp_path, emulator.url, rows)  # the 30 are in the ledger: 10 new
     assert again.outcomes["skipped"] == 30
-    assert again.estimate.startswith("~10 requests at 1,000/s")
+    assert again.estimate.startswith("~11 requests at 1,000/s")

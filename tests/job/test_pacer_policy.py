@@ -8,7 +8,7 @@ import pytest
 
 from batch_override.config import Rate
 from batch_override.emulator.network import Latency
-from batch_override.pacing.pacer import WINDOW_MARGIN
+from batch_override.pacing.pacer import WINDOW_MARGIN, Pacer
 from batch_override.pacing.rate_headers import HeaderReader, retry_after_seconds
 from batch_override.pacing.window import WindowLearner
 from tests.job.pacer_sim import Throttle, bursts, max_in_tenth, simulate
@@ -130,6 +130,20 @@ def test_auto_without_headers_paces_sixty_a_minute_with_no_stall() -> None:
     run = simulate(None, Throttle(1000, 1.0, headers=False), sends=121)
     assert run.sends[-1] - run.sends[0] == pytest.approx(120.0)
     assert max(b - a for a, b in zip(run.sends, run.sends[1:], strict=False)) <= 1.0 + 1e-9
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_key_says_nothing_of_the_rate_headers(
+    status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The server authenticates before its throttle counts: a refusal carries no X-RateLimit headers.
+    pacer = Pacer(None)
+    with caplog.at_level(logging.WARNING, logger="batch_override"):
+        pacer.observe(pacer.grant(0.0), status, {})
+    assert not pacer.fallback
+    assert caplog.records == []
+    pacer.observe(pacer.grant(1.0), 201, {})  # an answer the throttle passed: now it is evidence
+    assert pacer.fallback
 
 
 def test_a_429_without_headers_backs_off_doubling_and_goes_on() -> None:

@@ -8,6 +8,7 @@ the test says.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import struct
 from pathlib import Path
@@ -232,6 +233,18 @@ async def test_refused_key_at_preflight_sends_no_row_and_cli_exits_3_naming_the_
     assert set(ledger["outcome"]) == {"aborted"}
     assert emulator.stats()["requests"] == 1  # the empty-body preflight only
     assert emulator.overrides() == []
+
+
+async def test_a_refused_key_is_the_first_thing_said_not_missing_rate_headers(
+    tmp_path: Path, emulator_factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    with caplog.at_level(logging.INFO, logger="batch_override"):
+        summary, _ = await run_rows(tmp_path, emulator.url, [(sha(0), "human")], key="wrong-key", rate="auto")
+    assert summary.exit_code == 3
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings and "the API key was refused (401)" in warnings[0]
+    assert not any("X-RateLimit" in text for text in warnings)
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])

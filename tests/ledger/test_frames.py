@@ -270,3 +270,42 @@ async def test_the_command_line_never_imports_pandas(tmp_path: Path) -> None:
     ledger = tmp_path / "l.csv"
     assert not await cli_imports_pandas("run", str(corrections), "--ledger", str(ledger), "--dry-run")
     assert not await cli_imports_pandas("report", str(ledger), "--retry-file", str(tmp_path / "r.csv"))
+
+
+async def test_bytes_hashes_are_read_as_text_or_digests_and_a_bad_one_is_named_by_its_bytes(
+    tmp_path: Path,
+) -> None:
+    hashes = [
+        sha(0).encode(),
+        bytes.fromhex(sha(1)),
+        b"\x01" * 20,
+        "é".encode() * 32,
+        sha(4).upper().encode(),
+    ]
+    data = pd.DataFrame({"hash": hashes, "classification": "human"})
+    ledger = tmp_path / "l.csv"
+    summary = await run_job_async(RunConfig(input=data, ledger=ledger, dry_run=True), None)
+    assert summary.outcomes == {"planned": 3, "invalid": 2}
+    lines = read_ledger(ledger).sort_values("row")
+    assert list(lines["hash"])[:2] == [sha(0), sha(1)]
+    assert list(lines["hash"])[4] == sha(4)
+    assert list(lines["message"])[2:4] == [
+        "hash is a 20-byte binary value, expected 32 bytes or 64 hex characters (SHA-256)",
+        "hash is a 64-byte binary value, expected 32 bytes or 64 hex characters (SHA-256)",
+    ]
+
+
+async def test_period_and_interval_cells_are_carried_as_the_text_pandas_shows(tmp_path: Path) -> None:
+    data = pd.DataFrame(
+        {
+            "hash": [sha(0), sha(1)],
+            "classification": "human",
+            "month": pd.PeriodIndex(["2024-01", None], freq="M"),
+            "bucket": pd.IntervalIndex.from_tuples([(0, 1), (1, 2)]),
+        }
+    )
+    ledger = tmp_path / "l.csv"
+    await run_job_async(RunConfig(input=data, ledger=ledger, dry_run=True), None)
+    lines = read_ledger(ledger).sort_values("row")
+    assert list(lines["month"]) == ["2024-01", ""]
+    assert list(lines["bucket"]) == ["(0, 1]", "(1, 2]"]

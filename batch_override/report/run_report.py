@@ -24,8 +24,8 @@ Traps:
   said; without one (an older or killed run), the sum of the ``attempts`` column, one lower.
 - Rows a run left unattempted (``--limit``, or not reached before a stop) have no ledger line,
   so no retry file can list them: rerun the input itself (the report notes it).  Rows a run
-  skipped as done have no line either (unless ``--record-skipped``): their count comes from the
-  run log's ``finished`` record.
+  skipped as done or as rejected before (:data:`COUNTED_ONLY`) have no line either (unless
+  ``--record-skipped``): their counts come from the run log's ``finished`` record.
 
 The ledger is read with pyarrow in blocks, only up to its last complete line (a run may be
 appending, or a kill left a torn line: the report never repairs a ledger, the next run does).

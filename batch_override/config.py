@@ -299,8 +299,9 @@ class RunConfig:
     limit: int | None = None
     dry_run: bool = False
     retry_rejected: bool = False
-    #: Also ledger the rows a run never attempts (``skipped``; ``aborted`` for rows a stop left
-    #: unsent), one line each per run, as earlier versions did; off: they are counted only.
+    #: Also ledger the rows a run never attempts (``skipped``; ``rejected`` for rows rejected in an
+    #: earlier run; ``aborted`` for rows a stop left unsent), one line each per run, as earlier
+    #: versions did; off: they are counted only.
     record_skipped: bool = False
     #: A header-only input is a run of 0 rows (exit 0) instead of exit 2: for an input of the day's
     #: new corrections, where a quiet day has none; a cumulative export with no rows is broken.

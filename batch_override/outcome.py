@@ -47,10 +47,6 @@ RETRY_OUTCOMES = frozenset({Outcome.FAILED, Outcome.NOT_READY, Outcome.ABORTED})
 #: ``report --run all`` trust exactly these and pass over the rest (invalid, duplicate,
 #: conflict and planned lines are about the input, not the server).
 DECISIVE_OUTCOMES = DONE_OUTCOMES | {Outcome.REJECTED} | RETRY_OUTCOMES
-#: Outcomes a run counts (summary, run log, metrics) without a ledger line unless
-#: ``--record-skipped``: the ledger holds the verdict already.  ``report`` takes their counts
-#: from the run log.
-COUNTED_ONLY_OUTCOMES = frozenset({Outcome.SKIPPED})
 
 
 class ErrorCode(enum.StrEnum):
@@ -92,6 +88,19 @@ class ErrorCode(enum.StrEnum):
     #: A row that --max-duration or --stop-at left unsent.
     DEADLINE = "deadline"
     INTERRUPTED = "interrupted"
+
+
+#: (outcome, error code) of the rows a run counts (summary, run log, metrics) without a ledger
+#: line unless ``--record-skipped``, because the ledger holds their verdict already: done in an
+#: earlier run, or rejected in one (``classification_locked`` only once its line is there).
+#: ``report`` takes their counts from the run log's ``finished`` record.
+COUNTED_ONLY: frozenset[tuple[Outcome, str]] = frozenset(
+    {
+        (Outcome.SKIPPED, ErrorCode.NONE),
+        (Outcome.REJECTED, ErrorCode.PREVIOUSLY_REJECTED),
+        (Outcome.REJECTED, ErrorCode.CLASSIFICATION_LOCKED),
+    }
+)
 
 
 def status_code(prefix: str, status: int) -> str:

@@ -62,10 +62,11 @@ exit codes:
        resolver that is down, warned of at once), or asked to wait past --max-wait
   6    the ledger or a file beside it could not be written (disk full, quota, I/O error,
        permissions, a read-only place); a rerun resumes
-  7    deadline: --max-duration or --stop-at reached; the rows left are aborted (error code
-       deadline) and a rerun resumes
+  7    deadline: --max-duration or --stop-at reached; the rows not reached are counted
+       not_attempted (no ledger line) and the next run of the input sends them
   70   internal error (a bug); -v shows the traceback
-  129  hung up (SIGHUP, handled as SIGTERM)   130  interrupted (SIGINT)   143  terminated (SIGTERM)
+  129  hung up (SIGHUP, handled as SIGTERM)   130  interrupted (SIGINT)   143  terminated (SIGTERM);
+       as at a deadline, the rows not reached are counted not_attempted and the next run sends them
   when several apply: 70, then 6, then the first reason the run stopped (3, 5, 7, 129, 130, 143: a
   signal after a 401 stop exits 3), then 1, then 0
 """

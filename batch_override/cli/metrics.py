@@ -86,8 +86,8 @@ def _run_gauges(
     )
     gauge(
         "run_rows_done",
-        "Rows of the current (or last) run finished so far: given a ledger line, or counted skipped "
-        "(done in an earlier run) without one; rows never attempted are not done.",
+        "Rows of the current (or last) run finished so far: given a ledger line, or counted without "
+        "one (skipped, or rejected in an earlier run); rows never attempted are not done.",
         done,
     )
     gauge("run_input_rows", "Rows of the current (or last) run's input.", total)
@@ -129,7 +129,7 @@ def build_registry(
     finished_rows = sum(summary.outcomes.values())
     gauge(
         "rows_per_second",
-        "Rows finished (with a ledger line, or counted skipped) per second of the last run.",
+        "Rows finished (with a ledger line, or counted without one) per second of the last run.",
         finished_rows / summary.duration if summary.duration > 0 else 0.0,
     )
     gauge("exit_code", "Exit code of the last run (0 = every row succeeded).", summary.exit_code)

@@ -116,8 +116,9 @@ HELP: dict[str, Help] = {
     "retry_rejected": Help("send again rows an earlier run saw rejected"),
     "record_skipped": Help(
         "also write a ledger line for each row the run does not attempt (skipped: done in an earlier "
-        "run; aborted: not reached before a stop), as earlier versions did; default: counted in "
-        "the summary, run log and metrics, not written"
+        "run; rejected previously_rejected/classification_locked: rejected in one; aborted: not "
+        "reached before a stop), as earlier versions did; default: counted in the summary, run log "
+        "and metrics, not written"
     ),
     "allow_empty": Help(
         "an input with a header but no data rows is 0 rows, exit 0 (an input of the day's new "

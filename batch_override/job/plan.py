@@ -32,6 +32,7 @@ class Plan(enum.IntEnum):
     REJECTED = 5  # the ledger shows it rejected for good (and --retry-rejected is off)
     LOCKED = 6  # the ledger shows the other classification accepted
     ABORTED = 7  # the run stopped before this row was sent
+    LOCKED_AGAIN = 8  # as LOCKED, and the ledger holds this override's rejected line already
 
 
 class InputChanged(BatchOverrideError):
@@ -210,7 +211,14 @@ def plan_batch(
     *,
     retry_rejected: bool,
 ) -> npt.NDArray[np.uint8]:
-    """The :class:`Plan` of every row of ``batch``; ``first_valid`` is its first valid row's ordinal."""
+    """The :class:`Plan` of every row of ``batch``; ``first_valid`` is its first valid row's ordinal.
+
+    A row the ledger already settled is not sent: ``SKIPPED`` (accepted), ``REJECTED`` (its latest
+    trusted line is rejected), ``LOCKED`` (the other classification was accepted; the first time,
+    so the verdict gets its line) or ``LOCKED_AGAIN`` (the same, once its rejected line is
+    there).  The trap: the recorder counts ``SKIPPED``, ``REJECTED`` and ``LOCKED_AGAIN`` without a
+    line (their verdict is in the ledger already), so ``LOCKED`` must stay the only one written.
+    """
     plan = np.full(len(batch), Plan.INVALID, np.uint8)
     valid_at = np.flatnonzero(batch.valid)
     if len(valid_at) == 0:
@@ -236,5 +244,7 @@ def _resumed(
     decided[prior == Prior.DONE] = Plan.SKIPPED
     if not retry_rejected:
         decided[prior == Prior.REJECTED] = Plan.REJECTED
-    decided[(other == Prior.DONE) & (prior != Prior.DONE)] = Plan.LOCKED
+    locked = other == Prior.DONE
+    decided[locked & (prior != Prior.DONE)] = Plan.LOCKED
+    decided[locked & (prior == Prior.REJECTED)] = Plan.LOCKED_AGAIN  # its rejected line is there
     return decided

@@ -3,12 +3,14 @@
 What gets a ledger line: every row the run attempted (sent, or may have sent: a row cut off in
 flight keeps its ``aborted`` line, so the retry file and resume see it) and every row it decided
 about from the input (invalid, duplicate, conflict) or from the ledger with a verdict the user
-reads (previously rejected, classification locked).  Rows the run never attempts get none, so a
+reads for the first time (classification locked).  Rows the run never attempts get none, so a
 nightly rerun of a cumulative file writes only its new outcomes: a row already done is counted
-``skipped`` and a row never reached before a stop (or past ``--limit``) is counted
-``not_attempted`` (the summary's rows less its finished ones), in the summary, the run log and the
-metrics.  ``record_skipped`` (``--record-skipped``) writes those lines as well (``skipped``, and
-``aborted`` ``not_sent``/``deadline`` for rows never reached): the full record of earlier versions.
+``skipped``, one an earlier run saw rejected is counted ``rejected`` (``previously_rejected``,
+or ``classification_locked`` once that line is written) and a row never reached before a stop
+(or past ``--limit``) is counted ``not_attempted`` (the summary's rows less its finished ones), in
+the summary, the run log and the metrics.  ``record_skipped`` (``--record-skipped``) writes those
+lines as well (``skipped``, ``rejected``, and ``aborted`` ``not_sent``/``deadline`` for rows never
+reached): the full record of earlier versions.
 
 Contract: :meth:`Recorder.finish` never raises for the ledger's sake.  A write or sync that
 fails with an ``OSError`` stops the run with exit 6 and nothing more is written (rows still
@@ -60,6 +62,10 @@ _PLAN_LINE = {
         "an earlier run had the other classification accepted; the server keeps the first",
     ),
 }
+_PLAN_LINE[Plan.LOCKED_AGAIN] = _PLAN_LINE[Plan.LOCKED]
+#: Rows finished without a request whose verdict the ledger holds already: counted (their
+#: (outcome, error code) is one of :data:`COUNTED_ONLY`), not written unless ``record_skipped``.
+_COUNTED_ONLY_PLANS = np.array([Plan.SKIPPED, Plan.REJECTED, Plan.LOCKED_AGAIN], np.uint8)
 
 
 @dataclass(slots=True)
@@ -187,7 +193,7 @@ class Recorder:
             if self.progress is not None:
                 self.progress.advance(outcome.value, n, moves=send)
         if not self.record_skipped:  # counted, not written: the ledger holds their verdicts already
-            written = codes != Plan.SKIPPED
+            written = ~np.isin(codes, _COUNTED_ONLY_PLANS)
             idx, codes = idx[written], codes[written]
         if self.ledger is not None and self._writable and len(idx):
             self._write(self.ledger.write_table, self._table(self.ledger, batch, codes, idx))

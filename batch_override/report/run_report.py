@@ -24,8 +24,8 @@ Traps:
   said; without one (an older or killed run), the sum of the ``attempts`` column, one lower.
 - Rows a run left unattempted (``--limit``, or not reached before a stop) have no ledger line,
   so no retry file can list them: rerun the input itself (the report notes it).  Rows a run
-  skipped as done have no line either (unless ``--record-skipped``): their count comes from the
-  run log's ``finished`` record.
+  skipped as done or as rejected before (:data:`COUNTED_ONLY`) have no line either (unless
+  ``--record-skipped``): their counts come from the run log's ``finished`` record.
 
 The ledger is read with pyarrow in blocks, only up to its last complete line (a run may be
 appending, or a kill left a torn line: the report never repairs a ledger, the next run does).
@@ -51,7 +51,7 @@ from ..files import atomic_writer
 from ..ledger import runlog
 from ..ledger.reader import LedgerFile
 from ..ledger.runlog import RunRecords
-from ..outcome import COUNTED_ONLY_OUTCOMES, DECISIVE_OUTCOMES, RETRY_OUTCOMES, Outcome
+from ..outcome import COUNTED_ONLY, DECISIVE_OUTCOMES, RETRY_OUTCOMES, Outcome
 from ..summary import Summary
 from . import html
 from .retry_file import RETRY_COLUMNS, column_flags, retry_columns, write_retry_file
@@ -139,10 +139,7 @@ def _one_run(view: LedgerFile, scan: Scan, records: dict[str, RunRecords], run_i
     # The run's own count (its preflight included) when it logged one: the summary it printed.
     summary.requests = (logged.requests if logged else 0) or scan.attempts.get(code, 0)
     if logged is not None:  # rows counted, not written (no --record-skipped): the run log has them
-        for counted in COUNTED_ONLY_OUTCOMES:
-            name = counted.value
-            if logged.outcomes.get(name, 0) > summary.outcomes.get(name, 0):
-                summary.outcomes[name] = logged.outcomes[name]
+        _take_counted_only(summary, logged)
     summary.throttled = logged.throttled_429 if logged else 0
     summary.not_attempted = logged.not_attempted if logged else 0
     summary.estimate = (logged.estimate if logged else None) or ""  # what the run said before sending
@@ -169,6 +166,19 @@ def _one_run(view: LedgerFile, scan: Scan, records: dict[str, RunRecords], run_i
     at = np.concatenate(scan.retry_at) if scan.retry_at else np.empty(0, np.int64)
     runs = np.concatenate(scan.retry_run) if scan.retry_run else np.empty(0, np.int32)
     return Report(summary, at[runs == code].astype(np.int64), notes)
+
+
+def _take_counted_only(summary: Summary, logged: runlog.RunSummary) -> None:
+    """The counts of the outcomes and error codes a run counts without a line (see
+    :data:`COUNTED_ONLY`) from its run log, where they exceed the ledger's: a ``rejected`` total
+    holds the server's rejections (with lines) and the earlier runs' ones (without)."""
+    for counts, logged_counts, names in (
+        (summary.outcomes, logged.outcomes, {o.value for o, _ in COUNTED_ONLY}),
+        (summary.error_codes, logged.error_codes, {c for _, c in COUNTED_ONLY if c}),
+    ):
+        for name in names:
+            if logged_counts.get(name, 0) > counts.get(name, 0):
+                counts[name] = logged_counts[name]
 
 
 def _whole_ledger(view: LedgerFile, scan: Scan, records: dict[str, RunRecords]) -> Report:

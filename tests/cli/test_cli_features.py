@@ -433,7 +433,8 @@ async def test_a_row_not_ready_for_longer_than_give_up_after_becomes_rejected_an
     assert sha(0) not in "".join(line for line in third.stderr.splitlines() if "POST" in line)
     assert emulator.stats()["requests"] - before == 1  # row 1 only
     state = latest(read_ledger(ledger)).set_index("row")
-    assert (state.loc[0, "outcome"], state.loc[0, "error_code"]) == ("rejected", "previously_rejected")
+    assert (state.loc[0, "outcome"], state.loc[0, "error_code"]) == ("rejected", "gave_up")  # no new line
+    assert "previously_rejected=1" in third.stdout + third.stderr  # counted instead
     assert state.loc[1, "outcome"] == "not_ready"
 
     again = await run_against(emulator.url, corrections, ledger, "--retry-rejected", "--no-preflight", "-v")

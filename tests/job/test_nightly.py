@@ -4,6 +4,7 @@ ledgered, and resume reads a state beside the ledger that is rebuilt whenever it
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
@@ -99,6 +100,73 @@ async def test_a_cumulative_file_appends_only_the_new_outcomes_each_night(
         summary = await run(config(tmp_path, emulator.url, 0))
         assert summary.outcomes["submitted"] == 10 and summary.outcomes["skipped"] == 10 * (night - 1)
         assert lines(tmp_path / "l.csv") == 10 * night
+
+
+async def test_rows_rejected_in_an_earlier_run_are_counted_not_rewritten_and_report_shows_them(
+    tmp_path: Path, emulator_factory
+) -> None:
+    emulator = await emulator_factory(unknown="no_request")
+    cfg = config(tmp_path, emulator.url, 30)
+    await run(cfg)
+    assert cfg.ledger is not None
+    size, sent = cfg.ledger.stat().st_size, emulator.stats()["requests"]
+
+    again = await run(cfg)
+
+    assert cfg.ledger.stat().st_size == size and emulator.stats()["requests"] == sent
+    assert dict(again.outcomes) == {"rejected": 30} and again.exit_code == 1 and adds_up(again)
+    assert dict(again.error_codes) == {"previously_rejected": 30}
+    assert dict(finished(cfg.ledger).error_codes) == {"previously_rejected": 30}
+    metrics = render_metrics(again, job="nightly", last_success_unix=None)
+    assert 'batch_override_rows{job="nightly",outcome="rejected"} 30.0' in metrics
+    report = summarize(cfg.ledger)
+    assert report.run_id == again.run_id and dict(report.outcomes) == {"rejected": 30}
+    assert dict(report.error_codes) == {"previously_rejected": 30}
+
+
+async def test_retry_rejected_still_sends_rows_whose_rejection_was_only_counted(
+    tmp_path: Path, emulator_factory
+) -> None:
+    emulator = await emulator_factory(unknown="no_request")
+    cfg = config(tmp_path, emulator.url, 10)
+    await run(cfg)
+    await run(cfg)  # counted previously_rejected, no line: the first run's line still says rejected
+    sent = emulator.stats()["requests"]
+
+    retried = await run(dataclasses.replace(cfg, retry_rejected=True))
+
+    assert emulator.stats()["requests"] - sent == 10 + 1  # every row and the preflight
+    assert dict(retried.error_codes) == {"no_request": 10}
+
+
+async def test_record_skipped_writes_the_previously_rejected_lines_too(
+    tmp_path: Path, emulator_factory
+) -> None:
+    emulator = await emulator_factory(unknown="no_request")
+    cfg = config(tmp_path, emulator.url, 10, record_skipped=True)
+    await run(cfg)
+    await run(cfg)
+    assert cfg.ledger is not None
+    assert list(read_ledger(cfg.ledger)["error_code"]).count("previously_rejected") == 10
+
+
+async def test_a_locked_classification_is_written_once_then_counted(tmp_path: Path, emulator_factory) -> None:
+    emulator = await emulator_factory(unknown="classified")
+    accepted = write_csv(tmp_path / "a.csv", [(sha(i), "human") for i in range(5)])
+    other = write_csv(tmp_path / "b.csv", [(sha(i), "artificial") for i in range(5)])
+    cfg = dataclasses.replace(config(tmp_path, emulator.url, 0), input=str(accepted))
+    await run(cfg)
+    locked = dataclasses.replace(cfg, input=str(other))
+    await run(locked)  # the first time: the verdict gets its line
+    assert cfg.ledger is not None
+    assert list(read_ledger(cfg.ledger)["error_code"]).count("classification_locked") == 5
+    size = cfg.ledger.stat().st_size
+
+    again = await run(locked)
+
+    assert cfg.ledger.stat().st_size == size
+    assert dict(again.error_codes) == {"classification_locked": 5} and adds_up(again)
+    assert dict(summarize(cfg.ledger).error_codes) == {"classification_locked": 5}
 
 
 # Stops: every kind counts the rows it never reached, and the counts add up to the rows read.

@@ -61,7 +61,8 @@ async def test_rejected_rows_repeat_without_a_request_unless_retry_rejected(
     again = await run_cli(*args)
     assert again.returncode == 1
     assert emulator.stats()["requests"] == before  # nothing sent, not even the preflight
-    assert set(latest(read_ledger(ledger))["error_code"]) == {"previously_rejected"}
+    assert "previously_rejected=3" in again.stdout + again.stderr  # counted, not written again
+    assert set(latest(read_ledger(ledger))["error_code"]) == {"no_request"}
 
     await run_cli(*args, "--retry-rejected")
     assert emulator.stats()["requests"] == before + 1 + 3

@@ -207,15 +207,6 @@ async def test_the_stdin_copy_of_run_dash_is_removed_when_its_header_is_bad(tmp_
     assert list(spool.iterdir()) == []
 
 
-@pytest.fixture
-def spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty temporary directory where this process puts its temporary files."""
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setattr("tempfile.tempdir", str(folder))
-    return folder
-
-
 def test_the_stdin_copy_is_removed_whatever_fails_while_opening_it(
     spool: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -36,15 +36,6 @@ GRACE = 0.2
 HEADER_AND_A_ROW = f"hash,classification\n{sha(0)},human\n".encode()
 
 
-@pytest.fixture
-def spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty temporary directory where this process puts its temporary copies."""
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setattr("tempfile.tempdir", str(folder))
-    return folder
-
-
 @contextlib.asynccontextmanager
 async def api() -> AsyncIterator[tuple[str, list[str]]]:
     """A loopback API that counts what it is sent (nothing, here)."""

@@ -196,41 +196,9 @@ class Recorder:
             written = ~np.isin(codes, _COUNTED_ONLY_PLANS)
             idx, codes = idx[written], codes[written]
         if self.ledger is not None and self._writable and len(idx):
-            self._write(self.ledger.write_table, self._table(self.ledger, batch, codes, idx))
-
-    def _table(
-        self, ledger: LedgerWriter, batch: Batch, codes: np.ndarray[Any, Any], idx: np.ndarray[Any, Any]
-    ) -> pa.Table:
-        take = pa.array(idx)
-        messages = np.empty(len(idx), dtype=object)
-        outcomes = np.empty(len(idx), dtype=object)
-        errors = np.empty(len(idx), dtype=object)
-        for code in np.unique(codes).tolist():
-            outcome, err, msg = self._line_for(Plan(code))
-            sel = codes == code
-            outcomes[sel], errors[sel], messages[sel] = outcome.value, err, msg
-        invalid = codes == Plan.INVALID
-        hashes = batch.hash.take(take)
-        classes = batch.classification.take(take)
-        media = batch.media.take(take)
-        if invalid.any():
-            reasons = batch.reasons()
-            messages[invalid] = [reasons[i] for i in idx[invalid].tolist()]
-            inv = pa.array(invalid)
-            hashes = pa.compute.if_else(inv, ledger.text_array(batch.raw_hash.take(take)), hashes)
-            classes = pa.compute.if_else(inv, ledger.text_array(batch.raw_classification.take(take)), classes)
-            if batch.raw_media is not None:
-                media = pa.compute.if_else(inv, ledger.text_array(batch.raw_media.take(take)), media)
-        return ledger.bulk_table(
-            rows=batch.start + idx,
-            media=media,
-            hashes=hashes,
-            classes=classes,
-            outcomes=pa.array(outcomes, pa.string()),
-            error_codes=pa.array(errors, pa.string()),
-            messages=pa.array(messages, pa.string()),
-            carried=[ledger.text_array(c.take(take)) for c in batch.carried],
-        )
+            self._write(
+                self.ledger.write_table, _immediate_lines(self.ledger, batch, codes, idx, self._line_for)
+            )
 
     def _line_for(self, plan: Plan) -> tuple[Outcome, str, str]:
         if plan == Plan.SEND:
@@ -257,3 +225,46 @@ class Recorder:
             else:
                 with contextlib.suppress(OSError, LedgerWriteError):
                     ledger.close()
+
+
+def _immediate_lines(
+    ledger: LedgerWriter,
+    batch: Batch,
+    codes: np.ndarray[Any, Any],
+    idx: np.ndarray[Any, Any],
+    line_for: Callable[[Plan], tuple[Outcome, str, str]],
+) -> pa.Table:
+    """The ledger lines, as one table, of the rows at ``idx`` of ``batch`` finished without a
+    request: ``line_for`` gives each plan code's outcome, error code and message.  A valid row's
+    key cells are written normalised; the trap: an invalid row's must be its raw cells (as read,
+    made safe by ``ledger``), with its own reason as the message, or the line hides what is wrong."""
+    take = pa.array(idx)
+    messages = np.empty(len(idx), dtype=object)
+    outcomes = np.empty(len(idx), dtype=object)
+    errors = np.empty(len(idx), dtype=object)
+    for code in np.unique(codes).tolist():
+        outcome, err, msg = line_for(Plan(code))
+        sel = codes == code
+        outcomes[sel], errors[sel], messages[sel] = outcome.value, err, msg
+    invalid = codes == Plan.INVALID
+    hashes = batch.hash.take(take)
+    classes = batch.classification.take(take)
+    media = batch.media.take(take)
+    if invalid.any():
+        reasons = batch.reasons()
+        messages[invalid] = [reasons[i] for i in idx[invalid].tolist()]
+        inv = pa.array(invalid)
+        hashes = pa.compute.if_else(inv, ledger.text_array(batch.raw_hash.take(take)), hashes)
+        classes = pa.compute.if_else(inv, ledger.text_array(batch.raw_classification.take(take)), classes)
+        if batch.raw_media is not None:
+            media = pa.compute.if_else(inv, ledger.text_array(batch.raw_media.take(take)), media)
+    return ledger.bulk_table(
+        rows=batch.start + idx,
+        media=media,
+        hashes=hashes,
+        classes=classes,
+        outcomes=pa.array(outcomes, pa.string()),
+        error_codes=pa.array(errors, pa.string()),
+        messages=pa.array(messages, pa.string()),
+        carried=[ledger.text_array(c.take(take)) for c in batch.carried],
+    )

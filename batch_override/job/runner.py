@@ -27,12 +27,10 @@ import time
 import uuid
 from collections.abc import Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import MappingProxyType
 
 import aiohttp
 
-from .._version import __version__
 from ..apikey import ApiKey
 from ..config import RunConfig
 from ..errors import BatchOverrideError, ExitCode, LedgerWriteError, failure_of
@@ -42,7 +40,7 @@ from ..ledger import runlog
 from ..ledger import state as resume_state
 from ..ledger.format import utc_now
 from ..ledger.resume import ResumeIndex
-from ..ledger.writer import LedgerLock, LedgerWriter, check_ledger_path, repair_torn_tail
+from ..ledger.writer import LedgerLock, check_ledger_path
 from ..outcome import Outcome
 from ..pacing.backoff import Backoff
 from ..pacing.concurrency import Concurrency
@@ -54,6 +52,7 @@ from ..stopping import Halted, StopHandle, Stopper, abandonable, signals_handled
 from ..summary import OnProgress, ProgressSnapshot, Summary
 from .deadline import deadline_armed
 from .estimate import estimate
+from .ledger_files import log_run, open_ledger, save_state
 from .parts import DEFAULT_PARTS, Parts
 from .plan import InputIndex, index_input
 from .producer import PassTwo, produce
@@ -235,7 +234,7 @@ class _Counted:
 
 async def _run_planned(job: _Job, source: BatchSource, index: InputIndex, summary: Summary) -> None:
     config, stopper = job.config, job.stopper
-    ledger = _open_ledger(job, source) if config.ledger is not None else None
+    ledger = open_ledger(config, job.parts, job.run_id, source) if config.ledger is not None else None
     job.recorder = recorder = Recorder(summary, stopper, ledger, None, record_skipped=config.record_skipped)
     fingerprint = job.api_key.fingerprint if job.api_key else "-"
     scope = resume_state.scope_of(config.api_url, fingerprint)
@@ -247,7 +246,7 @@ async def _run_planned(job: _Job, source: BatchSource, index: InputIndex, summar
             trusted = runlog.trusted_runs(runlog.runlog_path(config.ledger), config.api_url, fingerprint)
             state = await asyncio.to_thread(resume_state.load, config.ledger, scope, list(trusted))
             resume = state.index(trusted, first_seen=config.give_up_after_days is not None)
-            _log_run(job, source, fingerprint, runlog.STARTED, summary)
+            log_run(config, job.run_id, source, fingerprint, runlog.STARTED, summary)
             logged = True
         _log_start(job, source, index, resume)
         sends = await asyncio.to_thread(index.count_sends, resume, retry_rejected=config.retry_rejected)
@@ -267,20 +266,11 @@ async def _run_planned(job: _Job, source: BatchSource, index: InputIndex, summar
         recorder.close()
         _conclude(summary, stopper, job.started)
         if logged:
-            # Logged by _log_run; the ledger is whole, and the started record keeps its lines trusted.
+            # Logged by log_run; the ledger is whole, and the started record keeps its lines trusted.
             with contextlib.suppress(LedgerWriteError):
-                _log_run(job, source, fingerprint, runlog.FINISHED, summary)
+                log_run(config, job.run_id, source, fingerprint, runlog.FINISHED, summary)
         if state is not None and config.ledger is not None:
-            _save_state(config.ledger, scope, state, fingerprint, config.api_url)
-
-
-def _save_state(
-    ledger: Path, scope: str, state: resume_state.ResumeState, fingerprint: str, url: str
-) -> None:
-    """Bring resume's state up to the ledger's end (the run's own lines) and save it: the next
-    run reads only what is appended after this one."""
-    trusted = runlog.trusted_runs(runlog.runlog_path(ledger), url, fingerprint)
-    resume_state.refresh(ledger, scope, state, list(trusted))
+            save_state(config.ledger, scope, state, fingerprint, config.api_url)
 
 
 def _ticker(
@@ -307,31 +297,6 @@ async def _with_ticker(job: _Job, sending: Coroutine[object, object, None]) -> N
     )
     async with ticking(ticker, final=False, wait=None):
         await sending
-
-
-def _open_ledger(job: _Job, source: BatchSource) -> LedgerWriter:
-    config = job.config
-    assert config.ledger is not None
-    try:
-        torn = repair_torn_tail(config.ledger)
-        if torn:
-            log.warning(
-                "ledger %s: cut off a torn last line (%d bytes) left by an interrupted run",
-                config.ledger,
-                torn,
-            )
-        return job.parts.ledger_writer(
-            config.ledger,
-            source.columns.carried,
-            job.run_id,
-            neutralize=config.neutralize_formulas,
-            fsync_interval=config.fsync_interval,
-        )
-    except OSError as exc:  # opening it, or cutting a torn line: the place cannot be written (exit 6)
-        why = exc.strerror or type(exc).__name__
-        raise LedgerWriteError(
-            f"{config.ledger}: cannot write the ledger ({why}); a rerun resumes from it"
-        ) from None
 
 
 def _conclude(summary: Summary, stopper: Stopper, started: float) -> None:
@@ -361,42 +326,6 @@ def _log_start(job: _Job, source: BatchSource, index: InputIndex, resume: Resume
         index.conflicts,
         len(resume),
     )
-
-
-def _log_run(job: _Job, source: BatchSource, fingerprint: str, event: str, summary: Summary) -> None:
-    """Append the run's ``started`` or ``finished`` record to the run log beside the ledger."""
-    assert job.config.ledger is not None
-    path = runlog.runlog_path(job.config.ledger)
-    record = runlog.RunRecord(
-        event=event,
-        run_id=job.run_id,
-        api_url=runlog.normalise_url(job.config.api_url),
-        key_fingerprint=fingerprint,
-        tool_version=__version__,
-        user_host=runlog.user_at_host(),
-        # A path resolved; "<stdin>", "<DataFrame>", "<pyarrow.Table>" and s3:// or gs:// as they are.
-        input=source.display
-        if source.display.startswith("<") or source.origin is not None
-        else str(Path(source.display).resolve()),
-        input_sha256=source.sha256,
-        input_rows=summary.rows,
-        # The input's own names for these columns: the retry file reuses them (report.py).
-        columns={
-            "hash": source.columns.hash,
-            "classification": source.columns.classification,
-            "media": source.columns.media or job.config.media_column or "media",
-        },
-        dry_run=job.config.dry_run,
-        at=utc_now(),
-        input_object=source.origin,  # the version read: ETag, version id or generation
-        summary=runlog.RunSummary.of(summary) if event == runlog.FINISHED else None,
-    )
-    try:
-        runlog.append(path, record)
-    except OSError as exc:
-        message = f"{path}: cannot write the run log ({exc.strerror or type(exc).__name__})"
-        log.error("%s", message)
-        raise LedgerWriteError(message) from None
 
 
 async def _send_all(

@@ -19,7 +19,17 @@ from batch_override.cli import main as cli
 from batch_override.cli.jobfile import load_job
 from batch_override.cli.options import JOB_KEYS, config_from
 from batch_override.errors import UsageError
-from tests.support import REPO, Result, latest, read_ledger, run_against, run_cli, sha, write_csv
+from tests.support import (
+    REPO,
+    Result,
+    accounted_rows,
+    latest,
+    read_ledger,
+    run_against,
+    run_cli,
+    sha,
+    write_csv,
+)
 
 OK_WITH_NOT_READY = "submitted,already_submitted,duplicate,skipped,planned,not_ready"
 
@@ -249,32 +259,45 @@ async def test_report_prints_the_counts_the_run_printed(tmp_path: Path, emulator
         assert word in report.stdout
 
 
+@pytest.mark.parametrize("record_skipped", [True, False], ids=["record-skipped", "default"])
 async def test_retry_file_of_an_aborted_run_sends_exactly_the_rows_left_unsent(
-    tmp_path: Path, emulator_factory
+    tmp_path: Path, emulator_factory, record_skipped: bool
 ) -> None:
+    """With ``--record-skipped`` the rows never reached have ``aborted`` lines and the retry file lists
+    them; by default they have no line, are counted ``not_attempted``, and rerunning the input (as the
+    report says) sends them.  Either way exactly the rows left unsent are sent, the rejected ones not."""
     # Rows 0-3 are past their override window: four rejections in a row trip --max-failure-rate.
     emulator = await emulator_factory(
         unknown="classified", states={("video", sha(i)): "expired" for i in range(4)}
     )
     corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(20)])
     ledger = tmp_path / "l.csv"
+    record = ("--record-skipped",) if record_skipped else ()
     aborted = await run_against(
-        emulator.url, corrections, ledger, "--concurrency", "1", "--failure-window", "4"
+        emulator.url, corrections, ledger, "--concurrency", "1", "--failure-window", "4", *record
     )
     assert aborted.returncode == 3, aborted.stdout + aborted.stderr
     assert emulator.overrides() == []
-    unsent = set(latest(read_ledger(ledger)).query("outcome == 'aborted'")["hash"])
-    assert unsent == {sha(i) for i in range(4, 20)}
+    unsent = {sha(i) for i in range(4, 20)}
+    outcomes, not_attempted = accounted_rows(ledger, 20)
+    assert outcomes == ({"rejected": 4, "aborted": 16} if record_skipped else {"rejected": 4})
+    assert not_attempted == (0 if record_skipped else 16)
 
     retry = tmp_path / "retry.csv"
     report = await run_cli("report", str(ledger), "--retry-file", str(retry))
     assert report.returncode == 0, report.stderr
-    assert f"wrote 16 rows to retry to {retry}" in report.stdout
-    assert set(pd.read_csv(retry)["hash"]) == unsent  # not the rejected rows
+    if record_skipped:
+        assert set(latest(read_ledger(ledger)).query("outcome == 'aborted'")["hash"]) == unsent
+        assert f"wrote 16 rows to retry to {retry}" in report.stdout
+        assert set(pd.read_csv(retry)["hash"]) == unsent  # not the rejected rows
+    else:
+        assert "left 16 rows unattempted" in report.stderr
+        assert "nothing to retry" in report.stdout  # the rejected rows are not retried
 
     before = emulator.stats()["requests"]
-    again = await run_against(emulator.url, retry, ledger)
-    assert again.returncode == 0, again.stdout + again.stderr
+    again = await run_against(emulator.url, retry if record_skipped else corrections, ledger)
+    # the input again holds the rejected rows: recorded rejected (previously_rejected), not sent, exit 1
+    assert again.returncode == (0 if record_skipped else 1), again.stdout + again.stderr
     assert sorted(o["hash"] for o in emulator.overrides()) == sorted(unsent)
     assert emulator.stats()["requests"] - before in (16, 17)  # those rows (and the preflight), no more
     state = read_ledger(ledger).drop_duplicates("hash", keep="last")  # rows renumber in the retry file
@@ -294,9 +317,10 @@ async def test_the_retry_file_of_a_run_with_mapped_columns_reads_with_the_same_c
     )
     ledger = tmp_path / "l.csv"
     mapped = ("--hash-column", "sha256", "--classification-column", "label", "--media-column", "kind")
-    aborted = await run_against(
-        emulator.url, corrections, ledger, *mapped, "--concurrency", "1", "--failure-window", "4"
-    )
+    aborted = await run_against(  # --record-skipped: the rows never reached get their aborted lines to retry
+        emulator.url, corrections, ledger, *mapped, "--concurrency", "1", "--failure-window", "4",
+        "--record-skipped",
+    )  # fmt: skip
     assert aborted.returncode == 3, aborted.stdout + aborted.stderr
 
     retry = tmp_path / "retry.csv"

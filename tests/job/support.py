@@ -19,6 +19,7 @@ from batch_override.apikey import ApiKey
 from batch_override.config import Rate, RunConfig
 from batch_override.emulator import DEMO_API_KEY
 from batch_override.job.runner import run_job_async
+from batch_override.sending.client import EMPTY_BODY
 from batch_override.summary import Summary
 from tests.support import read_ledger, serve_app, write_csv
 
@@ -97,6 +98,22 @@ def always(status: int, body: object = None, headers: dict[str, str] | None = No
         return web.json_response(body if body is not None else {}, status=status, headers=headers)
 
     return answer
+
+
+def like_the_api(answer: Answer) -> Answer:
+    """``answer``, except to the preflight's empty body, which gets what the API (and the emulator)
+    answers it: 400, "The classification field is required.", with ``answer``'s rate headers.  For a
+    server that would accept anything, which the preflight takes for "not the API" (exit 3)."""
+
+    async def wrapped(request: web.Request, hit: Hit, n: int) -> web.StreamResponse:
+        response = await answer(request, hit, n)
+        if hit.body != EMPTY_BODY:
+            return response
+        headers = {k: v for k, v in response.headers.items() if k.lower().startswith("x-ratelimit-")}
+        required = {"classification": ["The classification field is required."]}
+        return web.json_response(required, status=400, headers=headers)
+
+    return wrapped
 
 
 async def run_rows(

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from batch_override.config import Rate
 from batch_override.pacing.pacer import SlidingLog
-from tests.job.support import Hit, always, most_in_any_span, run_rows, scripted, send_times
+from tests.job.support import Hit, always, like_the_api, most_in_any_span, run_rows, scripted, send_times
 from tests.support import read_ledger, run_cli, sha, write_csv
 
 
@@ -107,7 +107,7 @@ async def test_auto_learns_a_three_second_window_evenly_without_a_429(
 
 
 async def test_an_explicit_rate_is_delivered_in_full_when_a_proxy_strips_the_headers(tmp_path: Path) -> None:
-    async with scripted(always(201, {"classification": "human", "type": "video"})) as server:
+    async with scripted(like_the_api(always(201, {"classification": "human", "type": "video"}))) as server:
         summary, _ = await run_rows(
             tmp_path, server.url, [(sha(i), "human") for i in range(41)], rate=Rate(20, 1.0), concurrency=8
         )
@@ -137,7 +137,9 @@ async def test_absurd_rate_headers_are_ignored_with_one_warning(
     tmp_path: Path, limit: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     headers = {"X-RateLimit-Limit": limit, "X-RateLimit-Remaining": "7"}
-    async with scripted(always(201, {"classification": "human", "type": "video"}, headers)) as server:
+    async with scripted(
+        like_the_api(always(201, {"classification": "human", "type": "video"}, headers))
+    ) as server:
         summary, _ = await run_rows(
             tmp_path, server.url, [(sha(i), "human") for i in range(3)], rate=Rate(50, 1.0)
         )

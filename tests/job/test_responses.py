@@ -21,7 +21,7 @@ from aiohttp import web
 from batch_override.emulator import DEMO_API_KEY
 from batch_override.outcome import ALREADY_SUBMITTED_NOTE
 from tests.job.support import SERVER, Answer, Hit, always, run_rows, scripted
-from tests.support import cli_env, read_ledger, run_cli, sha, write_csv
+from tests.support import accounted_rows, cli_env, read_ledger, run_cli, sha, write_csv
 
 
 def line(ledger: pd.DataFrame, row: int) -> dict[str, Any]:
@@ -126,6 +126,7 @@ async def test_a_rerun_skips_accepted_rows_resends_not_ready_and_never_resends_r
     assert emulator.stats()["requests"] == 4
     second, ledger = await run_rows(tmp_path, emulator.url, rows, preflight=False)
     assert second.exit_code == 1
+    assert second.outcomes["skipped"] == 1  # the accepted row: counted, no line (issue 25)
     rerun = ledger[ledger["run_id"] == second.run_id]
     # Settled rows are counted, not written again: only the row sent again has a line.
     assert cells(rerun, "outcome", "error_code") == [("not_ready", "not_classified")]
@@ -177,7 +178,7 @@ async def test_validation_and_unknown_400_answers_are_rejected_once_and_never_re
     ],
     ids=["401", "403"],
 )
-async def test_refused_key_aborts_the_row_and_every_unsent_row_with_exit_3(
+async def test_refused_key_aborts_the_row_and_counts_every_unsent_row_not_attempted_with_exit_3(
     tmp_path: Path, emulator_factory, emulator_config: dict[str, Any], key: str, status: int, code: str
 ) -> None:
     emulator = await emulator_factory(unknown="classified", **emulator_config)
@@ -185,13 +186,10 @@ async def test_refused_key_aborts_the_row_and_every_unsent_row_with_exit_3(
         tmp_path, emulator.url, [(sha(i), "human") for i in range(6)], key=key, preflight=False
     )
     assert summary.exit_code == 3
-    assert sorted(ledger["row"]) == list(range(6))
+    assert accounted_rows(tmp_path / "ledger.csv", 6) == ({"aborted": 1}, 5)  # the rest: no line, counted
     first = line(ledger, 0)
     assert (first["outcome"], first["error_code"], first["http_status"]) == ("aborted", code, status)
     assert first["message"] == {401: "Unauthorized", 403: "Forbidden"}[status]  # the server's words
-    rest = ledger[ledger["row"] > 0]
-    assert set(rest["outcome"]) == {"aborted"}
-    assert set(rest["error_code"]) == {"not_sent"}
     assert emulator.stats()["requests"] == 1
     assert emulator.overrides() == []
 
@@ -207,11 +205,11 @@ async def test_key_revoked_mid_run_aborts_what_is_left_and_keeps_what_was_accept
             tmp_path, server.url, [(sha(i), "human") for i in range(40)], preflight=False, concurrency=4
         )
     assert summary.exit_code == 3
-    assert sorted(ledger["row"]) == list(range(40))
+    outcomes, not_attempted = accounted_rows(tmp_path / "ledger.csv", 40)
     counts = ledger["error_code"].fillna("").value_counts().to_dict()
-    assert (ledger["outcome"] == "submitted").sum() == 5
+    assert outcomes == {"submitted": 5, "aborted": counts.get("unauthorized", 0)}
     assert 1 <= counts.get("unauthorized", 0) <= 4  # the requests in flight when the key went
-    assert counts.get("not_sent", 0) == 40 - 5 - counts["unauthorized"]
+    assert not_attempted == 40 - 5 - counts["unauthorized"]  # the rest: no line, counted
     assert len(server.hits) == 5 + counts["unauthorized"]
 
 
@@ -226,9 +224,7 @@ async def test_refused_key_at_preflight_sends_no_row_and_cli_exits_3_naming_the_
     )  # fmt: skip
     assert result.returncode == 3
     assert "401" in result.stderr + result.stdout
-    ledger = read_ledger(tmp_path / "ledger.csv")
-    assert sorted(ledger["row"]) == list(range(5))
-    assert set(ledger["outcome"]) == {"aborted"}
+    assert accounted_rows(tmp_path / "ledger.csv", 5) == ({}, 5)  # no row attempted: none has a line
     assert emulator.stats()["requests"] == 1  # the empty-body preflight only
     assert emulator.overrides() == []
 
@@ -260,7 +256,7 @@ async def test_redirect_aborts_with_exit_3_and_is_never_followed(tmp_path: Path,
     assert summary.exit_code == 3
     first = line(ledger, 0)
     assert (first["outcome"], first["error_code"], first["http_status"]) == ("aborted", "redirect", status)
-    assert set(ledger[ledger["row"] > 0]["error_code"]) == {"not_sent"}
+    assert accounted_rows(tmp_path / "ledger.csv", 4) == ({"aborted": 1}, 3)  # the rest: no line, counted
     assert [h for h in server.hits if h.path.startswith("/moved")] == []
     assert len(server.hits) == 1
 
@@ -270,9 +266,9 @@ async def test_redirect_at_preflight_is_not_followed_either(tmp_path: Path) -> N
         return web.Response(status=302, headers={"Location": f"{request.app[SERVER].url}/moved"})
 
     async with scripted(answer) as server:
-        summary, ledger = await run_rows(tmp_path, server.url, [(sha(0), "human"), (sha(1), "human")])
+        summary, _ = await run_rows(tmp_path, server.url, [(sha(0), "human"), (sha(1), "human")])
     assert summary.exit_code == 3
-    assert set(ledger["outcome"]) == {"aborted"}
+    assert accounted_rows(tmp_path / "ledger.csv", 2) == ({}, 2)  # no row attempted: none has a line
     assert server.to("/moved") == []
 
 
@@ -284,7 +280,7 @@ async def test_wrong_api_url_path_answered_404_aborts_with_exit_3(tmp_path: Path
     assert summary.exit_code == 3
     first = line(ledger, 0)
     assert (first["outcome"], first["error_code"], first["http_status"]) == ("aborted", "not_found", 404)
-    assert set(ledger[ledger["row"] > 0]["error_code"]) == {"not_sent"}
+    assert accounted_rows(tmp_path / "ledger.csv", 3) == ({"aborted": 1}, 2)  # the rest: no line, counted
     assert emulator.overrides() == []
 
 
@@ -299,7 +295,7 @@ async def test_wrong_api_url_stops_at_the_preflight_with_exit_3_and_a_hint(
     )  # fmt: skip
     assert result.returncode == 3
     assert "--api-url" in result.stdout + result.stderr
-    assert cells(read_ledger(ledger), "outcome", "error_code") == [("aborted", "not_sent")] * 3
+    assert accounted_rows(ledger, 3) == ({}, 3)  # no row attempted: none has a line
     assert emulator.overrides() == []
 
 
@@ -315,7 +311,7 @@ async def test_method_not_allowed_405_aborts_with_exit_3(tmp_path: Path) -> None
         "method_not_allowed",
         405,
     )
-    assert set(ledger[ledger["row"] > 0]["error_code"]) == {"not_sent"}
+    assert accounted_rows(tmp_path / "ledger.csv", 3) == ({"aborted": 1}, 2)  # the rest: no line, counted
     assert len(server.hits) == 1
 
 
@@ -359,7 +355,8 @@ async def test_retry_after_longer_than_max_wait_ends_the_run_with_exit_5(tmp_pat
             tmp_path, server.url, [(sha(i), "human") for i in range(3)], preflight=False, max_wait=5
         )
     assert summary.exit_code == 5
-    assert sorted(ledger["row"]) == [0, 1, 2]
+    assert cells(ledger, "row", "outcome", "error_code") == [(0, "failed", "rate_limited")]
+    assert accounted_rows(tmp_path / "ledger.csv", 3) == ({"failed": 1}, 2)  # the rest: no line, counted
     assert len(server.hits) == 1
 
 
@@ -477,15 +474,17 @@ async def test_always_failing_server_with_max_retries_2_fails_the_row_after_3_at
     assert len(server.hits) == 3
 
 
-async def test_always_failing_server_ends_in_an_outage_exit_5_with_every_row_ledgered(tmp_path: Path) -> None:
+async def test_always_failing_server_ends_in_an_outage_exit_5_with_every_row_accounted_for(
+    tmp_path: Path,
+) -> None:
     async with scripted(always(500, {"message": "Server Error"})) as server:
         summary, ledger = await run_rows(
             tmp_path, server.url, [(sha(i), "human") for i in range(5)],
             preflight=False, max_retries=2, max_outage=0.5,
         )  # fmt: skip
     assert summary.exit_code == 5
-    assert sorted(ledger["row"]) == list(range(5))
-    assert set(ledger["outcome"]) <= {"failed", "aborted"}
+    outcomes, _ = accounted_rows(tmp_path / "ledger.csv", 5)  # a line each, or counted not_attempted
+    assert set(outcomes) <= {"failed", "aborted"}
     assert line(ledger, 0)["error_code"] == "server_error"
 
 
@@ -625,13 +624,13 @@ async def test_exit_code_is_1_when_any_row_is_not_a_success_and_0_when_all_are(
     assert cells(read_ledger(tmp_path / "b.csv"), "outcome") == [("already_submitted",), ("rejected",)]
 
 
-async def test_server_down_from_the_start_ends_in_exit_5_with_every_row_aborted_not_sent(
+async def test_server_down_from_the_start_ends_in_exit_5_with_every_row_not_attempted(
     tmp_path: Path,
 ) -> None:
     async with scripted(always(503, {"message": "Service Unavailable"})) as server:
-        summary, ledger = await run_rows(
+        summary, _ = await run_rows(
             tmp_path, server.url, [(sha(i), "human") for i in range(5)], concurrency=4, max_outage=0.3
         )
     assert summary.exit_code == 5
-    assert cells(ledger, "outcome", "error_code") == [("aborted", "not_sent")] * 5
+    assert accounted_rows(tmp_path / "ledger.csv", 5) == ({}, 5)  # no row attempted: none has a line
     assert {h.body for h in server.hits} == {b"{}"}  # only the preflight's empty body went out

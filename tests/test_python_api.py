@@ -38,7 +38,7 @@ from batch_override.job.ticker import ON_PROGRESS_INTERVAL, Ticker, ticking
 from batch_override.ledger.writer import LedgerLock, LedgerWriter
 from tests.api_support import emulator_in_thread
 from tests.job.pacer_sim import VirtualLoop
-from tests.support import REPO, accounted_rows, cli_env, sha, write_csv
+from tests.support import REPO, accounted_rows, cli_env, fast_config, sha, write_csv
 
 GRACE = 0.5
 #: Not a hang: a stop ends within --grace and a moment (the grace itself is checked on a virtual
@@ -51,11 +51,7 @@ def corrections(tmp_path: Path, rows: int) -> Path:
 
 
 def config(tmp_path: Path, url: str, rows: int = 20, **kw: Any) -> RunConfig:
-    settings: dict[str, Any] = {"rate": Rate(1000, 1.0), "grace": GRACE, "backoff_base": 0.01}
-    settings.update(kw)
-    return RunConfig(
-        input=str(corrections(tmp_path, rows)), ledger=tmp_path / "l.csv", api_url=url, **settings
-    )
+    return fast_config(corrections(tmp_path, rows), tmp_path / "l.csv", url, **{"grace": GRACE, **kw})
 
 
 def assert_lock_released(ledger: Path) -> None:

@@ -134,18 +134,20 @@ async def test_max_duration_stops_a_paced_run_on_time_and_the_rerun_resumes(
     rows = [(sha(i), "human") for i in range(60)]
     corrections = write_csv(tmp_path / "c.csv", rows)
     ledger, summary_file = tmp_path / "l.csv", tmp_path / "s.json"
-    pace = ("--rate", "10/s", "--grace", "0.5", "--summary", str(summary_file))
-    first = await run_against(emulator.url, corrections, ledger, *pace, "--max-duration", "3s")
+    pace = ("--rate", "30/s", "--grace", "0.5", "--summary", str(summary_file))
+    first = await run_against(emulator.url, corrections, ledger, *pace, "--max-duration", "1s")
     assert first.returncode == 7, first.stderr
     summary = json.loads(summary_file.read_text(encoding="utf-8"))
-    assert summary["duration_s"] >= 3.0  # not before the deadline; and not a hang:
-    assert summary["duration_s"] < 3.0 + 0.5 + 10.0
-    assert summary["stop_reason"].startswith("deadline (--max-duration 3s) reached")
+    assert summary["duration_s"] >= 1.0  # not before the deadline; and not a hang:
+    assert summary["duration_s"] < 30
+    assert summary["stop_reason"].startswith("deadline (--max-duration 1s) reached")
     state = latest(read_ledger(ledger))
     sent = state[state["outcome"] == "submitted"]
     left = state[state["outcome"] == "aborted"]
     # In flight at the deadline: aborted (deadline); never reached: counted not_attempted.
-    assert 20 <= len(sent) <= 32 and len(sent) + len(left) + summary["not_attempted"] == 60
+    # Never more than the pace allows in the second (the preflight took one); a slow machine
+    # only sends fewer.
+    assert 1 <= len(sent) <= 30 and len(sent) + len(left) + summary["not_attempted"] == 60
     assert set(left["error_code"]) <= {"deadline"} and summary["not_attempted"] > 0
     assert "exit 7" in first.stdout and "deadline" in first.stdout
 
@@ -155,5 +157,5 @@ async def test_max_duration_stops_a_paced_run_on_time_and_the_rerun_resumes(
     assert set(state["outcome"]) <= {"submitted", "skipped"} and len(state) == 60
     again = json.loads(summary_file.read_text(encoding="utf-8"))
     assert again["outcomes"] == {"skipped": len(sent), "submitted": 60 - len(sent)}
-    # Nothing sent twice (nothing was in flight at the deadline at this pace): rows + 2 preflights.
-    assert emulator.stats()["requests"] == 60 + 2
+    # Only the rows in flight at the deadline were sent twice: rows + 2 preflights + those.
+    assert emulator.stats()["requests"] == 60 + 2 + len(left)

@@ -11,6 +11,7 @@ import pytest
 
 from batch_override.errors import ExitCode
 from batch_override.stopping import Halted, StopHandle, Stopper, abandonable
+from tests.job.pacer_sim import VirtualLoop
 
 
 async def test_the_first_stop_sets_the_exit_code_and_later_stops_only_keep_it() -> None:
@@ -156,3 +157,29 @@ async def test_work_abandoned_at_a_stop_hands_what_it_returns_later_to_discard()
         await work  # after SETTLE: the work does not heed halted
     release.set()  # the abandoned thread returns at last: what it opened is discarded
     assert await asyncio.to_thread(discarded.wait, 10)
+
+
+def test_the_grace_period_cuts_off_a_busy_row_exactly_grace_seconds_after_the_stop() -> None:
+    """On a virtual clock (the README's ``--grace`` promise, with no wall clock in the verdict)."""
+    loop = VirtualLoop()
+    stopper = Stopper(grace=10.0)
+    ended: list[tuple[str, float]] = []
+
+    async def row() -> None:
+        with stopper.busy() as task:
+            try:
+                await asyncio.sleep(3600)  # a request that does not answer within the grace
+            except asyncio.CancelledError:
+                ended.append(("cut off" if stopper.was_cut_off(task) else "cancelled", loop.time()))
+
+    async def run() -> None:
+        task = asyncio.create_task(row())
+        await asyncio.sleep(5)
+        stopper.request(ExitCode.SIGTERM, "signal SIGTERM")
+        await task
+
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
+    assert ended == [("cut off", pytest.approx(15.0))]

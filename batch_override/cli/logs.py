@@ -22,7 +22,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 #: Writes :class:`QueuedStderr` holds before it drops (a log line or a bar redraw each).
@@ -95,12 +95,16 @@ class QueuedStderr(io.TextIOBase):
 
     The thread writes to a duplicate of ``target``'s file descriptor with ``os.write`` (no Python
     lock is held while it waits, so the interpreter can exit past a blocked write), or calls
-    ``target.write`` when it has none (a test's capture).
+    ``target.write`` when it has none (a test's capture).  ``clock`` times how long a write has
+    been blocked (:meth:`close`'s patience); tests inject a virtual one.
     """
 
-    def __init__(self, target: TextIO, maxsize: int = QUEUE_SIZE) -> None:
+    def __init__(
+        self, target: TextIO, maxsize: int = QUEUE_SIZE, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         super().__init__()
         self.target = target
+        self._clock = clock
         self.dropped = 0
         self._queue: queue.Queue[str | None] = queue.Queue(maxsize)
         self._lock = threading.Lock()
@@ -147,7 +151,7 @@ class QueuedStderr(io.TextIOBase):
 
     def _write_all(self) -> None:
         while (text := self._queue.get()) is not None:
-            self._writing_since = time.monotonic()
+            self._writing_since = self._clock()
             self._emit(text)
             self._writing_since = None
 
@@ -186,7 +190,7 @@ class QueuedStderr(io.TextIOBase):
         while self._thread.is_alive():
             self._thread.join(0.02)
             started = self._writing_since
-            if started is not None and time.monotonic() - started > patience:
+            if started is not None and self._clock() - started > patience:
                 break
             marked = marked or self._mark_end()  # once there is room for it
         if not self._thread.is_alive() and self._fd is not None:

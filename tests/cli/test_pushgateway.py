@@ -71,7 +71,8 @@ async def test_a_gateway_that_trickles_its_answer_costs_the_deadline_not_forever
         started = time.monotonic()
         with pytest.raises(PushFailed, match=r"^no complete answer within 0\.5 s$"):
             await push_metrics_async(gateway, summary_of_a_run(0), job="j", deadline=0.5)
-        assert time.monotonic() - started < 2.0
+        # Not a hang: the message says the 0.5-s deadline ended it; the whole answer takes 100 s.
+        assert time.monotonic() - started < 30
 
 
 async def test_a_refusing_gateway_is_a_failed_push_naming_the_status() -> None:

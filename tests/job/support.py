@@ -15,13 +15,10 @@ from typing import Any
 import pandas as pd
 from aiohttp import web
 
-from batch_override.apikey import ApiKey
-from batch_override.config import Rate, RunConfig
 from batch_override.emulator import DEMO_API_KEY
-from batch_override.job.runner import run_job_async
 from batch_override.sending.client import EMPTY_BODY
 from batch_override.summary import Summary
-from tests.support import read_ledger, serve_app, write_csv
+from tests.support import read_ledger, run_fast, serve_app, write_csv
 
 MEDIA_OF_ENDPOINT = {
     "classification": "image",
@@ -127,11 +124,7 @@ async def run_rows(
     """Run the job in-process on ``rows`` against ``url``; the summary and the ledger as pandas reads it."""
     corrections = write_csv(tmp_path / "corrections.csv", rows, header)
     ledger = config.pop("ledger", tmp_path / "ledger.csv")
-    settings: dict[str, Any] = {"rate": Rate(1000, 1.0), "backoff_base": 0.01, "concurrency": 1}
-    settings.update(config)
-    run_config = RunConfig(input=str(corrections), ledger=ledger, api_url=url, **settings)
-    # Bounded: a run that hangs fails this test instead of the whole suite's timeout.
-    summary = await asyncio.wait_for(run_job_async(run_config, ApiKey(key)), 30)
+    summary = await run_fast(corrections, ledger, url, key, **{"concurrency": 1, **config})
     return summary, read_ledger(ledger)
 
 

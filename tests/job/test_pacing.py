@@ -89,9 +89,10 @@ async def test_auto_learns_a_three_second_window_evenly_without_a_429(
 ) -> None:
     # The emulator's `--rate-limit 30/15s` pattern, shortened: a pacer that guesses a 1 s window
     # bursts the window's budget in its first second, then meets a 429 in every window.  How much
-    # of each window is used is the benchmarks' business (a loaded CI machine once stalled a
-    # window to 40 of 54 here); this checks what no stall can excuse: the window learnt, never a
-    # window over the budget, no 429.
+    # of each window is used is the benchmarks' and the pacer simulation's business (a loaded CI
+    # machine once stalled a window to 40 of 54 here; tests/job/test_pacer_policy.py checks the
+    # windows are paced in full on a virtual clock); this checks what no stall can excuse: the
+    # window learnt, never a window over the budget, no 429.
     emulator = await emulator_factory(unknown="classified", rate_limit=(60, 3.0))
     with caplog.at_level(logging.INFO, logger="batch_override"):
         summary, _ = await run_rows(
@@ -103,18 +104,24 @@ async def test_auto_learns_a_three_second_window_evenly_without_a_429(
     assert sum(w["throttled"] for w in windows) == 0
     complete = [w["accepted"] for w in windows][1:-1]
     assert complete and all(n <= 60 * 0.925 for n in complete)
-    assert max(complete) >= 60 * 0.855 - 1  # the budget is reached when nothing stalls it
 
 
-async def test_an_explicit_rate_is_delivered_in_full_when_a_proxy_strips_the_headers(tmp_path: Path) -> None:
+async def test_an_explicit_rate_without_headers_sends_every_row_and_never_over_the_rate(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # That the rate is delivered in full (not slowed for want of headers) is a matter of time,
+    # checked on the virtual clock: test_pacer_policy.py's
+    # test_an_explicit_rate_is_paced_exactly_without_headers.  Here: what no loaded machine changes.
     async with scripted(like_the_api(always(201, {"classification": "human", "type": "video"}))) as server:
-        summary, _ = await run_rows(
-            tmp_path, server.url, [(sha(i), "human") for i in range(41)], rate=Rate(20, 1.0), concurrency=8
-        )
+        with caplog.at_level(logging.DEBUG, logger="batch_override"):
+            summary, ledger = await run_rows(
+                tmp_path, server.url, [(sha(i), "human") for i in range(41)], rate=Rate(20, 1.0),
+                concurrency=8,
+            )  # fmt: skip
     assert summary.exit_code == 0
-    sent = [h.at for h in server.hits]  # the preflight and the 41 rows
-    assert len(sent) == 42
-    assert 41 / (sent[-1] - sent[0]) >= 19.0
+    assert len(server.hits) == 1 + 41  # the preflight, then each row once
+    assert set(ledger["outcome"]) == {"submitted"} and len(ledger) == 41
+    assert most_in_any_span(send_times(caplog.records), 1.0) <= 20
 
 
 async def test_a_first_429_without_headers_backs_off_and_sending_goes_on(tmp_path: Path) -> None:
@@ -198,8 +205,8 @@ async def test_auto_concurrency_reaches_the_rate_of_a_far_server(tmp_path: Path,
         concurrency="auto",
     )
     assert summary.exit_code == 0
-    # More than a fixed 8 in flight could ever send at 200 ms (40/s, the run's start included),
-    # however loaded the machine; Little's law wants 30 in flight for the 150/s asked.
-    assert summary.requests / summary.duration > 40
+    # More in flight than a fixed 8 (which at 200 ms could never send over 40/s); Little's law
+    # wants 30 in flight for the 150/s asked.  The rate itself is the simulation's to check, on a
+    # virtual clock (tests/job/test_concurrency.py), not a loaded machine's.
     assert summary.concurrency["mode"] == "auto"
     assert 16 < summary.concurrency["peak_in_flight"] <= 64

@@ -3,7 +3,6 @@ columns then the input's own, appended run after run, formula-looking cells neut
 
 from __future__ import annotations
 
-import asyncio
 import csv
 from pathlib import Path
 from typing import Any
@@ -12,12 +11,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batch_override.apikey import ApiKey
-from batch_override.config import Rate, RunConfig
-from batch_override.emulator import DEMO_API_KEY, Emulator
-from batch_override.job.runner import run_job_async
+from batch_override.emulator import Emulator
 from batch_override.summary import Summary
-from tests.support import cli_env, read_ledger, run_cli, sha, write_csv
+from tests.support import cli_env, read_ledger, run_cli, run_fast, sha, write_csv
 
 #: The spec's column order, written out rather than imported: the test is the contract.
 FIXED = [
@@ -29,10 +25,7 @@ FORMULAS = ["=1+1", "+41", "-7", "@SUM(A1:A9)", '=HYPERLINK("http://x","y")']
 
 
 async def run_file(path: Path, emulator: Emulator, ledger: Path, **config: Any) -> Summary:
-    settings: dict[str, Any] = {"rate": Rate(1000, 1.0), "backoff_base": 0.01}
-    settings.update(config)
-    run_config = RunConfig(input=str(path), ledger=ledger, api_url=emulator.url, **settings)
-    return await asyncio.wait_for(run_job_async(run_config, ApiKey(DEMO_API_KEY)), 30)
+    return await run_fast(path, ledger, emulator.url, **config)
 
 
 def mixed_rows() -> list[tuple[str, str, str, str]]:

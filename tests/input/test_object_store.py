@@ -11,7 +11,7 @@ import io
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +23,7 @@ from batch_override.apikey import ApiKey
 from batch_override.config import Rate, RunConfig
 from batch_override.emulator import DEMO_API_KEY, Emulator
 from batch_override.errors import ExitCode, InputError
-from batch_override.input.batch import InputOptions
+from batch_override.input.batch import Batch, InputOptions
 from batch_override.input.file_input import CorrectionsFile
 from batch_override.job.parts import Parts
 from batch_override.job.runner import run_job_async
@@ -66,7 +66,7 @@ def outcomes(ledger: Path) -> pd.DataFrame:
 
 @pytest.fixture
 def bucket(s3_server: S3Server, request: pytest.FixtureRequest) -> str:
-    name = "b-" + request.node.name.lower().replace("_", "-")[:50].strip("-")
+    name = "b-" + str(request.node.name).lower().replace("_", "-")[:50].strip("-")
     s3_server.bucket(name)
     return name
 
@@ -112,7 +112,7 @@ async def test_a_gs_gzip_csv_object_gives_the_ledger_the_local_file_gives_and_lo
     from_file = await run_against(first.url, local, tmp_path / "file.csv")
     from_gs = await run_against(
         second.url, uri, tmp_path / "gs.csv", "--gcs-endpoint", gcs_server.url, "--anonymous"
-    )  # type: ignore[arg-type]
+    )
 
     assert from_gs.returncode == from_file.returncode == 1, from_gs.stderr
     pd.testing.assert_frame_equal(outcomes(tmp_path / "file.csv"), outcomes(tmp_path / "gs.csv"))
@@ -135,9 +135,9 @@ async def test_validate_reads_a_200k_row_s3_object_once_copied(
 class ReplacedAfterPassOne(CorrectionsFile):
     """The object, replaced in the store (by ``replace``) the moment pass one has read the copy."""
 
-    replace: Callable[[], None]
+    replace: Callable[[], object]
 
-    def batches(self):  # type: ignore[no-untyped-def]
+    def batches(self) -> Iterator[Batch]:
         yield from super().batches()
         if getattr(self, "replaced", False) is False:
             self.replaced = True
@@ -152,11 +152,13 @@ async def test_an_object_replaced_between_the_passes_stops_the_run_with_exit_2_b
     old, new = parquet_bytes(corrections(20)), parquet_bytes(corrections(20, 100))
     if store == "s3":
         s3_server.put(bucket, "c.parquet", old)
-        uri, where = f"s3://{bucket}/c.parquet", {"s3_endpoint": s3_server.url}
-        replace = functools.partial(s3_server.put, bucket, "c.parquet", new)
+        uri = f"s3://{bucket}/c.parquet"
+        stored = functools.partial(RunConfig, input=uri, s3_endpoint=s3_server.url)
+        replace: Callable[[], object] = functools.partial(s3_server.put, bucket, "c.parquet", new)
     else:
         gcs_server.put("corrections/replaced.parquet", old)
-        uri, where = "gs://corrections/replaced.parquet", {"gcs_endpoint": gcs_server.url, "anonymous": True}
+        uri = "gs://corrections/replaced.parquet"
+        stored = functools.partial(RunConfig, input=uri, gcs_endpoint=gcs_server.url, anonymous=True)
         replace = functools.partial(gcs_server.put, "corrections/replaced.parquet", new)
     emulator: Emulator = await emulator_factory()  # type: ignore[operator]
 
@@ -166,9 +168,7 @@ async def test_an_object_replaced_between_the_passes_stops_the_run_with_exit_2_b
         opened.replace = replace
         return opened
 
-    config = RunConfig(
-        input=uri, ledger=tmp_path / "l.csv", api_url=emulator.url, rate=Rate(1000, 1.0), **where
-    )  # type: ignore[arg-type]
+    config = stored(ledger=tmp_path / "l.csv", api_url=emulator.url, rate=Rate(1000, 1.0))
     summary = await asyncio.wait_for(run_job_async(config, ApiKey(DEMO_API_KEY), Parts(source=source)), 30)
 
     assert summary.exit_code == ExitCode.USAGE
@@ -267,7 +267,7 @@ async def test_a_versioned_bucket_pins_the_version_id_in_the_run_log(
     emulator: Emulator = await emulator_factory(unknown="classified")  # type: ignore[operator]
     result = await run_against(
         emulator.url, f"s3://{bucket}/c.csv", tmp_path / "l.csv", "--s3-endpoint", s3_server.url, env=s3_env()
-    )  # type: ignore[arg-type]
+    )
     assert result.returncode == 0, result.stderr
     started = json.loads((tmp_path / "l.csv.runs.jsonl").read_text().splitlines()[0])
     assert started["input_object"]["version_id"] == version

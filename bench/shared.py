@@ -55,7 +55,6 @@ import argparse
 import collections
 import concurrent.futures
 import csv
-import dataclasses
 import functools
 import itertools
 import json
@@ -77,7 +76,8 @@ from bench.stages import Staged, together
 ROWS_CLASSIFIED = ("--unknown", "classified")
 TIMEOUT = 600.0
 #: The job's default ``--max-concurrency``: what a latency jump's target is made of.
-MAX_IN_FLIGHT: int = next(f.default for f in dataclasses.fields(RunConfig) if f.name == "max_concurrency")
+#: Read from a default config (a ``dataclasses.fields`` default is untyped, ``MISSING`` for a required field).
+MAX_IN_FLIGHT: int = RunConfig(input="-").max_concurrency
 SETTLE = 10.0  # seconds after a latency jump before its throughput counts
 SLOW = "slow"  # the together group of the cases that pace a few requests a second
 WARNING_WORD = "X-RateLimit-Remaining"

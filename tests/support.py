@@ -117,7 +117,7 @@ async def run_cli(
 
 
 async def run_against(
-    url: str, corrections: Path, ledger: Path, *flags: str, env: Mapping[str, str] | None = None
+    url: str, corrections: str | Path, ledger: Path, *flags: str, env: Mapping[str, str] | None = None
 ) -> Result:
     """``batch-override run CORRECTIONS --ledger LEDGER --api-url URL`` with :data:`FAST` and
     ``flags`` (later flags win), to its end, with the demo key unless ``env`` says otherwise."""

@@ -24,7 +24,7 @@ def test_an_exit_code_prints_and_serialises_as_its_number() -> None:
     assert "-> exit 5" in summary.render()
 
 
-def _rows_failed(ok: frozenset[str] | None = None, **outcomes: int) -> RunFailed | None:
+def _rows_failed(ok: frozenset[str] | None = None, /, **outcomes: int) -> RunFailed | None:
     summary = Summary(run_id="r", ledger=None, api_url="http://127.0.0.1:1", exit_code=1)
     if ok is not None:
         summary.ok_outcomes = ok

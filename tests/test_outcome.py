@@ -123,7 +123,7 @@ def test_a_non_json_2xx_is_failed_with_its_status_and_not_retried() -> None:
 
 
 def test_a_request_without_an_answer_is_retried() -> None:
-    verdict = transport_failure("timeout", "no answer in 30s")
+    verdict = transport_failure(ErrorCode.TIMEOUT, "no answer in 30s")
     assert (verdict.outcome, verdict.action) == (Outcome.FAILED, Action.RETRY)
 
 

@@ -9,6 +9,7 @@ and must exit with the code its trailing ``# exit N`` comment names (0 when ther
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import re
@@ -94,7 +95,9 @@ def test_the_reference_job_file_lists_every_run_option() -> None:
     listed = set(tomllib.loads(uncommented)["run"])
     assert listed <= JOB_KEYS
     run = next(
-        action.choices["run"] for action in build_parser()._actions if getattr(action, "choices", None)
+        action.choices["run"]
+        for action in build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
     )
     for action in run._actions:
         flag = max(action.option_strings, key=len, default="")

@@ -5,6 +5,8 @@ batch_override`` offers is a decision, not an accident)."""
 from __future__ import annotations
 
 import ast
+import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import batch_override
@@ -53,6 +55,13 @@ def _imports(path: Path, root: Path) -> list[tuple[int, str]]:
     return [(line, name) for line, name in found if name.split(".")[0] == "batch_override"]
 
 
+def _layer_may_import(rank: int, target: str) -> bool:
+    """Whether a module of the layer at ``rank`` may import ``target`` (only ``cli/`` the emulator)."""
+    return (_stage(target) in LAYERS and LAYERS.index(_stage(target)) <= rank) or (
+        _stage(target) == "emulator" and rank == LAYERS.index("cli")
+    )
+
+
 def wrong_way_imports(package: Path = PACKAGE) -> list[str]:
     """``file:line imports module`` for every import that runs against the stages' order.
 
@@ -63,16 +72,13 @@ def wrong_way_imports(package: Path = PACKAGE) -> list[str]:
     for path in _modules(package):
         rel = path.relative_to(package.parent).with_suffix("")
         module = ".".join(rel.parts)
+        allowed: Callable[[str], bool]
         if rel.parts[1] == "emulator":
             allowed = lambda target: _stage(target) == "emulator" or target == "batch_override.emulator"  # noqa: E731
         elif len(rel.parts) == 2 and rel.name in FACES:
             continue
         else:
-            rank = LAYERS.index(_stage(module))
-            allowed = lambda target, rank=rank: (  # noqa: E731
-                (_stage(target) in LAYERS and LAYERS.index(_stage(target)) <= rank)
-                or (_stage(target) == "emulator" and rank == LAYERS.index("cli"))
-            )
+            allowed = functools.partial(_layer_may_import, LAYERS.index(_stage(module)))
         for line, target in _imports(path, package.parent):
             if not allowed(target):
                 wrong.append(f"{path.relative_to(package.parent)}:{line} imports {target}")

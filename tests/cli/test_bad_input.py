@@ -3,6 +3,7 @@ file and the problem, no traceback, and the emulator never hears from it."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import random
 from collections.abc import Callable
@@ -357,15 +358,15 @@ def test_a_job_file_value_out_of_range_is_refused_the_same_way(
 
 def test_the_python_api_checks_the_same_ranges() -> None:
     checks = [
-        ("failure_window", 0),
-        ("grace", -1.0),
-        ("batch_rows", 0),
-        ("backoff_cap", 0.0),
-        ("fsync_interval", 0),
+        functools.partial(RunConfig, input="c.csv", failure_window=0),
+        functools.partial(RunConfig, input="c.csv", grace=-1.0),
+        functools.partial(RunConfig, input="c.csv", batch_rows=0),
+        functools.partial(RunConfig, input="c.csv", backoff_cap=0.0),
+        functools.partial(RunConfig, input="c.csv", fsync_interval=0),
     ]
-    for field, value in checks:
+    for check in checks:
         with pytest.raises(UsageError, match="must be"):
-            RunConfig(input="c.csv", **{field: value})
+            check()
 
 
 async def test_an_api_url_with_credentials_exits_2_and_never_shows_them(tmp_path: Path) -> None:

@@ -445,7 +445,7 @@ async def test_a_row_not_ready_for_longer_than_give_up_after_becomes_rejected_an
     assert second.returncode == 1
     state = latest(read_ledger(ledger)).set_index("row")
     assert (state.loc[0, "outcome"], state.loc[0, "error_code"]) == ("rejected", "gave_up")
-    assert "--give-up-after" in state.loc[0, "message"]
+    assert "--give-up-after" in str(state.loc[0, "message"])
     assert state.loc[1, "outcome"] == "not_ready"  # first seen just now
     assert state.loc[2, "outcome"] == "submitted"
 
@@ -540,8 +540,8 @@ _SAMPLE_VALUES = {  # a flag's sample value by metavar (or dest); numbers as TOM
 def _run_options() -> list[Any]:
     """Every option of ``run --help`` but --job and --help, as (flags, job key, TOML value)."""
     parser = cli.build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command")
-    run = sub.choices["run"]  # type: ignore[attr-defined]
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    run = sub.choices["run"]
     out = []
     for action in run._actions:
         flags = [o for o in action.option_strings if o.startswith("--")]

@@ -94,7 +94,7 @@ async def test_the_output_runs_and_its_unreadable_rows_are_marked_invalid(
     ]
     lines = pd.read_csv(ledger).set_index("row")
     assert lines.loc[1, "outcome"] == "invalid"
-    assert "no such file" in lines.loc[1, "error"]
+    assert "no such file" in str(lines.loc[1, "error"])
 
 
 def test_parquet_input_and_a_named_path_column(tmp_path: Path) -> None:

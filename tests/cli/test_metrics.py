@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 from pathlib import Path
@@ -127,7 +128,7 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temp(tmp_path: Path, mon
         raise OSError("disk full")
 
     monkeypatch.undo()
-    monkeypatch.setattr(metrics.os, "replace", failing_replace)
+    monkeypatch.setattr(os, "replace", failing_replace)  # the module metrics writes through
     with pytest.raises(OSError):
         write_metrics(path, summary_of_a_run(), job="j", last_success_unix=None)
     assert path.read_text() == before

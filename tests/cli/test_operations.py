@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -79,7 +80,7 @@ async def test_a_second_signal_exits_at_once_without_a_torn_line(tmp_path: Path,
     read_ledger(ledger)
 
 
-async def _until(condition, step: float = 0.01) -> None:  # type: ignore[no-untyped-def]
+async def _until(condition: Callable[[], bool], step: float = 0.01) -> None:
     while not condition():
         await asyncio.sleep(step)
 

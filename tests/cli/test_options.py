@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from pathlib import Path
 
@@ -15,8 +16,8 @@ from batch_override.errors import UsageError
 
 
 def _run_help() -> str:
-    sub = next(a for a in build_parser()._actions if getattr(a, "choices", None))
-    return str(sub.choices["run"].format_help())  # type: ignore[attr-defined]
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return str(sub.choices["run"].format_help())
 
 
 def test_every_help_line_belongs_to_a_field_of_run_config() -> None:

@@ -36,7 +36,7 @@ def received(emulator: Emulator) -> set[tuple[str, str, str]]:
 
 def override_requests(emulator: Emulator) -> int:
     """Requests that reached the emulator, less the one empty-body preflight."""
-    return emulator.stats()["requests"] - 1
+    return int(emulator.stats()["requests"]) - 1
 
 
 def column(ledger: pd.DataFrame, name: str) -> list[Any]:

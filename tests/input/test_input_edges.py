@@ -19,7 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch_override.apikey import ApiKey
-from batch_override.config import Rate, RunConfig, parse_label_map
+from batch_override.config import Rate, RunConfig
+from batch_override.domain import parse_label_map
 from batch_override.emulator import DEMO_API_KEY, Emulator
 from batch_override.errors import InputError, UsageError
 from batch_override.input.batch import InputOptions
@@ -51,18 +52,18 @@ def received(emulator: Emulator) -> list[tuple[str, str]]:
 class _BetweenPasses(logging.Handler):
     """Calls ``change`` once, when the run logs its plan: after pass one, before pass two."""
 
-    def __init__(self, change: Callable[[], None]) -> None:
+    def __init__(self, change: Callable[[], object]) -> None:
         super().__init__(logging.INFO)
-        self.change: Callable[[], None] | None = change
+        self.change: Callable[[], object] | None = change
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.change is not None and str(record.msg).startswith("run %s:"):
-            self.change, change = None, self.change
+            change, self.change = self.change, None
             change()
 
 
 @contextmanager
-def changed_between_passes(change: Callable[[], None]) -> Iterator[None]:
+def changed_between_passes(change: Callable[[], object]) -> Iterator[None]:
     logger = logging.getLogger("batch_override")
     handler, level = _BetweenPasses(change), logger.level
     logger.addHandler(handler)

@@ -11,8 +11,9 @@ import io
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -23,7 +24,7 @@ from batch_override.apikey import ApiKey
 from batch_override.config import Rate, RunConfig
 from batch_override.emulator import DEMO_API_KEY, Emulator
 from batch_override.errors import ExitCode, InputError
-from batch_override.input.batch import InputOptions
+from batch_override.input.batch import Batch, InputOptions
 from batch_override.input.file_input import CorrectionsFile
 from batch_override.job.parts import Parts
 from batch_override.job.runner import run_job_async
@@ -66,13 +67,13 @@ def outcomes(ledger: Path) -> pd.DataFrame:
 
 @pytest.fixture
 def bucket(s3_server: S3Server, request: pytest.FixtureRequest) -> str:
-    name = "b-" + request.node.name.lower().replace("_", "-")[:50].strip("-")
+    name = "b-" + str(request.node.name).lower().replace("_", "-")[:50].strip("-")
     s3_server.bucket(name)
     return name
 
 
 async def test_an_s3_parquet_object_gives_the_ledger_the_local_file_gives_and_logs_its_etag(
-    s3_server: S3Server, bucket: str, emulator_factory: object, tmp_path: Path
+    s3_server: S3Server, bucket: str, emulator_factory: Any, tmp_path: Path
 ) -> None:
     data = parquet_bytes(corrections(40))
     local = tmp_path / "corrections.parquet"
@@ -80,7 +81,7 @@ async def test_an_s3_parquet_object_gives_the_ledger_the_local_file_gives_and_lo
     etag = s3_server.put(bucket, "nightly/corrections.parquet", data)
     uri = f"s3://{bucket}/nightly/corrections.parquet"
 
-    first, second = await emulator_factory(), await emulator_factory()  # type: ignore[operator]
+    first, second = await emulator_factory(), await emulator_factory()
     from_file = await run_against(first.url, local, tmp_path / "file.csv", env=s3_env())
     temp = tmp_path / "tmp"  # where the copy goes, to see it removed
     temp.mkdir()
@@ -100,7 +101,7 @@ async def test_an_s3_parquet_object_gives_the_ledger_the_local_file_gives_and_lo
 
 
 async def test_a_gs_gzip_csv_object_gives_the_ledger_the_local_file_gives_and_logs_its_generation(
-    gcs_server: GcsServer, emulator_factory: object, tmp_path: Path
+    gcs_server: GcsServer, emulator_factory: Any, tmp_path: Path
 ) -> None:
     data = gzip_csv_bytes(corrections(30))
     local = tmp_path / "corrections.csv.gz"
@@ -108,11 +109,11 @@ async def test_a_gs_gzip_csv_object_gives_the_ledger_the_local_file_gives_and_lo
     gcs_server.put("corrections/backfill/corrections.csv.gz", data)
     uri = "gs://corrections/backfill/corrections.csv.gz"
 
-    first, second = await emulator_factory(), await emulator_factory()  # type: ignore[operator]
+    first, second = await emulator_factory(), await emulator_factory()
     from_file = await run_against(first.url, local, tmp_path / "file.csv")
     from_gs = await run_against(
         second.url, uri, tmp_path / "gs.csv", "--gcs-endpoint", gcs_server.url, "--anonymous"
-    )  # type: ignore[arg-type]
+    )
 
     assert from_gs.returncode == from_file.returncode == 1, from_gs.stderr
     pd.testing.assert_frame_equal(outcomes(tmp_path / "file.csv"), outcomes(tmp_path / "gs.csv"))
@@ -135,9 +136,9 @@ async def test_validate_reads_a_200k_row_s3_object_once_copied(
 class ReplacedAfterPassOne(CorrectionsFile):
     """The object, replaced in the store (by ``replace``) the moment pass one has read the copy."""
 
-    replace: Callable[[], None]
+    replace: Callable[[], object]
 
-    def batches(self):  # type: ignore[no-untyped-def]
+    def batches(self) -> Iterator[Batch]:
         yield from super().batches()
         if getattr(self, "replaced", False) is False:
             self.replaced = True
@@ -146,19 +147,21 @@ class ReplacedAfterPassOne(CorrectionsFile):
 
 @pytest.mark.parametrize("store", ["s3", "gs"])
 async def test_an_object_replaced_between_the_passes_stops_the_run_with_exit_2_before_sending(
-    s3_server: S3Server, gcs_server: GcsServer, bucket: str, emulator_factory: object, aws_env: object,
+    s3_server: S3Server, gcs_server: GcsServer, bucket: str, emulator_factory: Any, aws_env: object,
     tmp_path: Path, store: str, caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
     old, new = parquet_bytes(corrections(20)), parquet_bytes(corrections(20, 100))
     if store == "s3":
         s3_server.put(bucket, "c.parquet", old)
-        uri, where = f"s3://{bucket}/c.parquet", {"s3_endpoint": s3_server.url}
-        replace = functools.partial(s3_server.put, bucket, "c.parquet", new)
+        uri = f"s3://{bucket}/c.parquet"
+        stored = functools.partial(RunConfig, input=uri, s3_endpoint=s3_server.url)
+        replace: Callable[[], object] = functools.partial(s3_server.put, bucket, "c.parquet", new)
     else:
         gcs_server.put("corrections/replaced.parquet", old)
-        uri, where = "gs://corrections/replaced.parquet", {"gcs_endpoint": gcs_server.url, "anonymous": True}
+        uri = "gs://corrections/replaced.parquet"
+        stored = functools.partial(RunConfig, input=uri, gcs_endpoint=gcs_server.url, anonymous=True)
         replace = functools.partial(gcs_server.put, "corrections/replaced.parquet", new)
-    emulator: Emulator = await emulator_factory()  # type: ignore[operator]
+    emulator: Emulator = await emulator_factory()
 
     def source(config: RunConfig, halted: threading.Event) -> CorrectionsFile:
         assert isinstance(config.input, str)
@@ -166,9 +169,7 @@ async def test_an_object_replaced_between_the_passes_stops_the_run_with_exit_2_b
         opened.replace = replace
         return opened
 
-    config = RunConfig(
-        input=uri, ledger=tmp_path / "l.csv", api_url=emulator.url, rate=Rate(1000, 1.0), **where
-    )  # type: ignore[arg-type]
+    config = stored(ledger=tmp_path / "l.csv", api_url=emulator.url, rate=Rate(1000, 1.0))
     summary = await asyncio.wait_for(run_job_async(config, ApiKey(DEMO_API_KEY), Parts(source=source)), 30)
 
     assert summary.exit_code == ExitCode.USAGE
@@ -259,15 +260,15 @@ async def test_hash_reads_its_path_list_from_s3_and_resolves_paths_against_the_w
 
 
 async def test_a_versioned_bucket_pins_the_version_id_in_the_run_log(
-    s3_server: S3Server, bucket: str, emulator_factory: object, tmp_path: Path
+    s3_server: S3Server, bucket: str, emulator_factory: Any, tmp_path: Path
 ) -> None:
     s3_server.client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     s3_server.put(bucket, "c.csv", b"hash,classification\n" + f"{sha(1)},human\n".encode())
     version = s3_server.client.head_object(Bucket=bucket, Key="c.csv")["VersionId"]
-    emulator: Emulator = await emulator_factory(unknown="classified")  # type: ignore[operator]
+    emulator: Emulator = await emulator_factory(unknown="classified")
     result = await run_against(
         emulator.url, f"s3://{bucket}/c.csv", tmp_path / "l.csv", "--s3-endpoint", s3_server.url, env=s3_env()
-    )  # type: ignore[arg-type]
+    )
     assert result.returncode == 0, result.stderr
     started = json.loads((tmp_path / "l.csv.runs.jsonl").read_text().splitlines()[0])
     assert started["input_object"]["version_id"] == version

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.support import latest, read_ledger, start_cli, write_csv
@@ -21,9 +22,9 @@ KILLS = 10
 SUCCESS = {"submitted", "already_submitted", "skipped"}
 
 
-async def _until(condition, proc: asyncio.subprocess.Process) -> bool:  # type: ignore[no-untyped-def]
-    """Wait until ``condition()`` holds (True) or the process has exited (False)."""
-    while not condition():
+async def _until(count: Callable[[], int], target: int, proc: asyncio.subprocess.Process) -> bool:
+    """Wait until ``count()`` reaches ``target`` (True) or the process has exited (False)."""
+    while count() < target:
         if proc.returncode is not None:
             return False
         await asyncio.sleep(0.005)
@@ -56,7 +57,7 @@ async def test_kill_9_at_random_moments_loses_no_row_and_repeats_only_what_was_i
         start = emulator.stats()["requests"]
         target = start + rng.randint(1, 60)
         proc = await start_cli(*args)
-        if await _until(lambda t=target: emulator.stats()["requests"] >= t, proc):  # type: ignore[misc]
+        if await _until(lambda: emulator.stats()["requests"], target, proc):
             proc.send_signal(signal.SIGKILL)
             kills += 1
         await proc.communicate()

@@ -27,7 +27,10 @@ def h(i: int) -> str:
 def corrections(n: int = ROWS) -> tuple[pd.DataFrame, dict[tuple[str, str], str]]:
     """Deterministic rows with invalid rows, duplicates, conflicts, per-row media, and the emulator's
     states for some of them (not_classified, no_completed_request, expired)."""
-    hashes, classes, media, tickets = [], [], [], []
+    hashes: list[str] = []
+    classes: list[str] = []
+    media: list[str] = []
+    tickets: list[str] = []
     for i in range(n):
         cls = "human" if i % 3 else "artificial"
         row_hash, row_media = h(i), MEDIA[i % 3]

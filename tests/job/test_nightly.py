@@ -226,7 +226,12 @@ def test_a_hosts_exception_raised_into_the_run_records_rows_as_a_stop_does(tmp_p
     try:
         server_thread, url = _serve_in_thread(hits, served)
         cfg = config(tmp_path, url, 200, rate=Rate(40, 1.0), preflight=False)  # it accepts anything
-        killer = threading.Thread(target=lambda: served.wait(10) and os.kill(os.getpid(), signal.SIGUSR1))
+
+        def stop_once_served() -> None:
+            if served.wait(10):
+                os.kill(os.getpid(), signal.SIGUSR1)
+
+        killer = threading.Thread(target=stop_once_served)
         killer.start()
         with pytest.raises(HostStop):
             run_job(cfg, DEMO_API_KEY)

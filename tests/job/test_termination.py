@@ -220,7 +220,7 @@ class SlowSource(CorrectionsFile):
     """Pass one pauses at batch ``at`` until the test lets it go, after telling the test."""
 
     def __init__(
-        self, *args: Any, at: int, paused: Callable[[], None], go: threading.Event, **kw: Any
+        self, *args: Any, at: int, paused: Callable[[], object], go: threading.Event, **kw: Any
     ) -> None:
         self.at, self.paused, self.go, self.passes, self.read = at, paused, go, 0, 0
         super().__init__(*args, **kw)

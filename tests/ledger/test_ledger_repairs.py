@@ -13,8 +13,8 @@ from batch_override.apikey import ApiKey
 from batch_override.config import Rate, RunConfig
 from batch_override.emulator import DEMO_API_KEY, Emulator
 from batch_override.job.runner import run_job_async
-from batch_override.ledger.reader import COLUMNS
-from batch_override.ledger.writer import carried_names, repair_torn_tail
+from batch_override.ledger.format import COLUMNS, carried_names
+from batch_override.ledger.writer import repair_torn_tail
 from batch_override.report.run_report import add_parser
 from batch_override.summary import Summary
 from tests.support import line, run_command, sha, write_csv, write_ledger

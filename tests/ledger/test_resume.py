@@ -77,6 +77,7 @@ def test_the_index_holds_each_keys_latest_trusted_decisive_line(
     expected = kept.groupby(["media", "hash", "classification"], sort=False).agg(
         outcome=("outcome", "last"), first_run=("run_id", "first")
     )
+    expected_rows = expected.to_dict(orient="index")  # (media, hash, classification) -> its row
     every = frame.drop_duplicates(["media", "hash", "classification"])
 
     keys = make_keys(pa.array(every["hash"]), pa.array(every["media"]), pa.array(every["classification"]))
@@ -85,8 +86,8 @@ def test_the_index_holds_each_keys_latest_trusted_decisive_line(
     for (media, h, cls), prior, when in zip(
         every[["media", "hash", "classification"]].itertuples(index=False), got, seen, strict=True
     ):
-        if (media, h, cls) in expected.index:
-            row = expected.loc[(media, h, cls)]
+        if (media, h, cls) in expected_rows:
+            row = expected_rows[(media, h, cls)]
             assert prior == PRIOR[row["outcome"]]
             assert when == trusted[row["first_run"]]
         else:

@@ -94,5 +94,5 @@ def test_an_opener_after_the_previous_window_bounds_its_length() -> None:
     window.counted(1, sent=14.0, counted=2, now=14.05)  # still counted 13.95 s after the opener's answer
     window.sent(2, at=15.2)
     assert window.counted(2, sent=15.2, counted=1, now=15.25) is True  # the first window seen to end
-    assert (learner.lo, learner.hi) == (pytest.approx(13.95), pytest.approx(15.25))
+    assert (learner.lo, learner.hi) == pytest.approx((13.95, 15.25))
     assert learner.estimate == 15

@@ -14,13 +14,17 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from aiohttp import web
 
 from batch_override.emulator import DEMO_API_KEY
 from batch_override.ledger.format import COLUMNS
+
+if TYPE_CHECKING:
+    from batch_override.config import RunConfig
+    from batch_override.summary import Summary
 
 REPO = Path(__file__).resolve().parent.parent
 #: Flags for a quick run against the emulator: a rate no test's rows reach, short retry delays.
@@ -198,7 +202,7 @@ FAST_SETTINGS: Mapping[str, Any] = {"rate": "1000/s", "backoff_base": 0.01}
 RUN_BOUND = 30.0
 
 
-def fast_config(input: Path | str, ledger: Path | None, url: str, **overrides: Any) -> Any:
+def fast_config(input: Path | str, ledger: Path | None, url: str, **overrides: Any) -> RunConfig:
     """A :class:`~batch_override.config.RunConfig` of :data:`FAST_SETTINGS`, ``overrides`` on top."""
     from batch_override.config import RunConfig
 
@@ -207,7 +211,7 @@ def fast_config(input: Path | str, ledger: Path | None, url: str, **overrides: A
 
 async def run_fast(
     input: Path | str, ledger: Path | None, url: str, key: str = DEMO_API_KEY, **overrides: Any
-) -> Any:
+) -> Summary:
     """The job in-process on :func:`fast_config`; its summary, bounded by :data:`RUN_BOUND`."""
     from batch_override.apikey import ApiKey
     from batch_override.job.runner import run_job_async

@@ -45,7 +45,12 @@ def test_a_log_record_to_a_blocked_stream_returns_at_once_and_the_overflow_is_co
     logger.warning("line %d", 0)
     while stream._writing_since is None:  # the writer holds line 0, blocked: the queue only fills
         time.sleep(0.005)
-    logging_thread = threading.Thread(target=lambda: [logger.warning("line %d", i) for i in range(1, 50)])
+
+    def log_the_rest() -> None:
+        for i in range(1, 50):
+            logger.warning("line %d", i)
+
+    logging_thread = threading.Thread(target=log_the_rest)
     logging_thread.start()
     logging_thread.join(NOT_A_HANG)
     assert not logging_thread.is_alive()

@@ -174,7 +174,7 @@ def _run_here(args: Sequence[str], env: Mapping[str, str] | None, stdin: bytes |
             cli_logs._format = saved[4]
             logger.handlers[:], logger.propagate = saved_logger[:2]
             logger.setLevel(saved_logger[2])
-    return Result(code, out.getvalue(), err.getvalue())
+    return Result(int(code), out.getvalue(), err.getvalue())
 
 
 async def _run_process(

@@ -112,18 +112,19 @@ async def run_cli(
 ) -> Result:
     """Run the CLI to its end: its entry function in a thread of this process (tens of ms, where
     ``python -m batch_override`` takes most of a second), so an in-process server keeps serving.
-    ``process=True`` (or a ``cwd``) starts ``python -m batch_override`` instead, for what is a
-    process's own (signals, the exit code of the interpreter, a descriptor); one still running
-    after ``wait_s`` is killed (by its PID) and the test fails instead of hanging.  In-process,
-    one run at a time: stdin, stdout, stderr and the environment are the CLI's while it runs."""
-    if process or cwd is not None:
+    ``process=True`` starts ``python -m batch_override`` instead, for what is a process's own
+    (signals, the exit code of the interpreter, a descriptor); one still running after ``wait_s``
+    is killed (by its PID) and the test fails instead of hanging.  In-process, one run at a time:
+    stdin, stdout, stderr, the environment and the working directory (``cwd``, else the test's)
+    are the CLI's while it runs."""
+    if process:
         return await _run_process(*args, env=env, stdin=stdin, cwd=cwd, wait_s=wait_s)
     loop = asyncio.get_running_loop()
     done: asyncio.Future[Result] = loop.create_future()
 
     def work() -> None:
         try:
-            result: Result | BaseException = _run_here(args, env, stdin)
+            result: Result | BaseException = _run_here(args, env, stdin, cwd)
         except BaseException as exc:  # handed to the test
             result = exc
         loop.call_soon_threadsafe(_settle, done, result)
@@ -146,22 +147,25 @@ def _settle(done: asyncio.Future[Result], result: Result | BaseException) -> Non
 _CLI_LOCK = threading.Lock()
 
 
-def _run_here(args: Sequence[str], env: Mapping[str, str] | None, stdin: bytes | None) -> Result:
-    """``batch_override.cli.main.main(args)`` with its own streams and environment, the test
-    process's restored after: the streams, the environment, the ``batch_override`` logger and
-    the log format (what a run sets up globally).  Not the console script's entry: that one
-    keeps pandas out of pyarrow for the rest of the process (:mod:`batch_override.cli.nopandas`).
+def _run_here(
+    args: Sequence[str], env: Mapping[str, str] | None, stdin: bytes | None, cwd: Path | None
+) -> Result:
+    """``batch_override.cli.main.main(args)`` with its own streams, environment and working
+    directory; the test process's restored after, with the ``batch_override`` logger and the log
+    format (what a run sets up globally).  Not the console script's entry: that one keeps pandas
+    out of pyarrow for the rest of the process (:mod:`batch_override.cli.nopandas`).
     A ``SystemExit`` (``--help``, a usage error) is its code, as a process's exit would be."""
     out, err = io.StringIO(), io.StringIO()
     given = io.TextIOWrapper(io.BytesIO(stdin or b""), encoding="utf-8")
     logger = logging.getLogger("batch_override")
     with _CLI_LOCK:
-        saved = (sys.stdin, sys.stdout, sys.stderr, dict(os.environ), cli_logs._format)
+        saved = (sys.stdin, sys.stdout, sys.stderr, dict(os.environ), cli_logs._format, os.getcwd())
         saved_logger = (logger.handlers[:], logger.propagate, logger.level)
         os.environ.clear()
         os.environ.update(env if env is not None else cli_env())
         sys.stdin, sys.stdout, sys.stderr = given, out, err
         try:
+            os.chdir(cwd or saved[5])
             code = cli_main(list(args))
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
@@ -172,6 +176,7 @@ def _run_here(args: Sequence[str], env: Mapping[str, str] | None, stdin: bytes |
             os.environ.clear()
             os.environ.update(saved[3])
             cli_logs._format = saved[4]
+            os.chdir(saved[5])
             logger.handlers[:], logger.propagate = saved_logger[:2]
             logger.setLevel(saved_logger[2])
     return Result(int(code), out.getvalue(), err.getvalue())

@@ -246,7 +246,6 @@ def test_an_object_uri_of_an_unknown_extension_is_refused_by_the_config_as_a_fil
 async def test_hash_reads_its_path_list_from_s3_and_resolves_paths_against_the_working_directory(
     s3_server: S3Server, bucket: str, tmp_path: Path
 ) -> None:
-    """A subprocess: the working directory is the process's own."""
     (tmp_path / "clip.mp4").write_bytes(b"media bytes")
     s3_server.put(bucket, "paths.csv", b"path\nclip.mp4\n")
     result = await run_cli(

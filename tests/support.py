@@ -93,7 +93,9 @@ class Result:
 async def start_cli(
     *args: str, env: Mapping[str, str] | None = None, stdin: bytes | None = None, cwd: Path | None = None
 ) -> asyncio.subprocess.Process:
-    """Start ``batch-override ARGS`` without blocking the loop (an in-process emulator keeps serving)."""
+    """Start ``python -m batch_override ARGS`` without blocking the loop (an in-process emulator keeps
+    serving), for a test whose property is the process's own: signals, ``kill -9``; else use
+    :func:`run_cli` (in-process), in a task to watch a run while it runs."""
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "batch_override", *args,
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,

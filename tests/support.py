@@ -1,5 +1,6 @@
-"""Helpers shared by the tests: inputs, the CLI in a subprocess, ledgers, and hand-written ledgers and run
-logs with one subcommand run in-process through a parser holding only it (no subprocess)."""
+"""Helpers shared by the tests: inputs, the CLI (in-process by default, in a subprocess where the
+property is a process's own), ledgers, and hand-written ledgers and run logs with one subcommand run
+in-process through a parser holding only it."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import asyncio
 import contextlib
 import csv
 import hashlib
+import io
 import json
+import logging
 import os
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from aiohttp import web
 
+from batch_override.cli import logs as cli_logs
+from batch_override.cli.main import main as cli_main
 from batch_override.emulator import DEMO_API_KEY
 from batch_override.ledger.format import COLUMNS
 
@@ -91,7 +97,9 @@ class Result:
 async def start_cli(
     *args: str, env: Mapping[str, str] | None = None, stdin: bytes | None = None, cwd: Path | None = None
 ) -> asyncio.subprocess.Process:
-    """Start ``batch-override ARGS`` without blocking the loop (an in-process emulator keeps serving)."""
+    """Start ``python -m batch_override ARGS`` without blocking the loop (an in-process emulator keeps
+    serving), for a test whose property is the process's own: signals, ``kill -9``; else use
+    :func:`run_cli` (in-process), in a task to watch a run while it runs."""
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "batch_override", *args,
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
@@ -106,9 +114,83 @@ async def run_cli(
     stdin: bytes | None = None,
     cwd: Path | None = None,
     wait_s: float = 120,
+    process: bool = False,
 ) -> Result:
-    """Run the CLI to its end.  One still running after ``wait_s`` is killed (by its PID) and the
-    test fails, instead of hanging until pytest's timeout and leaving the process behind."""
+    """Run the CLI to its end: its entry function in a thread of this process (tens of ms, where
+    ``python -m batch_override`` takes most of a second), so an in-process server keeps serving.
+    ``process=True`` starts ``python -m batch_override`` instead, for what is a process's own
+    (signals, the exit code of the interpreter, a descriptor); one still running after ``wait_s``
+    is killed (by its PID) and the test fails instead of hanging.  In-process, one run at a time:
+    stdin, stdout, stderr, the environment and the working directory (``cwd``, else the test's)
+    are the CLI's while it runs."""
+    if process:
+        return await _run_process(*args, env=env, stdin=stdin, cwd=cwd, wait_s=wait_s)
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Result] = loop.create_future()
+
+    def work() -> None:
+        try:
+            result: Result | BaseException = _run_here(args, env, stdin, cwd)
+        except BaseException as exc:  # handed to the test
+            result = exc
+        loop.call_soon_threadsafe(_settle, done, result)
+
+    # A daemon thread, not asyncio.to_thread: a run that hangs fails its test at ``wait_s``
+    # without holding the interpreter's exit.
+    threading.Thread(target=work, name="batch-override CLI", daemon=True).start()
+    return await asyncio.wait_for(asyncio.shield(done), wait_s)
+
+
+def _settle(done: asyncio.Future[Result], result: Result | BaseException) -> None:
+    if done.cancelled():
+        return
+    if isinstance(result, BaseException):
+        done.set_exception(result)
+    else:
+        done.set_result(result)
+
+
+_CLI_LOCK = threading.Lock()
+
+
+def _run_here(
+    args: Sequence[str], env: Mapping[str, str] | None, stdin: bytes | None, cwd: Path | None
+) -> Result:
+    """``batch_override.cli.main.main(args)`` with its own streams, environment and working
+    directory; the test process's restored after, with the ``batch_override`` logger and the log
+    format (what a run sets up globally).  Not the console script's entry: that one keeps pandas
+    out of pyarrow for the rest of the process (:mod:`batch_override.cli.nopandas`).
+    A ``SystemExit`` (``--help``, a usage error) is its code, as a process's exit would be."""
+    out, err = io.StringIO(), io.StringIO()
+    given = io.TextIOWrapper(io.BytesIO(stdin or b""), encoding="utf-8")
+    logger = logging.getLogger("batch_override")
+    with _CLI_LOCK:
+        saved = (sys.stdin, sys.stdout, sys.stderr, dict(os.environ), cli_logs._format, os.getcwd())
+        saved_logger = (logger.handlers[:], logger.propagate, logger.level)
+        os.environ.clear()
+        os.environ.update(env if env is not None else cli_env())
+        sys.stdin, sys.stdout, sys.stderr = given, out, err
+        try:
+            os.chdir(cwd or saved[5])
+            code = cli_main(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+            if isinstance(exc.code, str):
+                print(exc.code, file=err)
+        finally:
+            sys.stdin, sys.stdout, sys.stderr = saved[:3]
+            os.environ.clear()
+            os.environ.update(saved[3])
+            cli_logs._format = saved[4]
+            os.chdir(saved[5])
+            logger.handlers[:], logger.propagate = saved_logger[:2]
+            logger.setLevel(saved_logger[2])
+    return Result(int(code), out.getvalue(), err.getvalue())
+
+
+async def _run_process(
+    *args: str, env: Mapping[str, str] | None, stdin: bytes | None, cwd: Path | None, wait_s: float
+) -> Result:
     proc = await start_cli(*args, env=env, stdin=stdin, cwd=cwd)
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin), wait_s)
@@ -121,12 +203,18 @@ async def run_cli(
 
 
 async def run_against(
-    url: str, corrections: str | Path, ledger: Path, *flags: str, env: Mapping[str, str] | None = None
+    url: str,
+    corrections: str | Path,
+    ledger: Path,
+    *flags: str,
+    env: Mapping[str, str] | None = None,
+    process: bool = False,
 ) -> Result:
     """``batch-override run CORRECTIONS --ledger LEDGER --api-url URL`` with :data:`FAST` and
-    ``flags`` (later flags win), to its end, with the demo key unless ``env`` says otherwise."""
+    ``flags`` (later flags win), to its end, with the demo key unless ``env`` says otherwise;
+    in-process unless ``process`` (see :func:`run_cli`)."""
     args = ("run", str(corrections), "--ledger", str(ledger), "--api-url", url, *FAST, *flags)
-    return await run_cli(*args, env=env if env is not None else cli_env())
+    return await run_cli(*args, env=env if env is not None else cli_env(), process=process)
 
 
 @contextlib.asynccontextmanager

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from batch_override.cli.main import build_parser
 from batch_override.cli.options import JOB_KEYS
-from tests.support import REPO, cli_env
+from tests.support import REPO, cli_env, run_cli
 
 EXIT = re.compile(r"#\s*exit\s+(\d+)")
 
@@ -42,6 +42,8 @@ def test_the_walkthrough_covers_what_a_new_user_does() -> None:
 
 
 async def test_every_walkthrough_command_runs_as_documented(tmp_path: Path) -> None:
+    """The emulator in a subprocess, as the walkthrough starts it in the background (a server of
+    its own); the commands in-process, in the walkthrough's folder."""
     for folder in ("sample_data", "jobs"):
         shutil.copytree(REPO / folder, tmp_path / folder)
     env = cli_env(key=None, extra={"PYTHONPATH": str(REPO)})
@@ -72,13 +74,9 @@ async def test_every_walkthrough_command_runs_as_documented(tmp_path: Path) -> N
                 line = (await asyncio.wait_for(emulator.stdout.readline(), 30)).decode()
                 url = line.split()[-1]
                 continue
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "batch_override", *words[1:], cwd=tmp_path, env=env,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-            out, err = await asyncio.wait_for(proc.communicate(), 120)
-            assert proc.returncode == expected, f"{command}\n{out.decode()}\n{err.decode()}"
-            assert "Traceback" not in err.decode()
+            done = await run_cli(*words[1:], cwd=tmp_path, env=env)
+            assert done.returncode == expected, f"{command}\n{done.stdout}\n{done.stderr}"
+            assert "Traceback" not in done.stderr
     finally:
         if emulator is not None and emulator.returncode is None:
             emulator.send_signal(signal.SIGTERM)

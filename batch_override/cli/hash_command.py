@@ -285,10 +285,10 @@ def _hash_cell(base: Path, cell: str) -> tuple[str, str]:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add ``hash INPUT|- -o OUTPUT [-0] [--classification LABEL] [--media MEDIA] ...``."""
+    """Add ``hash INPUT|- -o OUTPUT [-0] [--classification LABEL] [--media MEDIA] ...`` (its line
+    in the top-level ``--help`` is :mod:`.main`'s: that one must not import this)."""
     p = sub.add_parser(
         "hash",
-        help="compute the SHA-256 of the media files INPUT lists, writing a corrections file",
         description="Read INPUT (.csv, .csv.gz, .tsv, .parquet) with a path column naming media files "
         "(relative to INPUT's directory), or - for paths on standard input, one per line (relative to "
         "the current directory), and write OUTPUT: a hash column, then INPUT's columns, then an error "

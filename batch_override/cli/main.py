@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import gc
 import json
 import logging
@@ -12,9 +13,9 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 from .. import urls
 from .._version import __version__
@@ -29,21 +30,13 @@ from ..errors import (
     end_reason,
     first_line,
 )
-from ..report import run_report as report
 from ..summary import Summary
 from ..urls import PING_URL, PUSHGATEWAY, check_url
-from . import hash_command as hashing
-from . import validate_command as validate
 from .logs import current_format, json_line, queued_stderr, setup_logging
-from .metrics import (
-    LiveMetrics,
-    PushFailed,
-    push_metrics,
-    read_last_success,
-    write_metrics,
-)
 from .options import OutputOptions, add_run_options, config_from
-from .ping import Pinger
+
+# The subcommands' modules (aiohttp, pyarrow, numpy, prometheus_client) are imported when one
+# runs, never at start-up: --version and --help stay quick (a test lists what they import).
 
 log = logging.getLogger("batch_override")
 
@@ -79,6 +72,62 @@ class _Parser(argparse.ArgumentParser):
         self.exit(ExitCode.USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class _Subcommands(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """Subcommands of which some are defined only once chosen: their modules import numpy and
+    pyarrow, which ``--version`` and the top-level ``--help`` must not wait for.
+
+    :meth:`later` adds a name and its ``--help`` line now, and ``define(self)`` (the module's
+    ``add_parser``, which passes no ``help=``: the line is already there) when the name is parsed.
+    ``prepare`` is called before a later command's modules are imported (their module-level
+    ``pa.array`` calls are pyarrow's first: see :mod:`.nopandas`).
+    The trap: until then ``choices[name]`` is an empty placeholder parser.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._later: dict[str, Callable[[argparse._SubParsersAction], None]] = {}  # type: ignore[type-arg]
+        self.prepare: Callable[[], object] | None = None
+
+    def later(self, name: str, help: str, define: Callable[[argparse._SubParsersAction], None]) -> None:  # type: ignore[type-arg]
+        self.add_parser(name, help=help)
+        self._later[name] = define
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        define = self._later.pop(values[0], None)
+        if define is not None:
+            if self.prepare is not None:
+                self.prepare()
+            del self._name_parser_map[values[0]]
+            define(self)
+        super().__call__(parser, namespace, values, option_string)
+
+
+def _validate_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from . import validate_command
+
+    validate_command.add_parser(sub, _add_log_options)
+
+
+def _report_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from ..report import run_report
+
+    run_report.add_parser(sub)
+    _add_error_options(sub.choices["report"])
+
+
+def _hash_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from . import hash_command
+
+    hash_command.add_parser(sub)
+    _add_error_options(sub.choices["hash"])
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     add_run_options(p)
     _add_log_options(p)
@@ -112,7 +161,8 @@ def _add_error_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prepare: Callable[[], object] | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; ``prepare`` as :func:`main` says."""
     parser = _Parser(
         prog="batch-override",
         description="Submit identifAI classification overrides in bulk: paced, idempotent, resumable, "
@@ -121,7 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"batch-override {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, action=_Subcommands)
+    assert isinstance(sub, _Subcommands)
+    sub.prepare = prepare
     run = sub.add_parser(
         "run",
         help="send the corrections of INPUT, writing the ledger",
@@ -142,11 +194,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="ledger CSV to append to (created if missing); required",
     )
     _add_run_options(run)
-    validate.add_parser(sub, _add_log_options)
-    report.add_parser(sub)
-    hashing.add_parser(sub)
-    for name in ("report", "hash"):
-        _add_error_options(sub.choices[name])
+    sub.later(
+        "validate",
+        "check INPUT as run reads it and report problems; send nothing "
+        "(exit 0 clean, 1 problems, 2 unreadable)",
+        _validate_parser,
+    )
+    sub.later(
+        "report",
+        "summarise a run from its ledger; write the rows worth retrying as a new input",
+        _report_parser,
+    )
+    sub.later(
+        "hash", "compute the SHA-256 of the media files INPUT lists, writing a corrections file", _hash_parser
+    )
     sub.add_parser(
         "emulator",
         help="serve the bundled API emulator (see: batch-override emulator --help)",
@@ -188,6 +249,8 @@ def _run_checked(args: argparse.Namespace, config: RunConfig, output: OutputOpti
     setup_logging(output.log_format, max(args.verbose, output.verbose), output.quiet)
     if not output.ping_url:
         return _run_job(config, output).exit_code
+    from .ping import Pinger
+
     pinger = Pinger(output.ping_url)
     pinger.start()
     code: int = ExitCode.INTERNAL
@@ -208,19 +271,16 @@ def _run_checked(args: argparse.Namespace, config: RunConfig, output: OutputOpti
 
 def _run_job(config: RunConfig, output: OutputOptions) -> Summary:
     from ..job.runner import run_job_async
+    from .metrics import LiveMetrics
 
     api_key = None if config.dry_run and not _key_available(output) else load_api_key(output.api_key_file)
-    # Everything imported so far (pandas, pyarrow, aiohttp) lives for the whole run: keep the
-    # cyclic garbage collector from walking it again and again while rows are sent (CPU spent
-    # for nothing: those objects never become garbage).
-    gc.collect()
-    gc.freeze()
     name = _metrics_job(output, config.ledger)
     live = None
     if config.progress_interval is not None and (output.metrics_file or output.pushgateway):
         metrics_file = Path(output.metrics_file) if output.metrics_file else None
         live = LiveMetrics(job=name, metrics_file=metrics_file, gateway=output.pushgateway)
-    summary = asyncio.run(run_job_async(config, api_key, handle_signals=True, on_tick=live))
+    with _frozen():
+        summary = asyncio.run(run_job_async(config, api_key, handle_signals=True, on_tick=live))
     # The outputs after the run cannot change its outcome: each failure is one warning, the exit
     # code stays the run's, and every other output is still written.
     if not output.quiet or summary.exit_code != ExitCode.OK:
@@ -234,11 +294,29 @@ def _run_job(config: RunConfig, output: OutputOptions) -> Summary:
     return summary
 
 
+@contextlib.contextmanager
+def _frozen() -> Iterator[None]:
+    """Everything imported so far (pyarrow, aiohttp) lives for the whole run: keep the cyclic
+    garbage collector from walking it again and again while rows are sent (CPU spent for nothing:
+    those objects never become garbage).  Unfrozen after, so a host that runs the command in its
+    own process (a test) is left as it was; one that had frozen objects itself keeps them frozen."""
+    gc.collect()
+    frozen_before = gc.get_freeze_count()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        if not frozen_before:
+            gc.unfreeze()
+
+
 def _send_metrics(output: OutputOptions, summary: Summary, name: str, reason: EndReason) -> None:
     """Write ``--metrics-file`` and push to ``--pushgateway``; a failure is one warning each."""
     if output.metrics_file:
         _write_metrics(Path(output.metrics_file), summary, name, reason)
     if output.pushgateway:
+        from .metrics import PushFailed, push_metrics
+
         try:
             push_metrics(output.pushgateway, summary, job=name, reason=reason)
         except PushFailed as exc:  # metrics must never change the run's exit code
@@ -323,6 +401,8 @@ def _print_summary(summary: Summary, stream: TextIO | None) -> None:
 
 
 def _write_metrics(path: Path, summary: Summary, name: str, reason: EndReason) -> None:
+    from .metrics import read_last_success, write_metrics
+
     # A failed run keeps the last success time, so a "no success for 2 days" alert still fires.
     last_success = time.time() if summary.exit_code == ExitCode.OK else read_last_success(path, job=name)
     try:
@@ -337,24 +417,35 @@ def _key_available(output: OutputOptions) -> bool:
     return bool(output.api_key_file or os.environ.get(ENV_VAR))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prepare: Callable[[], object] | None = None) -> int:
+    """The command line (``argv`` defaults to ``sys.argv[1:]``); returns the exit code, except that
+    ``--help``, ``--version`` and a usage error raise :class:`SystemExit` as argparse does.
+    ``prepare`` is called once a command is chosen, before its modules load: the console script keeps
+    pandas out of pyarrow there (:mod:`.nopandas`), which a host running this in its own process
+    (a test) must not have done to it.  The command's signal handlers are installed only on the
+    main thread; run elsewhere, it leaves the host's as they are."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["emulator"]:
         from ..emulator.cli import main as emulator_main
 
         return emulator_main(args_list[1:])
     with queued_stderr():  # nothing the command does waits for a stalled stderr
-        return _main(args_list)
+        return _main(args_list, prepare)
 
 
-def _main(args_list: list[str]) -> int:
-    parser = build_parser()
+def _main(args_list: list[str], prepare: Callable[[], object] | None = None) -> int:
+    once = functools.cache(prepare) if prepare is not None else None
+    parser = build_parser(once)
     args = parser.parse_args(args_list)
+    if once is not None:
+        once()  # `run`, defined up front, after its --help
     try:
         if args.command == "run":
             return _run(args)
         if args.command == "validate":
-            return validate.main_validate(args)
+            from .validate_command import main_validate
+
+            return main_validate(args)
         handler = getattr(args, "handler", None)
         if handler is not None:
             return int(handler(args))

@@ -49,12 +49,9 @@ def add_parser(
     sub: argparse._SubParsersAction,  # type: ignore[type-arg]
     add_log_options: Callable[[argparse.ArgumentParser], None],
 ) -> None:
-    """Add ``validate INPUT [--job TOML] [--hash-column ...] [--label-map MAP] [--max-problems N]``."""
-    p = sub.add_parser(
-        "validate",
-        help="check INPUT as run reads it and report problems; send nothing "
-        "(exit 0 clean, 1 problems, 2 unreadable)",
-    )
+    """Add ``validate INPUT [--job TOML] [--hash-column ...] [--label-map MAP] [--max-problems N]``
+    (its line in the top-level ``--help`` is :mod:`.main`'s: that one must not import this)."""
+    p = sub.add_parser("validate")
     p.add_argument("input", metavar="INPUT", nargs="?", help="corrections file (else the job file's input)")
     add_job_option(p)
     add_config_options(p, _READING)

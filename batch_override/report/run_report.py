@@ -242,10 +242,10 @@ def _duration(scan: Scan, code: int, entry: RunRecords) -> float:
 
 # -- the command ---------------------------------------------------------------------------------
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add ``report LEDGER [--run RUN_ID|all] [--retry-file PATH] [--json PATH]``."""
+    """Add ``report LEDGER [--run RUN_ID|all] [--retry-file PATH] [--json PATH]`` (its line in the
+    top-level ``--help`` is :mod:`..cli.main`'s: that one must not import this)."""
     p = sub.add_parser(
         "report",
-        help="summarise a run from its ledger; write the rows worth retrying as a new input",
         description="Summarise one run of LEDGER (default: the latest), or with --run all the state "
         "of every override it holds (each one's latest decisive line).",
         epilog="exit codes: 0 report written; 2 missing or unreadable ledger, unknown run id, "

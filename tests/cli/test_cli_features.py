@@ -1,4 +1,4 @@
-"""The operator features end to end: the CLI in a subprocess against the emulator, read the way an
+"""The operator features end to end: the CLI (in-process) against the emulator, read the way an
 operator reads them (a terminal, cron's mail, a log shipper, node_exporter, a job file)."""
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ async def _wait_for_line(stream: asyncio.StreamReader, needle: str, limit: int =
 async def test_sigterm_finishes_in_flight_rows_records_the_rest_aborted_and_exits_143(
     tmp_path: Path, emulator_factory
 ) -> None:
+    """A subprocess: the signal and the exit code are the process's own."""
     emulator = await emulator_factory(unknown="classified", latency_ms=150)
     corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(60)])
     ledger = tmp_path / "l.csv"
@@ -60,6 +61,7 @@ async def test_sigterm_finishes_in_flight_rows_records_the_rest_aborted_and_exit
 
 
 async def test_a_second_signal_exits_at_once_without_a_torn_line(tmp_path: Path, emulator_factory) -> None:
+    """A subprocess: the signals and the exit at once are the process's own."""
     emulator = await emulator_factory(unknown="classified", latency_ms=5_000)
     corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(10)])
     ledger = tmp_path / "l.csv"
@@ -225,6 +227,7 @@ def test_an_api_key_object_does_not_show_its_value() -> None:
 async def test_sighup_is_handled_as_sigterm_with_summary_finish_record_and_metrics_and_exits_129(
     tmp_path: Path, emulator_factory
 ) -> None:
+    """A subprocess: the signal and the exit code are the process's own."""
     emulator = await emulator_factory(unknown="classified", latency_ms=150)
     corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(60)])
     ledger, metrics = tmp_path / "l.csv", tmp_path / "l.prom"
@@ -249,6 +252,7 @@ async def test_sighup_is_handled_as_sigterm_with_summary_finish_record_and_metri
 async def test_requests_still_in_flight_when_the_grace_period_ends_are_recorded_interrupted(
     tmp_path: Path, emulator_factory
 ) -> None:
+    """A subprocess: the signal is the process's own."""
     emulator = await emulator_factory(unknown="classified", latency_ms=30_000)
     corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(6)])
     ledger = tmp_path / "l.csv"

@@ -16,6 +16,8 @@ from tests.support import FAST, REPO, cli_env, run_against, sha, write_csv
 async def test_a_closed_stdout_is_one_warning_the_exit_code_stays_and_the_other_outputs_are_written(
     tmp_path: Path, emulator_factory: Any
 ) -> None:
+    """A subprocess: its stdout descriptor (a pipe whose reader is gone) and the exit code are the
+    process's own."""
     emulator = await emulator_factory(unknown="classified")
     corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(3)])
     summary, metrics = tmp_path / "summary.json", tmp_path / "run.prom"
@@ -75,6 +77,7 @@ async def test_a_summary_or_metrics_file_in_a_missing_directory_is_exit_2_before
 
 
 async def test_a_stdout_closed_from_the_start_is_one_warning_too(tmp_path: Path) -> None:
+    """A subprocess: a process started with its descriptor 1 closed (``>&-``)."""
     corrections = write_csv(tmp_path / "c.csv", [(sha(1), "human")])
     command = shlex.join(
         [sys.executable, "-m", "batch_override", "run", str(corrections), "--ledger", str(tmp_path / "l.csv"),

@@ -20,7 +20,7 @@ from batch_override.job.ticker import LINES_SPAN, Meter
 from batch_override.summary import ProgressSnapshot
 from tests.binaries import debian_binary
 from tests.cli.support import metric_key, scrape_pushgateway
-from tests.support import FAST, cli_env, run_against, sha, start_cli, write_csv
+from tests.support import FAST, Result, cli_env, run_against, run_cli, sha, write_csv
 
 
 def _unix(text: str) -> float:
@@ -141,13 +141,13 @@ def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     }
 
 
-async def _until(check: Any, proc: asyncio.subprocess.Process, wait_s: float = 30) -> Any:
+async def _until(check: Any, run: asyncio.Task[Result], wait_s: float = 30) -> Any:
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         found = check()
         if found:
             return found
-        assert proc.returncode is None, "the run ended before the check held"
+        assert not run.done(), "the run ended before the check held"
         await asyncio.sleep(0.05)
     raise AssertionError("timed out waiting for the in-progress metrics")
 
@@ -167,17 +167,17 @@ async def test_the_textfile_is_refreshed_while_running_and_keeps_the_last_succes
     rows = 30
     second = write_csv(tmp_path / "b.csv", [(sha(100 + i), "human") for i in range(rows)])
     job = frozenset({("job", "nightly")})
-    proc = await start_cli(
+    run = asyncio.create_task(run_cli(
         "run", str(second), "--ledger", str(ledger), "--api-url", emulator.url, *FAST, "--rate", "10/s",
         "--progress-interval", "0.5", "--metrics-file", str(prom),
-    )  # fmt: skip
+    ))  # fmt: skip
     try:
 
         def in_progress() -> dict[Any, float] | None:
             samples = _samples(prom.read_text())  # never half-written: replaced atomically
             return samples if samples.get(("batch_override_run_in_progress", job)) == 1 else None
 
-        mid = await _until(in_progress, proc)
+        mid = await _until(in_progress, run)
         text = prom.read_text()
         later = await _until(
             lambda: (
@@ -185,11 +185,11 @@ async def test_the_textfile_is_refreshed_while_running_and_keeps_the_last_succes
                 and s[("batch_override_run_rows_done", job)] > mid[("batch_override_run_rows_done", job)]
                 and s
             ),
-            proc,
+            run,
         )
     finally:
-        _, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
+        result = await run
+    assert result.returncode == 0, result.stderr
     assert mid[("batch_override_last_success_timestamp_seconds", job)] == success
     assert mid[("batch_override_exit_code", job)] == 0  # the last run's, while this one runs
     assert mid[("batch_override_run_input_rows", job)] == rows
@@ -221,10 +221,10 @@ async def test_the_pushgateway_gets_progress_by_post_and_keeps_the_last_success_
     second = write_csv(
         tmp_path / "b.csv", [*((sha(100 + i), "human") for i in range(rows)), (sha(999), "human")]
     )
-    proc = await start_cli(
+    run = asyncio.create_task(run_cli(
         "run", str(second), "--ledger", str(ledger), "--api-url", emulator.url, *FAST, "--rate", "10/s",
         "--progress-interval", "0.5", "--pushgateway", pushgateway,
-    )  # fmt: skip
+    ))  # fmt: skip
     done = metric_key("run_rows_done", job="nightly")
     try:
 
@@ -232,11 +232,11 @@ async def test_the_pushgateway_gets_progress_by_post_and_keeps_the_last_success_
             samples = scrape_pushgateway(pushgateway)
             return samples if samples.get(metric_key("run_in_progress", job="nightly")) == 1 else None
 
-        mid = await _until(running, proc)
-        later = await _until(lambda: (s := running()) and s[done] > mid[done] and s, proc)
+        mid = await _until(running, run)
+        later = await _until(lambda: (s := running()) and s[done] > mid[done] and s, run)
     finally:
-        _, err = await proc.communicate()
-    assert proc.returncode == 1, err.decode()
+        result = await run
+    assert result.returncode == 1, result.stderr
     for seen in (mid, later):
         assert seen[metric_key("last_success_timestamp_seconds", job="nightly")] == success
         assert seen[metric_key("exit_code", job="nightly")] == 0
@@ -244,4 +244,4 @@ async def test_the_pushgateway_gets_progress_by_post_and_keeps_the_last_success_
     assert end[metric_key("run_in_progress", job="nightly")] == 0
     assert end[metric_key("exit_code", job="nightly")] == 1
     assert end[metric_key("last_success_timestamp_seconds", job="nightly")] == success
-    assert "cannot push" not in err.decode()
+    assert "cannot push" not in result.stderr

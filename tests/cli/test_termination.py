@@ -30,6 +30,7 @@ QUICK = (*FAST, "--no-preflight")
 async def test_a_ledger_that_cannot_grow_exits_6_at_once_releases_the_lock_and_the_rerun_completes(
     tmp_path: Path, emulator_factory: Any
 ) -> None:
+    """A subprocess: the file size limit (RLIMIT_FSIZE) is the process's own."""
     emulator = await emulator_factory(unknown="classified")
     corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(400)])
     ledger = tmp_path / "l.csv"
@@ -102,6 +103,7 @@ async def refusing_the_third_request() -> AsyncIterator[tuple[str, asyncio.Event
 
 
 async def test_sigterm_after_a_401_stop_cuts_the_grace_short_and_still_exits_3(tmp_path: Path) -> None:
+    """A subprocess: the signal and the exit code are the process's own."""
     corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(10)])
     ledger = tmp_path / "l.csv"
     async with refusing_the_third_request() as (url, refused):

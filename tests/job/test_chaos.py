@@ -34,6 +34,7 @@ async def _until(count: Callable[[], int], target: int, proc: asyncio.subprocess
 async def test_kill_9_at_random_moments_loses_no_row_and_repeats_only_what_was_in_flight(
     tmp_path: Path, emulator_factory
 ) -> None:
+    """A subprocess: ``kill -9`` ends a process, with whatever it had not written."""
     emulator = await emulator_factory(
         unknown="classified",
         fail_rate=0.05,

@@ -126,6 +126,7 @@ async def test_no_proxy_naming_the_api_host_bypasses_the_proxy(
 async def test_a_proxy_that_drops_rate_limit_headers_does_not_hang_the_default_auto_rate(
     tmp_path: Path, emulator_factory
 ) -> None:
+    """A subprocess: a run that hangs is ended by SIGTERM, then by its PID."""
     # Without headers auto paces at exactly 60/min: three rows and the preflight take 3 s; the hang
     # this guards against waited a whole assumed minute, so 20 s tells them apart on any machine.
     emulator = await emulator_factory(unknown="classified", rate_limit=(50, 1.0))

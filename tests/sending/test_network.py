@@ -81,11 +81,14 @@ async def forwarding_proxy(drop_headers: tuple[str, ...] = ()) -> AsyncIterator[
             await runner.cleanup()
 
 
-async def _run(url: str, tmp_path: Path, env: Mapping[str, str], *extra: str, rows: int = 5) -> Result:
+async def _run(
+    url: str, tmp_path: Path, env: Mapping[str, str], *extra: str, rows: int = 5, process: bool = False
+) -> Result:
     corrections = write_csv(tmp_path / "c.csv", [(sha(i), "human") for i in range(rows)])
     return await run_cli(
-        "run", str(corrections), "--ledger", str(tmp_path / "l.csv"), "--api-url", url, *extra, env=env
-    )
+        "run", str(corrections), "--ledger", str(tmp_path / "l.csv"), "--api-url", url, *extra,
+        env=env, process=process,
+    )  # fmt: skip
 
 
 async def test_http_proxy_from_the_environment_carries_every_request(
@@ -279,7 +282,10 @@ async def test_ca_bundle_makes_a_private_certificate_trusted(tmp_path: Path, tls
 async def test_ssl_cert_file_in_the_environment_makes_it_trusted_too(
     tmp_path: Path, tls_emulator: TlsServer
 ) -> None:
-    result = await _run(tls_emulator.url, tmp_path, _env(SSL_CERT_FILE=str(tls_emulator.cert)), *FAST)
+    """A process: the default TLS context (aiohttp's, made when it is imported) reads
+    SSL_CERT_FILE from the environment the process started with, as cron or a pod gives it."""
+    env = _env(SSL_CERT_FILE=str(tls_emulator.cert))
+    result = await _run(tls_emulator.url, tmp_path, env, *FAST, process=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(await tls_emulator.overrides()) == 5
 

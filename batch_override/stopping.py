@@ -337,15 +337,20 @@ class Interrupts:
     """How the caller's thread stops a run it waits for: a KeyboardInterrupt (Ctrl-C, a
     notebook's Interrupt), or a cancel of the task that called ``run_job`` (under
     ``asyncio.run``, a first Ctrl-C only cancels the main task: its loop is blocked here, so the
-    request is seen by polling ``Task.cancelling``).  The first stops the run as SIGINT would, a
-    second cuts its grace short.  The trap: a stop made before the run attached its handle would
-    be lost (a handle does not carry stops over), so it is repeated until it reaches the run.
+    request is seen by polling ``Task.cancelling``), or a host's own exception raised into the
+    waiting thread (an orchestrator's SIGTERM handler).  The first stops the run as SIGINT would,
+    a second cuts its grace short; the first is raised once the run has wound down, so the run
+    never goes on behind the caller's back with the ledger's lock held.  The trap: a stop made
+    before the run attached its handle would be lost (a handle does not carry stops over), so it
+    is repeated until it reaches the run.
     """
 
     _INTERRUPTED = (
         "interrupted (KeyboardInterrupt): finishing in-flight rows, leaving the rest for the next run"
     )
     _CANCELLED = "cancelled by the caller: finishing in-flight rows, leaving the rest for the next run"
+    _HOST = "stopped by the host's exception"
+    _REST = "finishing in-flight rows, leaving the rest for the next run"
 
     def __init__(self, handle: StopHandle) -> None:
         self._handle = handle
@@ -366,6 +371,8 @@ class Interrupts:
                     self._poll()
             except KeyboardInterrupt as exc:
                 self._stop(exc, self._INTERRUPTED)
+            except Exception as exc:  # a host's own, raised into this thread (its SIGTERM handler)
+                self._stop(exc, f"{self._HOST} ({type(exc).__name__}): {self._REST}")
         return self.raised
 
     def _poll(self) -> None:

@@ -24,6 +24,7 @@ from batch_override.emulator import DEMO_API_KEY
 from batch_override.job.runner import run_job_async
 from batch_override.ledger import runlog
 from batch_override.ledger import state as resume_state
+from batch_override.ledger.lock import LedgerLock
 from batch_override.report.run_report import summarize
 from batch_override.stopping import StopHandle
 from batch_override.summary import Summary
@@ -235,6 +236,13 @@ def test_a_hosts_exception_raised_into_the_run_records_rows_as_a_stop_does(tmp_p
         killer.start()
         with pytest.raises(HostStop):
             run_job(cfg, DEMO_API_KEY)
+        # Raised only once the run has wound down: its finish record is written and the lock is
+        # free at once (the run must not go on behind the host's back, sending and holding it).
+        assert cfg.ledger is not None
+        assert finished(cfg.ledger).exit_code == 130  # wound down as a stop, before the raise
+        lock = LedgerLock(cfg.ledger)
+        lock.acquire({"pid": 0})  # LedgerLocked while the run still held it
+        lock.release()
         killer.join(10)
     finally:
         signal.signal(signal.SIGUSR1, previous)
@@ -361,3 +369,42 @@ async def test_the_state_is_read_and_replaced_not_rebuilt_on_a_normal_night(
     assert header["covered"] == cfg.ledger.stat().st_size and header["entries"] == 40
     loaded = resume_state.load(cfg.ledger, state.name.rsplit("-", 1)[1], header["runs"])
     assert loaded.source == "state" and len(loaded.entries) == 40
+
+
+async def test_a_hosts_exception_in_a_thread_waiting_for_run_job_stops_the_run_before_it_is_raised(
+    tmp_path: Path,
+) -> None:
+    """``run_job`` called inside a running loop (an async web app's worker) waits for its worker
+    thread; a host's exception raised into the waiting thread stops the run as a stop does and is
+    raised once the run has wound down: never a run going on behind the host, holding the lock."""
+    served = threading.Event()
+    hits: list[str] = []
+    previous = signal.getsignal(signal.SIGUSR1)
+
+    def raise_host_stop(_signum: int, _frame: object) -> None:
+        raise HostStop("terminated by the orchestrator")
+
+    signal.signal(signal.SIGUSR1, raise_host_stop)
+    try:
+        server_thread, url = _serve_in_thread(hits, served)
+        cfg = config(tmp_path, url, 200, rate=Rate(40, 1.0), preflight=False)  # it accepts anything
+
+        def stop_once_served() -> None:
+            if served.wait(10):
+                os.kill(os.getpid(), signal.SIGUSR1)
+
+        killer = threading.Thread(target=stop_once_served)
+        killer.start()
+        with pytest.raises(HostStop):
+            run_job(cfg, DEMO_API_KEY)  # blocks this loop's thread, as a sync call in a handler does
+        assert cfg.ledger is not None
+        logged = finished(cfg.ledger)
+        assert "host's exception (HostStop)" in logged.stop_reason and adds_up(logged)
+        assert logged.not_attempted > 100
+        lock = LedgerLock(cfg.ledger)
+        lock.acquire({"pid": 0})  # LedgerLocked while the run still held it
+        lock.release()
+        killer.join(10)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        _stop_server(server_thread)

@@ -212,20 +212,21 @@ class HostStop(Exception):
     """An orchestrator's own exception, raised from its SIGTERM handler (Airflow, Dagster)."""
 
 
-def test_a_hosts_exception_raised_into_the_run_records_rows_as_a_stop_does(tmp_path: Path) -> None:
-    """In-process and synchronous, like a task runner: ``run_job`` under ``asyncio.run`` on the main
-    thread, and a signal handler raising the host's exception while rows are in flight."""
+def _stopped_by_the_host(tmp_path: Path) -> tuple[RunConfig, list[str]]:
+    """``run_job`` on 200 rows at 40/s, from this thread, while a signal handler raises the host's
+    exception into it once rows are in flight; the config and the server's hits.  Asserts that
+    the exception was raised only once the run had wound down: its finish record written and
+    the lock free at once (a run must not go on behind the host's back, sending and holding it)."""
     served = threading.Event()
     hits: list[str] = []
-    # The server on a thread of its own; run_job on this (the main) thread, where the handler raises.
     previous = signal.getsignal(signal.SIGUSR1)
 
     def raise_host_stop(_signum: int, _frame: object) -> None:
         raise HostStop("terminated by the orchestrator")
 
     signal.signal(signal.SIGUSR1, raise_host_stop)
+    server_thread, url = _serve_in_thread(hits, served)  # on a thread of its own
     try:
-        server_thread, url = _serve_in_thread(hits, served)
         cfg = config(tmp_path, url, 200, rate=Rate(40, 1.0), preflight=False)  # it accepts anything
 
         def stop_once_served() -> None:
@@ -236,8 +237,6 @@ def test_a_hosts_exception_raised_into_the_run_records_rows_as_a_stop_does(tmp_p
         killer.start()
         with pytest.raises(HostStop):
             run_job(cfg, DEMO_API_KEY)
-        # Raised only once the run has wound down: its finish record is written and the lock is
-        # free at once (the run must not go on behind the host's back, sending and holding it).
         assert cfg.ledger is not None
         assert finished(cfg.ledger).exit_code == 130  # wound down as a stop, before the raise
         lock = LedgerLock(cfg.ledger)
@@ -247,6 +246,13 @@ def test_a_hosts_exception_raised_into_the_run_records_rows_as_a_stop_does(tmp_p
     finally:
         signal.signal(signal.SIGUSR1, previous)
         _stop_server(server_thread)
+    return cfg, hits
+
+
+def test_a_hosts_exception_raised_into_the_run_records_rows_as_a_stop_does(tmp_path: Path) -> None:
+    """In-process and synchronous, like a task runner: ``run_job`` under ``asyncio.run`` on the main
+    thread, and a signal handler raising the host's exception while rows are in flight."""
+    cfg, hits = _stopped_by_the_host(tmp_path)
     assert cfg.ledger is not None
     logged = finished(cfg.ledger)
     assert adds_up(logged) and logged.rows == 200 and logged.not_attempted > 100
@@ -376,35 +382,9 @@ async def test_a_hosts_exception_in_a_thread_waiting_for_run_job_stops_the_run_b
 ) -> None:
     """``run_job`` called inside a running loop (an async web app's worker) waits for its worker
     thread; a host's exception raised into the waiting thread stops the run as a stop does and is
-    raised once the run has wound down: never a run going on behind the host, holding the lock."""
-    served = threading.Event()
-    hits: list[str] = []
-    previous = signal.getsignal(signal.SIGUSR1)
-
-    def raise_host_stop(_signum: int, _frame: object) -> None:
-        raise HostStop("terminated by the orchestrator")
-
-    signal.signal(signal.SIGUSR1, raise_host_stop)
-    try:
-        server_thread, url = _serve_in_thread(hits, served)
-        cfg = config(tmp_path, url, 200, rate=Rate(40, 1.0), preflight=False)  # it accepts anything
-
-        def stop_once_served() -> None:
-            if served.wait(10):
-                os.kill(os.getpid(), signal.SIGUSR1)
-
-        killer = threading.Thread(target=stop_once_served)
-        killer.start()
-        with pytest.raises(HostStop):
-            run_job(cfg, DEMO_API_KEY)  # blocks this loop's thread, as a sync call in a handler does
-        assert cfg.ledger is not None
-        logged = finished(cfg.ledger)
-        assert "host's exception (HostStop)" in logged.stop_reason and adds_up(logged)
-        assert logged.not_attempted > 100
-        lock = LedgerLock(cfg.ledger)
-        lock.acquire({"pid": 0})  # LedgerLocked while the run still held it
-        lock.release()
-        killer.join(10)
-    finally:
-        signal.signal(signal.SIGUSR1, previous)
-        _stop_server(server_thread)
+    raised once the run has wound down."""
+    cfg, _ = _stopped_by_the_host(tmp_path)  # blocks this loop's thread, as a sync call would
+    assert cfg.ledger is not None
+    logged = finished(cfg.ledger)
+    assert "host's exception (HostStop)" in logged.stop_reason and adds_up(logged)
+    assert logged.not_attempted > 100

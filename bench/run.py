@@ -1,8 +1,9 @@
 """``python -m bench.run [--quick] [--only pacing|overhead|scale|field|shared|nightly] [--case KEY]``: run the
 benchmarks, print a table, and rewrite BENCHMARKS.md.
 
-The full suite (``make bench``) takes about 19 minutes on 2 cores (its budget: 25) and writes
-BENCHMARKS.md; the field's and shared's slow cases run last, all at once (``bench/stages.py``).
+The full suite (``make bench``) takes about 21 minutes on 2 cores (its budget: 25; the nightly
+section is ~2.5 of them) and writes BENCHMARKS.md; the field's and shared's slow cases run last,
+all at once (``bench/stages.py``).
 ``--quick`` uses smaller sizes and leaves out the minute-long windows (about 6 minutes), ``--only``
 picks sections and ``--case`` picks cases of the field and shared sections; any of them writes
 ``bench/out/BENCHMARKS.partial.md`` instead, so a partial run never replaces the full figures
@@ -38,7 +39,7 @@ and every table says how busy the rest of the machine was meanwhile ("other load
 The field section (4) also runs the genuine Laravel 8 throttle (`php -S` and `redis-server`, from
 Debian's `php-cli php-laravel-framework php-redis redis-server`) and says so when they are absent.
 
-Run everything: `make bench` (= `.venv/bin/python -m bench.run`, ~19 min, rewrites this file).
+Run everything: `make bench` (= `.venv/bin/python -m bench.run`, ~21 min, rewrites this file).
 A developer's check: `.venv/bin/python -m bench.run --quick` (~6 min; smaller sizes, no minute-long
 windows, writes `bench/out/BENCHMARKS.partial.md`).  One section: `.venv/bin/python -m bench.run
 --only pacing` (or `overhead`, `scale`, `field`, `shared`, `nightly`); some cases: `--only field

@@ -33,6 +33,7 @@ def requirements() -> None:
         unavailable(f"Laravel conformance test {reason} (.ci/run installs them)")
 
 
+@pytest.mark.integration  # three real 15 s windows: over a minute, so `make integration`
 @pytest.mark.timeout(240)
 @pytest.mark.usefixtures("requirements")
 def test_default_pacing_fills_three_laravel_windows_to_the_headroom_with_at_most_one_429(

@@ -65,6 +65,26 @@ def _run(
     return code, captured.out + captured.err
 
 
+def _refused_before_the_lock(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    source: str,
+    flags: list[str],
+) -> str:
+    """A dry run of ``source`` with ``flags`` (a URL wrongly accepted ends it quickly, nothing
+    sent, its outputs still tried): asserts exit 2 in one line and no output file made (the
+    check came before the lock and the run log); returns what it printed."""
+    monkeypatch.setenv("IDENTIFAI_API_KEY", DEMO_API_KEY)
+    monkeypatch.chdir(tmp_path)
+    write_csv(tmp_path / "c.csv", [(sha(1), "human")])
+    code, shown = _run(tmp_path, source, ["--dry-run", *flags], capsys)
+    assert code == 2, shown
+    assert len(shown.strip().splitlines()) == 1, shown
+    assert [name for name, path in _outputs(tmp_path).items() if path.exists()] == []
+    return shown
+
+
 @pytest.mark.parametrize(("source", "flags"), _refusals(), ids=lambda v: str(v))
 def test_a_credential_in_any_url_is_refused_before_the_lock_and_never_shown(
     tmp_path: Path,
@@ -73,15 +93,8 @@ def test_a_credential_in_any_url_is_refused_before_the_lock_and_never_shown(
     source: str,
     flags: list[str],
 ) -> None:
-    monkeypatch.setenv("IDENTIFAI_API_KEY", DEMO_API_KEY)
-    monkeypatch.chdir(tmp_path)
-    write_csv(tmp_path / "c.csv", [(sha(1), "human")])
-    # --dry-run: a URL wrongly accepted ends the run quickly (nothing sent), its outputs still tried.
-    code, shown = _run(tmp_path, source, ["--dry-run", *flags], capsys)
-    assert code == 2, shown
-    assert SECRET not in shown
-    assert len(shown.strip().splitlines()) == 1 and "credentials" in shown
-    assert [name for name, path in _outputs(tmp_path).items() if path.exists()] == []
+    shown = _refused_before_the_lock(tmp_path, monkeypatch, capsys, source, flags)
+    assert SECRET not in shown and "credentials" in shown
 
 
 def _closed_port() -> int:
@@ -141,10 +154,5 @@ def test_a_malformed_url_is_exit_2_in_one_line_before_the_lock_and_the_run_log(
     source: str,
     flags: list[str],
 ) -> None:
-    monkeypatch.setenv("IDENTIFAI_API_KEY", DEMO_API_KEY)
-    monkeypatch.chdir(tmp_path)
-    write_csv(tmp_path / "c.csv", [(sha(1), "human")])
-    code, shown = _run(tmp_path, source, ["--dry-run", *flags], capsys)
-    assert code == 2, shown
-    assert len(shown.strip().splitlines()) == 1 and "internal error" not in shown
-    assert [name for name, path in _outputs(tmp_path).items() if path.exists()] == []
+    shown = _refused_before_the_lock(tmp_path, monkeypatch, capsys, source, flags)
+    assert "internal error" not in shown
